@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "SwiftViT",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "NN", targets: ["NN"]),
+        .executable(name: "vit", targets: ["vit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", pkgConfig: nil,
+                       providers: [.apt(["libdnnl-dev"])]),
+        // Tensors, the autograd tape and every op; the math runs on oneDNN.
+        .target(name: "Tensors", dependencies: ["CDNNL"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // Modules with named parameters, layers, initialisers, optimisers, schedules.
+        .target(name: "NN", dependencies: ["Tensors"]),
+        // The command-line tool.
+        .executableTarget(name: "vit", dependencies: [
+            "Tensors", "NN",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Tensors"],
+                    resources: [.copy("Fixtures")]),
+    ],
+    swiftLanguageModes: [.v5]
+)

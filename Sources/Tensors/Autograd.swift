@@ -1,0 +1,96 @@
+/// Reverse-mode automatic differentiation.
+///
+/// Every op that runs while recording, on inputs of which at least one requires grad, attaches a `GradNode` to its
+/// output: the inputs and a closure mapping the output's gradient to the inputs' gradients. `backward()` orders the
+/// recorded nodes (this order is the tape), walks it from the loss back to the leaves, and adds each leaf's gradient
+/// into `leaf.grad`. Gradients are never changed in place once made, so two inputs may safely share one.
+
+/// One recorded op.
+final class GradNode {
+    let name: String
+    let inputs: [Tensor]
+    /// Gradient of the output -> gradient of each input (nil where an input needs none), each of its input's shape.
+    let backward: (Tensor) -> [Tensor?]
+
+    init(name: String, inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) {
+        self.name = name
+        self.inputs = inputs
+        self.backward = backward
+    }
+}
+
+public enum Autograd {
+    nonisolated(unsafe) private static var noGradDepth = 0
+
+    /// Whether ops record themselves for `backward()`; false inside `withNoGrad`.
+    public static var isRecording: Bool { noGradDepth == 0 }
+
+    /// Runs `body` without recording anything: for inference, evaluation and optimiser updates.
+    public static func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
+        noGradDepth += 1
+        defer { noGradDepth -= 1 }
+        return try body()
+    }
+}
+
+/// Attaches `output` to the graph when recording and some input requires grad; returns `output`.
+@discardableResult
+func record(_ output: Tensor, inputs: [Tensor], _ name: String,
+            backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    guard Autograd.isRecording, inputs.contains(where: { $0.requiresGrad }) else { return output }
+    output.requiresGrad = true
+    output.gradNode = GradNode(name: name, inputs: inputs, backward: backward)
+    return output
+}
+
+extension Tensor {
+    /// Computes the gradient of this tensor with respect to every leaf that requires grad, adding it into the leaf's
+    /// `grad`. Without an argument the tensor must hold one value (a loss); otherwise `gradient` is d(loss)/d(self).
+    /// The recorded graph is released as it is consumed, as PyTorch does without `retain_graph`.
+    public func backward(_ gradient: Tensor? = nil) {
+        precondition(requiresGrad, "backward() on a tensor that does not require grad: nothing recorded leads to it")
+        let seed: Tensor
+        if let gradient {
+            precondition(gradient.shape == shape, "gradient shape \(gradient.shape) differs from tensor shape \(shape)")
+            seed = gradient
+        } else {
+            precondition(count == 1, "backward() without a gradient needs a one-element tensor, shape is \(shape)")
+            seed = Tensor.ones(shape)
+        }
+
+        // Post-order depth-first walk: every tensor comes after all the tensors it was computed from.
+        var order: [Tensor] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(tensor: Tensor, expanded: Bool)] = [(self, false)]
+        while let (tensor, expanded) = stack.popLast() {
+            if expanded { order.append(tensor); continue }
+            guard visited.insert(ObjectIdentifier(tensor)).inserted else { continue }
+            stack.append((tensor, true))
+            for input in tensor.gradNode?.inputs ?? [] where input.requiresGrad {
+                if !visited.contains(ObjectIdentifier(input)) { stack.append((input, false)) }
+            }
+        }
+
+        var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+        Autograd.withNoGrad {
+            for tensor in order.reversed() {
+                guard let grad = pending.removeValue(forKey: ObjectIdentifier(tensor)) else { continue }
+                guard let node = tensor.gradNode else {
+                    // A leaf: accumulate across uses and across backward() calls.
+                    tensor.grad = tensor.grad.map { $0 + grad } ?? grad
+                    continue
+                }
+                let inputGrads = node.backward(grad)
+                precondition(inputGrads.count == node.inputs.count, "\(node.name) returned the wrong number of grads")
+                for (input, inputGrad) in zip(node.inputs, inputGrads) where input.requiresGrad {
+                    guard let inputGrad else { continue }
+                    precondition(inputGrad.shape == input.shape,
+                                 "\(node.name) backward made a gradient of shape \(inputGrad.shape) for input \(input.shape)")
+                    let key = ObjectIdentifier(input)
+                    pending[key] = pending[key].map { $0 + inputGrad } ?? inputGrad
+                }
+                tensor.gradNode = nil
+            }
+        }
+    }
+}

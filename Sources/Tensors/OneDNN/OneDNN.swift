@@ -1,0 +1,94 @@
+import CDNNL
+import Foundation
+
+/// The process-wide oneDNN CPU engine and stream, plus the helpers every kernel uses to describe memory,
+/// build primitives and run them. All oneDNN calls of SwiftViT go through this file and `PrimitiveCache.swift`.
+///
+/// oneDNN (Debian's build) parallelises each primitive with OpenMP over all cores. SwiftViT runs one primitive at a
+/// time from one thread, and its own Swift loops run between primitives, so the two never compete for the cores.
+public enum OneDNN {
+    /// The CPU engine. Created on first use.
+    nonisolated(unsafe) static let engine: dnnl_engine_t = {
+        var engine: dnnl_engine_t?
+        check(dnnl_engine_create(&engine, dnnl_cpu, 0), "creating the CPU engine")
+        return engine!
+    }()
+
+    nonisolated(unsafe) static let stream: dnnl_stream_t = {
+        var stream: dnnl_stream_t?
+        check(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue), "creating the CPU stream")
+        return stream!
+    }()
+
+    /// Time spent inside oneDNN primitive executions since the last `resetTimer()`, in seconds.
+    /// Benchmarks read it to report the share of a step that oneDNN accounts for.
+    nonisolated(unsafe) public private(set) static var secondsInPrimitives: Double = 0
+    nonisolated(unsafe) public private(set) static var primitiveExecutions: Int = 0
+
+    public static func resetTimer() {
+        secondsInPrimitives = 0
+        primitiveExecutions = 0
+    }
+
+    /// oneDNN's version, e.g. "2.6.3".
+    public static var version: String {
+        guard let v = dnnl_version() else { return "unknown" }
+        return "\(v.pointee.major).\(v.pointee.minor).\(v.pointee.patch)"
+    }
+
+    static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
+        if status != dnnl_success {
+            fatalError("oneDNN failed (status \(status.rawValue)) while \(what())")
+        }
+    }
+
+    /// A plain row-major f32 memory descriptor with explicit strides (in elements).
+    static func memoryDesc(_ dims: [Int], strides: [Int]? = nil) -> dnnl_memory_desc_t {
+        precondition(!dims.isEmpty && dims.count <= Int(DNNL_MAX_NDIMS), "oneDNN takes ranks 1...12, got \(dims)")
+        let strides = strides ?? Shape.contiguousStrides(dims)
+        var md = dnnl_memory_desc_t()
+        let d = dims.map { dnnl_dim_t($0) }, s = strides.map { dnnl_dim_t($0) }
+        check(dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), d, dnnl_f32, s),
+              "describing f32 memory \(dims) with strides \(strides)")
+        return md
+    }
+
+    /// Runs a primitive on the given (argument, memory descriptor, pointer) triples and waits for it.
+    static func execute(_ primitive: dnnl_primitive_t, _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) {
+        var memories: [dnnl_memory_t?] = []
+        memories.reserveCapacity(args.count)
+        var execArgs: [dnnl_exec_arg_t] = []
+        execArgs.reserveCapacity(args.count)
+        for (arg, desc, pointer) in args {
+            var desc = desc
+            var memory: dnnl_memory_t?
+            check(dnnl_memory_create(&memory, &desc, engine, pointer), "wrapping a buffer as oneDNN memory")
+            memories.append(memory)
+            execArgs.append(dnnl_exec_arg_t(arg: arg, memory: memory))
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), "executing a primitive")
+        check(dnnl_stream_wait(stream), "waiting for the stream")
+        secondsInPrimitives += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        primitiveExecutions += 1
+        for memory in memories { dnnl_memory_destroy(memory) }
+    }
+}
+
+/// oneDNN argument indices, named once so kernels read like the oneDNN documentation.
+enum Arg {
+    static let src = Int32(DNNL_ARG_SRC_0)
+    static let src1 = Int32(DNNL_ARG_SRC_1)
+    static let dst = Int32(DNNL_ARG_DST_0)
+    static let weights = Int32(DNNL_ARG_WEIGHTS_0)
+    static let bias = Int32(DNNL_ARG_BIAS)
+    static let mean = Int32(DNNL_ARG_MEAN)
+    static let variance = Int32(DNNL_ARG_VARIANCE)
+    static let scale = Int32(DNNL_ARG_SCALE)
+    static let shift = Int32(DNNL_ARG_SHIFT)
+    static let diffSrc = Int32(DNNL_ARG_DIFF_SRC_0)
+    static let diffDst = Int32(DNNL_ARG_DIFF_DST_0)
+    static let diffScale = Int32(DNNL_ARG_DIFF_SCALE)
+    static let diffShift = Int32(DNNL_ARG_DIFF_SHIFT)
+    static func multipleSrc(_ i: Int) -> Int32 { Int32(DNNL_ARG_MULTIPLE_SRC) + Int32(i) }
+}

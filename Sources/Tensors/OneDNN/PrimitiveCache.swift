@@ -1,0 +1,45 @@
+import CDNNL
+
+/// A oneDNN primitive together with the descriptor it was made from (backward primitives need their forward
+/// descriptor as a hint).
+final class CachedPrimitive {
+    let descriptor: dnnl_primitive_desc_t
+    let primitive: dnnl_primitive_t
+
+    init(descriptor: dnnl_primitive_desc_t) {
+        var primitive: dnnl_primitive_t?
+        OneDNN.check(dnnl_primitive_create(&primitive, descriptor), "creating a primitive")
+        self.descriptor = descriptor
+        self.primitive = primitive!
+    }
+
+    deinit {
+        dnnl_primitive_destroy(primitive)
+        dnnl_primitive_desc_destroy(descriptor)
+    }
+}
+
+/// Creating a oneDNN primitive costs far more than running a small one (JIT code generation), so each primitive is
+/// made once per (operation, shapes, options) and kept. Keys are short strings written by the kernels.
+enum PrimitiveCache {
+    nonisolated(unsafe) private static var primitives: [String: CachedPrimitive] = [:]
+
+    static func get(_ key: String, make: () -> dnnl_primitive_desc_t) -> CachedPrimitive {
+        if let cached = primitives[key] { return cached }
+        let made = CachedPrimitive(descriptor: make())
+        primitives[key] = made
+        return made
+    }
+
+    /// Makes a primitive descriptor from an operation descriptor (any `dnnl_*_desc_t`).
+    static func descriptor<D>(_ opDesc: inout D, attributes: dnnl_primitive_attr_t? = nil,
+                              hint: dnnl_primitive_desc_t? = nil, _ what: String) -> dnnl_primitive_desc_t {
+        var pd: dnnl_primitive_desc_t?
+        withUnsafeMutablePointer(to: &opDesc) { p in
+            OneDNN.check(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(p), attributes, OneDNN.engine, hint), what)
+        }
+        return pd!
+    }
+
+    static var count: Int { primitives.count }
+}
