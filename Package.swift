@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "NN", targets: ["NN"]),
+        .library(name: "Checkpoints", targets: ["Checkpoints"]),
         .executable(name: "vit", targets: ["vit"]),
     ],
     dependencies: [
@@ -17,17 +18,18 @@ let package = Package(
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", pkgConfig: nil,
                        providers: [.apt(["libdnnl-dev"])]),
         // Tensors, the autograd tape and every op; the math runs on oneDNN.
-        .target(name: "Tensors", dependencies: ["CDNNL"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        .target(name: "Tensors", dependencies: ["CDNNL"]),
         // Modules with named parameters, layers, initialisers, optimisers, schedules.
         .target(name: "NN", dependencies: ["Tensors"]),
+        // Checkpoint files: safetensors today; the published layouts (timm, Hugging Face, JAX) come next.
+        .target(name: "Checkpoints", dependencies: ["Tensors"]),
         // The command-line tool.
         .executableTarget(name: "vit", dependencies: [
-            "Tensors", "NN",
+            "Tensors", "NN", "Checkpoints",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "Tensors"],
+        .testTarget(name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

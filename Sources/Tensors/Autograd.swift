@@ -20,16 +20,15 @@ final class GradNode {
 }
 
 public enum Autograd {
-    nonisolated(unsafe) private static var noGradDepth = 0
+    /// Task-local (thread-local outside tasks), so a no-grad scope on one thread never leaks into another.
+    @TaskLocal private static var noGrad = false
 
     /// Whether ops record themselves for `backward()`; false inside `withNoGrad`.
-    public static var isRecording: Bool { noGradDepth == 0 }
+    public static var isRecording: Bool { !noGrad }
 
     /// Runs `body` without recording anything: for inference, evaluation and optimiser updates.
     public static func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
-        noGradDepth += 1
-        defer { noGradDepth -= 1 }
-        return try body()
+        try $noGrad.withValue(true) { try body() }
     }
 }
 

@@ -45,3 +45,23 @@ public struct SeededGenerator: RandomNumberGenerator, Codable, Sendable {
         return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
     }
 }
+
+/// The generator that layers draw from when none is passed in (dropout, drop path, initialisers). Seed it once
+/// for a reproducible run; its `state` is what a training checkpoint saves.
+public enum GlobalRandom {
+    nonisolated(unsafe) private static var generator = SeededGenerator(seed: 0)
+    private static let lock = NSLock()
+
+    public static func seed(_ seed: UInt64) { lock.withLock { generator = SeededGenerator(seed: seed) } }
+
+    /// Draws from the shared generator (serialised, so threads never corrupt its state).
+    public static func withGenerator<T>(_ body: (inout SeededGenerator) -> T) -> T {
+        lock.withLock { body(&generator) }
+    }
+
+    /// The generator's state, to save with a checkpoint and restore on resume.
+    public static var state: SeededGenerator {
+        get { lock.withLock { generator } }
+        set { lock.withLock { generator = newValue } }
+    }
+}

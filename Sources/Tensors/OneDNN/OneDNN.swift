@@ -5,7 +5,8 @@ import Foundation
 /// build primitives and run them. All oneDNN calls of SwiftViT go through this file and `PrimitiveCache.swift`.
 ///
 /// oneDNN (Debian's build) parallelises each primitive with OpenMP over all cores. SwiftViT runs one primitive at a
-/// time from one thread, and its own Swift loops run between primitives, so the two never compete for the cores.
+/// time (a lock serialises callers on different threads, which would otherwise oversubscribe the cores), and its own
+/// Swift loops run between primitives, so the two never compete for the cores.
 public enum OneDNN {
     /// The CPU engine. Created on first use.
     nonisolated(unsafe) static let engine: dnnl_engine_t = {
@@ -24,6 +25,7 @@ public enum OneDNN {
     /// Benchmarks read it to report the share of a step that oneDNN accounts for.
     nonisolated(unsafe) public private(set) static var secondsInPrimitives: Double = 0
     nonisolated(unsafe) public private(set) static var primitiveExecutions: Int = 0
+    private static let executionLock = NSLock()
 
     public static func resetTimer() {
         secondsInPrimitives = 0
@@ -66,11 +68,13 @@ public enum OneDNN {
             memories.append(memory)
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: memory))
         }
+        executionLock.lock()
         let start = DispatchTime.now().uptimeNanoseconds
         check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), "executing a primitive")
         check(dnnl_stream_wait(stream), "waiting for the stream")
         secondsInPrimitives += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         primitiveExecutions += 1
+        executionLock.unlock()
         for memory in memories { dnnl_memory_destroy(memory) }
     }
 }

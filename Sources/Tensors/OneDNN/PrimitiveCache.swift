@@ -1,4 +1,5 @@
 import CDNNL
+import Foundation
 
 /// A oneDNN primitive together with the descriptor it was made from (backward primitives need their forward
 /// descriptor as a hint).
@@ -23,8 +24,11 @@ final class CachedPrimitive {
 /// made once per (operation, shapes, options) and kept. Keys are short strings written by the kernels.
 enum PrimitiveCache {
     nonisolated(unsafe) private static var primitives: [String: CachedPrimitive] = [:]
+    private static let lock = NSLock()
 
     static func get(_ key: String, make: () -> dnnl_primitive_desc_t) -> CachedPrimitive {
+        lock.lock()
+        defer { lock.unlock() }
         if let cached = primitives[key] { return cached }
         let made = CachedPrimitive(descriptor: make())
         primitives[key] = made
@@ -41,5 +45,5 @@ enum PrimitiveCache {
         return pd!
     }
 
-    static var count: Int { primitives.count }
+    static var count: Int { lock.withLock { primitives.count } }
 }

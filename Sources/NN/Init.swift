@@ -1,0 +1,41 @@
+import Foundation
+import Tensors
+
+/// Parameter initialisers, drawing from `GlobalRandom` unless given a generator.
+public enum Init {
+    /// Normal(0, std²) truncated to [lower, upper] by redrawing, as `torch.nn.init.trunc_normal_`. The bounds
+    /// default to ±2 std (timm's `trunc_normal_(std=.02)` passes absolute ±2, which for std 0.02 never truncates;
+    /// ±2 std is the JAX / big_vision choice and what "truncated normal" means in the ViT paper's code).
+    public static func truncatedNormal(_ shape: [Int], std: Float = 0.02, lower: Float? = nil, upper: Float? = nil,
+                                       using rng: inout SeededGenerator) -> Tensor {
+        let lo = lower ?? -2 * std, hi = upper ?? 2 * std
+        let t = Tensor(uninitializedShape: shape)
+        let p = t.pointer
+        for i in 0..<t.count {
+            var v: Float
+            repeat { v = std * rng.nextNormal() } while v < lo || v > hi
+            p[i] = v
+        }
+        return t
+    }
+
+    public static func truncatedNormal(_ shape: [Int], std: Float = 0.02) -> Tensor {
+        GlobalRandom.withGenerator { truncatedNormal(shape, std: std, using: &$0) }
+    }
+
+    /// Uniform(-a, a) with a = sqrt(6 / (fan_in + fan_out)), for a weight [out, in, ...].
+    public static func xavierUniform(_ shape: [Int], using rng: inout SeededGenerator) -> Tensor {
+        precondition(shape.count >= 2, "Xavier init needs a weight of rank >= 2, got \(shape)")
+        let receptive = shape.dropFirst(2).reduce(1, *)
+        let fanIn = shape[1] * receptive, fanOut = shape[0] * receptive
+        let bound = (6 / Float(fanIn + fanOut)).squareRoot()
+        return Tensor.uniform(shape, low: -bound, high: bound, using: &rng)
+    }
+
+    public static func xavierUniform(_ shape: [Int]) -> Tensor {
+        GlobalRandom.withGenerator { xavierUniform(shape, using: &$0) }
+    }
+
+    public static func zeros(_ shape: [Int]) -> Tensor { Tensor.zeros(shape) }
+    public static func ones(_ shape: [Int]) -> Tensor { Tensor.ones(shape) }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Tensors
+
+/// Parameters that share optimiser settings. timm puts biases, norms, tokens and position embeddings in a group
+/// with no weight decay; `ParameterGroup.standard` does the same.
+public struct ParameterGroup {
+    public var parameters: [Tensor]
+    public var weightDecay: Float
+
+    public init(parameters: [Tensor], weightDecay: Float) {
+        self.parameters = parameters
+        self.weightDecay = weightDecay
+    }
+
+    /// Two groups: weights of rank >= 2 decay; biases, norm scales, tokens and position embeddings do not.
+    public static func standard(_ model: Module, weightDecay: Float,
+                                noDecayNames: Set<String> = ["cls_token", "dist_token", "pos_embed", "reg_token"])
+        -> [ParameterGroup] {
+        var decay: [Tensor] = [], noDecay: [Tensor] = []
+        for (name, tensor) in model.namedParameters() where tensor.requiresGrad {
+            let leaf = name.split(separator: ".").last.map(String.init) ?? name
+            if tensor.rank <= 1 || name.hasSuffix(".bias") || noDecayNames.contains(leaf) {
+                noDecay.append(tensor)
+            } else {
+                decay.append(tensor)
+            }
+        }
+        return [ParameterGroup(parameters: decay, weightDecay: weightDecay),
+                ParameterGroup(parameters: noDecay, weightDecay: 0)]
+    }
+}
+
+/// Updates parameters from their gradients. Call `step()` after `backward()`, then `zeroGrad()`.
+public protocol Optimizer: AnyObject {
+    var groups: [ParameterGroup] { get }
+    /// The learning rate of the next step; a schedule sets it before each step.
+    var learningRate: Float { get set }
+    func step()
+    /// The per-parameter state (moments, momentum buffers) and step count, for checkpoints.
+    func state() -> [String: Tensor]
+    func load(state: [String: Tensor]) throws
+}
+
+extension Optimizer {
+    public var allParameters: [Tensor] { groups.flatMap(\.parameters) }
+
+    /// Drops every gradient, ready for the next backward pass.
+    public func zeroGrad() { for p in allParameters { p.grad = nil } }
+}
+
+public struct OptimizerStateError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Loads `saved` into `buffers` (named `prefix.i`), checking every name and shape.
+func loadBuffers(_ buffers: [Tensor], prefix: String, from state: [String: Tensor]) throws {
+    for (i, buffer) in buffers.enumerated() {
+        guard let saved = state["\(prefix).\(i)"] else {
+            throw OptimizerStateError(description: "optimiser state has no \(prefix).\(i)")
+        }
+        guard saved.shape == buffer.shape else {
+            throw OptimizerStateError(description: "optimiser state \(prefix).\(i) is \(saved.shape), expected \(buffer.shape)")
+        }
+        buffer.assign(saved)
+    }
+}
+
+/// Scales all gradients so that their global L2 norm is at most `maxNorm` (as `torch.nn.utils.clip_grad_norm_`).
+/// Returns the norm before clipping. Gradients are replaced, not changed in place (two may share storage).
+@discardableResult
+public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
+    var total = 0.0
+    for p in parameters {
+        guard let g = p.grad else { continue }
+        let v = g.pointer
+        var s: Float = 0
+        for i in 0..<g.count { s += v[i] * v[i] }
+        total += Double(s)
+    }
+    let norm = Float(total.squareRoot())
+    let factor = maxNorm / (norm + 1e-6)
+    if factor < 1 {
+        Autograd.withNoGrad {
+            for p in parameters { if let g = p.grad { p.grad = g * factor } }
+        }
+    }
+    return norm
+}
