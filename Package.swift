@@ -28,8 +28,10 @@ let package = Package(
             "Tensors", "NN", "Checkpoints",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints"],
+        // Shared test helpers: finite-difference gradient checks, closeness expectations.
+        .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,5 +1,6 @@
 import Testing
 @testable import Tensors
+import TestSupport
 
 /// Every differentiable op against finite differences.
 @Suite struct GradientTests {

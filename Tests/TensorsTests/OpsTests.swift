@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Tensors
+import TestSupport
 
 /// Forward values of the ops against direct computations.
 @Suite struct OpsTests {

@@ -1,13 +1,13 @@
 import Foundation
 import Testing
-@testable import Tensors
+import Tensors
 
 /// Compares the autograd gradient of `f` at `inputs` with central finite differences.
 ///
 /// The scalar checked is L = Σ f(inputs) ⊙ W for a fixed random W, so every output element matters with its own
 /// weight. L is summed in Double; the step is 1e-2 (float32 rounding makes smaller steps noisier, not better).
 /// The gradients must agree within `tolerance` relative to the largest numerical gradient of each input.
-func checkGradients(_ inputs: [Tensor], tolerance: Float = 1e-2, step: Float = 1e-2, seed: UInt64 = 7,
+public func checkGradients(_ inputs: [Tensor], tolerance: Float = 1e-2, step: Float = 1e-2, seed: UInt64 = 7,
                     sourceLocation: SourceLocation = #_sourceLocation, _ f: ([Tensor]) -> Tensor) {
     for x in inputs { x.requiresGrad = true; x.grad = nil }
     let output = f(inputs)
@@ -42,12 +42,12 @@ func checkGradients(_ inputs: [Tensor], tolerance: Float = 1e-2, step: Float = 1
     }
 }
 
-func random(_ shape: [Int], seed: UInt64, low: Float = -1, high: Float = 1) -> Tensor {
+public func random(_ shape: [Int], seed: UInt64, low: Float = -1, high: Float = 1) -> Tensor {
     var rng = SeededGenerator(seed: seed)
     return Tensor.uniform(shape, low: low, high: high, using: &rng)
 }
 
-func expectClose(_ a: [Float], _ b: [Float], tolerance: Float = 1e-5,
+public func expectClose(_ a: [Float], _ b: [Float], tolerance: Float = 1e-5,
                  sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(a.count == b.count, "lengths \(a.count) vs \(b.count)", sourceLocation: sourceLocation)
     let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0

@@ -1,0 +1,162 @@
+import Foundation
+import NN
+import Tensors
+import Testing
+import TestSupport
+
+/// A pre-norm transformer block and a tiny model around it, named as timm names them.
+final class TinyBlock: Module {
+    let norm1: LayerNorm, attn: Attention, norm2: LayerNorm, mlp: MLP, dropPath: DropPath
+
+    init(dim: Int, heads: Int) {
+        norm1 = LayerNorm(dim)
+        attn = Attention(dim: dim, numHeads: heads)
+        norm2 = LayerNorm(dim)
+        mlp = MLP(dim: dim, hiddenDim: 2 * dim)
+        dropPath = DropPath(0.5)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = x + dropPath(attn(norm1(x)).output)
+        return h + dropPath(mlp(norm2(h)))
+    }
+}
+
+final class TinyModel: Module {
+    let clsToken: Tensor
+    let blocks: [TinyBlock]
+    let head: Linear
+
+    override init() {
+        clsToken = Tensor.zeros([1, 1, 8], requiresGrad: true)
+        blocks = [TinyBlock(dim: 8, heads: 2), TinyBlock(dim: 8, heads: 2)]
+        head = Linear(8, 3)
+    }
+}
+
+@Suite struct ModuleTests {
+    @Test func parametersHaveCheckpointNames() {
+        let names = TinyModel().namedParameters().map(\.name)
+        #expect(names.first == "cls_token")
+        #expect(names.contains("blocks.0.attn.qkv.weight"))
+        #expect(names.contains("blocks.1.mlp.fc2.bias"))
+        #expect(names.contains("blocks.0.norm1.weight"))
+        #expect(names.contains("head.weight"))
+        #expect(names.count == 1 + 2 * 12 + 2)
+    }
+
+    @Test func trainAndEvalReachEveryModule() {
+        let model = TinyModel()
+        model.eval()
+        #expect(!model.blocks[1].dropPath.training)
+        let x = random([2, 4, 8], seed: 1)
+        // In evaluation, drop path is the identity: two runs agree.
+        expectClose(model.blocks[0](x).toArray(), model.blocks[0](x).toArray(), tolerance: 0)
+        model.train()
+        #expect(model.blocks[1].attn.attnDrop.training)
+    }
+
+    @Test func loadingReportsEveryProblemAtOnce() {
+        let model = TinyModel()
+        var state = model.stateDict()
+        state["head.weight"] = Tensor.zeros([4, 8])
+        state.removeValue(forKey: "blocks.0.attn.proj.bias")
+        state["extra.weight"] = Tensor.zeros([1])
+        do {
+            try model.load(stateDict: state)
+            Issue.record("loading a mismatched state dict succeeded")
+        } catch let error as StateDictError {
+            #expect(error.missing == ["blocks.0.attn.proj.bias"])
+            #expect(error.unexpected == ["extra.weight"])
+            #expect(error.mismatched.count == 1 && error.description.contains("head.weight"))
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+        let source = TinyModel()
+        try? model.load(stateDict: source.stateDict())
+        #expect(model.head.weight.toArray() == source.head.weight.toArray())
+    }
+
+    @Test func weightDecayGroupsFollowTimm() {
+        let groups = ParameterGroup.standard(TinyModel(), weightDecay: 0.05)
+        #expect(groups[0].parameters.allSatisfy { $0.rank >= 2 })
+        #expect(groups[0].parameters.count == 2 * 4 + 1)   // qkv, proj, fc1, fc2 per block + head
+        #expect(groups[1].weightDecay == 0 && groups[1].parameters.count == 1 + 2 * 8 + 1)
+    }
+
+    @Test func initialisersHaveTheRightStatistics() {
+        var rng = SeededGenerator(seed: 3)
+        let t = Init.truncatedNormal([200, 100], std: 0.02, using: &rng).toArray()
+        #expect(t.allSatisfy { abs($0) <= 0.04 })
+        let mean = t.reduce(0, +) / Float(t.count)
+        let std = (t.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(t.count)).squareRoot()
+        #expect(abs(mean) < 1e-3 && abs(std - 0.0176) < 1e-3)   // a normal cut at ±2σ keeps 88% of its std
+        let x = Init.xavierUniform([30, 50], using: &rng).toArray()
+        let bound = (6.0 / 80.0).squareRoot()
+        #expect(x.allSatisfy { abs(Double($0)) <= bound } && x.contains { abs(Double($0)) > 0.9 * bound })
+    }
+}
+
+@Suite struct LayerGradientTests {
+    @Test func attentionMatchesFiniteDifferences() {
+        GlobalRandom.seed(11)
+        let attention = Attention(dim: 8, numHeads: 2)
+        let x = random([2, 3, 8], seed: 12)
+        checkGradients([x] + attention.parameters(), tolerance: 2e-2) { _ in attention(x).output }
+    }
+
+    @Test func attentionProbabilitiesAreRowStochasticAndMatchTheDefinition() {
+        GlobalRandom.seed(13)
+        let attention = Attention(dim: 8, numHeads: 2)
+        let x = random([1, 3, 8], seed: 14)
+        let probabilities = Autograd.withNoGrad { attention(x, returnAttention: true).attention! }
+        #expect(probabilities.shape == [1, 2, 3, 3])
+        for row in probabilities.sum(axis: -1).toArray() { #expect(abs(row - 1) < 1e-5) }
+        // Head 0 by hand: q, k from the qkv projection, softmax(q kᵀ / sqrt(4)).
+        let qkv = Autograd.withNoGrad { attention.qkv(x) }.toArray()   // [1, 3, 24]
+        let q = (0..<3).map { n in (0..<4).map { qkv[n * 24 + $0] } }
+        let k = (0..<3).map { n in (0..<4).map { qkv[n * 24 + 8 + $0] } }
+        let p = probabilities.toArray()
+        for i in 0..<3 {
+            let scores = (0..<3).map { j in zip(q[i], k[j]).map(*).reduce(0, +) / 2 }
+            let e = scores.map { exp($0 - scores.max()!) }
+            expectClose(Array(p[(i * 3)..<(i * 3 + 3)]), e.map { $0 / e.reduce(0, +) }, tolerance: 1e-5)
+        }
+    }
+
+    @Test func mlpAndBlockMatchFiniteDifferences() {
+        GlobalRandom.seed(15)
+        let block = TinyBlock(dim: 8, heads: 2)
+        block.eval()
+        let x = random([2, 3, 8], seed: 16)
+        checkGradients([x] + block.parameters(), tolerance: 2e-2) { _ in block(x) }
+    }
+}
+
+@Suite struct ScheduleTests {
+    @Test func warmupThenCosine() {
+        let s = WarmupCosineSchedule(base: 1e-3, warmupSteps: 10, totalSteps: 110, warmupStart: 1e-6, minimum: 1e-5)
+        #expect(s.learningRate(at: 0) == 1e-6)
+        #expect(abs(s.learningRate(at: 5) - (1e-6 + (1e-3 - 1e-6) / 2)) < 1e-9)
+        #expect(abs(s.learningRate(at: 10) - 1e-3) < 1e-9)
+        #expect(abs(s.learningRate(at: 60) - (1e-5 + (1e-3 - 1e-5) / 2)) < 1e-8)
+        #expect(abs(s.learningRate(at: 110) - 1e-5) < 1e-9)
+    }
+
+    @Test func stepDecay() {
+        let s = StepSchedule(base: 0.1, stepSize: 30, gamma: 0.1)
+        #expect(s.learningRate(at: 29) == 0.1)
+        #expect(abs(s.learningRate(at: 30) - 0.01) < 1e-9)
+        #expect(abs(s.learningRate(at: 65) - 0.001) < 1e-9)
+    }
+
+    @Test func gradientClippingScalesToTheMaximumNorm() {
+        let a = Tensor([3, 0], shape: [2], requiresGrad: true), b = Tensor([0], shape: [1], requiresGrad: true)
+        a.grad = Tensor([3, 0], shape: [2])
+        b.grad = Tensor([4], shape: [1])
+        let norm = clipGradientNorm([a, b], maxNorm: 1)
+        #expect(abs(norm - 5) < 1e-6)
+        expectClose(a.grad!.toArray() + b.grad!.toArray(), [0.6, 0, 0.8], tolerance: 1e-6)
+        #expect(abs(clipGradientNorm([a, b], maxNorm: 10) - 1) < 1e-5)   // under the limit: unchanged
+    }
+}
