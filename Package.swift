@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "Checkpoints", dependencies: ["Tensors"]),
         // The command-line tool.
         .executableTarget(name: "vit", dependencies: [
-            "Tensors", "NN", "Checkpoints",
+            "CDNNL", "Tensors", "NN", "Checkpoints",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Shared test helpers: finite-difference gradient checks, closeness expectations.

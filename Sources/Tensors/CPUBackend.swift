@@ -18,6 +18,9 @@ public final class CPUBackend: Backend {
                              transposeB: transposeB, bias: bias, activation: activation)
             return out.rawView(lead + [out.shape[1]])
         }
+        if transposeA && a.rank == 2 && b.rank == 2 && bias == nil && activation == nil {
+            return transposedLeftProduct(a, b, transposeB: transposeB)
+        }
         let rank = max(a.rank, b.rank)
         func logical(_ t: Tensor, _ transpose: Bool) -> (dims: [Int], strides: [Int]) {
             var dims = Shape.padded(t.shape, to: rank)
@@ -55,6 +58,19 @@ public final class CPUBackend: Backend {
         var args = [(Arg.src, aDesc, a.raw), (Arg.weights, bDesc, b.raw), (Arg.dst, outDesc, out.raw)]
         if let bias { args.append((Arg.bias, biasDesc, bias.raw)) }
         OneDNN.execute(primitive.primitive, args)
+        return out
+    }
+
+    /// aᵀ [M, K] · op(b) for 2-D operands through sgemm: weight gradients take this path.
+    private func transposedLeftProduct(_ a: Tensor, _ b: Tensor, transposeB: Bool) -> Tensor {
+        let (k, m) = (a.shape[0], a.shape[1])
+        let n = transposeB ? b.shape[0] : b.shape[1]
+        precondition((transposeB ? b.shape[1] : b.shape[0]) == k,
+                     "matmul inner sizes differ: \(a.shape)ᵀ @ \(b.shape)\(transposeB ? "ᵀ" : "")")
+        let out = Tensor(uninitializedShape: [m, n])
+        if k == 0 { out.pointer.update(repeating: 0, count: out.count); return out }
+        OneDNN.sgemm(transposeA: true, transposeB: transposeB, m: m, n: n, k: k, a: a.pointer, lda: m,
+                     b: b.pointer, ldb: b.shape[1], c: out.pointer, ldc: n)
         return out
     }
 
@@ -296,6 +312,7 @@ public final class CPUBackend: Backend {
     public func reduce(_ op: ReduceOp, _ x: Tensor, to shape: [Int]) -> Tensor {
         precondition(shape.count == x.rank, "reduce keeps the rank: \(x.shape) -> \(shape)")
         if shape == x.shape { return x.copy() }
+        if op == .sum || op == .mean, let sum = sumAsMatmul(x, to: shape, mean: op == .mean) { return sum }
         let src = OneDNN.memoryDesc(x.shape), dst = OneDNN.memoryDesc(shape)
         let key = "reduce \(op) \(x.shape) -> \(shape)"
         let primitive = PrimitiveCache.get(key) {
@@ -314,6 +331,30 @@ public final class CPUBackend: Backend {
         let out = Tensor(uninitializedShape: shape)
         OneDNN.execute(primitive.primitive, [(Arg.src, src, x.raw), (Arg.dst, dst, out.raw)])
         return out
+    }
+
+    /// Sums over leading axes (bias gradients, broadcast adjoints) or trailing axes as a product with a vector of
+    /// ones: oneDNN's reduction has only a reference kernel for these layouts, many times slower than its matmul.
+    private func sumAsMatmul(_ x: Tensor, to shape: [Int], mean: Bool) -> Tensor? {
+        guard let kept = shape.firstIndex(where: { $0 != 1 }) ?? Optional(shape.count) else { return nil }
+        let leadingOnly = shape[..<kept].allSatisfy { $0 == 1 } && Array(shape[kept...]) == Array(x.shape[kept...])
+        let lastKept = (shape.lastIndex(where: { $0 != 1 }) ?? -1) + 1
+        let trailingOnly = Array(shape[..<lastKept]) == Array(x.shape[..<lastKept])
+            && shape[lastKept...].allSatisfy { $0 == 1 }
+        let rows: Int, columns: Int
+        if leadingOnly && kept > 0 {
+            columns = shape[kept...].reduce(1, *); rows = x.count / max(columns, 1)
+            let ones = Tensor.full([1, rows], mean ? 1 / Float(rows) : 1)                 // [1, R]
+            return matmul(ones, x.rawView([rows, columns]), transposeA: false, transposeB: false, bias: nil,
+                          activation: nil).rawView(shape)                                 // [1, C]
+        }
+        if trailingOnly && lastKept < shape.count {
+            rows = shape[..<lastKept].reduce(1, *); columns = x.count / max(rows, 1)
+            let ones = Tensor.full([columns, 1], mean ? 1 / Float(columns) : 1)          // [C, 1]
+            return matmul(x.rawView([rows, columns]), ones, transposeA: false, transposeB: false, bias: nil,
+                          activation: nil).rawView(shape)                                 // [R, 1]
+        }
+        return nil
     }
 
     public func argmax(_ x: Tensor, axis: Int) -> [Int] {

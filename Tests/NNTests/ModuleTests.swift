@@ -4,32 +4,18 @@ import Tensors
 import Testing
 import TestSupport
 
-/// A pre-norm transformer block and a tiny model around it, named as timm names them.
-final class TinyBlock: Module {
-    let norm1: LayerNorm, attn: Attention, norm2: LayerNorm, mlp: MLP, dropPath: DropPath
-
-    init(dim: Int, heads: Int) {
-        norm1 = LayerNorm(dim)
-        attn = Attention(dim: dim, numHeads: heads)
-        norm2 = LayerNorm(dim)
-        mlp = MLP(dim: dim, hiddenDim: 2 * dim)
-        dropPath = DropPath(0.5)
-    }
-
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = x + dropPath(attn(norm1(x)).output)
-        return h + dropPath(mlp(norm2(h)))
-    }
-}
-
+/// A tiny model named as timm names a ViT.
 final class TinyModel: Module {
     let clsToken: Tensor
-    let blocks: [TinyBlock]
+    let blocks: [Block]
     let head: Linear
 
     override init() {
         clsToken = Tensor.zeros([1, 1, 8], requiresGrad: true)
-        blocks = [TinyBlock(dim: 8, heads: 2), TinyBlock(dim: 8, heads: 2)]
+        var options = Block.Options()
+        options.mlpRatio = 2
+        options.dropPath = 0.5
+        blocks = [Block(dim: 8, heads: 2, options: options), Block(dim: 8, heads: 2, options: options)]
         head = Linear(8, 3)
     }
 }
@@ -51,7 +37,7 @@ final class TinyModel: Module {
         #expect(!model.blocks[1].dropPath.training)
         let x = random([2, 4, 8], seed: 1)
         // In evaluation, drop path is the identity: two runs agree.
-        expectClose(model.blocks[0](x).toArray(), model.blocks[0](x).toArray(), tolerance: 0)
+        expectClose(model.blocks[0](x).output.toArray(), model.blocks[0](x).output.toArray(), tolerance: 0)
         model.train()
         #expect(model.blocks[1].attn.attnDrop.training)
     }
@@ -126,10 +112,9 @@ final class TinyModel: Module {
 
     @Test func mlpAndBlockMatchFiniteDifferences() {
         GlobalRandom.seed(15)
-        let block = TinyBlock(dim: 8, heads: 2)
-        block.eval()
+        let block = Block(dim: 8, heads: 2)
         let x = random([2, 3, 8], seed: 16)
-        checkGradients([x] + block.parameters(), tolerance: 2e-2) { _ in block(x) }
+        checkGradients([x] + block.parameters(), tolerance: 2e-2) { _ in block(x).output }
     }
 }
 

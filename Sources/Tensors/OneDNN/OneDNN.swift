@@ -68,14 +68,33 @@ public enum OneDNN {
             memories.append(memory)
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: memory))
         }
+        timed {
+            check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), "executing a primitive")
+            check(dnnl_stream_wait(stream), "waiting for the stream")
+        }
+        for memory in memories { dnnl_memory_destroy(memory) }
+    }
+
+    /// Row-major C[M, N] = op(A) · op(B) through oneDNN's BLAS-style `dnnl_sgemm`. For a transposed left operand
+    /// (weight gradients, xᵀ·g with K = tokens) it runs 2-3x faster than the matmul primitive does.
+    static func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      c: UnsafeMutablePointer<Float>, ldc: Int) {
+        timed {
+            check(dnnl_sgemm(transposeA ? 84 : 78, transposeB ? 84 : 78, dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k),
+                             1, a, dnnl_dim_t(lda), b, dnnl_dim_t(ldb), 0, c, dnnl_dim_t(ldc)),
+                  "running sgemm \(m)x\(k)x\(n)")
+        }
+    }
+
+    /// Runs one oneDNN computation under the execution lock, adding its duration to `secondsInPrimitives`.
+    private static func timed(_ body: () -> Void) {
         executionLock.lock()
         let start = DispatchTime.now().uptimeNanoseconds
-        check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), "executing a primitive")
-        check(dnnl_stream_wait(stream), "waiting for the stream")
+        body()
         secondsInPrimitives += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         primitiveExecutions += 1
         executionLock.unlock()
-        for memory in memories { dnnl_memory_destroy(memory) }
     }
 }
 

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct VIT: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vit",
+        abstract: "Vision Transformers in Swift: run, train and look inside ViTs on the CPU.",
+        subcommands: [Bench.self]
+    )
+}
