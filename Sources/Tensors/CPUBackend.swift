@@ -336,20 +336,18 @@ public final class CPUBackend: Backend {
     /// Sums over leading axes (bias gradients, broadcast adjoints) or trailing axes as a product with a vector of
     /// ones: oneDNN's reduction has only a reference kernel for these layouts, many times slower than its matmul.
     private func sumAsMatmul(_ x: Tensor, to shape: [Int], mean: Bool) -> Tensor? {
-        guard let kept = shape.firstIndex(where: { $0 != 1 }) ?? Optional(shape.count) else { return nil }
-        let leadingOnly = shape[..<kept].allSatisfy { $0 == 1 } && Array(shape[kept...]) == Array(x.shape[kept...])
-        let lastKept = (shape.lastIndex(where: { $0 != 1 }) ?? -1) + 1
-        let trailingOnly = Array(shape[..<lastKept]) == Array(x.shape[..<lastKept])
-            && shape[lastKept...].allSatisfy { $0 == 1 }
-        let rows: Int, columns: Int
-        if leadingOnly && kept > 0 {
-            columns = shape[kept...].reduce(1, *); rows = x.count / max(columns, 1)
+        // Leading axes reduced: shape = [1, ..., 1, kept...] with the kept axes equal to x's.
+        let firstKept = shape.firstIndex { $0 != 1 } ?? shape.count
+        if firstKept > 0 && Array(shape[firstKept...]) == Array(x.shape[firstKept...]) {
+            let columns = shape[firstKept...].reduce(1, *), rows = x.count / max(columns, 1)
             let ones = Tensor.full([1, rows], mean ? 1 / Float(rows) : 1)                 // [1, R]
             return matmul(ones, x.rawView([rows, columns]), transposeA: false, transposeB: false, bias: nil,
                           activation: nil).rawView(shape)                                 // [1, C]
         }
-        if trailingOnly && lastKept < shape.count {
-            rows = shape[..<lastKept].reduce(1, *); columns = x.count / max(rows, 1)
+        // Trailing axes reduced: shape = [kept..., 1, ..., 1].
+        let endKept = (shape.lastIndex { $0 != 1 } ?? -1) + 1
+        if endKept < shape.count && Array(shape[..<endKept]) == Array(x.shape[..<endKept]) {
+            let rows = shape[..<endKept].reduce(1, *), columns = x.count / max(rows, 1)
             let ones = Tensor.full([columns, 1], mean ? 1 / Float(columns) : 1)          // [C, 1]
             return matmul(x.rawView([rows, columns]), ones, transposeA: false, transposeB: false, bias: nil,
                           activation: nil).rawView(shape)                                 // [R, 1]
