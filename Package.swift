@@ -8,10 +8,12 @@ let package = Package(
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
+        .library(name: "ViT", targets: ["ViT"]),
         .executable(name: "vit", targets: ["vit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
@@ -21,17 +23,21 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["CDNNL"]),
         // Modules with named parameters, layers, initialisers, optimisers, schedules.
         .target(name: "NN", dependencies: ["Tensors"]),
-        // Checkpoint files: safetensors today; the published layouts (timm, Hugging Face, JAX) come next.
-        .target(name: "Checkpoints", dependencies: ["Tensors"]),
+        // Checkpoint files: safetensors and npz, and the key maps of the published layouts (timm, Hugging Face, JAX).
+        .target(name: "Checkpoints", dependencies: ["Tensors", "ZIPFoundation"]),
+        // ViT/DeiT: configuration and presets, the model, position embeddings, loading published checkpoints.
+        .target(name: "ViT", dependencies: ["Tensors", "NN", "Checkpoints"]),
         // The command-line tool.
         .executableTarget(name: "vit", dependencies: [
-            "CDNNL", "Tensors", "NN", "Checkpoints",
+            "CDNNL", "Tensors", "NN", "Checkpoints", "ViT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Shared test helpers: finite-difference gradient checks, closeness expectations.
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

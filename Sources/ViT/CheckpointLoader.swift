@@ -1,0 +1,172 @@
+import Checkpoints
+import Foundation
+import NN
+import Tensors
+
+/// Builds the right `VisionTransformer` for a checkpoint and loads it: a folder (`model.safetensors` or an `.npz`,
+/// with `config.json`) or a single weights file, in any layout `CheckpointLayout` knows.
+///
+/// The architecture comes from `config.json`, else from `preset`, else from the tensors and explicit options; the
+/// tensors' shapes are checked against it. An npz has no head count: it must come from the config, a preset or
+/// `heads`.
+public struct CheckpointLoader {
+    /// A preset name to take the architecture from when there is no config.json.
+    public var preset: String?
+    /// The number of attention heads (needed for an npz without config).
+    public var heads: Int?
+    /// Build the model at this image size; position embeddings are resampled from the checkpoint's grid.
+    public var imageSize: Int?
+
+    public init(preset: String? = nil, heads: Int? = nil, imageSize: Int? = nil) {
+        self.preset = preset
+        self.heads = heads
+        self.imageSize = imageSize
+    }
+
+    /// The weights file and config file a path names.
+    public static func locate(_ path: URL) throws -> (weights: URL, config: URL?) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path.path, isDirectory: &isDirectory) else {
+            throw CheckpointError(path, "no such file or folder")
+        }
+        let folder = isDirectory.boolValue ? path : path.deletingLastPathComponent()
+        let config = folder.appendingPathComponent("config.json")
+        let configURL = FileManager.default.fileExists(atPath: config.path) ? config : nil
+        if !isDirectory.boolValue { return (path, configURL) }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: path.path).sorted()) ?? []
+        if files.contains("model.safetensors") { return (path.appendingPathComponent("model.safetensors"), configURL) }
+        if let file = files.first(where: { $0.hasSuffix(".safetensors") && $0 != "reference.safetensors" })
+            ?? files.first(where: { $0.hasSuffix(".npz") }) {
+            return (path.appendingPathComponent(file), configURL)
+        }
+        if files.contains(where: { $0.hasSuffix(".bin") || $0.hasSuffix(".pth") || $0.hasSuffix(".pt") }) {
+            throw CheckpointError(path, "holds only PyTorch pickle weights (.bin/.pth), which are not read: save them as model.safetensors")
+        }
+        throw CheckpointError(path, "holds no weights: expected model.safetensors or an .npz (found \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))")
+    }
+
+    /// Reads the weights in timm's names and layout, with the layout they came in.
+    public static func readWeights(_ url: URL) throws -> (tensors: [String: Tensor], layout: CheckpointLayout) {
+        let raw: [String: Tensor]
+        if url.pathExtension == "npz" {
+            raw = try Npz.read(url)
+        } else {
+            raw = try SafetensorsFile(contentsOf: url).allTensors()
+        }
+        guard let layout = CheckpointLayout.detect(raw.keys) else {
+            throw CheckpointError(url, "tensor names match no known ViT layout (timm, Hugging Face, vision_transformer or big_vision npz); first names: \(raw.keys.sorted().prefix(5).joined(separator: ", "))")
+        }
+        do {
+            return (try layout.toTimm(raw), layout)
+        } catch {
+            throw CheckpointError(url, "\(layout) layout: \(error)")
+        }
+    }
+
+    public func load(_ path: URL) throws -> VisionTransformer {
+        let (weightsURL, configURL) = try Self.locate(path)
+        var (tensors, layout) = try Self.readWeights(weightsURL)
+        var (config, stated) = try baseConfig(configURL)
+        do {
+            try Self.fillFromTensors(&config, stated: stated, tensors: tensors, layout: layout)
+        } catch let error as ConfigError {
+            throw CheckpointError(weightsURL, "does not fit \(configURL.map { $0.path } ?? "its configuration"): \(error)")
+        }
+        if let heads { config.heads = heads }
+        if layout == .vitJax || layout == .bigVision, !stated.contains("heads"), heads == nil {
+            throw CheckpointError(weightsURL, "an npz does not record the number of attention heads: give a preset, a config.json with num_heads, or --heads")
+        }
+        // The position-embedding grid of the checkpoint, then the size to build at.
+        let checkpointGrid = config.gridSize
+        if let imageSize { config.imageSize = imageSize; config.data.inputSize = [config.channels, imageSize, imageSize] }
+        do { try config.validate() } catch { throw CheckpointError(weightsURL, "configuration: \(error)") }
+        if let pos = tensors["pos_embed"], config.gridSize != checkpointGrid {
+            let prefix = config.noEmbedClass ? 0 : config.prefixTokens
+            tensors["pos_embed"] = PositionEmbeddings.resample(pos, prefixTokens: prefix,
+                                                               from: (checkpointGrid, checkpointGrid),
+                                                               to: (config.gridSize, config.gridSize))
+        }
+        let model = try VisionTransformer(config)
+        do {
+            try model.load(stateDict: tensors)
+        } catch {
+            throw CheckpointError(weightsURL, "\(error)")
+        }
+        model.eval()
+        return model
+    }
+
+    private func baseConfig(_ url: URL?) throws -> (ViTConfig, Set<String>) {
+        if let url {
+            let (config, stated) = try ConfigFiles.read(url)
+            if let preset, !stated.contains("preset") {
+                // A preset fills what a minimal config leaves out.
+                var base = try ViTConfig.preset(preset)
+                base.heads = stated.contains("heads") ? config.heads : base.heads
+                base.layerNormEps = config.layerNormEps
+                base.data.mean = config.data.mean
+                base.data.std = config.data.std
+                return (base, stated.union(["preset", "heads"]))
+            }
+            return (config, stated)
+        }
+        if let preset { return (try ViTConfig.preset(preset), ["preset", "heads"]) }
+        return (ViTConfig(), [])
+    }
+
+    /// Takes from the tensors what the config did not state, and checks what it did state against them.
+    static func fillFromTensors(_ config: inout ViTConfig, stated: Set<String>, tensors: [String: Tensor],
+                                layout: CheckpointLayout) throws {
+        var problems: [String] = []
+        func settle<T: Equatable>(_ field: String, _ keyPath: WritableKeyPath<ViTConfig, T>, _ fromTensors: T?) {
+            guard let fromTensors else { return }
+            if stated.contains(field) || stated.contains("preset"), config[keyPath: keyPath] != fromTensors {
+                problems.append("\(field) is \(config[keyPath: keyPath]) in the configuration but \(fromTensors) in the weights")
+            } else {
+                config[keyPath: keyPath] = fromTensors
+            }
+        }
+        guard let patch = tensors["patch_embed.proj.weight"], patch.rank == 4 else {
+            throw ConfigError("no patch embedding (patch_embed.proj.weight [D, C, P, P]) among the weights")
+        }
+        settle("width", \.width, patch.shape[0])
+        settle("patchSize", \.patchSize, patch.shape[2])
+        config.channels = patch.shape[1]
+        let depth = Set(tensors.keys.compactMap { key -> Int? in
+            guard key.hasPrefix("blocks.") else { return nil }
+            return Int(key.dropFirst(7).prefix { $0 != "." })
+        }).count
+        settle("depth", \.depth, depth)
+        if let fc1 = tensors["blocks.0.mlp.fc1.weight"] { settle("mlpRatio", \.mlpRatio, Float(fc1.shape[0]) / Float(patch.shape[0])) }
+        config.qkvBias = tensors["blocks.0.attn.qkv.bias"] != nil
+        settle("classToken", \.classToken, tensors["cls_token"] != nil)
+        settle("distillationToken", \.distillationToken, tensors["dist_token"] != nil)
+        settle("numClasses", \.numClasses, tensors["head.weight"]?.shape[0] ?? 0)
+        if let pre = tensors["pre_logits.fc.weight"] { config.representationSize = pre.shape[0] }
+        if tensors["fc_norm.weight"] != nil {
+            if !stated.contains("pooling") { config.pooling = .avg }
+            config.fcNorm = true
+        } else if tensors["norm.weight"] != nil && config.pooling == .avg {
+            config.fcNorm = false
+        }
+        if layout == .bigVision { config.noEmbedClass = true }
+        if !config.classToken && !stated.contains("pooling") { config.pooling = .avg }
+        if let pos = tensors["pos_embed"] {
+            let positions = pos.shape[1] - (config.noEmbedClass ? 0 : config.prefixTokens)
+            let side = Int(Double(positions).squareRoot().rounded())
+            if side * side != positions {
+                problems.append("pos_embed has \(pos.shape[1]) positions, not \(config.noEmbedClass ? "" : "\(config.prefixTokens) + ")a square grid")
+            } else {
+                settle("imageSize", \.imageSize, side * config.patchSize)
+            }
+            config.positionEmbedding = .learned
+        } else if config.positionEmbedding == .learned {
+            config.positionEmbedding = .none
+        }
+        if !stated.contains("imageSize") && !stated.contains("preset") { config.data.inputSize = [config.channels, config.imageSize, config.imageSize] }
+        if let labels = config.labels, labels.count != config.numClasses {
+            problems.append("\(labels.count) class names for \(config.numClasses) classes")
+        }
+        if !problems.isEmpty { throw ConfigError(problems.joined(separator: "; ")) }
+    }
+}

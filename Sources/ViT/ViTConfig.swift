@@ -1,0 +1,107 @@
+import Foundation
+import Tensors
+
+/// Everything that defines a Vision Transformer's architecture, plus the preprocessing its weights expect.
+/// Field names follow timm's `VisionTransformer` arguments where one exists.
+public struct ViTConfig: Codable, Equatable, Sendable {
+    public enum Pooling: String, Codable, Sendable {
+        /// The class token's final state (timm `global_pool='token'`).
+        case token
+        /// The mean of the patch tokens, followed by `fc_norm` (timm `global_pool='avg'`).
+        case avg
+    }
+
+    public enum PositionEmbedding: String, Codable, Sendable {
+        /// Learned, one vector per token (timm's `pos_embed` parameter).
+        case learned
+        /// Fixed 2-D sine-cosine (MAE, big_vision `sincos2d`): not a parameter.
+        case sincos2d
+        case none
+    }
+
+    public var imageSize: Int = 224
+    public var patchSize: Int = 16
+    public var channels: Int = 3
+    /// Token width (timm `embed_dim`, HF `hidden_size`).
+    public var width: Int = 768
+    public var depth: Int = 12
+    public var heads: Int = 12
+    public var mlpRatio: Float = 4
+    public var qkvBias = true
+    public var classToken = true
+    /// DeiT's distillation token and second head.
+    public var distillationToken = false
+    public var pooling: Pooling = .token
+    /// Whether the final LayerNorm runs after pooling (timm `fc_norm`); nil means timm's default, after pooling
+    /// exactly when pooling is `avg`. big_vision's average-pooled models normalise all tokens first (false).
+    public var fcNorm: Bool?
+    public var positionEmbedding: PositionEmbedding = .learned
+    /// True when position embeddings cover only the patches and the class/distillation tokens get none
+    /// (timm `no_embed_class`, big_vision checkpoints).
+    public var noEmbedClass = false
+    public var layerNormEps: Float = 1e-6
+    public var dropout: Float = 0
+    public var attentionDropout: Float = 0
+    public var dropPath: Float = 0
+    /// 0 for a headless feature extractor.
+    public var numClasses: Int = 1000
+    /// Width of the optional pre-logits layer (Linear + tanh) of the original ViT (timm `representation_size`).
+    public var representationSize: Int?
+    /// Exact (erf) GELU, as timm and HF run the published weights; false for the tanh approximation.
+    public var exactGELU = true
+    /// Preprocessing that goes with the weights.
+    public var data = DataConfig()
+    /// Class names, index order.
+    public var labels: [String]?
+
+    public init() {}
+
+    /// Patches per side.
+    public var gridSize: Int { imageSize / patchSize }
+    public var patchCount: Int { gridSize * gridSize }
+    /// Class and distillation tokens in front of the patches.
+    public var prefixTokens: Int { (classToken ? 1 : 0) + (distillationToken ? 1 : 0) }
+    public var tokenCount: Int { patchCount + prefixTokens }
+    public var mlpHiddenSize: Int { Int(Float(width) * mlpRatio) }
+    /// Whether the final LayerNorm runs after pooling (timm `fc_norm`) rather than on all tokens (`norm`).
+    public var usesFCNorm: Bool { fcNorm ?? (pooling == .avg) }
+
+    /// Checks the numbers fit together; the message says what does not.
+    public func validate() throws {
+        var problems: [String] = []
+        if patchSize <= 0 || imageSize % patchSize != 0 {
+            problems.append("image size \(imageSize) is not a multiple of patch size \(patchSize)")
+        }
+        if heads <= 0 || width % heads != 0 { problems.append("width \(width) is not divisible by \(heads) heads") }
+        if depth < 0 { problems.append("depth \(depth) is negative") }
+        if pooling == .token && !classToken { problems.append("token pooling needs a class token") }
+        if distillationToken && !classToken { problems.append("a distillation token needs a class token") }
+        if let labels, numClasses > 0, labels.count != numClasses {
+            problems.append("\(labels.count) labels for \(numClasses) classes")
+        }
+        if !problems.isEmpty { throw ConfigError(problems.joined(separator: "; ")) }
+    }
+}
+
+/// What the weights expect of an image (timm's `pretrained_cfg` data fields).
+public struct DataConfig: Codable, Equatable, Sendable {
+    public enum Interpolation: String, Codable, Sendable { case bicubic, bilinear }
+
+    /// [channels, height, width]
+    public var inputSize: [Int] = [3, 224, 224]
+    public var mean: [Float] = [0.5, 0.5, 0.5]
+    public var std: [Float] = [0.5, 0.5, 0.5]
+    /// Resize the shorter side to size / cropPct, then center-crop to size.
+    public var cropPct: Float = 0.9
+    public var interpolation: Interpolation = .bicubic
+
+    public init() {}
+
+    public static let imagenetMean: [Float] = [0.485, 0.456, 0.406]
+    public static let imagenetStd: [Float] = [0.229, 0.224, 0.225]
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

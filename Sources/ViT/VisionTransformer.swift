@@ -1,0 +1,153 @@
+import NN
+import Tensors
+
+/// The pre-logits (representation) layer of the original ViT: Linear then tanh (timm `pre_logits.fc`).
+public final class PreLogits: Module {
+    public let fc: Linear
+    init(width: Int, size: Int) { fc = Linear(width, size); super.init() }
+    public func callAsFunction(_ x: Tensor) -> Tensor { fc(x).tanh() }
+}
+
+/// What a forward pass can return besides the logits, chosen up front so nothing else is kept.
+public struct ViTOutputs {
+    /// [B, classes]; for a distilled DeiT in evaluation, the mean of both heads.
+    public var logits: Tensor
+    /// The pooled, normalised features the head reads [B, D] (or [B, representation] with a pre-logits layer).
+    public var preLogits: Tensor
+    /// All tokens after the final norm [B, N, D] (before pooling; with `fc_norm` models, the last block's output).
+    public var finalTokens: Tensor
+    /// Each block's output tokens [B, N, D], when asked for.
+    public var blockOutputs: [Tensor] = []
+    /// Each block's attention probabilities [B, heads, N, N], when asked for.
+    public var attentions: [Tensor] = []
+    /// DeiT distilled: the class-token head and the distillation-token head separately.
+    public var classHeadLogits: Tensor?
+    public var distillationHeadLogits: Tensor?
+}
+
+/// Vision Transformer (Dosovitskiy et al. 2021) and DeiT (Touvron et al. 2021), with timm's parameter names:
+/// patches -> linear projection -> [class (+ distillation) token] -> + position embeddings -> pre-norm blocks ->
+/// LayerNorm -> pool (class token or patch mean) -> head.
+public final class VisionTransformer: Module {
+    public let config: ViTConfig
+    public let patchEmbed: PatchEmbedding
+    public let clsToken: Tensor?        // [1, 1, D]
+    public let distToken: Tensor?       // [1, 1, D]
+    public let posEmbed: Tensor?        // [1, N (+ prefix unless noEmbedClass), D]; learned only
+    /// The fixed sin-cos table when `positionEmbedding == .sincos2d` (a buffer, not a parameter).
+    let fixedPositions: FixedTensor?
+    public let posDrop: Dropout
+    public let blocks: [Block]
+    public let norm: LayerNorm?         // on all tokens (token pooling)
+    public let fcNorm: LayerNorm?       // after pooling (avg pooling)
+    public let preLogits: PreLogits?
+    public let head: Linear?
+    public let headDist: Linear?
+
+    public init(_ config: ViTConfig) throws {
+        try config.validate()
+        self.config = config
+        let d = config.width
+        patchEmbed = PatchEmbedding(width: d, channels: config.channels, patchSize: config.patchSize)
+        clsToken = config.classToken ? Init.truncatedNormal([1, 1, d], std: 1e-6) : nil
+        distToken = config.distillationToken ? Init.truncatedNormal([1, 1, d], std: 0.02) : nil
+        let positions = config.patchCount + (config.noEmbedClass ? 0 : config.prefixTokens)
+        switch config.positionEmbedding {
+        case .learned:
+            posEmbed = Init.truncatedNormal([1, positions, d], std: 0.02)
+            fixedPositions = nil
+        case .sincos2d:
+            posEmbed = nil
+            let table = PositionEmbeddings.sinCos2D(gridHeight: config.gridSize, gridWidth: config.gridSize, width: d)
+            let prefix = config.noEmbedClass ? [] : [Tensor.zeros([1, config.prefixTokens, d])]
+            fixedPositions = FixedTensor(prefix.isEmpty ? table : Tensor.concat(prefix + [table], axis: 1))
+        case .none:
+            posEmbed = nil
+            fixedPositions = nil
+        }
+        posDrop = Dropout(config.dropout)
+        var options = Block.Options()
+        options.mlpRatio = config.mlpRatio
+        options.qkvBias = config.qkvBias
+        options.eps = config.layerNormEps
+        options.dropout = config.dropout
+        options.attentionDropout = config.attentionDropout
+        options.activation = config.exactGELU ? .geluErf : .geluTanh
+        blocks = (0..<config.depth).map { i in
+            // Stochastic depth rises linearly from 0 to `dropPath` over the blocks, as in timm.
+            options.dropPath = config.depth > 1 ? config.dropPath * Float(i) / Float(config.depth - 1) : config.dropPath
+            return Block(dim: d, heads: config.heads, options: options)
+        }
+        norm = config.usesFCNorm ? nil : LayerNorm(d, eps: config.layerNormEps)
+        fcNorm = config.usesFCNorm ? LayerNorm(d, eps: config.layerNormEps) : nil
+        preLogits = config.representationSize.map { PreLogits(width: d, size: $0) }
+        let featureWidth = config.representationSize ?? d
+        head = config.numClasses > 0 ? Linear(featureWidth, config.numClasses) : nil
+        headDist = config.numClasses > 0 && config.distillationToken ? Linear(featureWidth, config.numClasses) : nil
+        super.init()
+        if let head { head.weight.assign(Tensor.zeros(head.weight.shape)) }   // timm's head init (zero weight)
+        for p in [clsToken, distToken, posEmbed].compactMap({ $0 }) { p.requiresGrad = true }
+    }
+
+    /// images [B, C, H, W] (normalised) -> logits and the intermediates asked for.
+    public func forward(_ images: Tensor, collectBlockOutputs: Bool = false,
+                        collectAttentions: Bool = false) -> ViTOutputs {
+        precondition(images.shape.count == 4 && images.shape[2] == config.imageSize && images.shape[3] == config.imageSize,
+                     "this model takes [B, \(config.channels), \(config.imageSize), \(config.imageSize)] images, got \(images.shape)")
+        let b = images.shape[0], d = config.width
+        var x = patchEmbed(images)                                            // [B, N, D]
+        let positions = posEmbed ?? fixedPositions?.tensor
+        if config.noEmbedClass, let positions { x = x + positions }           // patches only
+        var prefix: [Tensor] = []
+        if let clsToken { prefix.append(clsToken.expand(to: [b, 1, d])) }     // [B, 1, D]
+        if let distToken { prefix.append(distToken.expand(to: [b, 1, d])) }
+        if !prefix.isEmpty { x = Tensor.concat(prefix + [x], axis: 1) }       // [B, prefix + N, D]
+        if !config.noEmbedClass, let positions { x = x + positions }
+        x = posDrop(x)
+
+        var blockOutputs: [Tensor] = [], attentions: [Tensor] = []
+        for block in blocks {
+            let (out, attention) = block(x, returnAttention: collectAttentions)
+            x = out                                                           // [B, T, D]
+            if collectBlockOutputs { blockOutputs.append(out) }
+            if let attention { attentions.append(attention) }
+        }
+        if let norm { x = norm(x) }                                           // [B, T, D]
+
+        let prefixCount = config.prefixTokens
+        var pooled: Tensor                                                    // [B, D]
+        switch config.pooling {
+        case .token: pooled = x.slice(axis: 1, start: 0, length: 1).squeeze(1)
+        case .avg: pooled = x.slice(axis: 1, start: prefixCount, length: config.patchCount).mean(axis: 1)
+        }
+        if let fcNorm { pooled = fcNorm(pooled) }
+        if let preLogits { pooled = preLogits(pooled) }
+
+        var outputs = ViTOutputs(logits: pooled, preLogits: pooled, finalTokens: x,
+                                 blockOutputs: blockOutputs, attentions: attentions)
+        guard let head else { return outputs }
+        outputs.logits = head(pooled)                                         // [B, classes]
+        if let headDist {
+            var distilled = x.slice(axis: 1, start: 1, length: 1).squeeze(1)  // distillation token [B, D]
+            if let preLogits { distilled = preLogits(distilled) }
+            let distLogits = headDist(distilled)
+            outputs.classHeadLogits = outputs.logits
+            outputs.distillationHeadLogits = distLogits
+            // DeiT: in evaluation the two heads' logits are averaged; training uses both separately.
+            outputs.logits = (outputs.logits + distLogits) * 0.5
+        }
+        return outputs
+    }
+
+    /// Logits only.
+    public func callAsFunction(_ images: Tensor) -> Tensor { forward(images).logits }
+
+    /// Grid size (patches per side) of the position embedding this model was built with.
+    public var grid: (h: Int, w: Int) { (config.gridSize, config.gridSize) }
+}
+
+/// A tensor a module holds that is not a parameter (found by no reflection, saved in no checkpoint).
+final class FixedTensor {
+    let tensor: Tensor
+    init(_ tensor: Tensor) { self.tensor = tensor }
+}

@@ -1,0 +1,97 @@
+import Checkpoints
+import Foundation
+import NN
+import Tensors
+import Testing
+import TestSupport
+@testable import ViT
+
+/// The fixtures made by timm and Hugging Face (`../shared/fixtures`, copied into Fixtures/): every model loads and
+/// computes the reference numbers.
+func fixture(_ name: String) -> URL {
+    Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures")!
+}
+
+func reference(_ folder: String) throws -> SafetensorsFile {
+    try SafetensorsFile(contentsOf: fixture(folder).appendingPathComponent("reference.safetensors"))
+}
+
+/// max |a - b| <= tolerance
+func expectWithin(_ a: Tensor, _ b: Tensor, _ tolerance: Float, _ what: String,
+                  sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a.shape == b.shape, "\(what): shape \(a.shape) vs \(b.shape)", sourceLocation: sourceLocation)
+    let worst = zip(a.toArray(), b.toArray()).map { abs($0 - $1) }.max() ?? 0
+    #expect(worst <= tolerance, "\(what): max difference \(worst) > \(tolerance)", sourceLocation: sourceLocation)
+}
+
+@Suite struct ParityTests {
+    /// Logits, block outputs, attention probabilities, final tokens and pre-logits of a timm reference.
+    func checkForward(_ folder: String, intermediates: Bool) throws {
+        let model = try CheckpointLoader().load(fixture(folder))
+        let ref = try reference(folder)
+        let outputs = Autograd.withNoGrad {
+            model.forward(try! ref.tensor("input"), collectBlockOutputs: true, collectAttentions: true)
+        }
+        expectWithin(outputs.logits, try ref.tensor("logits"), 1e-4, "\(folder) logits")
+        guard intermediates else { return }
+        expectWithin(outputs.preLogits, try ref.tensor("pre_logits"), 1e-4, "\(folder) pre_logits")
+        for i in 0..<model.config.depth {
+            expectWithin(outputs.blockOutputs[i], try ref.tensor("block\(i).out"), 1e-4, "\(folder) block \(i) output")
+            expectWithin(outputs.attentions[i], try ref.tensor("block\(i).attn_probs"), 1e-4, "\(folder) block \(i) attention")
+        }
+        if model.config.pooling == .token {
+            expectWithin(outputs.finalTokens, try ref.tensor("final_tokens"), 1e-4, "\(folder) final tokens")
+        }
+    }
+
+    /// The mean cross-entropy against `labels` and the gradient of every parameter, within 1e-4 of each tensor's
+    /// largest magnitude: the end-to-end test of the engine's backward pass.
+    func checkGradients(_ folder: String) throws {
+        let model = try CheckpointLoader().load(fixture(folder))
+        let ref = try reference(folder)
+        let loss = model(try ref.tensor("input")).crossEntropy(targets: try ref.integers("labels"))
+        expectWithin(loss.reshape([1]), try ref.tensor("loss"), 1e-4, "\(folder) loss")
+        loss.backward()
+        var checked = 0
+        for (name, parameter) in model.namedParameters() {
+            let expected = try ref.tensor("grad.\(name)")
+            let scale = max(expected.toArray().map(abs).max() ?? 0, 1e-12)
+            let worst = zip(parameter.grad!.toArray(), expected.toArray()).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-4 * scale, "\(folder) grad.\(name): max difference \(worst), scale \(scale)")
+            checked += 1
+        }
+        #expect(checked == ref.names.filter { $0.hasPrefix("grad.") }.count)
+    }
+
+    @Test func timmViT() throws {
+        try checkForward("timm-vit-p8-d64-h4-l2-i32", intermediates: true)
+        try checkGradients("timm-vit-p8-d64-h4-l2-i32")
+    }
+
+    @Test func timmGlobalAveragePooling() throws {
+        try checkForward("timm-vit-gap-p8-d64-h4-l2-i32", intermediates: true)
+        try checkGradients("timm-vit-gap-p8-d64-h4-l2-i32")
+    }
+
+    @Test func huggingFaceViT() throws { try checkForward("hf-vit-p8-d64-h4-l2-i32", intermediates: false) }
+
+    @Test func originalJaxNpz() throws { try checkForward("jax-vit-p8-d64-h4-l2-i32", intermediates: false) }
+
+    @Test func deitDistilledTimmAndHuggingFace() throws {
+        try checkForward("hf-deit-distilled-p8-d64-h4-l2-i32", intermediates: false)
+        let model = try CheckpointLoader().load(fixture("timm-deit-distilled-p8-d64-h4-l2-i32"))
+        let ref = try reference("timm-deit-distilled-p8-d64-h4-l2-i32")
+        let outputs = Autograd.withNoGrad { model.forward(try! ref.tensor("input")) }
+        expectWithin(outputs.logits, try ref.tensor("logits"), 1e-4, "DeiT logits (mean of heads)")
+        expectWithin(outputs.classHeadLogits!, try ref.tensor("logits_cls_head"), 1e-4, "DeiT class head")
+        expectWithin(outputs.distillationHeadLogits!, try ref.tensor("logits_dist_head"), 1e-4, "DeiT distillation head")
+    }
+
+    @Test func positionEmbeddingsResampledToAnotherSize() throws {
+        let model = try CheckpointLoader(imageSize: 48).load(fixture("timm-vit-p8-d64-h4-l2-i32"))
+        let ref = try reference("timm-vit-p8-d64-h4-l2-i32-at48")
+        expectWithin(model.posEmbed!, try ref.tensor("pos_embed_resampled"), 1e-5, "resampled pos_embed")
+        let logits = Autograd.withNoGrad { model(try! ref.tensor("input")) }
+        expectWithin(logits, try ref.tensor("logits"), 1e-4, "logits at 48x48")
+    }
+}
