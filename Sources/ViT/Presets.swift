@@ -9,11 +9,15 @@ extension ViTConfig {
     ]
 
     /// Every preset name this library knows: the ViT sizes with patch 8/14/16/32 at 224 and 384 (timm defines a
-    /// subset of these combinations; the rest follow the same rule), DeiT and distilled DeiT, and a CIFAR preset.
+    /// subset of these combinations; the rest follow the same rule; patch 14 only at 224), DeiT and distilled DeiT,
+    /// and a CIFAR preset.
     public static var presetNames: [String] {
         var names: [String] = []
         for size in ["tiny", "small", "base", "large", "huge"] {
-            for patch in [8, 14, 16, 32] { for resolution in [224, 384] { names.append("vit_\(size)_patch\(patch)_\(resolution)") } }
+            for patch in [8, 14, 16, 32] {
+                // 384 is not a multiple of 14: patch-14 models exist at 224 only.
+                for resolution in [224, 384] where resolution % patch == 0 { names.append("vit_\(size)_patch\(patch)_\(resolution)") }
+            }
         }
         for size in ["tiny", "small", "base"] {
             names += ["deit_\(size)_patch16_224", "deit_\(size)_distilled_patch16_224"]
