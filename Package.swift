@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
         .library(name: "ViT", targets: ["ViT"]),
+        .library(name: "Images", targets: ["Images"]),
         .executable(name: "vit", targets: ["vit"]),
     ],
     dependencies: [
@@ -19,12 +20,16 @@ let package = Package(
         // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", pkgConfig: nil,
                        providers: [.apt(["libdnnl-dev"])]),
+        // libjpeg-turbo and libpng behind setjmp-safe C wrappers (scripts/bootstrap installs the -dev packages).
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // Tensors, the autograd tape and every op; the math runs on oneDNN.
         .target(name: "Tensors", dependencies: ["CDNNL"]),
         // Modules with named parameters, layers, initialisers, optimisers, schedules.
         .target(name: "NN", dependencies: ["Tensors"]),
         // Checkpoint files: safetensors and npz, and the key maps of the published layouts (timm, Hugging Face, JAX).
         .target(name: "Checkpoints", dependencies: ["Tensors", "ZIPFoundation"]),
+        // Images: decoding, PNG encoding, PIL-exact resizing, timm's evaluation transform.
+        .target(name: "Images", dependencies: ["CImageCodecs", "Tensors"]),
         // ViT/DeiT: configuration and presets, the model, position embeddings, loading published checkpoints.
         .target(name: "ViT", dependencies: ["Tensors", "NN", "Checkpoints"]),
         // The command-line tool.
@@ -36,6 +41,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImagesTests", dependencies: ["Images", "Tensors", "Checkpoints"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
                     resources: [.copy("Fixtures")]),

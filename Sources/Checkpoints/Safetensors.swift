@@ -133,23 +133,6 @@ public enum Safetensors {
     }
 }
 
-/// Writes a file through a temporary sibling and a rename: the destination is either the old file or the new one.
-public enum AtomicFile {
-    public static func write(_ data: Data, to url: URL) throws {
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-        do {
-            try data.write(to: temporary)
-            if rename(temporary.path, url.path) != 0 {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
-            }
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw CheckpointError(url, "could not be written: \(error.localizedDescription)")
-        }
-    }
-}
-
 /// A checkpoint problem, naming the file.
 public struct CheckpointError: Error, CustomStringConvertible {
     public let url: URL

@@ -1,0 +1,25 @@
+import Foundation
+
+/// Writes a file through a temporary sibling and a rename: the destination is either the old file or the new one.
+public enum AtomicFile {
+    public static func write(_ data: Data, to url: URL) throws {
+        let directory = url.deletingLastPathComponent()
+        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+        do {
+            try data.write(to: temporary)
+            if rename(temporary.path, url.path) != 0 {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw FileWriteError(url: url, reason: error.localizedDescription)
+        }
+    }
+}
+
+/// A file that could not be written, naming it.
+public struct FileWriteError: Error, CustomStringConvertible {
+    public let url: URL
+    public let reason: String
+    public var description: String { "\(url.path): could not be written: \(reason)" }
+}
