@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
         .library(name: "ViT", targets: ["ViT"]),
         .library(name: "Images", targets: ["Images"]),
+        .library(name: "Inference", targets: ["Inference"]),
         .executable(name: "vit", targets: ["vit"]),
     ],
     dependencies: [
@@ -32,9 +33,11 @@ let package = Package(
         .target(name: "Images", dependencies: ["CImageCodecs", "Tensors"]),
         // ViT/DeiT: configuration and presets, the model, position embeddings, loading published checkpoints.
         .target(name: "ViT", dependencies: ["Tensors", "NN", "Checkpoints"]),
+        // Inference: Classifier (load once, classify many) and the background batch loader.
+        .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors"]),
         // The command-line tool.
         .executableTarget(name: "vit", dependencies: [
-            "CDNNL", "Tensors", "NN", "Checkpoints", "ViT",
+            "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Shared test helpers: finite-difference gradient checks, closeness expectations.
@@ -44,6 +47,8 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "Tensors", "Checkpoints"],
                     resources: [.copy("Fixtures")]),
+        // Reads the model and image fixtures of ViTTests and ImagesTests in place (by path, no copies).
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
         .testTarget(name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ],

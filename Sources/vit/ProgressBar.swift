@@ -1,0 +1,49 @@
+import Foundation
+
+/// A one-line progress bar on stderr: done/total, a bar, the rate and the time left. Redrawn at most 10 times a
+/// second, and only when stderr is a terminal (logs get no control characters).
+final class ProgressBar {
+    private let total: Int
+    private let unit: String
+    private let started = Date()
+    private var lastDraw = Date.distantPast
+    private(set) var done = 0
+    let enabled: Bool
+
+    init(total: Int, unit: String, enabled: Bool = isatty(STDERR_FILENO) != 0) {
+        self.total = total
+        self.unit = unit
+        self.enabled = enabled
+    }
+
+    /// Rows of the terminal on stderr (24 if unknown): the "screenful" that decides whether a bar is worth it.
+    static var terminalRows: Int {
+        var size = winsize()
+        return ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_row > 0 ? Int(size.ws_row) : 24
+    }
+
+    func advance(by count: Int = 1, note: String = "") {
+        done += count
+        guard enabled, done == total || Date().timeIntervalSince(lastDraw) >= 0.1 else { return }
+        lastDraw = Date()
+        let elapsed = Date().timeIntervalSince(started)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let remaining = rate > 0 ? Double(total - done) / rate : 0
+        let width = 30
+        let filled = total > 0 ? width * done / total : width
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        let line = "\r\(done)/\(total) \(bar) \(String(format: "%.1f", rate)) \(unit)/s, ETA \(Self.clock(remaining))\(note.isEmpty ? "" : " " + note)"
+        FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
+        if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
+
+/// Writes a line to stderr.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
