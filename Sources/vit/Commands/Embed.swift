@@ -44,7 +44,7 @@ struct Embed: ParsableCommand {
         let url = URL(fileURLWithPath: output)
         let metadata = ["model": modelOptions.model, "features": tokens ? "tokens" : "pre_logits"]
         if stack {
-            let order = String(decoding: try JSONSerialization.data(withJSONObject: perImage.map(\.0)), as: UTF8.self)
+            let order = String(decoding: try JSONSerialization.data(withJSONObject: perImage.map(\.0), options: [.withoutEscapingSlashes]), as: UTF8.self)
             let tensors = perImage.isEmpty ? [:] : ["embeddings": Tensor.stack(perImage.map(\.1))]
             try Safetensors.write(tensors, metadata: metadata.merging(["files": order]) { a, _ in a }, to: url)
         } else {
