@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "ViT", targets: ["ViT"]),
         .library(name: "Images", targets: ["Images"]),
         .library(name: "Inference", targets: ["Inference"]),
+        .library(name: "Plots", targets: ["Plots"]),
         .executable(name: "vit", targets: ["vit"]),
     ],
     dependencies: [
@@ -33,11 +34,13 @@ let package = Package(
         .target(name: "Images", dependencies: ["CImageCodecs", "Tensors"]),
         // ViT/DeiT: configuration and presets, the model, position embeddings, loading published checkpoints.
         .target(name: "ViT", dependencies: ["Tensors", "NN", "Checkpoints"]),
+        // Plots: a small canvas, bitmap font and colour map; the figures of vit inspect.
+        .target(name: "Plots", dependencies: ["Images"]),
         // Inference: Classifier (load once, classify many) and the background batch loader.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors"]),
         // The command-line tool.
         .executableTarget(name: "vit", dependencies: [
-            "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference",
+            "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Shared test helpers: finite-difference gradient checks, closeness expectations.
@@ -49,6 +52,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         // Reads the model and image fixtures of ViTTests and ImagesTests in place (by path, no copies).
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
+        .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         .testTarget(name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ],

@@ -1,0 +1,135 @@
+import Foundation
+import Images
+
+/// The figures of `vit inspect`, each a PNG-ready image.
+public enum Figures {
+    /// Values rescaled to [0, 1] by their own minimum and maximum (all 0 when constant).
+    static func normalised(_ values: [Float]) -> [Float] {
+        guard let lo = values.min(), let hi = values.max(), hi > lo else { return values.map { _ in 0 } }
+        return values.map { ($0 - lo) / (hi - lo) }
+    }
+
+    /// A grid x grid map upsampled bilinearly (sample centres aligned) to size x size.
+    static func upsample(_ values: [Float], grid: Int, size: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: size * size)
+        let scale = Float(grid) / Float(size)
+        for y in 0..<size {
+            let fy = min(max((Float(y) + 0.5) * scale - 0.5, 0), Float(grid - 1))
+            let y0 = Int(fy), y1 = min(y0 + 1, grid - 1), ty = fy - Float(y0)
+            for x in 0..<size {
+                let fx = min(max((Float(x) + 0.5) * scale - 0.5, 0), Float(grid - 1))
+                let x0 = Int(fx), x1 = min(x0 + 1, grid - 1), tx = fx - Float(x0)
+                let top = values[y0 * grid + x0] * (1 - tx) + values[y0 * grid + x1] * tx
+                let bottom = values[y1 * grid + x0] * (1 - tx) + values[y1 * grid + x1] * tx
+                out[y * size + x] = top * (1 - ty) + bottom * ty
+            }
+        }
+        return out
+    }
+
+    /// `image` (square) with a grid x grid heat map blended over it (viridis, 55% opacity).
+    public static func overlay(_ image: RGBImage, heat: [Float], grid: Int) -> RGBImage {
+        precondition(image.width == image.height && heat.count == grid * grid, "overlay needs a square image and grid² values")
+        let map = upsample(normalised(heat), grid: grid, size: image.width)
+        var pixels = image.pixels
+        for i in 0..<map.count {
+            let c = Colormap.viridis(map[i])
+            for (j, v) in [c.r, c.g, c.b].enumerated() {
+                pixels[i * 3 + j] = UInt8(0.45 * Float(pixels[i * 3 + j]) + 0.55 * Float(v))
+            }
+        }
+        return RGBImage(width: image.width, height: image.height, pixels: pixels)
+    }
+
+    /// Panels laid out in rows of `columns`, each with a caption above it.
+    public static func grid(_ panels: [(caption: String, image: RGBImage)], columns: Int, title: String? = nil) -> RGBImage {
+        precondition(!panels.isEmpty, "a grid of no panels")
+        let w = panels[0].image.width, h = panels[0].image.height
+        let gap = 8, caption = 16, top = title == nil ? 0 : 24
+        let rows = (panels.count + columns - 1) / columns
+        let cols = min(columns, panels.count)
+        var canvas = Canvas(width: cols * (w + gap) + gap, height: top + rows * (h + caption + gap) + gap)
+        if let title { canvas.text(title, x: gap, y: 6, scale: 2) }
+        for (i, panel) in panels.enumerated() {
+            let x = gap + (i % columns) * (w + gap), y = top + gap + (i / columns) * (h + caption + gap)
+            canvas.text(panel.caption, x: x, y: y, scale: 2)
+            canvas.draw(panel.image, x: x, y: y + caption)
+        }
+        return canvas.image
+    }
+
+    /// The image cut into its P x P patches, drawn apart with gaps and numbered in sequence order (row-major,
+    /// the order the tokens take after the class token).
+    public static func patches(_ image: RGBImage, patchSize: Int, scale: Int = 2) -> RGBImage {
+        let grid = image.width / patchSize
+        let gap = 4 * scale
+        let side = patchSize * scale
+        var canvas = Canvas(width: grid * (side + gap) + gap, height: grid * (side + gap) + gap)
+        for py in 0..<grid {
+            for px in 0..<grid {
+                let patch = image.cropped(left: px * patchSize, top: py * patchSize, width: patchSize, height: patchSize)
+                let x = gap + px * (side + gap), y = gap + py * (side + gap)
+                canvas.draw(patch, x: x, y: y, scale: scale)
+                let label = String(py * grid + px + 1)
+                let textScale = max(1, min(scale, side / 24))
+                canvas.fill(x: x, y: y, width: Canvas.textWidth(label, scale: textScale) + 2 * textScale, height: 7 * textScale, Canvas.white)
+                canvas.text(label, x: x + textScale, y: y + textScale, scale: textScale)
+            }
+        }
+        return canvas.image
+    }
+
+    /// A scatter plot of one dot per (layer, head) value, layers on x, values on y, with axes, ticks and labels.
+    public static func scatter(_ layers: [[Float]], xLabel: String, yLabel: String, title: String) -> RGBImage {
+        let width = 640, height = 440, left = 70, right = 20, top = 64, bottom = 60
+        var canvas = Canvas(width: width, height: height)
+        let maxValue = max(layers.flatMap { $0 }.max() ?? 1, 1e-6)
+        let yTop = niceCeiling(maxValue)
+        let plotW = width - left - right, plotH = height - top - bottom
+        func px(_ layer: Int) -> Int { left + (2 * layer + 1) * plotW / (2 * layers.count) }
+        func py(_ v: Float) -> Int { top + plotH - Int(v / yTop * Float(plotH)) }
+        canvas.line(from: (left, top), to: (left, top + plotH), Canvas.black)
+        canvas.line(from: (left, top + plotH), to: (left + plotW, top + plotH), Canvas.black)
+        for tick in 0...4 {
+            let v = yTop * Float(tick) / 4, y = py(v)
+            canvas.line(from: (left - 5, y), to: (left, y), Canvas.black)
+            canvas.line(from: (left + 1, y), to: (left + plotW, y), (230, 230, 230))
+            let label = v >= 10 ? String(Int(v.rounded())) : String(format: "%.1f", v)
+            canvas.text(label, x: left - 8 - Canvas.textWidth(label), y: y - 5)
+        }
+        for layer in layers.indices {
+            let x = px(layer)
+            canvas.line(from: (x, top + plotH), to: (x, top + plotH + 5), Canvas.black)
+            let label = String(layer)
+            canvas.text(label, x: x - Canvas.textWidth(label) / 2, y: top + plotH + 10)
+            for (head, value) in layers[layer].enumerated() {
+                let c = Colormap.viridis(layers[layer].count > 1 ? Float(head) / Float(layers[layer].count - 1) : 0.5)
+                canvas.dot(x, py(value), radius: 4, c)
+            }
+        }
+        canvas.text(title, x: left, y: 12, scale: 2)
+        canvas.text(xLabel, x: left + plotW / 2 - Canvas.textWidth(xLabel) / 2, y: height - 24)
+        canvas.text(yLabel, x: 6, y: top - 22)
+        return canvas.image
+    }
+
+    /// A matrix of small heat maps: panel (i, j) holds row i·grid + j of `similarity` drawn as a grid x grid map.
+    public static func similarityGrid(_ similarity: [[Float]], grid: Int, cell: Int = 4) -> RGBImage {
+        let side = grid * cell, gap = 2
+        var canvas = Canvas(width: grid * (side + gap) + gap, height: grid * (side + gap) + gap)
+        for i in 0..<(grid * grid) {
+            let values = normalised(similarity[i])
+            let x0 = gap + (i % grid) * (side + gap), y0 = gap + (i / grid) * (side + gap)
+            for j in 0..<(grid * grid) {
+                canvas.fill(x: x0 + (j % grid) * cell, y: y0 + (j / grid) * cell, width: cell, height: cell, Colormap.viridis(values[j]))
+            }
+        }
+        return canvas.image
+    }
+
+    static func niceCeiling(_ value: Float) -> Float {
+        let magnitude = Float(pow(10, floor(log10(Double(value)))))
+        for step: Float in [1, 2, 2.5, 5, 10] where step * magnitude >= value { return step * magnitude }
+        return 10 * magnitude
+    }
+}

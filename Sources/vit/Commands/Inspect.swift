@@ -1,0 +1,199 @@
+import ArgumentParser
+import Foundation
+import Images
+import Inference
+import Plots
+import Tensors
+import ViT
+
+/// Looking inside a ViT: pictures and the numbers behind them.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Patch grids, attention maps, attention rollout, mean attention distance and position-embedding similarity, as PNGs and JSON.",
+        subcommands: [InspectPatches.self, InspectAttention.self, InspectRollout.self, InspectDistance.self, InspectPositions.self]
+    )
+}
+
+/// What every inspect subcommand shares: the model, how images are prepared, and where the files go.
+struct InspectOptions: ParsableArguments {
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Output folder (created if needed).") var out: String
+
+    var folder: URL { URL(fileURLWithPath: out) }
+
+    func prepare() throws -> Classifier {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return try modelOptions.classifier()
+    }
+
+    /// Decoded and cropped images with their files; unreadable ones reported and skipped.
+    func images(_ paths: [String], _ classifier: Classifier) -> [(file: URL, cropped: RGBImage, input: Tensor)] {
+        let (files, missing) = BatchLoader.imageFiles(paths)
+        for error in missing { printError("error: \(error)") }
+        return files.compactMap { file in
+            do {
+                let image = try RGBImage(contentsOf: file)
+                return (file, classifier.transform.crop(image), classifier.transform(image).unsqueeze(0))
+            } catch {
+                printError("error: \(error)")
+                return nil
+            }
+        }
+    }
+
+    func write(json: Any, to name: String) throws {
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes]),
+                             to: folder.appendingPathComponent(name))
+    }
+
+    func write(png image: RGBImage, to name: String) throws {
+        try PNG.write(image, to: folder.appendingPathComponent(name))
+        printError("wrote \(folder.appendingPathComponent(name).path)")
+    }
+
+    /// Small inputs are enlarged for display (nearest neighbour) so a 32-pixel image is still visible.
+    static func displayScale(_ size: Int) -> Int { max(1, 192 / size) }
+
+    static func enlarged(_ image: RGBImage) -> RGBImage {
+        let scale = displayScale(image.width)
+        guard scale > 1 else { return image }
+        var canvas = Canvas(width: image.width * scale, height: image.height * scale)
+        canvas.draw(image, x: 0, y: 0, scale: scale)
+        return canvas.image
+    }
+}
+
+func stem(_ url: URL) -> String { url.deletingPathExtension().lastPathComponent }
+
+struct InspectPatches: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "patches",
+        abstract: "The preprocessed image cut into its P x P patches, numbered in sequence order.")
+    @OptionGroup var options: InspectOptions
+    @Argument(help: "Image files or folders.") var images: [String]
+
+    func run() throws {
+        let classifier = try options.prepare()
+        let config = classifier.model.config
+        for (file, cropped, _) in options.images(images, classifier) {
+            let figure = Figures.patches(cropped, patchSize: config.patchSize, scale: InspectOptions.displayScale(cropped.width))
+            try options.write(png: figure, to: "\(stem(file))-patches.png")
+            try options.write(json: ["file": file.path, "patch_size": config.patchSize, "image_size": config.imageSize,
+                                     "grid": config.gridSize, "patches": config.patchCount], to: "\(stem(file))-patches.json")
+        }
+    }
+}
+
+struct InspectAttention: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "attention",
+        abstract: "For each layer, the class token's attention to every patch (mean over heads, and per head with --heads), overlaid on the image.")
+    @OptionGroup var options: InspectOptions
+    @Option(help: "Layers to show, e.g. 0,5,11 (default: all).") var layers: String?
+    @Flag(name: .customLong("per-head"), help: "Also show each head separately (--heads is the head count of an .npz).") var perHead = false
+    @Argument(help: "Image files or folders.") var images: [String]
+
+    func run() throws {
+        let classifier = try options.prepare()
+        let config = classifier.model.config
+        guard config.classToken else { throw ValidationError("this model has no class token to read attention from") }
+        let chosen = try layers.map { text in
+            try text.split(separator: ",").map { part -> Int in
+                guard let l = Int(part.trimmingCharacters(in: .whitespaces)), (0..<config.depth).contains(l) else {
+                    throw ValidationError("--layers: \(part) is not a layer in 0..<\(config.depth)")
+                }
+                return l
+            }
+        } ?? Array(0..<config.depth)
+        for (file, cropped, input) in options.images(images, classifier) {
+            let outputs = Autograd.withNoGrad { classifier.model.forward(input, collectAttentions: true) }
+            let shown = InspectOptions.enlarged(cropped)
+            var panels: [(String, RGBImage)] = [], records: [[String: Any]] = []
+            for layer in chosen {
+                let headMaps = AttentionAnalysis.classAttention(outputs.attentions[layer], prefixTokens: config.prefixTokens)[0]
+                let mean = (0..<headMaps[0].count).map { p in headMaps.reduce(0) { $0 + $1[p] } / Float(headMaps.count) }
+                panels.append(("L\(layer) MEAN", Figures.overlay(shown, heat: mean, grid: config.gridSize)))
+                if perHead {
+                    for (h, values) in headMaps.enumerated() {
+                        panels.append(("L\(layer) H\(h)", Figures.overlay(shown, heat: values, grid: config.gridSize)))
+                    }
+                }
+                records.append(["layer": layer, "mean": mean, "heads": headMaps])
+            }
+            let figure = Figures.grid(panels, columns: perHead ? config.heads + 1 : min(chosen.count, 6),
+                                      title: "CLASS TOKEN ATTENTION")
+            try options.write(png: figure, to: "\(stem(file))-attention.png")
+            try options.write(json: ["file": file.path, "grid": config.gridSize, "layers": records], to: "\(stem(file))-attention.json")
+        }
+    }
+}
+
+struct InspectRollout: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rollout",
+        abstract: "Attention rollout (Abnar & Zuidema 2020): the class token's attention carried through all layers, as a heat map.")
+    @OptionGroup var options: InspectOptions
+    @Argument(help: "Image files or folders.") var images: [String]
+
+    func run() throws {
+        let classifier = try options.prepare()
+        let config = classifier.model.config
+        guard config.classToken else { throw ValidationError("this model has no class token to roll attention out from") }
+        for (file, cropped, input) in options.images(images, classifier) {
+            let outputs = Autograd.withNoGrad { classifier.model.forward(input, collectAttentions: true) }
+            let rollout = AttentionAnalysis.rollout(outputs.attentions, prefixTokens: config.prefixTokens)[0]
+            let shown = InspectOptions.enlarged(cropped)
+            let figure = Figures.grid([("IMAGE", shown), ("ROLLOUT", Figures.overlay(shown, heat: rollout, grid: config.gridSize))],
+                                      columns: 2, title: "ATTENTION ROLLOUT")
+            try options.write(png: figure, to: "\(stem(file))-rollout.png")
+            try options.write(json: ["file": file.path, "grid": config.gridSize, "rollout": rollout], to: "\(stem(file))-rollout.json")
+        }
+    }
+}
+
+struct InspectDistance: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "distance",
+        abstract: "Mean attention distance in pixels per head and layer (ViT paper, Fig. 7), averaged over the images.")
+    @OptionGroup var options: InspectOptions
+    @Flag(help: "Print the JSON to stdout too.") var json = false
+    @Argument(help: "Image files or folders.") var images: [String]
+
+    func run() throws {
+        let classifier = try options.prepare()
+        let config = classifier.model.config
+        let loaded = options.images(images, classifier)
+        guard !loaded.isEmpty else { throw ValidationError("no image could be read") }
+        var sums = [[Float]](repeating: [Float](repeating: 0, count: config.heads), count: config.depth)
+        for (_, _, input) in loaded {
+            let outputs = Autograd.withNoGrad { classifier.model.forward(input, collectAttentions: true) }
+            for (layer, attention) in outputs.attentions.enumerated() {
+                let d = AttentionAnalysis.meanDistance(attention, prefixTokens: config.prefixTokens,
+                                                       gridSize: config.gridSize, patchSize: config.patchSize)
+                for h in 0..<config.heads { sums[layer][h] += d[h] }
+            }
+        }
+        let layers = sums.map { $0.map { $0 / Float(loaded.count) } }
+        let record: [String: Any] = ["layers": layers, "patch_size": config.patchSize, "image_size": config.imageSize,
+                                     "images": loaded.count]
+        try options.write(json: record, to: "distance.json")
+        try options.write(png: Figures.scatter(layers, xLabel: "LAYER", yLabel: "MEAN ATTENTION DISTANCE (PX)",
+                                               title: "MEAN ATTENTION DISTANCE PER HEAD"), to: "distance.png")
+        if json {
+            print(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
+}
+
+struct InspectPositions: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "posemb",
+        abstract: "Cosine similarity of each patch's position embedding with every other (ViT paper, Fig. 7 centre).")
+    @OptionGroup var options: InspectOptions
+
+    func run() throws {
+        let classifier = try options.prepare()
+        let model = classifier.model, config = model.config
+        guard let posEmbed = model.posEmbed else { throw ValidationError("this model has no learned position embeddings") }
+        let prefix = config.noEmbedClass ? 0 : config.prefixTokens
+        let similarity = AttentionAnalysis.positionSimilarity(posEmbed, prefixTokens: prefix)
+        let cell = max(2, 96 / config.gridSize)
+        try options.write(png: Figures.similarityGrid(similarity, grid: config.gridSize, cell: cell), to: "posemb.png")
+        try options.write(json: ["grid": config.gridSize, "similarity": similarity], to: "posemb.json")
+    }
+}
