@@ -75,7 +75,7 @@ struct InspectPatches: ParsableCommand {
         let classifier = try options.prepare()
         let config = classifier.model.config
         for (file, cropped, _) in options.images(images, classifier) {
-            let figure = Figures.patches(cropped, patchSize: config.patchSize, scale: InspectOptions.displayScale(cropped.width))
+            let figure = Figures.patches(cropped, patchSize: config.patchSize, scale: max(2, InspectOptions.displayScale(cropped.width)))
             try options.write(png: figure, to: "\(stem(file))-patches.png")
             try options.write(json: ["file": file.path, "patch_size": config.patchSize, "image_size": config.imageSize,
                                      "grid": config.gridSize, "patches": config.patchCount], to: "\(stem(file))-patches.json")
