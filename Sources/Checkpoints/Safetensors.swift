@@ -134,14 +134,4 @@ public enum Safetensors {
 }
 
 /// A checkpoint problem, naming the file.
-public struct CheckpointError: Error, CustomStringConvertible {
-    public let url: URL
-    public let reason: String
-
-    public init(_ url: URL, _ reason: String) {
-        self.url = url
-        self.reason = reason
-    }
-
-    public var description: String { "\(url.path): \(reason)" }
-}
+public typealias CheckpointError = FileError

@@ -95,17 +95,7 @@ public struct RGBImage: Sendable {
 }
 
 /// An image that could not be used, naming the file and the reason.
-public struct ImageError: Error, CustomStringConvertible {
-    public let url: URL
-    public let reason: String
-
-    public init(_ url: URL, _ reason: String) {
-        self.url = url
-        self.reason = reason
-    }
-
-    public var description: String { "\(url.path): \(reason)" }
-}
+public typealias ImageError = FileError
 
 /// PNG output for plots and visualisations.
 public enum PNG {

@@ -14,18 +14,10 @@ struct Convert: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output folder (model.safetensors and config.json are written there).")
     var output: String
 
-    @Option(help: "Preset name for the architecture when the checkpoint has no config.json (e.g. vit_base_patch16_224).")
-    var arch: String?
-
-    @Option(help: "Number of attention heads (an .npz does not record it).")
-    var heads: Int?
-
-    @Option(name: .customLong("image-size"), help: "Build at this image size, resampling the position embeddings.")
-    var imageSize: Int?
+    @OptionGroup var architecture: ArchitectureOptions
 
     func run() throws {
-        let loader = CheckpointLoader(preset: arch, heads: heads, imageSize: imageSize)
-        let model = try loader.load(URL(fileURLWithPath: input))
+        let model = try architecture.loader.load(URL(fileURLWithPath: input))
         try NativeFormat.save(model, to: URL(fileURLWithPath: output))
         let c = model.config
         print("wrote \(output): \(c.depth) blocks, width \(c.width), \(c.heads) heads, patch \(c.patchSize), image \(c.imageSize), \(c.numClasses) classes, \(model.parameterCount) parameters")

@@ -41,6 +41,16 @@ struct InspectOptions: ParsableArguments {
         }
     }
 
+    /// Each block's attention probabilities for one image [1, heads, T, T].
+    func attentions(_ classifier: Classifier, _ input: Tensor) -> [Tensor] {
+        Autograd.withNoGrad { classifier.model.forward(input, collectAttentions: true).attentions }
+    }
+
+    /// Attention figures read the class token's row: models without one are refused.
+    func requireClassToken(_ config: ViTConfig) throws {
+        guard config.classToken else { throw ValidationError("this model has no class token to read attention from") }
+    }
+
     func write(json: Any, to name: String) throws {
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes]),
                              to: folder.appendingPathComponent(name))
@@ -94,7 +104,7 @@ struct InspectAttention: ParsableCommand {
     func run() throws {
         let classifier = try options.prepare()
         let config = classifier.model.config
-        guard config.classToken else { throw ValidationError("this model has no class token to read attention from") }
+        try options.requireClassToken(config)
         let chosen = try layers.map { text in
             try text.split(separator: ",").map { part -> Int in
                 guard let l = Int(part.trimmingCharacters(in: .whitespaces)), (0..<config.depth).contains(l) else {
@@ -104,11 +114,11 @@ struct InspectAttention: ParsableCommand {
             }
         } ?? Array(0..<config.depth)
         for (file, cropped, input) in options.images(images, classifier) {
-            let outputs = Autograd.withNoGrad { classifier.model.forward(input, collectAttentions: true) }
+            let attentions = options.attentions(classifier, input)
             let shown = InspectOptions.enlarged(cropped)
             var panels: [(String, RGBImage)] = [], records: [[String: Any]] = []
             for layer in chosen {
-                let headMaps = AttentionAnalysis.classAttention(outputs.attentions[layer], prefixTokens: config.prefixTokens)[0]
+                let headMaps = AttentionAnalysis.classAttention(attentions[layer], prefixTokens: config.prefixTokens)[0]
                 let mean = (0..<headMaps[0].count).map { p in headMaps.reduce(0) { $0 + $1[p] } / Float(headMaps.count) }
                 panels.append(("L\(layer) MEAN", Figures.overlay(shown, heat: mean, grid: config.gridSize)))
                 if perHead {
@@ -135,10 +145,9 @@ struct InspectRollout: ParsableCommand {
     func run() throws {
         let classifier = try options.prepare()
         let config = classifier.model.config
-        guard config.classToken else { throw ValidationError("this model has no class token to roll attention out from") }
+        try options.requireClassToken(config)
         for (file, cropped, input) in options.images(images, classifier) {
-            let outputs = Autograd.withNoGrad { classifier.model.forward(input, collectAttentions: true) }
-            let rollout = AttentionAnalysis.rollout(outputs.attentions, prefixTokens: config.prefixTokens)[0]
+            let rollout = AttentionAnalysis.rollout(options.attentions(classifier, input), prefixTokens: config.prefixTokens)[0]
             let shown = InspectOptions.enlarged(cropped)
             let figure = Figures.grid([("IMAGE", shown), ("ROLLOUT", Figures.overlay(shown, heat: rollout, grid: config.gridSize))],
                                       columns: 2, title: "ATTENTION ROLLOUT")
@@ -162,8 +171,7 @@ struct InspectDistance: ParsableCommand {
         guard !loaded.isEmpty else { throw ValidationError("no image could be read") }
         var sums = [[Float]](repeating: [Float](repeating: 0, count: config.heads), count: config.depth)
         for (_, _, input) in loaded {
-            let outputs = Autograd.withNoGrad { classifier.model.forward(input, collectAttentions: true) }
-            for (layer, attention) in outputs.attentions.enumerated() {
+            for (layer, attention) in options.attentions(classifier, input).enumerated() {
                 let d = AttentionAnalysis.meanDistance(attention, prefixTokens: config.prefixTokens,
                                                        gridSize: config.gridSize, patchSize: config.patchSize)
                 for h in 0..<config.heads { sums[layer][h] += d[h] }

@@ -5,19 +5,27 @@ import Inference
 import Tensors
 import ViT
 
-/// The options that choose a checkpoint and how images are prepared for it (shared by predict, embed, inspect).
-struct ModelOptions: ParsableArguments {
-    @Option(help: "Checkpoint folder or weights file (timm / Hugging Face safetensors, JAX .npz, or a vit convert folder).")
-    var model: String
-
-    @Option(help: "Preset name for the architecture when the checkpoint has no config.json.")
+/// What a checkpoint may not say about its architecture, and the size to build it at (convert, predict, embed,
+/// inspect).
+struct ArchitectureOptions: ParsableArguments {
+    @Option(help: "Preset name for the architecture when the checkpoint has no config.json (e.g. vit_base_patch16_224).")
     var arch: String?
 
     @Option(help: "Number of attention heads (an .npz does not record it).")
     var heads: Int?
 
-    @Option(name: .customLong("image-size"), help: "Run at this image size (position embeddings resampled).")
+    @Option(name: .customLong("image-size"), help: "Build at this image size (position embeddings resampled).")
     var imageSize: Int?
+
+    var loader: CheckpointLoader { CheckpointLoader(preset: arch, heads: heads, imageSize: imageSize) }
+}
+
+/// The options that choose a checkpoint and how images are prepared for it (shared by predict, embed, inspect).
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Checkpoint folder or weights file (timm / Hugging Face safetensors, JAX .npz, or a vit convert folder).")
+    var model: String
+
+    @OptionGroup var architecture: ArchitectureOptions
 
     @Option(name: .customLong("crop-pct"), help: "Resize the shorter side to size / crop-pct before the center crop.")
     var cropPct: Float?
@@ -47,9 +55,8 @@ struct ModelOptions: ParsableArguments {
     }
 
     func classifier() throws -> Classifier {
-        let loader = CheckpointLoader(preset: arch, heads: heads, imageSize: imageSize)
         let overrides = PreprocessingOverrides(cropPct: cropPct, interpolation: interpolation.flatMap(Resampling.Filter.init),
                                                mean: mean.flatMap(Self.triple), std: std.flatMap(Self.triple))
-        return try Classifier(checkpoint: URL(fileURLWithPath: model), loader: loader, overrides: overrides)
+        return try Classifier(checkpoint: URL(fileURLWithPath: model), loader: architecture.loader, overrides: overrides)
     }
 }

@@ -12,14 +12,21 @@ public enum AtomicFile {
             }
         } catch {
             try? FileManager.default.removeItem(at: temporary)
-            throw FileWriteError(url: url, reason: error.localizedDescription)
+            throw FileError(url, "could not be written: \(error.localizedDescription)")
         }
     }
 }
 
-/// A file that could not be written, naming it.
-public struct FileWriteError: Error, CustomStringConvertible {
+/// A file that could not be read, understood or written: the path and the reason, printed as "path: reason".
+/// Checkpoints and images report their problems with it (`CheckpointError`, `ImageError`).
+public struct FileError: Error, CustomStringConvertible {
     public let url: URL
     public let reason: String
-    public var description: String { "\(url.path): could not be written: \(reason)" }
+
+    public init(_ url: URL, _ reason: String) {
+        self.url = url
+        self.reason = reason
+    }
+
+    public var description: String { "\(url.path): \(reason)" }
 }
