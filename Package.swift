@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Images", targets: ["Images"]),
         .library(name: "Inference", targets: ["Inference"]),
         .library(name: "Plots", targets: ["Plots"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
         .executable(name: "vit", targets: ["vit"]),
     ],
     dependencies: [
@@ -24,6 +25,8 @@ let package = Package(
                        providers: [.apt(["libdnnl-dev"])]),
         // libjpeg-turbo and libpng behind setjmp-safe C wrappers (scripts/bootstrap installs the -dev packages).
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+        // gzip through zlib (for .tar.gz image folders and gzipped IDX files).
+        .target(name: "CCompression", linkerSettings: [.linkedLibrary("z")]),
         // Tensors, the autograd tape and every op; the math runs on oneDNN.
         .target(name: "Tensors", dependencies: ["CDNNL"]),
         // Modules with named parameters, layers, initialisers, optimisers, schedules.
@@ -36,6 +39,8 @@ let package = Package(
         .target(name: "ViT", dependencies: ["Tensors", "NN", "Checkpoints"]),
         // Plots: a small canvas, bitmap font and colour map; the figures of vit inspect.
         .target(name: "Plots", dependencies: ["Images"]),
+        // Datasets: image folders (directories or .tar.gz), CIFAR binary, IDX; in memory; stratified splits.
+        .target(name: "Datasets", dependencies: ["CCompression", "Images", "Tensors"]),
         // Inference: Classifier (load once, classify many) and the background batch loader.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors"]),
         // The command-line tool.
@@ -52,6 +57,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         // Reads the model and image fixtures of ViTTests and ImagesTests in place (by path, no copies).
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors"]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         .testTarget(name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
                     resources: [.copy("Fixtures")]),

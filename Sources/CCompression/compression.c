@@ -1,0 +1,63 @@
+#include "compression.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+int vit_gunzip(const uint8_t *data, size_t size, uint8_t **out, size_t *out_size, char *error, size_t error_size) {
+    *out = NULL;
+    *out_size = 0;
+    z_stream stream;
+    memset(&stream, 0, sizeof(stream));
+    if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK) {
+        snprintf(error, error_size, "cannot start zlib");
+        return 1;
+    }
+    size_t capacity = size * 4 + 65536, length = 0;
+    uint8_t *buffer = malloc(capacity);
+    stream.next_in = (Bytef *)data;
+    stream.avail_in = (uInt)(size > 0xFFFFFFFFu ? 0xFFFFFFFFu : size);
+    size_t remaining_in = size - stream.avail_in;
+    int status = Z_OK;
+    while (buffer) {
+        if (length == capacity) {
+            capacity *= 2;
+            uint8_t *grown = realloc(buffer, capacity);
+            if (!grown) { free(buffer); buffer = NULL; break; }
+            buffer = grown;
+        }
+        stream.next_out = buffer + length;
+        size_t room = capacity - length;
+        stream.avail_out = (uInt)(room > 0xFFFFFFFFu ? 0xFFFFFFFFu : room);
+        uInt before = stream.avail_out;
+        status = inflate(&stream, Z_NO_FLUSH);
+        length += before - stream.avail_out;
+        if (stream.avail_in == 0 && remaining_in > 0) {
+            uInt chunk = (uInt)(remaining_in > 0xFFFFFFFFu ? 0xFFFFFFFFu : remaining_in);
+            stream.avail_in = chunk;
+            remaining_in -= chunk;
+        }
+        if (status == Z_STREAM_END) {
+            // Concatenated gzip members: continue with the next one if input remains.
+            if (stream.avail_in == 0 && remaining_in == 0) break;
+            inflateReset(&stream);
+            continue;
+        }
+        if (status != Z_OK && status != Z_BUF_ERROR) break;
+        if (status == Z_BUF_ERROR && stream.avail_in == 0 && remaining_in == 0) break;
+    }
+    inflateEnd(&stream);
+    if (!buffer) {
+        snprintf(error, error_size, "out of memory");
+        return 1;
+    }
+    if (status != Z_STREAM_END) {
+        snprintf(error, error_size, "%s", status == Z_BUF_ERROR ? "truncated gzip data" : (stream.msg ? stream.msg : "corrupt gzip data"));
+        free(buffer);
+        return 1;
+    }
+    *out = buffer;
+    *out_size = length;
+    return 0;
+}

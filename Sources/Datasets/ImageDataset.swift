@@ -1,0 +1,175 @@
+import Foundation
+import Images
+import Tensors
+
+/// A labelled image set held in memory as 8-bit RGB (small images are decoded once): N images of one size,
+/// interleaved rows (HWC), N labels, and the class names.
+public struct ImageDataset: Sendable {
+    public let width: Int
+    public let height: Int
+    /// N · height · width · 3 bytes.
+    public private(set) var pixels: [UInt8]
+    public private(set) var labels: [Int]
+    public let classNames: [String]
+    /// Files that could not be read while loading, with why (skipped, not fatal).
+    public var failures: [FileError] = []
+
+    public init(width: Int, height: Int, pixels: [UInt8], labels: [Int], classNames: [String]) {
+        precondition(pixels.count == labels.count * width * height * 3, "\(pixels.count) bytes for \(labels.count) images of \(width)x\(height)")
+        precondition(labels.allSatisfy { $0 >= 0 && $0 < classNames.count }, "a label outside 0..<\(classNames.count)")
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+        self.labels = labels
+        self.classNames = classNames
+    }
+
+    public var count: Int { labels.count }
+    var imageBytes: Int { width * height * 3 }
+
+    /// Image i as an RGBImage.
+    public func image(_ i: Int) -> RGBImage {
+        RGBImage(width: width, height: height, pixels: Array(pixels[(i * imageBytes)..<((i + 1) * imageBytes)]))
+    }
+
+    /// The images at `indices`, in that order.
+    public func subset(_ indices: [Int]) -> ImageDataset {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(indices.count * imageBytes)
+        for i in indices { bytes += pixels[(i * imageBytes)..<((i + 1) * imageBytes)] }
+        return ImageDataset(width: width, height: height, pixels: bytes, labels: indices.map { labels[$0] }, classNames: classNames)
+    }
+
+    /// A seeded, stratified split: `fraction` of each class (rounded) goes to the second set.
+    public func stratifiedSplit(validationFraction fraction: Double, seed: UInt64) -> (train: ImageDataset, validation: ImageDataset) {
+        precondition(fraction >= 0 && fraction < 1, "validation fraction \(fraction) outside [0, 1)")
+        var rng = SeededGenerator(seed: seed)
+        var train: [Int] = [], validation: [Int] = []
+        for c in classNames.indices {
+            var members = labels.indices.filter { labels[$0] == c }
+            members.shuffle(using: &rng)
+            let held = Int((Double(members.count) * fraction).rounded())
+            validation += members.prefix(held)
+            train += members.dropFirst(held)
+        }
+        return (subset(train.sorted()), subset(validation.sorted()))
+    }
+}
+
+extension ImageDataset {
+    /// An image folder, `root/<class>/<image>` (classes sorted by name, as torchvision's ImageFolder), either a
+    /// directory or a `.tar.gz`/`.tgz`/`.tar` of one. `subfolder` picks a part inside it (`train`, `test`). All
+    /// images must share one size. Unreadable images are listed in `failures` and skipped.
+    public static func imageFolder(_ url: URL, subfolder: String? = nil) throws -> ImageDataset {
+        var entries: [(path: String, data: () throws -> Data)] = []
+        let name = url.lastPathComponent
+        if name.hasSuffix(".tar.gz") || name.hasSuffix(".tgz") || name.hasSuffix(".tar") {
+            guard let raw = try? Data(contentsOf: url) else { throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file") }
+            let tar = name.hasSuffix(".tar") ? raw : try Gzip.decompress(raw, source: url)
+            entries = try Tar.files(tar, source: url).map { file in (file.path, { file.contents }) }
+        } else {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw FileError(url, "is not an image folder (root/<class>/<image>) or a .tar.gz of one")
+            }
+            let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: nil)
+            while let file = enumerator?.nextObject() as? URL {
+                let relative = String(file.path.dropFirst(url.path.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+                entries.append((relative, { try Data(contentsOf: file) }))
+            }
+        }
+        // <subfolder>/<class>/<file>: keep image files under the subfolder, two levels deep.
+        let prefix = subfolder.map { $0.hasSuffix("/") ? $0 : $0 + "/" } ?? ""
+        let images = entries.compactMap { entry -> (className: String, path: String, data: () throws -> Data)? in
+            var path = entry.path
+            if path.hasPrefix("./") { path.removeFirst(2) }
+            guard path.hasPrefix(prefix) else { return nil }
+            let parts = path.dropFirst(prefix.count).split(separator: "/")
+            let ext = (parts.last.map(String.init) ?? "").split(separator: ".").last?.lowercased() ?? ""
+            guard parts.count == 2, ["jpg", "jpeg", "png"].contains(ext) else { return nil }
+            return (String(parts[0]), path, entry.data)
+        }.sorted { ($0.className, $0.path) < ($1.className, $1.path) }
+        guard !images.isEmpty else {
+            throw FileError(url, "holds no images as \(prefix)<class>/<file>.jpg|png")
+        }
+        let classNames = Array(Set(images.map(\.className))).sorted()
+        let classIndex = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
+        var pixels: [UInt8] = [], labels: [Int] = [], failures: [FileError] = []
+        var size: (Int, Int)?
+        for entry in images {
+            let location = url.appendingPathComponent(entry.path)
+            do {
+                let image = try RGBImage(data: try entry.data(), source: location)
+                if size == nil { size = (image.width, image.height) }
+                guard size! == (image.width, image.height) else {
+                    failures.append(FileError(location, "is \(image.width)x\(image.height), the others \(size!.0)x\(size!.1)"))
+                    continue
+                }
+                pixels += image.pixels
+                labels.append(classIndex[entry.className]!)
+            } catch let error as FileError {
+                failures.append(error)
+            } catch {
+                failures.append(FileError(location, "\(error)"))
+            }
+        }
+        guard let (width, height) = size else { throw FileError(url, "none of its \(images.count) images could be read") }
+        var dataset = ImageDataset(width: width, height: height, pixels: pixels, labels: labels, classNames: classNames)
+        dataset.failures = failures
+        return dataset
+    }
+
+    /// The CIFAR-10/100 binary format: records of label byte(s) then 3072 planar bytes (R, G, B planes of 32x32).
+    /// CIFAR-100 records carry a coarse and a fine label; `fineLabels` picks the fine one.
+    public static func cifarBinary(_ files: [URL], classNames: [String], labelBytes: Int = 1) throws -> ImageDataset {
+        let record = labelBytes + 3072
+        var pixels: [UInt8] = [], labels: [Int] = []
+        for url in files {
+            guard let data = try? Data(contentsOf: url) else { throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file") }
+            guard data.count % record == 0 else {
+                throw FileError(url, "has \(data.count) bytes, not a whole number of \(record)-byte CIFAR records: truncated?")
+            }
+            let bytes = [UInt8](data)
+            for r in 0..<(bytes.count / record) {
+                let base = r * record
+                let label = Int(bytes[base + labelBytes - 1])
+                guard label < classNames.count else { throw FileError(url, "record \(r) has label \(label), beyond \(classNames.count) classes") }
+                labels.append(label)
+                for i in 0..<1024 {   // planar -> interleaved
+                    pixels += [bytes[base + labelBytes + i], bytes[base + labelBytes + 1024 + i], bytes[base + labelBytes + 2048 + i]]
+                }
+            }
+        }
+        return ImageDataset(width: 32, height: 32, pixels: pixels, labels: labels, classNames: classNames)
+    }
+
+    /// IDX files (MNIST, Fashion-MNIST), raw or gzipped: images [N, H, W] of unsigned bytes (gray, replicated to
+    /// RGB) and labels [N].
+    public static func idx(images imagesURL: URL, labels labelsURL: URL, classNames: [String]) throws -> ImageDataset {
+        func read(_ url: URL) throws -> (dims: [Int], body: [UInt8]) {
+            guard var data = try? Data(contentsOf: url) else { throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file") }
+            if data.starts(with: [0x1F, 0x8B]) { data = try Gzip.decompress(data, source: url) }
+            let bytes = [UInt8](data)
+            guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0, bytes[2] == 0x08 else {
+                throw FileError(url, "is not an IDX file of unsigned bytes")
+            }
+            let rank = Int(bytes[3])
+            guard bytes.count >= 4 + 4 * rank else { throw FileError(url, "truncated IDX header") }
+            let dims = (0..<rank).map { d in (0..<4).reduce(0) { $0 << 8 | Int(bytes[4 + 4 * d + $1]) } }
+            let start = 4 + 4 * rank
+            guard bytes.count - start == dims.reduce(1, *) else {
+                throw FileError(url, "holds \(bytes.count - start) data bytes, dims \(dims) need \(dims.reduce(1, *)): truncated?")
+            }
+            return (dims, Array(bytes[start...]))
+        }
+        let (imageDims, gray) = try read(imagesURL)
+        let (labelDims, labelBytes) = try read(labelsURL)
+        guard imageDims.count == 3, labelDims == [imageDims[0]] else {
+            throw FileError(imagesURL, "has dims \(imageDims) but its labels \(labelsURL.lastPathComponent) have \(labelDims)")
+        }
+        var pixels = [UInt8](repeating: 0, count: gray.count * 3)
+        for (i, v) in gray.enumerated() { pixels[3 * i] = v; pixels[3 * i + 1] = v; pixels[3 * i + 2] = v }
+        return ImageDataset(width: imageDims[2], height: imageDims[1], pixels: pixels, labels: labelBytes.map(Int.init),
+                            classNames: classNames)
+    }
+}
