@@ -93,18 +93,3 @@ public final class Classifier {
         classify([try RGBImage(contentsOf: file)], top: k)[0]
     }
 }
-
-extension Tensor {
-    /// Tensors of one shape stacked along a new first axis (a copy; outside the graph).
-    public static func stack(_ tensors: [Tensor]) -> Tensor {
-        precondition(!tensors.isEmpty, "stack of no tensors")
-        let shape = tensors[0].shape
-        let out = Tensor(uninitializedShape: [tensors.count] + shape)
-        let each = tensors[0].count
-        for (i, t) in tensors.enumerated() {
-            precondition(t.shape == shape, "stack: shape \(t.shape) differs from \(shape)")
-            (out.pointer + i * each).update(from: t.pointer, count: each)
-        }
-        return out
-    }
-}
