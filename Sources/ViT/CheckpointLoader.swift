@@ -164,6 +164,7 @@ public struct CheckpointLoader {
             config.positionEmbedding = .none
         }
         if !stated.contains("imageSize") && !stated.contains("preset") { config.data.inputSize = [config.channels, config.imageSize, config.imageSize] }
+        if config.numClasses == 0 { config.labels = nil }   // a feature extractor has no classes to name
         if let labels = config.labels, labels.count != config.numClasses {
             problems.append("\(labels.count) class names for \(config.numClasses) classes")
         }

@@ -94,11 +94,12 @@ public enum ConfigFiles {
         if let act = json["hidden_act"] as? String { config.exactGELU = !(act.contains("new") || act.contains("tanh") || act.contains("fast")) }
         let architectures = json["architectures"] as? [String] ?? []
         if architectures.contains(where: { $0.contains("WithTeacher") }) { config.distillationToken = true; fields.insert("distillationToken") }
+        // transformers writes an id2label into every config, a two-entry default even for a headless ViTModel, so
+        // it names the classes but does not state that a head exists: the weights decide the class count.
         if let id2label = json["id2label"] as? [String: String] {
             let sorted = id2label.compactMap { key, value in Int(key).map { ($0, value) } }.sorted { $0.0 < $1.0 }
             config.labels = sorted.map(\.1)
             config.numClasses = sorted.count
-            fields.insert("numClasses")
         }
         // Hugging Face image processors for ViT resize straight to the input size (no crop) with mean = std = 0.5;
         // a preprocessor_config.json beside the weights says otherwise when it exists.

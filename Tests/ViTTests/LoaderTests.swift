@@ -96,3 +96,30 @@ import TestSupport
         #expect(try file.tensor("b").toArray() == [1, -2, 0.5])
     }
 }
+
+@Suite struct HeadlessCheckpointTests {
+    /// A Hugging Face `ViTModel` folder: no `vit.` prefix, no classifier, and the default two-entry id2label that
+    /// transformers writes into every config. It loads as a feature extractor whose features equal the classifier's.
+    @Test func huggingFaceViTModelLoadsWithoutAHead() throws {
+        let source = fixture("hf-vit-p8-d64-h4-l2-i32")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var tensors: [String: Tensor] = [:]
+        let file = try SafetensorsFile(contentsOf: source.appendingPathComponent("model.safetensors"))
+        for name in file.names where name.hasPrefix("vit.") { tensors[String(name.dropFirst(4))] = try file.tensor(name) }
+        try Safetensors.write(tensors, to: folder.appendingPathComponent("model.safetensors"))
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as! [String: Any]
+        config["architectures"] = ["ViTModel"]
+        config["id2label"] = ["0": "LABEL_0", "1": "LABEL_1"]
+        config["label2id"] = ["LABEL_0": 0, "LABEL_1": 1]
+        try JSONSerialization.data(withJSONObject: config).write(to: folder.appendingPathComponent("config.json"))
+
+        let headless = try CheckpointLoader().load(folder)
+        #expect(headless.config.numClasses == 0 && headless.head == nil && headless.config.labels == nil)
+        let full = try CheckpointLoader().load(source)
+        let input = try reference("hf-vit-p8-d64-h4-l2-i32").tensor("input")
+        let (a, b) = Autograd.withNoGrad { (headless.forward(input).preLogits, full.forward(input).preLogits) }
+        expectWithin(a, b, 0, "ViTModel features")
+    }
+}
