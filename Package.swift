@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Inference", targets: ["Inference"]),
         .library(name: "Plots", targets: ["Plots"]),
         .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Training", targets: ["Training"]),
         .executable(name: "vit", targets: ["vit"]),
     ],
     dependencies: [
@@ -41,11 +42,13 @@ let package = Package(
         .target(name: "Plots", dependencies: ["Images"]),
         // Datasets: image folders (directories or .tar.gz), CIFAR binary, IDX; in memory; stratified splits.
         .target(name: "Datasets", dependencies: ["CCompression", "Images", "Tensors"]),
+        // Training: the trainer (schedule, EMA, checkpoints, exact resume), evaluation and its metrics.
+        .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots"]),
         // Inference: Classifier (load once, classify many) and the background batch loader.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors"]),
         // The command-line tool.
         .executableTarget(name: "vit", dependencies: [
-            "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots",
+            "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Shared test helpers: finite-difference gradient checks, closeness expectations.
@@ -58,6 +61,7 @@ let package = Package(
         // Reads the model and image fixtures of ViTTests and ImagesTests in place (by path, no copies).
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors"]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         .testTarget(name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
                     resources: [.copy("Fixtures")]),

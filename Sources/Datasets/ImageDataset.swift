@@ -61,6 +61,11 @@ extension ImageDataset {
     /// directory or a `.tar.gz`/`.tgz`/`.tar` of one. `subfolder` picks a part inside it (`train`, `test`). All
     /// images must share one size. Unreadable images are listed in `failures` and skipped.
     public static func imageFolder(_ url: URL, subfolder: String? = nil) throws -> ImageDataset {
+        try imageFolder(entries: try folderEntries(url), root: url, subfolder: subfolder)
+    }
+
+    /// The files of an image folder on disk or in a tar archive, by relative path, read lazily.
+    static func folderEntries(_ url: URL) throws -> [(path: String, data: () throws -> Data)] {
         var entries: [(path: String, data: () throws -> Data)] = []
         let name = url.lastPathComponent
         if name.hasSuffix(".tar.gz") || name.hasSuffix(".tgz") || name.hasSuffix(".tar") {
@@ -70,7 +75,8 @@ extension ImageDataset {
         } else {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw FileError(url, "is not an image folder (root/<class>/<image>) or a .tar.gz of one")
+                throw FileError(url, FileManager.default.fileExists(atPath: url.path)
+                    ? "is not an image folder (root/<class>/<image>) or a .tar.gz of one" : "no such file or folder")
             }
             let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: nil)
             while let file = enumerator?.nextObject() as? URL {
@@ -78,11 +84,16 @@ extension ImageDataset {
                 entries.append((relative, { try Data(contentsOf: file) }))
             }
         }
+        return entries.map { entry in (entry.path.hasPrefix("./") ? String(entry.path.dropFirst(2)) : entry.path, entry.data) }
+    }
+
+    /// The images under `subfolder`/<class>/ among `entries`, decoded on all cores.
+    static func imageFolder(entries: [(path: String, data: () throws -> Data)], root url: URL,
+                            subfolder: String?) throws -> ImageDataset {
         // <subfolder>/<class>/<file>: keep image files under the subfolder, two levels deep.
         let prefix = subfolder.map { $0.hasSuffix("/") ? $0 : $0 + "/" } ?? ""
         let images = entries.compactMap { entry -> (className: String, path: String, data: () throws -> Data)? in
-            var path = entry.path
-            if path.hasPrefix("./") { path.removeFirst(2) }
+            let path = entry.path
             guard path.hasPrefix(prefix) else { return nil }
             let parts = path.dropFirst(prefix.count).split(separator: "/")
             let ext = (parts.last.map(String.init) ?? "").split(separator: ".").last?.lowercased() ?? ""
@@ -94,23 +105,38 @@ extension ImageDataset {
         }
         let classNames = Array(Set(images.map(\.className))).sorted()
         let classIndex = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
+        // Decode in one chunk per core; each chunk keeps its results in order.
+        let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, images.count / 64))
+        var decoded = [[Result<RGBImage, FileError>]](repeating: [], count: chunks)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            let range = (chunk * images.count / chunks)..<((chunk + 1) * images.count / chunks)
+            let results = range.map { i -> Result<RGBImage, FileError> in
+                let location = url.appendingPathComponent(images[i].path)
+                do {
+                    return .success(try RGBImage(data: try images[i].data(), source: location))
+                } catch let error as FileError {
+                    return .failure(error)
+                } catch {
+                    return .failure(FileError(location, "\(error)"))
+                }
+            }
+            lock.withLock { decoded[chunk] = results }
+        }
         var pixels: [UInt8] = [], labels: [Int] = [], failures: [FileError] = []
         var size: (Int, Int)?
-        for entry in images {
-            let location = url.appendingPathComponent(entry.path)
-            do {
-                let image = try RGBImage(data: try entry.data(), source: location)
+        for (entry, result) in zip(images, decoded.joined()) {
+            switch result {
+            case .failure(let error): failures.append(error)
+            case .success(let image):
                 if size == nil { size = (image.width, image.height) }
                 guard size! == (image.width, image.height) else {
-                    failures.append(FileError(location, "is \(image.width)x\(image.height), the others \(size!.0)x\(size!.1)"))
+                    failures.append(FileError(url.appendingPathComponent(entry.path),
+                                              "is \(image.width)x\(image.height), the others \(size!.0)x\(size!.1)"))
                     continue
                 }
                 pixels += image.pixels
                 labels.append(classIndex[entry.className]!)
-            } catch let error as FileError {
-                failures.append(error)
-            } catch {
-                failures.append(FileError(location, "\(error)"))
             }
         }
         guard let (width, height) = size else { throw FileError(url, "none of its \(images.count) images could be read") }
@@ -171,5 +197,25 @@ extension ImageDataset {
         for (i, v) in gray.enumerated() { pixels[3 * i] = v; pixels[3 * i + 1] = v; pixels[3 * i + 2] = v }
         return ImageDataset(width: imageDims[2], height: imageDims[1], pixels: pixels, labels: labelBytes.map(Int.init),
                             classNames: classNames)
+    }
+}
+
+extension ImageDataset {
+    /// Per-channel mean and standard deviation of the pixels scaled to [0, 1] (the normalisation a model trained
+    /// on this set uses).
+    public func channelStatistics() -> (mean: [Float], std: [Float]) {
+        var sum = [Double](repeating: 0, count: 3), squares = [Double](repeating: 0, count: 3)
+        pixels.withUnsafeBufferPointer { p in
+            for c in 0..<3 {
+                var s: UInt64 = 0, q: UInt64 = 0
+                for i in stride(from: c, to: p.count, by: 3) { let v = UInt64(p[i]); s += v; q += v * v }
+                sum[c] = Double(s)
+                squares[c] = Double(q)
+            }
+        }
+        let n = Double(Swift.max(pixels.count / 3, 1))
+        let mean = sum.map { $0 / n / 255 }
+        let std = zip(squares, mean).map { (q, m) in Swift.max(q / n / 65025 - m * m, 1e-12).squareRoot() }
+        return (mean.map { Float($0) }, std.map { Float($0) })
     }
 }

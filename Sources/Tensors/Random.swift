@@ -54,9 +54,20 @@ public enum GlobalRandom {
 
     public static func seed(_ seed: UInt64) { lock.withLock { generator = SeededGenerator(seed: seed) } }
 
-    /// Draws from the shared generator (serialised, so threads never corrupt its state).
+    /// A generator that replaces the shared one for the work inside `using(_:_:)` (on that task or thread only).
+    @TaskLocal static var override: RandomStream?
+
+    /// Draws from the shared generator (serialised, so threads never corrupt its state), or from the stream that
+    /// `using` put in place.
     public static func withGenerator<T>(_ body: (inout SeededGenerator) -> T) -> T {
-        lock.withLock { body(&generator) }
+        if let stream = override { return body(&stream.generator) }
+        return lock.withLock { body(&generator) }
+    }
+
+    /// Runs `body` with dropout and drop path drawing from `stream` instead of the shared generator: a training run
+    /// owns its randomness, so nothing else in the process (another model, a parallel test) can change it.
+    public static func using<T>(_ stream: RandomStream, _ body: () throws -> T) rethrows -> T {
+        try $override.withValue(stream, operation: body)
     }
 
     /// The generator's state, to save with a checkpoint and restore on resume.
@@ -64,4 +75,10 @@ public enum GlobalRandom {
         get { lock.withLock { generator } }
         set { lock.withLock { generator = newValue } }
     }
+}
+
+/// A generator owned by one piece of work (a training run); see `GlobalRandom.using`.
+public final class RandomStream: @unchecked Sendable {
+    public var generator: SeededGenerator
+    public init(_ generator: SeededGenerator) { self.generator = generator }
 }

@@ -1,0 +1,99 @@
+import Foundation
+import Images
+
+/// The figures of `vit train` and `vit eval`: training curves and the confusion matrix.
+public enum TrainingFigures {
+    static let seriesColors: [Canvas.Color] = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
+
+    /// Two panels side by side, loss and accuracy per epoch, one line (with dots) per named series. NaN values
+    /// (a series with no value that epoch) are skipped.
+    public static func curves(epochs: [Int], loss: [(name: String, values: [Double])],
+                              accuracy: [(name: String, values: [Double])]) -> RGBImage {
+        let panelWidth = 480, height = 380
+        var canvas = Canvas(width: 2 * panelWidth, height: height)
+        let lossTop = loss.flatMap(\.values).filter(\.isFinite).max() ?? 1
+        panel(&canvas, x: 0, width: panelWidth, height: height, title: "loss", epochs: epochs, series: loss,
+              yMax: Double(Figures.niceCeiling(Float(max(lossTop, 1e-3)))), percent: false)
+        panel(&canvas, x: panelWidth, width: panelWidth, height: height, title: "accuracy", epochs: epochs,
+              series: accuracy, yMax: 1, percent: true)
+        return canvas.image
+    }
+
+    private static func panel(_ canvas: inout Canvas, x x0: Int, width: Int, height: Int, title: String, epochs: [Int],
+                              series: [(name: String, values: [Double])], yMax: Double, percent: Bool) {
+        let left = x0 + 64, right = x0 + width - 16, top = 48, bottom = height - 48
+        let lastEpoch = max(epochs.last ?? 1, 1)
+        func px(_ epoch: Int) -> Int { left + (right - left) * epoch / lastEpoch }
+        func py(_ v: Double) -> Int { bottom - Int((min(max(v, 0), yMax) / yMax * Double(bottom - top)).rounded()) }
+        for tick in 0...4 {
+            let v = yMax * Double(tick) / 4, y = py(v)
+            canvas.line(from: (left + 1, y), to: (right, y), (230, 230, 230))
+            canvas.line(from: (left - 5, y), to: (left, y), Canvas.black)
+            let label = percent ? "\(Int((v * 100).rounded()))%" : String(format: v >= 10 ? "%.0f" : "%.2f", v)
+            canvas.text(label, x: left - 8 - Canvas.textWidth(label), y: y - 5)
+        }
+        canvas.line(from: (left, top), to: (left, bottom), Canvas.black)
+        canvas.line(from: (left, bottom), to: (right, bottom), Canvas.black)
+        let tickStep = max(1, lastEpoch / 8)
+        for epoch in stride(from: 0, through: lastEpoch, by: tickStep) {
+            canvas.line(from: (px(epoch), bottom), to: (px(epoch), bottom + 5), Canvas.black)
+            let label = String(epoch)
+            canvas.text(label, x: px(epoch) - Canvas.textWidth(label) / 2, y: bottom + 10)
+        }
+        canvas.text("epoch", x: (left + right) / 2 - Canvas.textWidth("epoch") / 2, y: height - 18)
+        canvas.text(title, x: left, y: 12, scale: 3)
+        var legendX = left + Canvas.textWidth(title, scale: 3) + 24
+        for (s, line) in series.enumerated() {
+            let color = seriesColors[s % seriesColors.count]
+            var previous: (Int, Int)?
+            for (epoch, value) in zip(epochs, line.values) {
+                guard value.isFinite else { previous = nil; continue }
+                let point = (px(epoch), py(value))
+                if let previous {
+                    for offset in 0...1 { canvas.line(from: (previous.0, previous.1 + offset), to: (point.0, point.1 + offset), color) }
+                }
+                canvas.dot(point.0, point.1, radius: 3, color)
+                previous = point
+            }
+            guard line.values.contains(where: \.isFinite) else { continue }
+            canvas.fill(x: legendX, y: 18, width: 14, height: 6, color)
+            canvas.text(line.name, x: legendX + 18, y: 16)
+            legendX += 18 + Canvas.textWidth(line.name) + 16
+        }
+    }
+
+    /// The confusion matrix as coloured cells (row-normalised share on viridis, the count written in each cell),
+    /// true classes down, predicted across, with class names and each row's accuracy.
+    public static func confusionMatrix(_ counts: [[Int]], classNames: [String]) -> RGBImage {
+        let n = classNames.count
+        let cell = max(28, min(56, 560 / max(n, 1)))
+        let names = classNames.map { String($0.prefix(14)) }
+        let nameWidth = (names.map { Canvas.textWidth($0) }.max() ?? 0) + 12
+        let left = nameWidth, top = 64
+        let width = left + n * cell + 90, height = top + n * cell + 40
+        var canvas = Canvas(width: width, height: height)
+        canvas.text("confusion: true class (rows) vs predicted (columns)", x: 8, y: 10)
+        for (j, _) in names.enumerated() {
+            let label = String(j)
+            canvas.text(label, x: left + j * cell + cell / 2 - Canvas.textWidth(label) / 2, y: top - 18)
+        }
+        canvas.text("accuracy", x: left + n * cell + 8, y: top - 18)
+        for (i, row) in counts.enumerated() {
+            let total = max(row.reduce(0, +), 1)
+            canvas.text(names[i], x: left - 8 - Canvas.textWidth(names[i]), y: top + i * cell + cell / 2 - 5)
+            for (j, count) in row.enumerated() {
+                let share = Float(count) / Float(total)
+                let color = Colormap.viridis(share)
+                canvas.fill(x: left + j * cell + 1, y: top + i * cell + 1, width: cell - 2, height: cell - 2, color)
+                let label = String(count)
+                let ink: Canvas.Color = share > 0.55 ? Canvas.black : Canvas.white
+                let scale = Canvas.textWidth(label) <= cell - 4 ? 2 : 1
+                canvas.text(label, x: left + j * cell + cell / 2 - Canvas.textWidth(label, scale: scale) / 2,
+                            y: top + i * cell + cell / 2 - 5, scale: scale, ink)
+            }
+            let accuracy = "\(Int((Double(row[i]) / Double(total) * 100).rounded()))% \(i)"
+            canvas.text(accuracy, x: left + n * cell + 8, y: top + i * cell + cell / 2 - 5)
+        }
+        return canvas.image
+    }
+}

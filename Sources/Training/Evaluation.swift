@@ -1,0 +1,106 @@
+import Datasets
+import Foundation
+import Tensors
+import ViT
+
+/// How a classifier scores on a labelled set: top-1 and top-5 accuracy, mean loss, per-class accuracy and the
+/// confusion matrix (rows: true class, columns: predicted class).
+public struct Evaluation: Codable, Equatable, Sendable {
+    public var classNames: [String]
+    public var count = 0
+    public var top1Correct = 0
+    public var top5Correct = 0
+    public var lossSum: Double = 0
+    public var confusion: [[Int]]
+
+    public init(classNames: [String]) {
+        self.classNames = classNames
+        confusion = Array(repeating: Array(repeating: 0, count: classNames.count), count: classNames.count)
+    }
+
+    public var top1: Double { count > 0 ? Double(top1Correct) / Double(count) : 0 }
+    public var top5: Double { count > 0 ? Double(top5Correct) / Double(count) : 0 }
+    public var loss: Double { count > 0 ? lossSum / Double(count) : 0 }
+    /// Accuracy of each class (NaN for a class with no images).
+    public var perClass: [Double] {
+        confusion.enumerated().map { c, row in
+            let total = row.reduce(0, +)
+            return total > 0 ? Double(row[c]) / Double(total) : .nan
+        }
+    }
+
+    /// Adds a batch: logits [B, classes] and the true labels.
+    public mutating func add(logits: Tensor, labels: [Int]) {
+        precondition(logits.rank == 2 && logits.shape[0] == labels.count && logits.shape[1] == classNames.count,
+                     "logits \(logits.shape) for \(labels.count) labels of \(classNames.count) classes")
+        let classes = logits.shape[1]
+        let values = logits.pointer
+        for (b, label) in labels.enumerated() {
+            let row = values + b * classes
+            var best = 0, greater = 0
+            var maximum = -Float.infinity
+            for c in 0..<classes {
+                if row[c] > row[best] { best = c }
+                if row[c] > row[label] { greater += 1 }
+                maximum = max(maximum, row[c])
+            }
+            // Cross-entropy through log-sum-exp, shifted by the maximum.
+            var sum: Double = 0
+            for c in 0..<classes { sum += exp(Double(row[c] - maximum)) }
+            lossSum += log(sum) + Double(maximum) - Double(row[label])
+            count += 1
+            if best == label { top1Correct += 1 }
+            if greater < 5 { top5Correct += 1 }
+            confusion[label][best] += 1
+        }
+    }
+
+    /// `{"top1": …, "top5": …, "count": …, "loss": …, "per_class": {"cat": …}, "confusion": [[…]]}`.
+    public func json() -> String {
+        func number(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : "null" }
+        func quoted(_ s: String) -> String {
+            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        let perClassText = zip(classNames, perClass).map { "\(quoted($0)): \(number($1))" }.joined(separator: ", ")
+        let confusionText = confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ")
+        return "{\"top1\": \(number(top1)), \"top5\": \(number(top5)), \"count\": \(count), \"loss\": \(number(loss)), "
+            + "\"per_class\": {\(perClassText)}, \"confusion\": [\(confusionText)]}"
+    }
+
+    /// The confusion matrix as aligned text, true classes down, predictions across.
+    public func confusionText() -> String {
+        let names = classNames.map { String($0.prefix(10)) }
+        let cell = max(6, (confusion.flatMap { $0 }.max() ?? 0).description.count + 1)
+        let nameWidth = (names.map(\.count).max() ?? 4) + 1
+        func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+        var lines = [String(repeating: " ", count: nameWidth) + names.indices.map { pad(String($0), cell) }.joined()
+                     + "   <- predicted; rows: true class"]
+        for (c, row) in confusion.enumerated() {
+            lines.append(pad(names[c], nameWidth - 1) + " " + row.map { pad(String($0), cell) }.joined()
+                         + "   \(c)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Evaluation {
+    /// Runs `model` (in evaluation mode, no gradients) over `dataset`, normalised with `mean`/`std`.
+    /// `progress` is called with the number of images done after each batch.
+    public static func run(_ model: VisionTransformer, on dataset: ImageDataset, batchSize: Int = 256,
+                           mean: [Float], std: [Float], progress: ((Int) -> Void)? = nil) -> Evaluation {
+        let wasTraining = model.training
+        model.eval()
+        defer { model.train(wasTraining) }
+        var options = TrainingLoader.Options(batchSize: batchSize, mean: mean, std: std)
+        options.shuffle = false
+        options.dropLast = false
+        var evaluation = Evaluation(classNames: dataset.classNames)
+        Autograd.withNoGrad {
+            for batch in TrainingLoader(dataset, options: options) {
+                evaluation.add(logits: model(batch.images), labels: batch.labels)
+                progress?(evaluation.count)
+            }
+        }
+        return evaluation
+    }
+}

@@ -1,0 +1,269 @@
+import Checkpoints
+import Datasets
+import Foundation
+import Images
+import NN
+import Plots
+import Tensors
+import ViT
+
+/// Trains a ViT classifier on an in-memory data set: AdamW with warm-up + cosine, label smoothing, optional
+/// mixup/cutmix, gradient clipping and a weight EMA; evaluation after every epoch; a checkpoint after every epoch
+/// (and when stopped) from which `resume` continues exactly as if the run had never stopped.
+///
+/// The output folder is a native checkpoint folder (`model.safetensors` + `config.json`, what `vit predict`
+/// reads) plus `checkpoint.safetensors` (weights, EMA, optimiser moments and the `TrainingState`),
+/// `metrics.jsonl` (one `EpochRecord` per line) and `curves.png`.
+public final class Trainer {
+    /// What the trainer reports while it runs (the command line draws progress from these).
+    public enum Event {
+        /// After each training step: the epoch's running loss and accuracy.
+        case step(epoch: Int, batch: Int, batches: Int, loss: Double, accuracy: Double, learningRate: Float)
+        case evaluating(epoch: Int)
+        case epochFinished(EpochRecord)
+        case saved(URL)
+    }
+
+    public enum Outcome: Equatable {
+        /// All epochs done.
+        case finished
+        /// Stopped early (Ctrl-C or a step limit) after saving a checkpoint to resume from.
+        case stopped
+    }
+
+    public let model: VisionTransformer
+    /// The weight average that is evaluated and saved when `emaDecay` is set.
+    public let averageModel: VisionTransformer?
+    public let options: TrainingOptions
+    public private(set) var state: TrainingState
+    public let trainSet: ImageDataset
+    public let validationSet: ImageDataset?
+    public let folder: URL
+    let optimizer: AdamW
+    let schedule: WarmupCosineSchedule
+    /// Dropout and drop path draw from this during `run` (its state is saved with each checkpoint).
+    let random: RandomStream
+
+    /// Called for progress; runs on the training thread.
+    public var onEvent: (Event) -> Void = { _ in }
+    /// Polled after every step; true saves a checkpoint and stops (Ctrl-C).
+    public var shouldStop: () -> Bool = { false }
+    /// Stop (with a checkpoint) after this many steps of this run.
+    public var stepLimit: Int?
+
+    public var stepsPerEpoch: Int { trainSet.count / options.batchSize }
+    public var checkpointURL: URL { folder.appendingPathComponent("checkpoint.safetensors") }
+
+    /// A new run: `model` as initialised, writing into `folder`.
+    public init(model: VisionTransformer, options: TrainingOptions, trainSet: ImageDataset,
+                validationSet: ImageDataset?, folder: URL) throws {
+        try options.validate()
+        guard trainSet.count >= options.batchSize else {
+            throw TrainingError.badOptions("\(trainSet.count) training images are fewer than one batch of \(options.batchSize)")
+        }
+        guard model.config.numClasses == trainSet.classNames.count else {
+            throw TrainingError.badOptions("the model has \(model.config.numClasses) classes, the data \(trainSet.classNames.count)")
+        }
+        guard model.config.imageSize == trainSet.width, trainSet.width == trainSet.height else {
+            throw TrainingError.badOptions("the model takes \(model.config.imageSize)x\(model.config.imageSize) images, the data has \(trainSet.width)x\(trainSet.height)")
+        }
+        self.model = model
+        self.options = options
+        self.trainSet = trainSet
+        self.validationSet = validationSet
+        self.folder = folder
+        optimizer = AdamW(ParameterGroup.standard(model, weightDecay: options.weightDecay), learningRate: options.learningRate)
+        let steps = options.epochs * (trainSet.count / options.batchSize)
+        schedule = WarmupCosineSchedule(base: options.learningRate, warmupSteps: Int(options.warmupEpochs * Float(steps / options.epochs)),
+                                        totalSteps: max(steps, 1), minimum: options.minLearningRate)
+        if options.emaDecay != nil {
+            let average = try VisionTransformer(model.config)
+            try average.load(stateDict: model.stateDict().mapValues { $0.copy() })
+            average.eval()
+            averageModel = average
+        } else {
+            averageModel = nil
+        }
+        state = TrainingState()
+        random = RandomStream(SeededGenerator(seed: options.seed ^ 0x5EED_D809))
+    }
+
+    /// Continues the run saved in `folder`: the same recipe (its epoch count may be raised with `epochs`), weights,
+    /// optimiser moments, EMA, data position and random state.
+    public static func resume(folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
+                              epochs: Int? = nil) throws -> Trainer {
+        let url = folder.appendingPathComponent("checkpoint.safetensors")
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw TrainingError.badCheckpoint(url, "no such file: nothing to resume in \(folder.path)")
+        }
+        let file = try SafetensorsFile(contentsOf: url)
+        guard let text = file.metadata["swiftvit_training"],
+              let saved = try? JSONDecoder().decode(SavedRun.self, from: Data(text.utf8)) else {
+            throw TrainingError.badCheckpoint(url, "has no SwiftViT training state: not written by vit train?")
+        }
+        var options = saved.options
+        if let epochs { options.epochs = epochs }
+        guard saved.classNames == trainSet.classNames else {
+            throw TrainingError.badCheckpoint(url, "was trained on classes \(saved.classNames), the data has \(trainSet.classNames)")
+        }
+        var tensors: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optimizer": [:]]
+        for name in file.names {
+            guard let dot = name.firstIndex(of: "."), tensors[String(name[..<dot])] != nil else { continue }
+            tensors[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
+        }
+        let model = try VisionTransformer(saved.config)
+        do {
+            try model.load(stateDict: tensors["model"]!)
+        } catch {
+            throw TrainingError.badCheckpoint(url, "model weights: \(error)")
+        }
+        let trainer = try Trainer(model: model, options: options, trainSet: trainSet, validationSet: validationSet, folder: folder)
+        do {
+            try trainer.optimizer.load(state: tensors["optimizer"]!)
+            try trainer.averageModel?.load(stateDict: tensors["ema"]!)
+        } catch {
+            throw TrainingError.badCheckpoint(url, "\(error)")
+        }
+        trainer.state = saved.state
+        trainer.random.generator = saved.state.random
+        return trainer
+    }
+
+    /// What `checkpoint.safetensors` holds besides tensors.
+    struct SavedRun: Codable {
+        var options: TrainingOptions
+        var state: TrainingState
+        var config: ViTConfig
+        var classNames: [String]
+    }
+
+    /// Trains until the last epoch, a stop request or the step limit.
+    public func run() throws -> Outcome {
+        try GlobalRandom.using(random) { try runEpochs() }
+    }
+
+    private func runEpochs() throws -> Outcome {
+        model.train()
+        var stepsThisRun = 0
+        let normalisation = (mean: model.config.data.mean, std: model.config.data.std)
+        while state.epoch < options.epochs {
+            var loaderOptions = TrainingLoader.Options(batchSize: options.batchSize, mean: normalisation.mean, std: normalisation.std)
+            loaderOptions.augmentation = options.augmentation
+            loaderOptions.mixing = options.mixing
+            loaderOptions.seed = options.seed
+            let loader = TrainingLoader(trainSet, options: loaderOptions, epoch: state.epoch, startBatch: state.batch)
+            defer { loader.cancel() }
+            while let batch = loader.next() {
+                let started = Date()
+                try step(batch)
+                state.trainingSeconds += Date().timeIntervalSince(started)
+                stepsThisRun += 1
+                if state.batch < loader.batchCount, shouldStop() || stepsThisRun == stepLimit {
+                    try saveCheckpoint()
+                    return .stopped
+                }
+            }
+            try finishEpoch()
+            if state.epoch < options.epochs, shouldStop() || stepsThisRun == stepLimit { return .stopped }
+        }
+        return .finished
+    }
+
+    /// One optimiser step on `batch`.
+    func step(_ batch: TrainingBatch) throws {
+        optimizer.learningRate = schedule.learningRate(at: state.step)
+        let logits = model(batch.images)                                           // [B, classes]
+        let loss = batch.targets.map { logits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
+            ?? logits.crossEntropy(targets: batch.labels, labelSmoothing: options.labelSmoothing)
+        let value = loss.item()
+        guard value.isFinite else {
+            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
+            throw TrainingError.nonFiniteLoss(value: value, epoch: state.epoch, batch: batch.index, checkpoint: kept)
+        }
+        loss.backward()
+        if options.gradientClip > 0 { clipGradientNorm(optimizer.allParameters, maxNorm: options.gradientClip) }
+        optimizer.step()
+        optimizer.zeroGrad()
+        if let averageModel, let decay = options.emaDecay { Self.updateAverage(averageModel, toward: model, decay: decay) }
+
+        let predictions = logits.detach().argmax(axis: 1)
+        state.correct += zip(predictions, batch.labels).filter { $0 == $1 }.count
+        state.lossSum += Double(value) * Double(batch.labels.count)
+        state.seen += batch.labels.count
+        state.step += 1
+        state.batch = batch.index + 1
+        onEvent(.step(epoch: state.epoch, batch: batch.index, batches: stepsPerEpoch, loss: state.lossSum / Double(state.seen),
+                      accuracy: Double(state.correct) / Double(state.seen), learningRate: optimizer.learningRate))
+    }
+
+    /// average = decay · average + (1 - decay) · weights, parameter by parameter.
+    static func updateAverage(_ average: VisionTransformer, toward model: VisionTransformer, decay: Float) {
+        for (a, p) in zip(average.parameters(), model.parameters()) {
+            let target = a.pointer, source = p.pointer
+            for i in 0..<a.count { target[i] = decay * target[i] + (1 - decay) * source[i] }
+        }
+    }
+
+    /// The model that is evaluated and saved: the EMA when there is one.
+    public var evaluatedModel: VisionTransformer { averageModel ?? model }
+
+    private func finishEpoch() throws {
+        let started = Date()
+        var record = EpochRecord(epoch: state.epoch + 1, trainLoss: state.lossSum / Double(max(state.seen, 1)),
+                                 trainAccuracy: Double(state.correct) / Double(max(state.seen, 1)),
+                                 learningRate: Double(optimizer.learningRate),
+                                 imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
+                                 seconds: state.trainingSeconds)
+        if let validationSet {
+            onEvent(.evaluating(epoch: state.epoch))
+            let result = Evaluation.run(evaluatedModel, on: validationSet, mean: model.config.data.mean, std: model.config.data.std)
+            record.validationLoss = result.loss
+            record.validationTop1 = result.top1
+            record.validationTop5 = result.top5
+        }
+        record.seconds += Date().timeIntervalSince(started)
+        state.history.append(record)
+        state.epoch += 1
+        state.batch = 0
+        state.lossSum = 0
+        state.correct = 0
+        state.seen = 0
+        state.trainingSeconds = 0
+        onEvent(.epochFinished(record))
+        try saveModel()
+        try saveCheckpoint()
+    }
+
+    /// The native folder: model (EMA if on) with its config, metrics and curves.
+    private func saveModel() throws {
+        var config = model.config
+        config.labels = trainSet.classNames
+        let saved = try VisionTransformer(config)
+        try saved.load(stateDict: evaluatedModel.stateDict())
+        try NativeFormat.save(saved, to: folder)
+        let lines = state.history.map { $0.json() }.joined(separator: "\n") + "\n"
+        try AtomicFile.write(Data(lines.utf8), to: folder.appendingPathComponent("metrics.jsonl"))
+        let figure = TrainingFigures.curves(
+            epochs: state.history.map(\.epoch),
+            loss: [("train", state.history.map { $0.trainLoss }), ("validation", state.history.map { $0.validationLoss ?? .nan })],
+            accuracy: [("train", state.history.map { $0.trainAccuracy }), ("validation", state.history.map { $0.validationTop1 ?? .nan })])
+        try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
+    }
+
+    /// Everything needed to continue, in one file written atomically.
+    public func saveCheckpoint() throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var tensors: [String: Tensor] = [:]
+        for (name, tensor) in model.stateDict() { tensors["model.\(name)"] = tensor }
+        for (name, tensor) in averageModel?.stateDict() ?? [:] { tensors["ema.\(name)"] = tensor }
+        for (name, tensor) in optimizer.state() { tensors["optimizer.\(name)"] = tensor }
+        var saved = state
+        saved.random = random.generator
+        let run = SavedRun(options: options, state: saved, config: model.config, classNames: trainSet.classNames)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let text = String(decoding: try encoder.encode(run), as: UTF8.self)
+        try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT", "swiftvit_training": text], to: checkpointURL)
+        onEvent(.saved(checkpointURL))
+    }
+}

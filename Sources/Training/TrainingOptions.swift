@@ -1,0 +1,103 @@
+import Datasets
+import Foundation
+import Tensors
+
+/// The recipe of a training run (what `vit train`'s options set). Saved in every checkpoint, so a resumed run
+/// continues with the same recipe.
+public struct TrainingOptions: Codable, Equatable, Sendable {
+    public var epochs = 30
+    public var batchSize = 128
+    /// Peak learning rate, reached at the end of the warm-up; cosine decay to `minLearningRate` after it.
+    public var learningRate: Float = 1e-3
+    public var minLearningRate: Float = 1e-5
+    public var warmupEpochs: Float = 3
+    /// AdamW's decoupled weight decay, on weights of rank >= 2 only (`ParameterGroup.standard`).
+    public var weightDecay: Float = 0.05
+    public var labelSmoothing: Float = 0.1
+    /// Largest global gradient L2 norm; 0 turns clipping off.
+    public var gradientClip: Float = 0
+    /// Decay of an exponential moving average of the weights (timm `ModelEmaV2`, e.g. 0.999); nil turns it off.
+    /// With EMA on, evaluation and the saved model use the averaged weights.
+    public var emaDecay: Float?
+    public var augmentation = Augmentation()
+    public var mixing = BatchMixing()
+    /// Seeds the initialisation, the data order, the augmentation, dropout and drop path.
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    public func validate() throws {
+        var problems: [String] = []
+        if epochs < 1 { problems.append("epochs must be at least 1") }
+        if batchSize < 1 { problems.append("batch size must be at least 1") }
+        if !(learningRate > 0) { problems.append("learning rate must be positive") }
+        if warmupEpochs < 0 || warmupEpochs >= Float(epochs) { problems.append("warm-up must be shorter than the \(epochs) epochs") }
+        if !(labelSmoothing >= 0 && labelSmoothing < 1) { problems.append("label smoothing must be in [0, 1)") }
+        if let emaDecay, !(emaDecay > 0 && emaDecay < 1) { problems.append("EMA decay must be in (0, 1)") }
+        if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
+    }
+}
+
+/// One finished epoch, as written to `metrics.jsonl` and drawn in `curves.png`.
+public struct EpochRecord: Codable, Equatable, Sendable {
+    public var epoch: Int                 // 1-based
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var validationLoss: Double?
+    public var validationTop1: Double?
+    public var validationTop5: Double?
+    public var learningRate: Double       // at the end of the epoch
+    public var imagesPerSecond: Double    // training steps only
+    public var seconds: Double            // training and evaluation
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, seconds
+        case trainLoss = "train_loss", trainAccuracy = "train_accuracy", validationLoss = "val_loss"
+        case validationTop1 = "val_top1", validationTop5 = "val_top5", learningRate = "lr"
+        case imagesPerSecond = "images_per_second"
+    }
+
+    /// One line of JSON.
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// Where a run stands: enough, with the weights and optimiser state, to continue exactly.
+public struct TrainingState: Codable, Sendable {
+    /// The epoch in progress (0-based) and the next batch within it.
+    public var epoch = 0
+    public var batch = 0
+    /// Optimiser steps taken so far (the schedule's position).
+    public var step = 0
+    /// Running sums of the epoch in progress.
+    public var lossSum: Double = 0
+    public var correct = 0
+    public var seen = 0
+    public var trainingSeconds: Double = 0
+    public var history: [EpochRecord] = []
+    /// The run's generator (dropout, drop path) at the moment of saving.
+    public var random = SeededGenerator(seed: 0)
+
+    public init() {}
+}
+
+public enum TrainingError: Error, CustomStringConvertible {
+    case badOptions(String)
+    case nonFiniteLoss(value: Float, epoch: Int, batch: Int, checkpoint: URL?)
+    case badCheckpoint(URL, String)
+
+    public var description: String {
+        switch self {
+        case .badOptions(let why): return "training options: \(why)"
+        case let .nonFiniteLoss(value, epoch, batch, checkpoint):
+            let kept = checkpoint.map { "the last good checkpoint is kept at \($0.path) (resume with --resume)" }
+                ?? "no checkpoint had been written yet"
+            return "the loss became \(value) at epoch \(epoch + 1), batch \(batch + 1); training stopped. \(kept). "
+                + "Try a lower --lr, a longer --warmup or --clip-grad."
+        case let .badCheckpoint(url, why): return "\(url.path): \(why)"
+        }
+    }
+}

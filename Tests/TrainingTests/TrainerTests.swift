@@ -1,0 +1,178 @@
+import Checkpoints
+import Datasets
+import Foundation
+import Images
+import NN
+import Tensors
+import Testing
+import Training
+import ViT
+
+/// 8x8 images of four classes: a 4x4 block in a random quadrant on a noisy dark background, coloured by the class
+/// (red, green, blue, yellow) at a random brightness. Learnable by a tiny ViT with 4x4 patches in a few epochs.
+func quadrantDataset(count: Int, seed: UInt64) -> ImageDataset {
+    var rng = SeededGenerator(seed: seed)
+    let colours: [[Float]] = [[1, 0.2, 0.2], [0.2, 1, 0.2], [0.2, 0.2, 1], [1, 1, 0.2]]
+    var pixels: [UInt8] = [], labels: [Int] = []
+    for i in 0..<count {
+        let label = i % 4
+        let quadrant = Int(rng.next() % 4)
+        let brightness = 150 + Float(rng.next() % 100)
+        for y in 0..<8 {
+            for x in 0..<8 {
+                let inBlock = (y / 4) * 2 + x / 4 == quadrant
+                for c in 0..<3 { pixels.append(inBlock ? UInt8(brightness * colours[label][c]) : UInt8(rng.next() % 70)) }
+            }
+        }
+        labels.append(label)
+    }
+    return ImageDataset(width: 8, height: 8, pixels: pixels, labels: labels, classNames: ["a", "b", "c", "d"])
+}
+
+func tinyModel(seed: UInt64, dropPath: Float = 0) throws -> VisionTransformer {
+    var config = ViTConfig()
+    config.imageSize = 8
+    config.patchSize = 4
+    config.width = 32
+    config.depth = 2
+    config.heads = 2
+    config.mlpRatio = 2
+    config.numClasses = 4
+    config.dropPath = dropPath
+    config.data.mean = [0.3, 0.3, 0.3]
+    config.data.std = [0.3, 0.3, 0.3]
+    GlobalRandom.seed(seed)
+    return try VisionTransformer(config)
+}
+
+func temporaryFolder() -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-train-\(UUID().uuidString)")
+}
+
+@Suite(.serialized) struct TrainerTests {
+    @Test func lossFallsAndHeldOutAccuracyFarAboveChance() throws {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var options = TrainingOptions()
+        options.epochs = 5
+        options.batchSize = 16
+        options.learningRate = 3e-3
+        options.warmupEpochs = 1
+        options.augmentation = .none
+        let trainer = try Trainer(model: try tinyModel(seed: 1), options: options, trainSet: quadrantDataset(count: 240, seed: 2),
+                                  validationSet: quadrantDataset(count: 200, seed: 3), folder: folder)
+        #expect(try trainer.run() == .finished)
+        let history = trainer.state.history
+        #expect(history.count == 5)
+        #expect(history.last!.trainLoss < 0.5 * history.first!.trainLoss)
+        #expect(history.last!.validationTop1! > 0.9)     // chance is 0.25
+        // The folder is a native checkpoint folder with its metrics and curves.
+        for name in ["model.safetensors", "config.json", "checkpoint.safetensors", "metrics.jsonl", "curves.png"] {
+            #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path), "\(name)")
+        }
+        let lines = try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 5 && lines[0].contains("\"val_top1\""))
+        let reloaded = try CheckpointLoader().load(folder)
+        #expect(reloaded.config.labels == ["a", "b", "c", "d"])
+        let evaluation = Evaluation.run(reloaded, on: quadrantDataset(count: 200, seed: 3), mean: [0.3, 0.3, 0.3], std: [0.3, 0.3, 0.3])
+        #expect(abs(evaluation.top1 - history.last!.validationTop1!) < 1e-9)
+    }
+
+    /// N steps in one go and N/2 + resume + N/2 end with identical weights, optimiser moments and EMA, with every
+    /// random part of the recipe switched on (order, crop, flip, RandAugment, erasing, mixup/cutmix, drop path).
+    @Test func resumeContinuesExactly() throws {
+        var options = TrainingOptions()
+        options.epochs = 2
+        options.batchSize = 16
+        options.warmupEpochs = 0.5
+        options.emaDecay = 0.9
+        options.gradientClip = 1
+        options.augmentation.cropPadding = 2
+        options.augmentation.randAugmentOps = 2
+        options.augmentation.randAugmentMagnitude = 9
+        options.augmentation.randomErasing = 0.5
+        options.mixing = BatchMixing(mixupAlpha: 0.8, cutmixAlpha: 1)
+        let data = quadrantDataset(count: 96, seed: 4), validation = quadrantDataset(count: 32, seed: 5)   // 6 steps an epoch
+
+        let whole = temporaryFolder(), split = temporaryFolder()
+        defer { for f in [whole, split] { try? FileManager.default.removeItem(at: f) } }
+        let once = try Trainer(model: try tinyModel(seed: 9, dropPath: 0.2), options: options, trainSet: data,
+                               validationSet: validation, folder: whole)
+        #expect(try once.run() == .finished)
+
+        let first = try Trainer(model: try tinyModel(seed: 9, dropPath: 0.2), options: options, trainSet: data,
+                                validationSet: validation, folder: split)
+        first.stepLimit = 4            // stops inside the first epoch
+        #expect(try first.run() == .stopped)
+        GlobalRandom.seed(12345)       // whatever happens in between must not matter
+        let second = try Trainer.resume(folder: split, trainSet: data, validationSet: validation)
+        #expect(second.state.epoch == 0 && second.state.batch == 4)
+        second.stepLimit = 5           // stops inside the second epoch
+        #expect(try second.run() == .stopped)
+        let third = try Trainer.resume(folder: split, trainSet: data, validationSet: validation)
+        #expect(try third.run() == .finished)
+
+        let differing = zip(once.model.namedParameters(), third.model.namedParameters())
+            .filter { $0.tensor.toArray() != $1.tensor.toArray() }.map(\.0.name)
+        #expect(differing.isEmpty, "weights differ: \(differing)")
+        let averages = zip(once.averageModel!.parameters(), third.averageModel!.parameters()).filter { $0.toArray() != $1.toArray() }
+        #expect(averages.isEmpty, "\(averages.count) EMA tensors differ")
+        #expect(once.state.history == third.state.history.map { record in
+            var r = record
+            r.seconds = once.state.history[record.epoch - 1].seconds
+            r.imagesPerSecond = once.state.history[record.epoch - 1].imagesPerSecond
+            return r
+        })
+    }
+
+    @Test func nonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var options = TrainingOptions()
+        options.epochs = 3
+        options.batchSize = 16
+        options.warmupEpochs = 0
+        let data = quadrantDataset(count: 64, seed: 6)
+        let trainer = try Trainer(model: try tinyModel(seed: 2), options: options, trainSet: data, validationSet: nil, folder: folder)
+        trainer.stepLimit = 4          // one epoch: a checkpoint at its end
+        #expect(try trainer.run() == .stopped)
+        let saved = try Data(contentsOf: trainer.checkpointURL)
+        let resumed = try Trainer.resume(folder: folder, trainSet: data, validationSet: nil)
+        resumed.model.head!.weight.pointer[0] = .nan
+        #expect { try resumed.run() } throws: { error in
+            "\(error)".contains("loss became nan") && "\(error)".contains("checkpoint.safetensors") && "\(error)".contains("epoch 2")
+        }
+        #expect(try Data(contentsOf: trainer.checkpointURL) == saved)
+    }
+
+    @Test func resumeExplainsAMissingOrForeignCheckpoint() throws {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = quadrantDataset(count: 32, seed: 1)
+        #expect { try Trainer.resume(folder: folder, trainSet: data, validationSet: nil) } throws: { "\($0)".contains("nothing to resume") }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Safetensors.write(["x": Tensor.zeros([2])], to: folder.appendingPathComponent("checkpoint.safetensors"))
+        #expect { try Trainer.resume(folder: folder, trainSet: data, validationSet: nil) } throws: { "\($0)".contains("no SwiftViT training state") }
+    }
+}
+
+@Suite struct EvaluationTests {
+    @Test func topKConfusionAndJSON() {
+        var evaluation = Evaluation(classNames: ["x", "y", "z"])
+        // Rows: predicted 0 (true 0), predicted 2 with true 1 second (true 1), predicted 1 with true 2 last (true 2).
+        let logits = Tensor([3, 1, 0, 0, 1, 2, 0, 5, -1], shape: [3, 3])
+        evaluation.add(logits: logits, labels: [0, 1, 2])
+        #expect(evaluation.count == 3 && evaluation.top1Correct == 1 && evaluation.top5Correct == 3)
+        #expect(evaluation.confusion == [[1, 0, 0], [0, 0, 1], [0, 1, 0]])
+        #expect(evaluation.perClass == [1, 0, 0])
+        let expectedLoss = (-log(exp(3.0) / (exp(3.0) + exp(1.0) + 1)) - log(exp(1.0) / (1 + exp(1.0) + exp(2.0)))
+                            - log(exp(-1.0) / (1 + exp(5.0) + exp(-1.0)))) / 3
+        #expect(abs(evaluation.loss - expectedLoss) < 1e-9)
+        let json = evaluation.json()
+        #expect(json.hasPrefix("{\"top1\": 0.3333, \"top5\": 1.0000, \"count\": 3"))
+        #expect(json.contains("\"per_class\": {\"x\": 1.0000, \"y\": 0.0000, \"z\": 0.0000}"))
+        #expect(json.contains("\"confusion\": [[1, 0, 0], [0, 0, 1], [0, 1, 0]]"))
+        #expect((try? JSONSerialization.jsonObject(with: Data(json.utf8))) != nil)
+        #expect(evaluation.confusionText().split(separator: "\n").count == 4)
+    }
+}
