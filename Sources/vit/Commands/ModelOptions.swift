@@ -22,8 +22,8 @@ struct ArchitectureOptions: ParsableArguments {
 
 /// The options that choose a checkpoint and how images are prepared for it (shared by predict, embed, inspect).
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Checkpoint folder or weights file (timm / Hugging Face safetensors, JAX .npz, or a vit convert folder).")
-    var model: String
+    @Option(help: "Checkpoint folder or weights file (timm / Hugging Face safetensors, JAX .npz, or a vit train/convert folder). Default: the built-in CIFAR-10 ViT.")
+    var model: String = BuiltInModel.name
 
     @OptionGroup var architecture: ArchitectureOptions
 
@@ -57,6 +57,21 @@ struct ModelOptions: ParsableArguments {
     func classifier() throws -> Classifier {
         let overrides = PreprocessingOverrides(cropPct: cropPct, interpolation: interpolation.flatMap(Resampling.Filter.init),
                                                mean: mean.flatMap(Self.triple), std: std.flatMap(Self.triple))
-        return try Classifier(checkpoint: URL(fileURLWithPath: model), loader: architecture.loader, overrides: overrides)
+        return try Classifier(checkpoint: try BuiltInModel.resolve(model), loader: architecture.loader, overrides: overrides)
+    }
+}
+
+/// The CIFAR-10 ViT that ships with SwiftViT (trained by `vit train`; see README), used when no --model is given.
+/// SwiftPM copies it next to the executable as a resource bundle.
+enum BuiltInModel {
+    static let name = "builtin:cifar10-vit"
+
+    /// `model` as a file URL; the built-in name maps to the resource folder.
+    static func resolve(_ model: String) throws -> URL {
+        guard model == name else { return URL(fileURLWithPath: model) }
+        guard let url = Bundle.module.url(forResource: "cifar10-vit", withExtension: nil) else {
+            throw ValidationError("the built-in model is missing beside this vit executable (its vit_vit.resources folder); pass --model")
+        }
+        return url
     }
 }

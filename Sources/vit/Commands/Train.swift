@@ -23,6 +23,11 @@ struct Train: ParsableCommand {
     @Option(help: "Training data (see above).") var data: String
     @Option(name: .customLong("val-split"), help: "Hold out this fraction of each class for validation.") var valSplit: Double = 0
     @Option(help: "Architecture preset; image size and classes follow the data.") var preset = "vit_cifar_patch4_32"
+    @Option(name: .customLong("patch-size"), help: "Override the preset's patch size.") var patchSize: Int?
+    @Option(help: "Override the preset's token width.") var width: Int?
+    @Option(help: "Override the preset's number of blocks.") var depth: Int?
+    @Option(help: "Override the preset's attention heads.") var heads: Int?
+    @Option(name: .customLong("mlp-ratio"), help: "Override the preset's MLP width / token width.") var mlpRatio: Float?
     @Option(name: [.short, .customLong("out")], help: "Output folder.") var out: String
     @Flag(help: "Continue the run saved in --out (same recipe; --epochs may raise the epoch count).") var resume = false
 
@@ -92,6 +97,7 @@ struct Train: ParsableCommand {
         trainer.shouldStop = { interrupt.requested }
         let batchSize = trainer.options.batchSize, totalEpochs = trainer.options.epochs
         var bar: ProgressBar?
+        var lastLog = Date()
         trainer.onEvent = { event in
             switch event {
             case let .step(epoch, batch, batches, loss, accuracy, learningRate):
@@ -99,7 +105,13 @@ struct Train: ParsableCommand {
                     printError("epoch \(epoch + 1)/\(totalEpochs)")
                     bar = ProgressBar(total: (batches - batch) * batchSize, unit: "img")
                 }
-                bar?.advance(by: batchSize, note: String(format: "loss %.4f acc %.1f%% lr %.2e", loss, accuracy * 100, learningRate))
+                let note = String(format: "loss %.4f acc %.1f%% lr %.2e", loss, accuracy * 100, learningRate)
+                bar?.advance(by: batchSize, note: note)
+                // In a log (no terminal, no bar), a line every minute instead.
+                if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
+                    lastLog = Date()
+                    printError("  batch \(batch + 1)/\(batches): \(note)")
+                }
             case .evaluating:
                 bar = nil
             case .epochFinished(let record):
@@ -130,6 +142,11 @@ struct Train: ParsableCommand {
     /// The preset at the data's image size and class count, with the data's own normalisation.
     func makeModel(for data: ImageDataset) throws -> VisionTransformer {
         var config = try ViTConfig.preset(preset)
+        if let patchSize { config.patchSize = patchSize }
+        if let width { config.width = width }
+        if let depth { config.depth = depth }
+        if let heads { config.heads = heads }
+        if let mlpRatio { config.mlpRatio = mlpRatio }
         guard data.width == data.height else { throw ValidationError("training needs square images, the data has \(data.width)x\(data.height)") }
         guard data.width % config.patchSize == 0 else {
             throw ValidationError("\(data.width)px images do not divide into \(config.patchSize)px patches of \(preset)")
