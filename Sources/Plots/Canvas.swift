@@ -28,8 +28,11 @@ public struct Canvas {
         pixels[i] = c.r; pixels[i + 1] = c.g; pixels[i + 2] = c.b
     }
 
+    /// A rectangle, clipped to the canvas (nothing when it lies wholly outside).
     public mutating func fill(x: Int, y: Int, width w: Int, height h: Int, _ c: Color) {
-        for yy in max(y, 0)..<min(y + h, height) { for xx in max(x, 0)..<min(x + w, width) { set(xx, yy, c) } }
+        let (x0, x1, y0, y1) = (max(x, 0), min(x + w, width), max(y, 0), min(y + h, height))
+        guard x0 < x1, y0 < y1 else { return }
+        for yy in y0..<y1 { for xx in x0..<x1 { set(xx, yy, c) } }
     }
 
     public mutating func line(from a: (Int, Int), to b: (Int, Int), _ c: Color) {

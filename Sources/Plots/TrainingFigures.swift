@@ -70,9 +70,10 @@ public enum TrainingFigures {
         let names = classNames.map { String($0.prefix(14)) }
         let nameWidth = (names.map { Canvas.textWidth($0) }.max() ?? 0) + 12
         let left = nameWidth, top = 64
-        let width = left + n * cell + 90, height = top + n * cell + 40
+        let title = "confusion: true class (rows) vs predicted (columns)"
+        let width = max(left + n * cell + 90, Canvas.textWidth(title) + 16), height = top + n * cell + 40
         var canvas = Canvas(width: width, height: height)
-        canvas.text("confusion: true class (rows) vs predicted (columns)", x: 8, y: 10)
+        canvas.text(title, x: 8, y: 10)
         for (j, _) in names.enumerated() {
             let label = String(j)
             canvas.text(label, x: left + j * cell + cell / 2 - Canvas.textWidth(label) / 2, y: top - 18)

@@ -49,4 +49,17 @@ import Testing
         let panels = try roundTrip(Figures.grid([("A", photo(20)), ("B", photo(20)), ("C", photo(20))], columns: 2, title: "X"))
         #expect(panels.width == 2 * 28 + 8 && panels.height == 24 + 2 * (20 + 16 + 8) + 8)
     }
+
+    @Test func trainingCurvesAndConfusionMatrix() throws {
+        let curves = try roundTrip(TrainingFigures.curves(
+            epochs: [1, 2, 3], loss: [("train", [2.0, 1.2, 0.9]), ("validation", [1.8, 1.1, .nan])],
+            accuracy: [("train", [0.3, 0.6, 0.7]), ("validation", [0.35, 0.62, .nan])]))
+        #expect(curves.width == 960 && curves.height == 380 && distinctColours(curves) >= 4)
+        // The two series are drawn in their own colours (blue train, orange validation).
+        var colours = Set<[UInt8]>()
+        for i in stride(from: 0, to: curves.pixels.count, by: 3) { colours.insert(Array(curves.pixels[i..<(i + 3)])) }
+        #expect(colours.contains([31, 119, 180]) && colours.contains([255, 127, 14]))
+        let matrix = try roundTrip(TrainingFigures.confusionMatrix([[5, 1], [0, 7]], classNames: ["cat", "dog"]))
+        #expect(matrix.height == 64 + 2 * 56 + 40 && distinctColours(matrix) >= 4)
+    }
 }
