@@ -238,9 +238,7 @@ public final class Trainer {
     private func saveModel() throws {
         var config = model.config
         config.labels = trainSet.classNames
-        let saved = try VisionTransformer(config)
-        try saved.load(stateDict: evaluatedModel.stateDict())
-        try NativeFormat.save(saved, to: folder)
+        try NativeFormat.save(evaluatedModel.stateDict(), config: config, to: folder)
         let lines = state.history.map { $0.json() }.joined(separator: "\n") + "\n"
         try AtomicFile.write(Data(lines.utf8), to: folder.appendingPathComponent("metrics.jsonl"))
         let figure = TrainingFigures.curves(
