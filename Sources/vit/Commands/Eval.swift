@@ -34,14 +34,14 @@ struct Eval: ParsableCommand {
         guard dataset.width == config.imageSize && dataset.height == config.imageSize else {
             throw ValidationError("the model takes \(config.imageSize)x\(config.imageSize) images, \(data) has \(dataset.width)x\(dataset.height)")
         }
-        var classNames = dataset.classNames
-        if let labels = config.labels, labels.count == dataset.classNames.count, labels != dataset.classNames {
-            printError("note: the model's class names differ from the data's; using the data's order")
-        }
         guard config.numClasses == dataset.classNames.count else {
             throw ValidationError("the model has \(config.numClasses) classes, \(data) has \(dataset.classNames.count)")
         }
-        classNames = dataset.classNames
+        // Labels are indices into the data's (sorted) class names; say so when the model names them otherwise.
+        if let labels = config.labels, labels != dataset.classNames {
+            printError("note: the model's class names \(labels) differ from the data's \(dataset.classNames); scoring by index")
+        }
+        let classNames = dataset.classNames
         let bar = ProgressBar(total: dataset.count, unit: "img")
         var done = 0
         let started = Date()

@@ -70,14 +70,13 @@ struct Train: ParsableCommand {
         let folder = URL(fileURLWithPath: out)
         printError("reading \(data) ...")
         let started = Date()
-        var parts = try ImageDataset.load(dataURL, parts: valSplit > 0 ? [.train] : [.train, .test])
+        let parts = try ImageDataset.load(dataURL, parts: valSplit > 0 ? [.train] : [.train, .test])
         guard var trainSet = parts[.train] else { throw ValidationError("\(data) has no training images") }
         var validationSet = parts[.test]
         if valSplit > 0 {
             (trainSet, validationSet) = trainSet.stratifiedSplit(validationFraction: valSplit, seed: seed)
         }
         for failure in trainSet.failures + (validationSet?.failures ?? []) { printError("skipped: \(failure)") }
-        parts = [:]
         printError("\(trainSet.count) training and \(validationSet?.count ?? 0) validation images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
 
         let trainer: Trainer
