@@ -184,7 +184,12 @@ public final class Trainer {
         if options.gradientClip > 0 { clipGradientNorm(optimizer.allParameters, maxNorm: options.gradientClip) }
         optimizer.step()
         optimizer.zeroGrad()
-        if let averageModel, let decay = options.emaDecay { Self.updateAverage(averageModel, toward: model, decay: decay) }
+        if let averageModel, let decay = options.emaDecay {
+            // Warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the average follows
+            // the weights closely instead of holding on to the random initialisation for thousands of steps.
+            let warmedUp = min(decay, Float(1 + state.step) / Float(10 + state.step))
+            Self.updateAverage(averageModel, toward: model, decay: warmedUp)
+        }
 
         let predictions = logits.detach().argmax(axis: 1)
         state.correct += zip(predictions, batch.labels).filter { $0 == $1 }.count

@@ -17,7 +17,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Largest global gradient L2 norm; 0 turns clipping off.
     public var gradientClip: Float = 0
     /// Decay of an exponential moving average of the weights (timm `ModelEmaV2`, e.g. 0.999); nil turns it off.
-    /// With EMA on, evaluation and the saved model use the averaged weights.
+    /// The decay at step t is min(decay, (1 + t) / (10 + t)). With EMA on, evaluation and the saved model use the
+    /// averaged weights.
     public var emaDecay: Float?
     public var augmentation = Augmentation()
     public var mixing = BatchMixing()

@@ -145,6 +145,27 @@ func temporaryFolder() -> URL {
         #expect(try Data(contentsOf: trainer.checkpointURL) == saved)
     }
 
+    /// The average starts with a warm-up decay of min(decay, (1 + t) / (10 + t)): 0.1 at the first step.
+    @Test func weightAverageWarmsUp() throws {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var options = TrainingOptions()
+        options.epochs = 2
+        options.batchSize = 16
+        options.warmupEpochs = 0
+        options.emaDecay = 0.999
+        let model = try tinyModel(seed: 3)
+        let initial = model.parameters().map { $0.toArray() }
+        let trainer = try Trainer(model: model, options: options, trainSet: quadrantDataset(count: 32, seed: 1),
+                                  validationSet: nil, folder: folder)
+        trainer.stepLimit = 1
+        #expect(try trainer.run() == .stopped)
+        for ((average, weights), start) in zip(zip(trainer.averageModel!.parameters(), model.parameters()), initial) {
+            let expected = zip(start, weights.toArray()).map { 0.1 * $0 + 0.9 * $1 }
+            #expect(zip(average.toArray(), expected).allSatisfy { abs($0 - $1) < 1e-6 })
+        }
+    }
+
     @Test func resumeExplainsAMissingOrForeignCheckpoint() throws {
         let folder = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
