@@ -36,7 +36,8 @@ public final class DropPath: Module {
             (0..<batch).map { _ in rng.nextFloat() < keep ? 1 / keep : Float(0) }
         }
         // As [1, B, rest] times [1, B, 1]: a per-channel broadcast, which oneDNN runs on its JIT kernel. The natural
-        // [B, N, D] x [B, 1, 1] falls to its reference kernel, 50x slower (1.7 s a step for the CIFAR ViT).
+        // [B, N, D] x [B, 1, 1] falls to its reference kernel (ONEDNN_VERBOSE: 5.0 s in 96 calls over 3 training
+        // steps of the CIFAR ViT at batch 128 and drop path 0.1).
         let mask = Tensor(maskValues, shape: [1, batch, 1])
         return (x.reshape([1, batch, x.count / batch]) * mask).reshape(x.shape)
     }
