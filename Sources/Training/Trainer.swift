@@ -92,24 +92,11 @@ public final class Trainer {
     /// optimiser moments, EMA, data position and random state.
     public static func resume(folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
                               epochs: Int? = nil) throws -> Trainer {
-        let url = folder.appendingPathComponent("checkpoint.safetensors")
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw TrainingError.badCheckpoint(url, "no such file: nothing to resume in \(folder.path)")
-        }
-        let file = try SafetensorsFile(contentsOf: url)
-        guard let text = file.metadata["swiftvit_training"],
-              let saved = try? JSONDecoder().decode(SavedRun.self, from: Data(text.utf8)) else {
-            throw TrainingError.badCheckpoint(url, "has no SwiftViT training state: not written by vit train?")
-        }
+        let (url, saved, tensors) = try readCheckpoint(in: folder)
         var options = saved.options
         if let epochs { options.epochs = epochs }
         guard saved.classNames == trainSet.classNames else {
             throw TrainingError.badCheckpoint(url, "was trained on classes \(saved.classNames), the data has \(trainSet.classNames)")
-        }
-        var tensors: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optimizer": [:]]
-        for name in file.names {
-            guard let dot = name.firstIndex(of: "."), tensors[String(name[..<dot])] != nil else { continue }
-            tensors[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
         }
         let model = try VisionTransformer(saved.config)
         do {
@@ -127,6 +114,53 @@ public final class Trainer {
         trainer.state = saved.state
         trainer.random.generator = saved.state.random
         return trainer
+    }
+
+    /// Which weights of a run `exportWeights` writes.
+    public enum SavedWeights: String, CaseIterable, Sendable {
+        /// The optimiser's weights as they stood at the checkpoint.
+        case raw
+        /// The exponential moving average (what `model.safetensors` holds when the run had `--ema`).
+        case ema
+    }
+
+    /// Writes the raw or averaged weights of the run checkpointed in `folder` as a native folder (weights + config
+    /// with class names and data config) at `output`. A run with an EMA saves and evaluates the average; near the end
+    /// of a schedule the raw weights can be the better model, and this is how to get at them.
+    public static func exportWeights(ofRunIn folder: URL, _ which: SavedWeights, to output: URL) throws {
+        let (url, saved, tensors) = try readCheckpoint(in: folder)
+        let chosen = tensors[which == .raw ? "model" : "ema"]!
+        guard !chosen.isEmpty else {
+            throw TrainingError.badCheckpoint(url, "has no \(which) weights (the run had no --ema)")
+        }
+        let model = try VisionTransformer(saved.config)
+        do {
+            try model.load(stateDict: chosen)
+        } catch {
+            throw TrainingError.badCheckpoint(url, "\(which) weights: \(error)")
+        }
+        var config = saved.config
+        config.labels = saved.classNames
+        try NativeFormat.save(model.stateDict(), config: config, to: output)
+    }
+
+    /// The training state and the tensors of `folder/checkpoint.safetensors`, grouped by prefix (model, ema, optimizer).
+    private static func readCheckpoint(in folder: URL) throws -> (URL, SavedRun, [String: [String: Tensor]]) {
+        let url = folder.appendingPathComponent("checkpoint.safetensors")
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw TrainingError.badCheckpoint(url, "no such file: no training checkpoint (nothing to resume) in \(folder.path)")
+        }
+        let file = try SafetensorsFile(contentsOf: url)
+        guard let text = file.metadata["swiftvit_training"],
+              let saved = try? JSONDecoder().decode(SavedRun.self, from: Data(text.utf8)) else {
+            throw TrainingError.badCheckpoint(url, "has no SwiftViT training state: not written by vit train?")
+        }
+        var tensors: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optimizer": [:]]
+        for name in file.names {
+            guard let dot = name.firstIndex(of: "."), tensors[String(name[..<dot])] != nil else { continue }
+            tensors[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
+        }
+        return (url, saved, tensors)
     }
 
     /// What `checkpoint.safetensors` holds besides tensors.

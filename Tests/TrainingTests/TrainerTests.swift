@@ -166,6 +166,34 @@ func temporaryFolder() -> URL {
         }
     }
 
+    /// A run with an EMA exports either its raw or its averaged weights as a folder that loads as a model.
+    @Test func exportWritesTheRawOrTheAveragedWeights() throws {
+        let folder = temporaryFolder(), raw = temporaryFolder(), ema = temporaryFolder()
+        defer { for f in [folder, raw, ema] { try? FileManager.default.removeItem(at: f) } }
+        var options = TrainingOptions()
+        options.epochs = 1
+        options.batchSize = 16
+        options.warmupEpochs = 0
+        options.emaDecay = 0.9
+        let data = quadrantDataset(count: 32, seed: 7)
+        let trainer = try Trainer(model: try tinyModel(seed: 4), options: options, trainSet: data, validationSet: nil, folder: folder)
+        #expect(try trainer.run() == .finished)
+        try Trainer.exportWeights(ofRunIn: folder, .raw, to: raw)
+        try Trainer.exportWeights(ofRunIn: folder, .ema, to: ema)
+        let rawModel = try CheckpointLoader().load(raw), emaModel = try CheckpointLoader().load(ema)
+        #expect(rawModel.config.labels == data.classNames)
+        #expect(zip(rawModel.parameters(), trainer.model.parameters()).allSatisfy { $0.toArray() == $1.toArray() })
+        #expect(zip(emaModel.parameters(), trainer.averageModel!.parameters()).allSatisfy { $0.toArray() == $1.toArray() })
+        #expect(zip(rawModel.parameters(), emaModel.parameters()).contains { $0.toArray() != $1.toArray() })
+
+        var plain = options
+        plain.emaDecay = nil
+        let noAverage = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: noAverage) }
+        #expect(try Trainer(model: try tinyModel(seed: 4), options: plain, trainSet: data, validationSet: nil, folder: noAverage).run() == .finished)
+        #expect { try Trainer.exportWeights(ofRunIn: noAverage, .ema, to: ema) } throws: { "\($0)".contains("no ema weights") }
+    }
+
     @Test func resumeExplainsAMissingOrForeignCheckpoint() throws {
         let folder = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Training
 import ViT
 
 /// Any checkpoint SwiftViT reads -> a native folder (model.safetensors + config.json) that timm can load too.
@@ -16,10 +17,20 @@ struct Convert: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
 
+    @Option(help: "From a vit train folder's checkpoint: raw (the optimiser's weights) or ema (the average).")
+    var weights: Trainer.SavedWeights?
+
     func run() throws {
+        if let weights {
+            try Trainer.exportWeights(ofRunIn: URL(fileURLWithPath: input), weights, to: URL(fileURLWithPath: output))
+            print("wrote \(output): the \(weights) weights of the run in \(input)")
+            return
+        }
         let model = try architecture.loader.load(URL(fileURLWithPath: input))
         try NativeFormat.save(model, to: URL(fileURLWithPath: output))
         let c = model.config
         print("wrote \(output): \(c.depth) blocks, width \(c.width), \(c.heads) heads, patch \(c.patchSize), image \(c.imageSize), \(c.numClasses) classes, \(model.parameterCount) parameters")
     }
 }
+
+extension Trainer.SavedWeights: ExpressibleByArgument {}
