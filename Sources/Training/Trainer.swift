@@ -133,15 +133,15 @@ public final class Trainer {
         guard !chosen.isEmpty else {
             throw TrainingError.badCheckpoint(url, "has no \(which) weights (the run had no --ema)")
         }
-        let model = try VisionTransformer(saved.config)
+        var config = saved.config
+        config.labels = saved.classNames
+        let model = try VisionTransformer(config)
         do {
             try model.load(stateDict: chosen)
         } catch {
             throw TrainingError.badCheckpoint(url, "\(which) weights: \(error)")
         }
-        var config = saved.config
-        config.labels = saved.classNames
-        try NativeFormat.save(model.stateDict(), config: config, to: output)
+        try NativeFormat.save(model, to: output)
     }
 
     /// The training state and the tensors of `folder/checkpoint.safetensors`, grouped by prefix (model, ema, optimizer).

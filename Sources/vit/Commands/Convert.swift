@@ -20,6 +20,12 @@ struct Convert: ParsableCommand {
     @Option(help: "From a vit train folder's checkpoint: raw (the optimiser's weights) or ema (the average).")
     var weights: Trainer.SavedWeights?
 
+    func validate() throws {
+        if weights != nil, architecture.arch != nil || architecture.heads != nil || architecture.imageSize != nil {
+            throw ValidationError("--weights exports a vit train folder as it was trained; --arch, --heads and --image-size do not apply (convert the exported folder again to change its size)")
+        }
+    }
+
     func run() throws {
         if let weights {
             try Trainer.exportWeights(ofRunIn: URL(fileURLWithPath: input), weights, to: URL(fileURLWithPath: output))
