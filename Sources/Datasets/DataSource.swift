@@ -13,12 +13,17 @@ extension ImageDataset {
     /// - a folder of IDX files (MNIST, Fashion-MNIST): `train-images-idx3-ubyte[.gz]` and `t10k-…`;
     /// - a folder of CIFAR binaries: `data_batch_N.bin` and `test_batch.bin` (CIFAR-10), `train.bin` and
     ///   `test.bin` (CIFAR-100, fine labels).
-    /// A part the data set does not have is absent from the result.
-    public static func load(_ url: URL, parts: Set<DataPart>) throws -> [DataPart: ImageDataset] {
+    /// A part the data set does not have is absent from the result. A folder of only `<class>/…` is one undivided
+    /// set: it is the training part, or the test part when that alone is asked for (evaluating a labelled folder);
+    /// it is never both, so training never validates on its own images.
+    /// `sizing` says how images are brought to the model's size while they are loaded.
+    public static func load(_ url: URL, parts: Set<DataPart>, sizing: ImageSizing = .native) throws -> [DataPart: ImageDataset] {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
-        if files.contains(where: { $0.hasPrefix("train-images-idx3-ubyte") }) { return try idxFolder(url, files: files, parts: parts) }
+        if files.contains(where: { $0.hasPrefix("train-images-idx3-ubyte") }) {
+            return try idxFolder(url, files: files, parts: parts).mapValues { $0.sized(sizing) }
+        }
         if files.contains(where: { $0.hasPrefix("data_batch_") || $0 == "train.bin" }) {
-            return try cifarFolder(url, files: files, parts: parts)
+            return try cifarFolder(url, files: files, parts: parts).mapValues { $0.sized(sizing) }
         }
         let entries = try folderEntries(url)
         let topLevel = Set(entries.compactMap { entry -> String? in
@@ -26,15 +31,17 @@ extension ImageDataset {
             return parts.count == 3 ? String(parts[0]) : nil
         })
         var result: [DataPart: ImageDataset] = [:]
+        // One decision for every part, so that the training and test images end up the same size.
+        let imageFiles = entries.filter { ["jpg", "jpeg", "png"].contains(($0.path as NSString).pathExtension.lowercased()) }
+        let sizing: ImageSizing = try resolve(sizing, headersOf: imageFiles.map(\.data)).map { .resize($0) } ?? .native
         guard topLevel.contains("train") else {
-            // root/<class>/<file>: one set serves whichever part is asked for.
-            let whole = try imageFolder(entries: entries, root: url, subfolder: nil)
-            for part in parts { result[part] = whole }
-            return result
+            // root/<class>/<file>: one undivided set.
+            guard let part: DataPart = parts.contains(.train) ? .train : parts.first else { return [:] }
+            return [part: try imageFolder(entries: entries, root: url, subfolder: nil, sizing: sizing)]
         }
-        if parts.contains(.train) { result[.train] = try imageFolder(entries: entries, root: url, subfolder: "train") }
+        if parts.contains(.train) { result[.train] = try imageFolder(entries: entries, root: url, subfolder: "train", sizing: sizing) }
         if parts.contains(.test), let name = ["test", "val", "validation"].first(where: topLevel.contains) {
-            result[.test] = try imageFolder(entries: entries, root: url, subfolder: name)
+            result[.test] = try imageFolder(entries: entries, root: url, subfolder: name, sizing: sizing)
         }
         return result
     }

@@ -11,17 +11,22 @@ public struct ImageDataset: Sendable {
     public private(set) var pixels: [UInt8]
     public private(set) var labels: [Int]
     public let classNames: [String]
+    /// Where each image came from: its path inside an image folder, or `<file>#<record>` for CIFAR and IDX files.
+    /// A validation split is saved as these names, so that a resumed run can tell whether the data changed.
+    public private(set) var sources: [String]
     /// Files that could not be read while loading, with why (skipped, not fatal).
     public var failures: [FileError] = []
 
-    public init(width: Int, height: Int, pixels: [UInt8], labels: [Int], classNames: [String]) {
+    public init(width: Int, height: Int, pixels: [UInt8], labels: [Int], classNames: [String], sources: [String]? = nil) {
         precondition(pixels.count == labels.count * width * height * 3, "\(pixels.count) bytes for \(labels.count) images of \(width)x\(height)")
         precondition(labels.allSatisfy { $0 >= 0 && $0 < classNames.count }, "a label outside 0..<\(classNames.count)")
+        precondition(sources == nil || sources!.count == labels.count, "one source name per image")
         self.width = width
         self.height = height
         self.pixels = pixels
         self.labels = labels
         self.classNames = classNames
+        self.sources = sources ?? labels.indices.map { "#\($0)" }
     }
 
     public var count: Int { labels.count }
@@ -37,10 +42,35 @@ public struct ImageDataset: Sendable {
         var bytes = [UInt8]()
         bytes.reserveCapacity(indices.count * imageBytes)
         for i in indices { bytes += pixels[(i * imageBytes)..<((i + 1) * imageBytes)] }
-        return ImageDataset(width: width, height: height, pixels: bytes, labels: indices.map { labels[$0] }, classNames: classNames)
+        return ImageDataset(width: width, height: height, pixels: bytes, labels: indices.map { labels[$0] }, classNames: classNames,
+                            sources: indices.map { sources[$0] })
     }
 
-    /// A seeded, stratified split: `fraction` of each class (rounded) goes to the second set.
+    /// Every image brought to `size` x `size` as timm's evaluation transform does (shorter side to size / cropPct
+    /// with Pillow-exact resampling, centre crop), on all cores. Unchanged when the images already have that size
+    /// and nothing is cropped.
+    public func resized(to sizing: ImageSizing.Resize) -> ImageDataset {
+        guard !(width == sizing.size && height == sizing.size && sizing.cropPct == 1) else { return self }
+        let out = sizing.size * sizing.size * 3
+        var bytes = [UInt8](repeating: 0, count: count * out)
+        let chunks = Swift.max(1, Swift.min(ProcessInfo.processInfo.activeProcessorCount, count))
+        bytes.withUnsafeMutableBufferPointer { destination in
+            let target = UncheckedSendable(destination)
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                for i in (chunk * count / chunks)..<((chunk + 1) * count / chunks) {
+                    let image = sizing.apply(self.image(i))
+                    for (j, v) in image.pixels.enumerated() { target.value[i * out + j] = v }
+                }
+            }
+        }
+        var result = ImageDataset(width: sizing.size, height: sizing.size, pixels: bytes, labels: labels,
+                                  classNames: classNames, sources: sources)
+        result.failures = failures
+        return result
+    }
+
+    /// A seeded, stratified split: `fraction` of each class (rounded) goes to the second set. The two sets never
+    /// share an image; the same data, fraction and seed always give the same split.
     public func stratifiedSplit(validationFraction fraction: Double, seed: UInt64) -> (train: ImageDataset, validation: ImageDataset) {
         precondition(fraction >= 0 && fraction < 1, "validation fraction \(fraction) outside [0, 1)")
         var rng = SeededGenerator(seed: seed)
@@ -58,10 +88,10 @@ public struct ImageDataset: Sendable {
 
 extension ImageDataset {
     /// An image folder, `root/<class>/<image>` (classes sorted by name, as torchvision's ImageFolder), either a
-    /// directory or a `.tar.gz`/`.tgz`/`.tar` of one. `subfolder` picks a part inside it (`train`, `test`). All
-    /// images must share one size. Unreadable images are listed in `failures` and skipped.
-    public static func imageFolder(_ url: URL, subfolder: String? = nil) throws -> ImageDataset {
-        try imageFolder(entries: try folderEntries(url), root: url, subfolder: subfolder)
+    /// directory or a `.tar.gz`/`.tgz`/`.tar` of one. `subfolder` picks a part inside it (`train`, `test`).
+    /// `sizing` says how images are brought to one size. Unreadable images are listed in `failures` and skipped.
+    public static func imageFolder(_ url: URL, subfolder: String? = nil, sizing: ImageSizing = .native) throws -> ImageDataset {
+        try imageFolder(entries: try folderEntries(url), root: url, subfolder: subfolder, sizing: sizing)
     }
 
     /// The files of an image folder on disk or in a tar archive, by relative path, read lazily.
@@ -87,9 +117,9 @@ extension ImageDataset {
         return entries.map { entry in (entry.path.hasPrefix("./") ? String(entry.path.dropFirst(2)) : entry.path, entry.data) }
     }
 
-    /// The images under `subfolder`/<class>/ among `entries`, decoded on all cores.
+    /// The images under `subfolder`/<class>/ among `entries`, decoded (and resized, as `sizing` says) on all cores.
     static func imageFolder(entries: [(path: String, data: () throws -> Data)], root url: URL,
-                            subfolder: String?) throws -> ImageDataset {
+                            subfolder: String?, sizing: ImageSizing) throws -> ImageDataset {
         // <subfolder>/<class>/<file>: keep image files under the subfolder, two levels deep.
         let prefix = subfolder.map { $0.hasSuffix("/") ? $0 : $0 + "/" } ?? ""
         let images = entries.compactMap { entry -> (className: String, path: String, data: () throws -> Data)? in
@@ -105,6 +135,7 @@ extension ImageDataset {
         }
         let classNames = Array(Set(images.map(\.className))).sorted()
         let classIndex = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
+        let resize = try resolve(sizing, headersOf: images.map(\.data))
         // Decode in one chunk per core; each chunk keeps its results in order.
         let chunks = max(1, min(ProcessInfo.processInfo.activeProcessorCount, images.count / 64))
         var decoded = [[Result<RGBImage, FileError>]](repeating: [], count: chunks)
@@ -114,7 +145,8 @@ extension ImageDataset {
             let results = range.map { i -> Result<RGBImage, FileError> in
                 let location = url.appendingPathComponent(images[i].path)
                 do {
-                    return .success(try RGBImage(data: try images[i].data(), source: location))
+                    let image = try RGBImage(data: try images[i].data(), source: location)
+                    return .success(resize?.apply(image) ?? image)
                 } catch let error as FileError {
                     return .failure(error)
                 } catch {
@@ -123,7 +155,7 @@ extension ImageDataset {
             }
             lock.withLock { decoded[chunk] = results }
         }
-        var pixels: [UInt8] = [], labels: [Int] = [], failures: [FileError] = []
+        var pixels: [UInt8] = [], labels: [Int] = [], sources: [String] = [], failures: [FileError] = []
         var size: (Int, Int)?
         for (entry, result) in zip(images, decoded.joined()) {
             switch result {
@@ -132,24 +164,55 @@ extension ImageDataset {
                 if size == nil { size = (image.width, image.height) }
                 guard size! == (image.width, image.height) else {
                     failures.append(FileError(url.appendingPathComponent(entry.path),
-                                              "is \(image.width)x\(image.height), the others \(size!.0)x\(size!.1)"))
+                                              "is \(image.width)x\(image.height), the others \(size!.0)x\(size!.1) (give an image size to resize them all)"))
                     continue
                 }
                 pixels += image.pixels
                 labels.append(classIndex[entry.className]!)
+                sources.append(entry.path)
             }
         }
         guard let (width, height) = size else { throw FileError(url, "none of its \(images.count) images could be read") }
-        var dataset = ImageDataset(width: width, height: height, pixels: pixels, labels: labels, classNames: classNames)
+        var dataset = ImageDataset(width: width, height: height, pixels: pixels, labels: labels, classNames: classNames,
+                                   sources: sources)
         dataset.failures = failures
         return dataset
+    }
+
+    /// The resize each image gets while decoding, or nil to keep it as it is. `nativeIfUniform` reads the images'
+    /// headers (not their pixels) to decide.
+    static func resolve(_ sizing: ImageSizing, headersOf files: [() throws -> Data]) throws -> ImageSizing.Resize? {
+        switch sizing {
+        case .native: return nil
+        case .resize(let resize): return resize
+        case .nativeIfUniform(let fallback):
+            var sizes = Set<Int>()
+            for file in files {
+                // Unreadable files are reported when decoded; they do not decide the size.
+                guard let data = try? file(), let (w, h) = ImageHeader.size(of: data) else { continue }
+                sizes.insert(w == h ? w : -1)
+                if sizes.count > 1 { break }
+            }
+            if sizes.count == 1, let side = sizes.first, side > 0 { return nil }
+            return ImageSizing.Resize(size: fallback)
+        }
+    }
+
+    /// `self` brought to one size as `sizing` says (for data that is decoded whole: CIFAR and IDX files).
+    func sized(_ sizing: ImageSizing) -> ImageDataset {
+        switch sizing {
+        case .native: return self
+        case .resize(let resize): return resized(to: resize)
+        case .nativeIfUniform(let fallback):
+            return width == height ? self : resized(to: ImageSizing.Resize(size: fallback))
+        }
     }
 
     /// The CIFAR-10/100 binary format: records of label byte(s) then 3072 planar bytes (R, G, B planes of 32x32).
     /// CIFAR-100 records carry a coarse and a fine label; `fineLabels` picks the fine one.
     public static func cifarBinary(_ files: [URL], classNames: [String], labelBytes: Int = 1) throws -> ImageDataset {
         let record = labelBytes + 3072
-        var pixels: [UInt8] = [], labels: [Int] = []
+        var pixels: [UInt8] = [], labels: [Int] = [], sources: [String] = []
         for url in files {
             guard let data = try? Data(contentsOf: url) else { throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file") }
             guard data.count % record == 0 else {
@@ -161,12 +224,13 @@ extension ImageDataset {
                 let label = Int(bytes[base + labelBytes - 1])
                 guard label < classNames.count else { throw FileError(url, "record \(r) has label \(label), beyond \(classNames.count) classes") }
                 labels.append(label)
+                sources.append("\(url.lastPathComponent)#\(r)")
                 for i in 0..<1024 {   // planar -> interleaved
                     pixels += [bytes[base + labelBytes + i], bytes[base + labelBytes + 1024 + i], bytes[base + labelBytes + 2048 + i]]
                 }
             }
         }
-        return ImageDataset(width: 32, height: 32, pixels: pixels, labels: labels, classNames: classNames)
+        return ImageDataset(width: 32, height: 32, pixels: pixels, labels: labels, classNames: classNames, sources: sources)
     }
 
     /// IDX files (MNIST, Fashion-MNIST), raw or gzipped: images [N, H, W] of unsigned bytes (gray, replicated to
@@ -196,7 +260,7 @@ extension ImageDataset {
         var pixels = [UInt8](repeating: 0, count: gray.count * 3)
         for (i, v) in gray.enumerated() { pixels[3 * i] = v; pixels[3 * i + 1] = v; pixels[3 * i + 2] = v }
         return ImageDataset(width: imageDims[2], height: imageDims[1], pixels: pixels, labels: labelBytes.map(Int.init),
-                            classNames: classNames)
+                            classNames: classNames, sources: labelBytes.indices.map { "\(imagesURL.lastPathComponent)#\($0)" })
     }
 }
 

@@ -62,12 +62,7 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
     private let order: [Int]
     public let batchCount: Int
     private var nextToProduce: Int
-
-    private let condition = NSCondition()
-    private var ready: [TrainingBatch] = []
-    private var finished = false
-    private var cancelled = false
-    private let background: Bool
+    private var queue: PrefetchQueue<TrainingBatch>!
 
     /// Batches `startBatch..<batchCount` of `epoch`.
     public init(_ dataset: ImageDataset, options: Options, epoch: Int = 0, startBatch: Int = 0, background: Bool = true) {
@@ -85,61 +80,21 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
         batchCount = options.dropLast ? dataset.count / options.batchSize
             : (dataset.count + options.batchSize - 1) / options.batchSize
         nextToProduce = startBatch
-        self.background = background
-        guard background else { return }
-        let thread = Thread { [weak self] in
-            while let self, let batch = self.produceNext() {
-                guard self.put(batch) else { return }
-            }
-            self?.finish()
-        }
-        thread.name = "SwiftViT training loader"
-        thread.start()
+        // The queue's producer holds the loader weakly: dropping the loader cancels the thread.
+        queue = PrefetchQueue(name: "SwiftViT training loader", background: background) { [weak self] in self?.produceNext() }
     }
 
     deinit { cancel() }
 
     /// Stops the background thread (when a consumer leaves before the last batch).
-    public func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.broadcast()
-        condition.unlock()
-    }
+    public func cancel() { queue.cancel() }
 
-    public func next() -> TrainingBatch? {
-        guard background else { return produceNext() }
-        condition.lock()
-        defer { condition.unlock() }
-        while ready.isEmpty && !finished { condition.wait() }
-        guard !ready.isEmpty else { return nil }
-        let batch = ready.removeFirst()
-        condition.broadcast()
-        return batch
-    }
+    public func next() -> TrainingBatch? { queue.next() }
 
     private func produceNext() -> TrainingBatch? {
         guard nextToProduce < batchCount else { return nil }
         defer { nextToProduce += 1 }
         return makeBatch(nextToProduce)
-    }
-
-    /// Returns false when cancelled.
-    private func put(_ batch: TrainingBatch) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while ready.count >= 2 && !cancelled { condition.wait() }
-        guard !cancelled else { return false }
-        ready.append(batch)
-        condition.broadcast()
-        return true
-    }
-
-    private func finish() {
-        condition.lock()
-        finished = true
-        condition.broadcast()
-        condition.unlock()
     }
 
     /// Seeds for (seed, epoch, batch) that differ in every argument (SplitMix64 then scrambles them).

@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import Images
 import Tensors
@@ -17,13 +18,8 @@ public final class BatchLoader: Sequence, IteratorProtocol {
     private let files: [URL]
     private let batchSize: Int
     private let transform: @Sendable (RGBImage) -> Tensor
-    private let background: Bool
     private var produced = 0                 // files handed to batches so far (producer side)
-
-    private let condition = NSCondition()
-    private var ready: [Batch] = []
-    private var finished = false
-    private let prefetch: Int
+    private var queue: PrefetchQueue<Batch>!
 
     /// `prefetch` batches are prepared ahead of the one being consumed. With `background` false, each batch is
     /// prepared when asked for, on the caller's thread.
@@ -33,16 +29,12 @@ public final class BatchLoader: Sequence, IteratorProtocol {
         self.files = files
         self.batchSize = batchSize
         self.transform = transform
-        self.background = background
-        self.prefetch = Swift.max(prefetch, 1)
-        guard background else { return }
-        let thread = Thread { [weak self] in
-            while let self, let batch = self.produce() { self.put(batch) }
-            self?.finish()
+        queue = PrefetchQueue(name: "SwiftViT image loader", depth: prefetch, background: background) { [weak self] in
+            self?.produce()
         }
-        thread.name = "SwiftViT image loader"
-        thread.start()
     }
+
+    deinit { queue.cancel() }
 
     /// Decodes and preprocesses the next chunk of files, or nil when all are done.
     private func produce() -> Batch? {
@@ -63,31 +55,7 @@ public final class BatchLoader: Sequence, IteratorProtocol {
         return Batch(files: decoded, images: tensors.isEmpty ? nil : Tensor.stack(tensors), failures: failures)
     }
 
-    private func put(_ batch: Batch) {
-        condition.lock()
-        while ready.count >= prefetch { condition.wait() }
-        ready.append(batch)
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    private func finish() {
-        condition.lock()
-        finished = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    public func next() -> Batch? {
-        guard background else { return produce() }
-        condition.lock()
-        defer { condition.unlock() }
-        while ready.isEmpty && !finished { condition.wait() }
-        guard !ready.isEmpty else { return nil }
-        let batch = ready.removeFirst()
-        condition.broadcast()
-        return batch
-    }
+    public func next() -> Batch? { queue.next() }
 
     /// Image files under the given paths: files as given, folders searched recursively for .jpg/.jpeg/.png, sorted.
     /// Paths that do not exist come back as failures.

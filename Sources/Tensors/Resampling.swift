@@ -2,7 +2,7 @@
 /// compute it (align_corners = false): each output sample is a normalised weighted sum of the input samples under
 /// the filter, whose support widens by the scale factor when shrinking so that every input sample contributes.
 public enum Resampling {
-    public enum Filter: String, Sendable {
+    public enum Filter: String, Sendable, CaseIterable {
         case bilinear, bicubic
 
         /// Half-width of the filter at scale 1.
