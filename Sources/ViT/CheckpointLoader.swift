@@ -35,9 +35,13 @@ public struct CheckpointLoader {
         if !isDirectory.boolValue { return (path, configURL) }
         let files = (try? FileManager.default.contentsOfDirectory(atPath: path.path).sorted()) ?? []
         if files.contains("model.safetensors") { return (path.appendingPathComponent("model.safetensors"), configURL) }
-        if let file = files.first(where: { $0.hasSuffix(".safetensors") && $0 != "reference.safetensors" })
-            ?? files.first(where: { $0.hasSuffix(".npz") }) {
-            return (path.appendingPathComponent(file), configURL)
+        if files.contains("checkpoint.safetensors") {
+            throw CheckpointError(path, "holds a vit train checkpoint but no model.safetensors yet: export its weights with `vit convert \(path.path) --weights raw -o FOLDER`")
+        }
+        let candidates = files.filter { $0.hasSuffix(".safetensors") || $0.hasSuffix(".npz") }
+        if candidates.count == 1 { return (path.appendingPathComponent(candidates[0]), configURL) }
+        if candidates.count > 1 {
+            throw CheckpointError(path, "holds several weights files (\(candidates.joined(separator: ", "))) and no model.safetensors: name the one to load")
         }
         if files.contains(where: { $0.hasSuffix(".bin") || $0.hasSuffix(".pth") || $0.hasSuffix(".pt") }) {
             throw CheckpointError(path, "holds only PyTorch pickle weights (.bin/.pth), which are not read: save them as model.safetensors")
@@ -67,14 +71,17 @@ public struct CheckpointLoader {
         let (weightsURL, configURL) = try Self.locate(path)
         var (tensors, layout) = try Self.readWeights(weightsURL)
         var (config, stated) = try baseConfig(configURL)
+        if let heads {
+            if let configURL, stated.contains("heads"), config.heads != heads {
+                throw CheckpointError(weightsURL, "--heads \(heads) contradicts \(configURL.path), which says \(config.heads) heads")
+            }
+            config.heads = heads
+            stated.insert("heads")
+        }
         do {
             try Self.fillFromTensors(&config, stated: stated, tensors: tensors, layout: layout)
         } catch let error as ConfigError {
-            throw CheckpointError(weightsURL, "does not fit \(configURL.map { $0.path } ?? "its configuration"): \(error)")
-        }
-        if let heads { config.heads = heads }
-        if layout == .vitJax || layout == .bigVision, !stated.contains("heads"), heads == nil {
-            throw CheckpointError(weightsURL, "an npz does not record the number of attention heads: give a preset, a config.json with num_heads, or --heads")
+            throw CheckpointError(weightsURL, configURL.map { "does not fit \($0.path): \(error)" } ?? "\(error)")
         }
         // The position-embedding grid of the checkpoint, then the size to build at.
         let checkpointGrid = config.gridSize
@@ -130,6 +137,14 @@ public struct CheckpointLoader {
             throw ConfigError("no patch embedding (patch_embed.proj.weight [D, C, P, P]) among the weights")
         }
         settle("width", \.width, patch.shape[0])
+        // No weight's shape records the number of heads. timm's standard ViTs all use 64-wide heads; for another
+        // width the count is a guess that would change every logit, so it must be stated.
+        if !stated.contains("heads") && !stated.contains("preset") {
+            guard let heads = ViTConfig.standardHeads[config.width] else {
+                throw ConfigError("nothing states the number of attention heads, and width \(config.width) is not one of the standard ViT widths (192, 384, 768, 1024, 1280, with 64-wide heads): give --heads, or --arch with a preset")
+            }
+            config.heads = heads
+        }
         settle("patchSize", \.patchSize, patch.shape[2])
         config.channels = patch.shape[1]
         let depth = Set(tensors.keys.compactMap { key -> Int? in

@@ -125,20 +125,22 @@ public enum ConfigFiles {
         return (config, fields)
     }
 
-    /// SwiftViT's native `config.json`: timm's hub layout with the full architecture in `model_args`, the data
-    /// config in `pretrained_cfg`, class names in `label_names`, and the rest of our config under `swiftvit`.
+    /// SwiftViT's native `config.json`: timm's hub layout, so that `timm.create_model(architecture, **model_args)`
+    /// rebuilds the model: `architecture` is a model name timm registers (the nearest one; our own presets and
+    /// custom sizes are not registered there) and `model_args` state every shape, heads included; the data config
+    /// goes in `pretrained_cfg`, class names in `label_names`, and the rest of our config under `swiftvit`.
     public static func timmJSON(_ config: ViTConfig, architecture: String? = nil) throws -> Data {
-        let name = architecture
-            ?? ViTConfig.presetNames.first { (try? ViTConfig.preset($0)).map { sameArchitecture($0, config) } ?? false }
-            ?? (config.distillationToken ? "deit_base_distilled_patch16_224" : "vit_base_patch16_224")
+        let name = architecture.flatMap { timmRegistered.contains($0) ? $0 : nil } ?? nearestTimmArchitecture(config)
         var modelArgs: [String: Any] = [
             "img_size": config.imageSize, "patch_size": config.patchSize, "in_chans": config.channels,
             "embed_dim": config.width, "depth": config.depth, "num_heads": config.heads,
             "mlp_ratio": config.mlpRatio, "qkv_bias": config.qkvBias, "class_token": config.classToken,
             "global_pool": config.pooling.rawValue, "no_embed_class": config.noEmbedClass,
+            "num_classes": config.numClasses,
         ]
         if let fc = config.fcNorm { modelArgs["fc_norm"] = fc }
         if config.positionEmbedding == .none { modelArgs["pos_embed"] = "none" }
+        if let size = config.representationSize { modelArgs["representation_size"] = size }
         var json: [String: Any] = [
             "architecture": name,
             "num_classes": config.numClasses,
@@ -155,8 +157,29 @@ public enum ConfigFiles {
         return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
     }
 
-    private static func sameArchitecture(_ a: ViTConfig, _ b: ViTConfig) -> Bool {
-        a.width == b.width && a.depth == b.depth && a.heads == b.heads && a.patchSize == b.patchSize
-            && a.imageSize == b.imageSize && a.distillationToken == b.distillationToken && a.mlpRatio == b.mlpRatio
+    /// The plain ViT and DeiT names timm registers (`timm.list_models('vit_*')` / `'deit_*'`, the standard-shaped
+    /// ones); `timm.create_model` rejects any other name.
+    public static let timmRegistered: [String] = [
+        "vit_tiny_patch16_224", "vit_tiny_patch16_384",
+        "vit_small_patch32_224", "vit_small_patch32_384", "vit_small_patch16_224", "vit_small_patch16_384", "vit_small_patch8_224",
+        "vit_base_patch32_224", "vit_base_patch32_384", "vit_base_patch16_224", "vit_base_patch16_384", "vit_base_patch8_224",
+        "vit_large_patch32_224", "vit_large_patch32_384", "vit_large_patch16_224", "vit_large_patch16_384", "vit_large_patch14_224",
+        "vit_huge_patch14_224",
+        "deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224", "deit_base_patch16_384",
+        "deit_tiny_distilled_patch16_224", "deit_small_distilled_patch16_224", "deit_base_distilled_patch16_224",
+        "deit_base_distilled_patch16_384",
+    ]
+
+    /// The registered timm model closest to `config`: a distilled DeiT for a distillation token, else a ViT of the
+    /// nearest width, then depth, patch size and image size. `model_args` carry the exact shape, so only the
+    /// family has to be right.
+    public static func nearestTimmArchitecture(_ config: ViTConfig) -> String {
+        let family = timmRegistered.filter { $0.contains("distilled") == config.distillationToken && ($0.hasPrefix("deit") == config.distillationToken) }
+        func distance(_ name: String) -> [Int] {
+            guard let c = try? ViTConfig.preset(name) else { return [Int.max] }
+            return [abs(c.width - config.width), abs(c.depth - config.depth), abs(c.patchSize - config.patchSize),
+                    abs(c.imageSize - config.imageSize)]
+        }
+        return family.min { distance($0).lexicographicallyPrecedes(distance($1)) } ?? "vit_base_patch16_224"
     }
 }

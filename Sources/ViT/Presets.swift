@@ -8,6 +8,10 @@ extension ViTConfig {
         "large": (1024, 24, 16), "huge": (1280, 32, 16),
     ]
 
+    /// The head count timm's standard ViTs use at each width (head dim 64): what a checkpoint without a config
+    /// can be assumed to have.
+    public static let standardHeads: [Int: Int] = [192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16]
+
     /// Every preset name this library knows: the ViT sizes with patch 8/14/16/32 at 224 and 384 (timm defines a
     /// subset of these combinations; the rest follow the same rule; patch 14 only at 224), DeiT and distilled DeiT,
     /// and a CIFAR preset.

@@ -26,8 +26,8 @@ func expectWithin(_ a: Tensor, _ b: Tensor, _ tolerance: Float, _ what: String,
 
 @Suite struct ParityTests {
     /// Logits, block outputs, attention probabilities, final tokens and pre-logits of a timm reference.
-    func checkForward(_ folder: String, intermediates: Bool) throws {
-        let model = try CheckpointLoader().load(fixture(folder))
+    func checkForward(_ folder: String, weights: String? = nil, intermediates: Bool) throws {
+        let model = try CheckpointLoader().load(weights.map { fixture(folder).appendingPathComponent($0) } ?? fixture(folder))
         let ref = try reference(folder)
         let outputs = Autograd.withNoGrad {
             model.forward(try! ref.tensor("input"), collectBlockOutputs: true, collectAttentions: true)
@@ -75,7 +75,7 @@ func expectWithin(_ a: Tensor, _ b: Tensor, _ tolerance: Float, _ what: String,
 
     @Test func huggingFaceViT() throws { try checkForward("hf-vit-p8-d64-h4-l2-i32", intermediates: false) }
 
-    @Test func originalJaxNpz() throws { try checkForward("jax-vit-p8-d64-h4-l2-i32", intermediates: false) }
+    @Test func originalJaxNpz() throws { try checkForward("jax-vit-p8-d64-h4-l2-i32", weights: "model.npz", intermediates: false) }
 
     @Test func deitDistilledTimmAndHuggingFace() throws {
         try checkForward("hf-deit-distilled-p8-d64-h4-l2-i32", intermediates: false)
