@@ -32,11 +32,12 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["CDNNL"]),
         // Modules with named parameters, layers, initialisers, optimisers, schedules.
         .target(name: "NN", dependencies: ["Tensors"]),
-        // Checkpoint files: safetensors and npz, and the key maps of the published layouts (timm, Hugging Face, JAX).
+        // Checkpoint file formats: safetensors and npz reading, atomic writing.
         .target(name: "Checkpoints", dependencies: ["Tensors", "ZIPFoundation"]),
         // Images: decoding, PNG encoding, PIL-exact resizing, timm's evaluation transform.
         .target(name: "Images", dependencies: ["CImageCodecs", "Tensors"]),
-        // ViT/DeiT: configuration and presets, the model, position embeddings, loading published checkpoints.
+        // ViT/DeiT: configuration and presets, the model, position embeddings, loading published checkpoints (the
+        // key maps of timm, Hugging Face and JAX layouts live beside the loader).
         .target(name: "ViT", dependencies: ["Tensors", "NN", "Checkpoints"]),
         // Plots: a small canvas, bitmap font and colour map; the figures of vit inspect.
         .target(name: "Plots", dependencies: ["Images"]),
@@ -44,8 +45,8 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["CCompression", "Images", "Tensors"]),
         // Training: the trainer (schedule, EMA, checkpoints, exact resume), evaluation and its metrics.
         .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots"]),
-        // Inference: Classifier (load once, classify many) and the background batch loader.
-        .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors"]),
+        // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
+        .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The command-line tool.
         .executableTarget(name: "vit", dependencies: [
             "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training",
@@ -63,6 +64,8 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors"]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
+        // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
+        .testTarget(name: "CLITests", dependencies: ["vit", "Images"]),
         .testTarget(name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ],

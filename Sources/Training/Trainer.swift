@@ -38,6 +38,8 @@ public final class Trainer {
     public private(set) var state: TrainingState
     public let trainSet: ImageDataset
     public let validationSet: ImageDataset?
+    /// Where `validationSet` came from (saved with the run).
+    public let validationSource: ValidationSource
     public let folder: URL
     let optimizer: AdamW
     let schedule: WarmupCosineSchedule
@@ -56,8 +58,14 @@ public final class Trainer {
 
     /// A new run: `model` as initialised, writing into `folder`.
     public init(model: VisionTransformer, options: TrainingOptions, trainSet: ImageDataset,
-                validationSet: ImageDataset?, folder: URL) throws {
+                validationSet: ImageDataset?, validationSource: ValidationSource? = nil, folder: URL) throws {
         try options.validate()
+        if let validationSet {
+            let held = Set(validationSet.sources)
+            if trainSet.sources.contains(where: held.contains), case .split = validationSource ?? .testPart {
+                throw TrainingError.badOptions("the validation images overlap the training images")
+            }
+        }
         guard trainSet.count >= options.batchSize else {
             throw TrainingError.badOptions("\(trainSet.count) training images are fewer than one batch of \(options.batchSize)")
         }
@@ -71,10 +79,11 @@ public final class Trainer {
         self.options = options
         self.trainSet = trainSet
         self.validationSet = validationSet
+        self.validationSource = validationSource ?? (validationSet == nil ? .none : .testPart)
         self.folder = folder
         optimizer = AdamW(ParameterGroup.standard(model, weightDecay: options.weightDecay), learningRate: options.learningRate)
         let steps = options.epochs * (trainSet.count / options.batchSize)
-        schedule = WarmupCosineSchedule(base: options.learningRate, warmupSteps: Int(options.warmupEpochs * Float(steps / options.epochs)),
+        schedule = WarmupCosineSchedule(base: options.learningRate, warmupSteps: Int(options.effectiveWarmupEpochs * Float(steps / options.epochs)),
                                         totalSteps: max(steps, 1), minimum: options.minLearningRate)
         if options.emaDecay != nil {
             let average = try VisionTransformer(model.config)
@@ -90,9 +99,16 @@ public final class Trainer {
 
     /// Continues the run saved in `folder`: the same recipe (its epoch count may be raised with `epochs`), weights,
     /// optimiser moments, EMA, data position and random state.
+    /// The split must be the saved one (`savedRun(in:)` tells the caller which images to hold out).
     public static func resume(folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
-                              epochs: Int? = nil) throws -> Trainer {
+                              validationSource: ValidationSource? = nil, epochs: Int? = nil) throws -> Trainer {
         let (url, saved, tensors) = try readCheckpoint(in: folder)
+        if let savedSource = saved.validation, let validationSource, savedSource != validationSource {
+            throw TrainingError.badCheckpoint(url, "the run validated on other images (\(savedSource.summary)) than these data give (\(validationSource.summary)): the data changed since the run started")
+        }
+        if let digest = saved.trainingDigest, digest != Self.digest(trainSet.sources) {
+            throw TrainingError.badCheckpoint(url, "the run trained on \(saved.trainingCount ?? 0) other images than these \(trainSet.count): the data changed since the run started")
+        }
         var options = saved.options
         if let epochs { options.epochs = epochs }
         guard saved.classNames == trainSet.classNames else {
@@ -104,7 +120,8 @@ public final class Trainer {
         } catch {
             throw TrainingError.badCheckpoint(url, "model weights: \(error)")
         }
-        let trainer = try Trainer(model: model, options: options, trainSet: trainSet, validationSet: validationSet, folder: folder)
+        let trainer = try Trainer(model: model, options: options, trainSet: trainSet, validationSet: validationSet,
+                                  validationSource: validationSource ?? saved.validation, folder: folder)
         do {
             try trainer.optimizer.load(state: tensors["optimizer"]!)
             try trainer.averageModel?.load(stateDict: tensors["ema"]!)
@@ -144,6 +161,11 @@ public final class Trainer {
         try NativeFormat.save(model, to: output)
     }
 
+    /// What a run in `folder` was started with (recipe, architecture, classes, validation), without its tensors.
+    public static func savedRun(in folder: URL) throws -> SavedRun {
+        try readCheckpoint(in: folder).1
+    }
+
     /// The training state and the tensors of `folder/checkpoint.safetensors`, grouped by prefix (model, ema, optimizer).
     private static func readCheckpoint(in folder: URL) throws -> (URL, SavedRun, [String: [String: Tensor]]) {
         let url = folder.appendingPathComponent("checkpoint.safetensors")
@@ -164,11 +186,25 @@ public final class Trainer {
     }
 
     /// What `checkpoint.safetensors` holds besides tensors.
-    struct SavedRun: Codable {
-        var options: TrainingOptions
-        var state: TrainingState
-        var config: ViTConfig
-        var classNames: [String]
+    public struct SavedRun: Codable {
+        public var options: TrainingOptions
+        public var state: TrainingState
+        public var config: ViTConfig
+        public var classNames: [String]
+        /// nil in runs saved before validation sources were recorded.
+        public var validation: ValidationSource?
+        /// The training images' count and `digest` of their sources (nil in older runs).
+        public var trainingCount: Int?
+        public var trainingDigest: String?
+    }
+
+    /// FNV-1a (64 bit) over the sources, one per line: a fingerprint of which images a run trains on.
+    static func digest(_ sources: [String]) -> String {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for source in sources {
+            for byte in source.utf8 + [10] { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        }
+        return String(hash, radix: 16)
     }
 
     /// Trains until the last epoch, a stop request or the step limit.
@@ -193,6 +229,8 @@ public final class Trainer {
                 state.trainingSeconds += Date().timeIntervalSince(started)
                 stepsThisRun += 1
                 if state.batch < loader.batchCount, shouldStop() || stepsThisRun == stepLimit {
+                    // The model too, so that a run stopped before its first epoch ends still leaves one to load.
+                    try saveModel()
                     try saveCheckpoint()
                     return .stopped
                 }
@@ -296,7 +334,8 @@ public final class Trainer {
         for (name, tensor) in optimizer.state() { tensors["optimizer.\(name)"] = tensor }
         var saved = state
         saved.random = random.generator
-        let run = SavedRun(options: options, state: saved, config: model.config, classNames: trainSet.classNames)
+        let run = SavedRun(options: options, state: saved, config: model.config, classNames: trainSet.classNames,
+                           validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.sources))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let text = String(decoding: try encoder.encode(run), as: UTF8.self)

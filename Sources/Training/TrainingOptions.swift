@@ -10,7 +10,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Peak learning rate, reached at the end of the warm-up; cosine decay to `minLearningRate` after it.
     public var learningRate: Float = 1e-3
     public var minLearningRate: Float = 1e-5
-    public var warmupEpochs: Float = 3
+    /// Linear warm-up from 0 to the peak learning rate; nil means 3 epochs or a tenth of the run, whichever is shorter.
+    public var warmupEpochs: Float?
     /// AdamW's decoupled weight decay, on weights of rank >= 2 only (`ParameterGroup.standard`).
     public var weightDecay: Float = 0.05
     public var labelSmoothing: Float = 0.1
@@ -27,12 +28,17 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     public init() {}
 
+    /// The warm-up in force: the one given, else min(3, epochs / 10).
+    public var effectiveWarmupEpochs: Float { warmupEpochs ?? min(3, Float(epochs) / 10) }
+
     public func validate() throws {
         var problems: [String] = []
         if epochs < 1 { problems.append("epochs must be at least 1") }
         if batchSize < 1 { problems.append("batch size must be at least 1") }
         if !(learningRate > 0) { problems.append("learning rate must be positive") }
-        if warmupEpochs < 0 || warmupEpochs >= Float(epochs) { problems.append("warm-up must be shorter than the \(epochs) epochs") }
+        if let warmupEpochs, warmupEpochs < 0 || warmupEpochs >= Float(epochs) {
+            problems.append("a warm-up of \(warmupEpochs) epochs must be shorter than the \(epochs) epochs of the run")
+        }
         if !(labelSmoothing >= 0 && labelSmoothing < 1) { problems.append("label smoothing must be in [0, 1)") }
         if let emaDecay, !(emaDecay > 0 && emaDecay < 1) { problems.append("EMA decay must be in (0, 1)") }
         if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
@@ -63,6 +69,27 @@ public struct EpochRecord: Codable, Equatable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// Where a run's validation images come from. Saved with the run, so that `--resume` validates on the same images
+/// and never trains on them.
+public enum ValidationSource: Codable, Equatable, Sendable {
+    /// No validation: the data has no test part and no split was asked for.
+    case none
+    /// The data's own test part (`test/`, `val/`, CIFAR's test batch, IDX's t10k files).
+    case testPart
+    /// `fraction` of each class held out of the training part with `seed`; `files` are the held-out images' sources.
+    case split(fraction: Double, seed: UInt64, files: [String])
+
+    /// For the log.
+    public var summary: String {
+        switch self {
+        case .none: return "no validation (the data has no test part; --val-split F holds out a fraction)"
+        case .testPart: return "validation on the data's test part"
+        case let .split(fraction, seed, files):
+            return "validation on \(files.count) images held out of the training images (--val-split \(fraction), seed \(seed))"
+        }
     }
 }
 

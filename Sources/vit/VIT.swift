@@ -1,10 +1,44 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct VIT: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vit",
         abstract: "Vision Transformers in Swift: run, train and look inside ViTs on the CPU.",
+        discussion: """
+        Exit status: 0 all done; 1 ran, but some inputs failed (each named on stderr); 2 nothing could be done \
+        (bad data, model or options: one line says which file and why); 130 interrupted.
+        """,
         subcommands: [Predict.self, Train.self, Eval.self, Embed.self, Inspect.self, Convert.self, Create.self, Bench.self]
     )
+
+    /// Runs the command, mapping failures to the exit statuses above: a wrong command line gets the parser's
+    /// message and usage; anything that fails while running gets one line and no usage.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let exit as ExitCode {
+            Foundation.exit(exit.rawValue)
+        } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") || error is ValidationError {
+            // The command line itself (or --help, which the parser also reports by throwing).
+            let message = fullMessage(for: error)
+            if exitCode(for: error) == .success {
+                print(message)
+                Foundation.exit(0)
+            }
+            printError(message)
+            Foundation.exit(2)
+        } catch {
+            printError("error: \(error)")
+            Foundation.exit(2)
+        }
+    }
+}
+
+/// A command that cannot do what it was asked, with why (exit status 2, no usage text).
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

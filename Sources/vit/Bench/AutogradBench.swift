@@ -11,7 +11,7 @@ struct AutogradBench: ParsableCommand {
         abstract: "Forward + backward of a 12-block ViT-B-sized stack (width 768, 12 heads, MLP 3072, 197 tokens)."
     )
 
-    @Option(help: "Images per batch.") var batch = 1
+    @Option(help: "Images per batch.") var batchSize = 1
     @Option(help: "Number of blocks.") var depth = 12
     @Option(help: "Token width.") var width = 768
     @Option(help: "Attention heads.") var heads = 12
@@ -23,7 +23,7 @@ struct AutogradBench: ParsableCommand {
         GlobalRandom.seed(0)
         let blocks = (0..<depth).map { _ in Block(dim: width, heads: heads) }
         var rng = SeededGenerator(seed: 1)
-        let input = Tensor.randn([batch, tokens, width], using: &rng)
+        let input = Tensor.randn([batchSize, tokens, width], using: &rng)
         let parameterCount = blocks.reduce(0) { $0 + $1.parameterCount }
 
         func step() {
@@ -49,9 +49,9 @@ struct AutogradBench: ParsableCommand {
         let forwardSeconds = medianSeconds(minimumRuns: steps, minimumSeconds: 0) { forward() }
         let ms = stepTimes[median] * 1e3, share = oneDNNShares[median] * 100
         if json {
-            print("{\"batch\": \(batch), \"depth\": \(depth), \"width\": \(width), \"parameters\": \(parameterCount), \"step_ms\": \(format(ms, 2)), \"onednn_share\": \(format(share / 100, 3)), \"inference_forward_ms\": \(format(forwardSeconds * 1e3, 2))}")
+            print("{\"batch_size\": \(batchSize), \"depth\": \(depth), \"width\": \(width), \"parameters\": \(parameterCount), \"step_ms\": \(format(ms, 2)), \"onednn_share\": \(format(share / 100, 3)), \"inference_forward_ms\": \(format(forwardSeconds * 1e3, 2))}")
         } else {
-            print("\(depth) blocks, width \(width), \(heads) heads, \(tokens) tokens, batch \(batch): \(parameterCount) parameters")
+            print("\(depth) blocks, width \(width), \(heads) heads, \(tokens) tokens, batch \(batchSize): \(parameterCount) parameters")
             print("forward + backward: \(format(ms, 1)) ms per step (median of \(steps)), \(format(share, 1))% of it inside oneDNN primitives")
             print("inference forward (no tape, fused GELU): \(format(forwardSeconds * 1e3, 1)) ms")
         }

@@ -11,24 +11,28 @@ struct ModelBench: ParsableCommand {
         abstract: "Milliseconds per batch and images per second of a preset ViT (random weights): inference, or a training step with --train."
     )
 
-    @Option(help: "Preset name, e.g. vit_base_patch16_224.") var preset = "vit_base_patch16_224"
-    @Option(help: "Images per batch.") var batch = 1
+    @Option(help: "Architecture preset.") var arch = "vit_base_patch16_224"
+    @Option(help: "Images per batch.") var batchSize = 1
+    // The spellings of earlier releases (../shared/bench/side_by_side.sh uses them), kept for one release.
+    @Option(name: .customLong("preset"), help: .hidden) var presetAlias: String?
+    @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?
     @Option(help: "Minimum seconds of timed runs.") var seconds: Double = 3
     @Flag(help: "Time a training step instead: forward, cross-entropy, backward and an AdamW update.") var train = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
         GlobalRandom.seed(0)
-        let config = try ViTConfig.preset(preset)
+        let arch = presetAlias ?? self.arch, batchSize = batchAlias ?? self.batchSize
+        let config = try ViTConfig.preset(arch)
         let model = try VisionTransformer(config)
         model.eval()
         var rng = SeededGenerator(seed: 1)
-        let images = Tensor.randn([batch, config.channels, config.imageSize, config.imageSize], using: &rng)
+        let images = Tensor.randn([batchSize, config.channels, config.imageSize, config.imageSize], using: &rng)
         let perBatch: Double
         if train {
             model.train()
             let optimizer = AdamW(ParameterGroup.standard(model, weightDecay: 0.05), learningRate: 1e-4)
-            let labels = (0..<batch).map { $0 % max(config.numClasses, 1) }
+            let labels = (0..<batchSize).map { $0 % max(config.numClasses, 1) }
             perBatch = medianSeconds(warmup: 2, minimumRuns: 5, minimumSeconds: seconds) {
                 model(images).crossEntropy(targets: labels).backward()
                 optimizer.step()
@@ -39,12 +43,12 @@ struct ModelBench: ParsableCommand {
                 medianSeconds(warmup: 2, minimumRuns: 5, minimumSeconds: seconds) { _ = model(images) }
             }
         }
-        let rate = Double(batch) / perBatch
+        let rate = Double(batchSize) / perBatch
         let mode = train ? "training" : "inference"
         if json {
-            print("{\"preset\": \"\(preset)\", \"mode\": \"\(mode)\", \"batch\": \(batch), \"ms_per_batch\": \(format(perBatch * 1e3, 2)), \"images_per_second\": \(format(rate, 1))}")
+            print("{\"arch\": \"\(arch)\", \"mode\": \"\(mode)\", \"batch_size\": \(batchSize), \"ms_per_batch\": \(format(perBatch * 1e3, 2)), \"images_per_second\": \(format(rate, 1))}")
         } else {
-            print("\(preset), \(mode), batch \(batch), fp32, \(model.parameterCount) parameters: \(format(perBatch * 1e3, 2)) ms per batch, \(format(rate, 1)) images/s")
+            print("\(arch), \(mode), batch \(batchSize), fp32, \(model.parameterCount) parameters: \(format(perBatch * 1e3, 2)) ms per batch, \(format(rate, 1)) images/s")
         }
     }
 }

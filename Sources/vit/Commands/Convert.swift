@@ -17,7 +17,7 @@ struct Convert: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
 
-    @Option(help: "From a vit train folder's checkpoint: raw (the optimiser's weights) or ema (the average).")
+    @Option(help: "From a vit train folder's checkpoint: the raw optimiser weights or the ema average.")
     var weights: Trainer.SavedWeights?
 
     func validate() throws {
@@ -33,10 +33,9 @@ struct Convert: ParsableCommand {
             return
         }
         let model = try architecture.loader.load(URL(fileURLWithPath: input))
-        try NativeFormat.save(model, to: URL(fileURLWithPath: output))
+        try NativeFormat.save(model, to: URL(fileURLWithPath: output), architecture: architecture.arch)
         let c = model.config
         print("wrote \(output): \(c.depth) blocks, width \(c.width), \(c.heads) heads, patch \(c.patchSize), image \(c.imageSize), \(c.numClasses) classes, \(model.parameterCount) parameters")
     }
 }
 
-extension Trainer.SavedWeights: ExpressibleByArgument {}

@@ -17,19 +17,23 @@ struct Embed: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .safetensors file.") var output: String
     @Flag(help: "Every token after the final norm [tokens, D] instead of the pooled features [D].") var tokens = false
     @Flag(help: "One stacked tensor with the file order in the metadata.") var stack = false
-    @Option(help: "Images per batch.") var batch = 8
+    @Option(help: "Images per batch.") var batchSize = 8
+    @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?   // the earlier spelling, for one release
     @Argument(help: "Image files or folders.") var images: [String]
 
+    func validate() throws {
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    }
+
     func run() throws {
+        let (files, missing) = try imageFiles(images)
         let classifier = try modelOptions.classifier()
-        let (files, missing) = BatchLoader.imageFiles(images)
-        var failures = missing.count
-        for error in missing { printError("error: \(error)") }
+        var failures = missing
         var perImage: [(String, Tensor)] = []
         let progress = ProgressBar(total: files.count, unit: "images",
                                    enabled: isatty(STDERR_FILENO) != 0 && files.count > ProgressBar.terminalRows)
         let transform = classifier.transform
-        for batch in BatchLoader(files: files, batchSize: self.batch, transform: { transform($0) }) {
+        for batch in BatchLoader(files: files, batchSize: batchAlias ?? batchSize, transform: { transform($0) }) {
             for error in batch.failures { printError("error: \(error)") }
             failures += batch.failures.count
             if let tensor = batch.images {
@@ -41,6 +45,7 @@ struct Embed: ParsableCommand {
             }
             progress.advance(by: batch.files.count + batch.failures.count)
         }
+        guard !perImage.isEmpty else { try finish(failed: failures, of: files.count + missing); return }
         let url = URL(fileURLWithPath: output)
         let metadata = ["model": modelOptions.model, "features": tokens ? "tokens" : "pre_logits"]
         if stack {
@@ -51,9 +56,6 @@ struct Embed: ParsableCommand {
             try Safetensors.write(Dictionary(perImage, uniquingKeysWith: { a, _ in a }), metadata: metadata, to: url)
         }
         printError("wrote \(perImage.count) embeddings to \(output)")
-        if failures > 0 {
-            printError("\(failures) of \(files.count + missing.count) images failed")
-            throw ExitCode(1)
-        }
+        try finish(failed: failures, of: files.count + missing)
     }
 }

@@ -11,31 +11,31 @@ import ViT
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a classifier on labelled data: top-1, top-5, per-class accuracy and the confusion matrix.",
-        discussion: "--data takes the same layouts as vit train; the test part is used when there is one (--part train for the training part). The confusion matrix is printed and drawn to confusion.png in --out (default: the model folder)."
+        discussion: "--data takes the same layouts as vit train; the test part is used when there is one (--part train for the training part; a folder of only <class>/ folders is scored whole). Images of any size are brought to the model's input as timm's evaluation transform does (shorter side to size / crop-pct, centre crop). The confusion matrix is printed and drawn to confusion.png in --output (default: the model folder, or the current folder)."
     )
 
-    @Option(help: "Checkpoint folder (from vit train) or weights file.") var model: String
-    @OptionGroup var architecture: ArchitectureOptions
+    @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Labelled data (see vit train).") var data: String
-    @Option(help: "Which part of --data: test or train.") var part = "test"
-    @Option(name: .customLong("batch-size"), help: "Images per batch.") var batchSize = 256
-    @Option(help: "Folder for confusion.png (default: the model folder, or the current folder for a weights file).")
-    var out: String?
+    @Option(help: "Which part of --data.") var part: DataPart = .test
+    @Option(help: "Images per batch.") var batchSize = 256
+    @Option(name: .shortAndLong, help: "Folder for confusion.png (default: the model folder, or the current folder for the built-in model or a weights file).")
+    var output: String?
     @Flag(help: "Print one JSON object: top1, top5, count, loss, per_class, confusion.") var json = false
 
+    func validate() throws {
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    }
+
     func run() throws {
-        guard let dataPart = DataPart(rawValue: part) else { throw ValidationError("--part must be test or train") }
-        let modelURL = URL(fileURLWithPath: model)
-        let network = try architecture.loader.load(modelURL)
-        let loaded = try ImageDataset.load(URL(fileURLWithPath: data), parts: [dataPart])
-        guard let dataset = loaded[dataPart] else { throw ValidationError("\(data) has no \(part) part") }
+        let classifier = try modelOptions.classifier()
+        let network = classifier.model, config = network.config
+        let transform = classifier.transform
+        let sizing = ImageSizing.resize(.init(size: transform.size, cropPct: transform.cropPct, filter: transform.filter))
+        let loaded = try ImageDataset.load(URL(fileURLWithPath: data), parts: [part], sizing: sizing)
+        guard let dataset = loaded[part] else { throw CommandFailure("\(data) has no \(part) part") }
         for failure in dataset.failures { printError("skipped: \(failure)") }
-        let config = network.config
-        guard dataset.width == config.imageSize && dataset.height == config.imageSize else {
-            throw ValidationError("the model takes \(config.imageSize)x\(config.imageSize) images, \(data) has \(dataset.width)x\(dataset.height)")
-        }
         guard config.numClasses == dataset.classNames.count else {
-            throw ValidationError("the model has \(config.numClasses) classes, \(data) has \(dataset.classNames.count)")
+            throw CommandFailure("the model has \(config.numClasses) classes, \(data) has \(dataset.classNames.count)")
         }
         // Labels are indices into the data's (sorted) class names; say so when the model names them otherwise.
         if let labels = config.labels, labels != dataset.classNames {
@@ -45,14 +45,15 @@ struct Eval: ParsableCommand {
         let bar = ProgressBar(total: dataset.count, unit: "img")
         var done = 0
         let started = Date()
-        let result = Evaluation.run(network, on: dataset, batchSize: batchSize, mean: config.data.mean, std: config.data.std) { count in
+        let result = Evaluation.run(network, on: dataset, batchSize: batchSize, mean: transform.mean, std: transform.std) { count in
             bar.advance(by: count - done)
             done = count
         }
         let seconds = Date().timeIntervalSince(started)
         var isDirectory: ObjCBool = false
-        let modelIsFolder = FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
-        let folder = URL(fileURLWithPath: out ?? (modelIsFolder ? model : "."))
+        let model = modelOptions.model
+        let modelIsFolder = model != BuiltInModel.name && FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
+        let folder = URL(fileURLWithPath: output ?? (modelIsFolder ? model : "."))
         let png = folder.appendingPathComponent("confusion.png")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try PNG.write(TrainingFigures.confusionMatrix(result.confusion, classNames: classNames), to: png)
@@ -67,5 +68,6 @@ struct Eval: ParsableCommand {
         }
         printError(String(format: "evaluated %d images in %.1f s (%.0f images/s); wrote ", result.count, seconds,
                           Double(result.count) / max(seconds, 1e-9)) + png.path)
+        if !dataset.failures.isEmpty { try finish(failed: dataset.failures.count, of: dataset.count + dataset.failures.count) }
     }
 }

@@ -17,20 +17,20 @@ struct Inspect: ParsableCommand {
 /// What every inspect subcommand shares: the model, how images are prepared, and where the files go.
 struct InspectOptions: ParsableArguments {
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: "Output folder (created if needed).") var out: String
+    @Option(name: .shortAndLong, help: "Output folder (created if needed).") var output: String
 
-    var folder: URL { URL(fileURLWithPath: out) }
+    var folder: URL { URL(fileURLWithPath: output) }
 
     func prepare() throws -> Classifier {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         return try modelOptions.classifier()
     }
 
-    /// Decoded and cropped images with their files; unreadable ones reported and skipped.
-    func images(_ paths: [String], _ classifier: Classifier) -> [(file: URL, cropped: RGBImage, input: Tensor)] {
-        let (files, missing) = BatchLoader.imageFiles(paths)
-        for error in missing { printError("error: \(error)") }
-        return files.compactMap { file in
+    /// Decoded and cropped images with their files, and how many of the paths failed (each reported on stderr).
+    /// No image at all is an error.
+    func images(_ paths: [String], _ classifier: Classifier) throws -> (images: [(file: URL, cropped: RGBImage, input: Tensor)], failed: Int) {
+        let (files, missing) = try imageFiles(paths)
+        let loaded = files.compactMap { file -> (file: URL, cropped: RGBImage, input: Tensor)? in
             do {
                 let image = try RGBImage(contentsOf: file)
                 return (file, classifier.transform.crop(image), classifier.transform(image).unsqueeze(0))
@@ -39,6 +39,9 @@ struct InspectOptions: ParsableArguments {
                 return nil
             }
         }
+        let failed = missing + files.count - loaded.count
+        if loaded.isEmpty { try finish(failed: failed, of: failed) }
+        return (loaded, failed)
     }
 
     /// Each block's attention probabilities for one image [1, heads, T, T].
@@ -48,7 +51,7 @@ struct InspectOptions: ParsableArguments {
 
     /// Attention figures read the class token's row: models without one are refused.
     func requireClassToken(_ config: ViTConfig) throws {
-        guard config.classToken else { throw ValidationError("this model has no class token to read attention from") }
+        guard config.classToken else { throw CommandFailure("this model has no class token to read attention from") }
     }
 
     func write(json: Any, to name: String) throws {
@@ -84,12 +87,14 @@ struct InspectPatches: ParsableCommand {
     func run() throws {
         let classifier = try options.prepare()
         let config = classifier.model.config
-        for (file, cropped, _) in options.images(images, classifier) {
+        let (loaded, failed) = try options.images(images, classifier)
+        for (file, cropped, _) in loaded {
             let figure = Figures.patches(cropped, patchSize: config.patchSize, scale: max(2, InspectOptions.displayScale(cropped.width)))
             try options.write(png: figure, to: "\(stem(file))-patches.png")
             try options.write(json: ["file": file.path, "patch_size": config.patchSize, "image_size": config.imageSize,
                                      "grid": config.gridSize, "patches": config.patchCount], to: "\(stem(file))-patches.json")
         }
+        try finish(failed: failed, of: loaded.count + failed)
     }
 }
 
@@ -98,7 +103,7 @@ struct InspectAttention: ParsableCommand {
         abstract: "For each layer, the class token's attention to every patch (mean over heads, and per head with --heads), overlaid on the image.")
     @OptionGroup var options: InspectOptions
     @Option(help: "Layers to show, e.g. 0,5,11 (default: all).") var layers: String?
-    @Flag(name: .customLong("per-head"), help: "Also show each head separately (--heads is the head count of an .npz).") var perHead = false
+    @Flag(help: "Also show each head separately.") var perHead = false
     @Argument(help: "Image files or folders.") var images: [String]
 
     func run() throws {
@@ -108,12 +113,13 @@ struct InspectAttention: ParsableCommand {
         let chosen = try layers.map { text in
             try text.split(separator: ",").map { part -> Int in
                 guard let l = Int(part.trimmingCharacters(in: .whitespaces)), (0..<config.depth).contains(l) else {
-                    throw ValidationError("--layers: \(part) is not a layer in 0..<\(config.depth)")
+                    throw CommandFailure("--layers: \(part) is not a layer in 0..<\(config.depth) of this model")
                 }
                 return l
             }
         } ?? Array(0..<config.depth)
-        for (file, cropped, input) in options.images(images, classifier) {
+        let (loaded, failed) = try options.images(images, classifier)
+        for (file, cropped, input) in loaded {
             let attentions = options.attentions(classifier, input)
             let shown = InspectOptions.enlarged(cropped)
             var panels: [(String, RGBImage)] = [], records: [[String: Any]] = []
@@ -133,6 +139,7 @@ struct InspectAttention: ParsableCommand {
             try options.write(png: figure, to: "\(stem(file))-attention.png")
             try options.write(json: ["file": file.path, "grid": config.gridSize, "layers": records], to: "\(stem(file))-attention.json")
         }
+        try finish(failed: failed, of: loaded.count + failed)
     }
 }
 
@@ -146,7 +153,8 @@ struct InspectRollout: ParsableCommand {
         let classifier = try options.prepare()
         let config = classifier.model.config
         try options.requireClassToken(config)
-        for (file, cropped, input) in options.images(images, classifier) {
+        let (loaded, failed) = try options.images(images, classifier)
+        for (file, cropped, input) in loaded {
             let rollout = AttentionAnalysis.rollout(options.attentions(classifier, input), prefixTokens: config.prefixTokens)[0]
             let shown = InspectOptions.enlarged(cropped)
             let figure = Figures.grid([("IMAGE", shown), ("ROLLOUT", Figures.overlay(shown, heat: rollout, grid: config.gridSize))],
@@ -154,6 +162,7 @@ struct InspectRollout: ParsableCommand {
             try options.write(png: figure, to: "\(stem(file))-rollout.png")
             try options.write(json: ["file": file.path, "grid": config.gridSize, "rollout": rollout], to: "\(stem(file))-rollout.json")
         }
+        try finish(failed: failed, of: loaded.count + failed)
     }
 }
 
@@ -167,8 +176,7 @@ struct InspectDistance: ParsableCommand {
     func run() throws {
         let classifier = try options.prepare()
         let config = classifier.model.config
-        let loaded = options.images(images, classifier)
-        guard !loaded.isEmpty else { throw ValidationError("no image could be read") }
+        let (loaded, failed) = try options.images(images, classifier)
         var sums = [[Float]](repeating: [Float](repeating: 0, count: config.heads), count: config.depth)
         for (_, _, input) in loaded {
             for (layer, attention) in options.attentions(classifier, input).enumerated() {
@@ -186,6 +194,7 @@ struct InspectDistance: ParsableCommand {
         if json {
             print(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
         }
+        try finish(failed: failed, of: loaded.count + failed)
     }
 }
 
@@ -197,7 +206,7 @@ struct InspectPositions: ParsableCommand {
     func run() throws {
         let classifier = try options.prepare()
         let model = classifier.model, config = model.config
-        guard let posEmbed = model.posEmbed else { throw ValidationError("this model has no learned position embeddings") }
+        guard let posEmbed = model.posEmbed else { throw CommandFailure("this model has no learned position embeddings") }
         let prefix = config.noEmbedClass ? 0 : config.prefixTokens
         let similarity = AttentionAnalysis.positionSimilarity(posEmbed, prefixTokens: prefix)
         let cell = max(2, 96 / config.gridSize)

@@ -8,7 +8,7 @@ import Tensors
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify images with a ViT checkpoint.",
-        discussion: "Images and folders (searched recursively for .jpg/.jpeg/.png) are decoded and preprocessed on a background thread while the model runs. A bad image is reported on stderr and skipped; the exit status is 1 if any failed."
+        discussion: "Images and folders (searched recursively for .jpg/.jpeg/.png) are decoded and preprocessed on a background thread while the model runs. A bad image is reported on stderr and skipped; the exit status is 1 if some failed, 2 if all did."
     )
 
     @OptionGroup var modelOptions: ModelOptions
@@ -16,7 +16,8 @@ struct Predict: ParsableCommand {
     @Option(help: "How many classes to show per image.") var top = 5
     @Flag(help: "One JSON object per line per image.") var json = false
     @Flag(help: "With --json, include every logit.") var logits = false
-    @Option(help: "Images per batch.") var batch = 8
+    @Option(help: "Images per batch.") var batchSize = 8
+    @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?   // the earlier spelling, for one release
     @Flag(inversion: .prefixedNo, help: "Decode and preprocess on a background thread while the model runs.")
     var prefetch = true
 
@@ -24,14 +25,13 @@ struct Predict: ParsableCommand {
 
     func validate() throws {
         if top < 1 { throw ValidationError("--top must be at least 1") }
-        if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
     func run() throws {
+        let (files, missing) = try imageFiles(images)
         let classifier = try modelOptions.classifier()
-        let (files, missing) = BatchLoader.imageFiles(images)
-        var failures = missing.count
-        for error in missing { printError("error: \(error)") }
+        var failures = missing
         let progress = ProgressBar(total: files.count, unit: "images",
                                    enabled: isatty(STDERR_FILENO) != 0 && files.count > ProgressBar.terminalRows)
         let transform = classifier.transform
@@ -39,7 +39,7 @@ struct Predict: ParsableCommand {
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         let started = Date()
         var classified = 0
-        for batch in BatchLoader(files: files, batchSize: self.batch, background: prefetch, transform: { transform($0) }) {
+        for batch in BatchLoader(files: files, batchSize: batchAlias ?? batchSize, background: prefetch, transform: { transform($0) }) {
             classified += batch.files.count
             for error in batch.failures { printError("\(progress.enabled ? "\n" : "")error: \(error)") }
             failures += batch.failures.count
@@ -66,10 +66,7 @@ struct Predict: ParsableCommand {
         }
         let seconds = Date().timeIntervalSince(started)
         printError("classified \(classified) images in \(String(format: "%.2f", seconds)) s (\(String(format: "%.1f", Double(classified) / max(seconds, 1e-9))) images/s)")
-        if failures > 0 {
-            printError("\(failures) of \(files.count + missing.count) images failed")
-            throw ExitCode(1)
-        }
+        try finish(failed: failures, of: files.count + missing)
     }
 }
 

@@ -12,85 +12,71 @@ struct Train: ParsableCommand {
         abstract: "Train a ViT classifier on an image folder (or .tar.gz), CIFAR binaries or IDX files.",
         discussion: """
         --data takes root/<class>/<image> or root/{train,test}/<class>/<image> (a directory or a .tar.gz of one), \
-        a folder of CIFAR-10/100 .bin files, or a folder of IDX files (MNIST, Fashion-MNIST). Validation uses \
-        --val-split of the training images if given, else the test part when there is one. After every epoch \
-        OUT holds the model (model.safetensors + config.json, readable by vit predict and vit eval), \
+        a folder of CIFAR-10/100 .bin files, or a folder of IDX files (MNIST, Fashion-MNIST). Images of any size \
+        are resized once, when loaded, to --image-size (default: the data's own size when all images share one \
+        square size, else the preset's). Validation is --val-split of the training images if given, else the \
+        test part when there is one, else none: never the training images. After every epoch OUTPUT holds the \
+        model (model.safetensors + config.json, readable by vit predict, vit eval and timm), \
         checkpoint.safetensors (to --resume from), metrics.jsonl and curves.png; each epoch's metrics are also \
-        printed as a JSON line. Ctrl-C saves a checkpoint and exits; run again with --resume to continue exactly.
+        printed as a JSON line. Ctrl-C saves a checkpoint and exits; run again with --resume to continue exactly \
+        (on the same validation images). Before anything is allocated, one step's memory is estimated and a run \
+        that cannot fit is refused.
         """
     )
+    private static let defaults = TrainingOptions()
 
     @Option(help: "Training data (see above).") var data: String
-    @Option(name: .customLong("val-split"), help: "Hold out this fraction of each class for validation.") var valSplit: Double = 0
-    @Option(help: "Architecture preset; image size and classes follow the data.") var preset = "vit_cifar_patch4_32"
-    @Option(name: .customLong("patch-size"), help: "Override the preset's patch size.") var patchSize: Int?
+    @Option(help: "Hold out this fraction of each class of the training images for validation (default: the data's test part, if any).")
+    var valSplit: Double?
+    @Option(help: "Architecture preset; the class count follows the data.") var arch = "vit_cifar_patch4_32"
+    @Option(help: "Input size in pixels; images are resized to it when loaded (default: the data's size when all images share one square size, else the preset's).")
+    var imageSize: Int?
+    @Option(help: "Override the preset's patch size.") var patchSize: Int?
     @Option(help: "Override the preset's token width.") var width: Int?
     @Option(help: "Override the preset's number of blocks.") var depth: Int?
-    @Option(help: "Override the preset's attention heads.") var heads: Int?
-    @Option(name: .customLong("mlp-ratio"), help: "Override the preset's MLP width / token width.") var mlpRatio: Float?
-    @Option(name: [.short, .customLong("out")], help: "Output folder.") var out: String
-    @Flag(help: "Continue the run saved in --out (same recipe; --epochs may raise the epoch count).") var resume = false
+    @Option(help: "Override the preset's number of attention heads.") var heads: Int?
+    @Option(help: "Override the preset's MLP width / token width.") var mlpRatio: Float?
+    @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String?
+    @Flag(help: "Continue the run saved in --output (same recipe, data and validation images; --epochs may raise the epoch count).")
+    var resume = false
+    // The spellings of earlier releases, kept for one release.
+    @Option(name: .customLong("out"), help: .hidden) var outAlias: String?
+    @Option(name: .customLong("preset"), help: .hidden) var presetAlias: String?
 
-    @Option(help: "Epochs.") var epochs: Int?
-    @Option(name: .customLong("batch-size"), help: "Images per step.") var batchSize = 128
-    @Option(help: "Peak learning rate (AdamW).") var lr: Float = 1e-3
-    @Option(name: .customLong("min-lr"), help: "Learning rate at the end of the cosine decay.") var minLR: Float = 1e-5
-    @Option(help: "Warm-up epochs (linear from 0).") var warmup: Float = 3
-    @Option(name: .customLong("weight-decay"), help: "AdamW weight decay (not on biases, norms, tokens, position embeddings).")
-    var weightDecay: Float = 0.05
-    @Option(name: .customLong("label-smoothing"), help: "Label smoothing.") var labelSmoothing: Float = 0.1
-    @Option(name: .customLong("clip-grad"), help: "Clip the global gradient norm to this (0: off).") var clipGrad: Float = 0
+    @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
+    @Option(help: "Images per step.") var batchSize = defaults.batchSize
+    @Option(help: "Peak learning rate (AdamW).") var lr = defaults.learningRate
+    @Option(help: "Learning rate at the end of the cosine decay.") var minLR = defaults.minLearningRate
+    @Option(help: "Warm-up epochs, linear from 0 (default: 3, or a tenth of the epochs when that is shorter).") var warmup: Float?
+    @Option(help: "AdamW weight decay (not on biases, norms, tokens, position embeddings).") var weightDecay = defaults.weightDecay
+    @Option(help: "Label smoothing.") var labelSmoothing = defaults.labelSmoothing
+    @Option(help: "Clip the global gradient norm to this (0: off).") var clipGrad = defaults.gradientClip
     @Option(help: "EMA decay of the weights, e.g. 0.999 (off unless given); evaluation and the saved model use the EMA.")
     var ema: Float?
-    @Option(name: .customLong("drop-path"), help: "Stochastic depth rate of the last block.") var dropPath: Float = 0
+    @Option(help: "Stochastic depth rate of the last block.") var dropPath: Float = 0
     @Option(help: "Dropout after the MLP and projections.") var dropout: Float = 0
-    @Option(name: .customLong("crop-padding"), help: "Random crop after this much zero padding (0: off).") var cropPadding = 4
-    @Flag(inversion: .prefixedNo, help: "Random horizontal flips.") var flip = true
-    @Option(help: "RandAugment N,M: N operations at magnitude M of 10 (e.g. 2,9).") var randaugment: String?
-    @Option(name: .customLong("random-erasing"), help: "Probability of random erasing per image.") var randomErasing: Float = 0
-    @Option(help: "Mixup alpha (0: off).") var mixup: Float = 0
-    @Option(help: "CutMix alpha (0: off).") var cutmix: Float = 0
-    @Option(help: "Seed of the initialisation, data order, augmentation and drop path.") var seed: UInt64 = 0
-    @Option(name: .customLong("max-steps"), help: "Stop (with a checkpoint to resume from) after this many steps.")
-    var maxSteps: Int?
+    @Option(help: "Random crop after this much zero padding (0: off).") var cropPadding = defaults.augmentation.cropPadding
+    @Flag(inversion: .prefixedNo, help: "Random horizontal flips.") var flip = defaults.augmentation.horizontalFlip
+    @Option(help: "RandAugment N,M: N operations at magnitude M of 10 (e.g. 2,9; default: off).") var randaugment: RandAugmentSetting?
+    @Option(help: "Probability of random erasing per image.") var randomErasing = defaults.augmentation.randomErasing
+    @Option(help: "Mixup alpha (0: off).") var mixup = defaults.mixing.mixupAlpha
+    @Option(help: "CutMix alpha (0: off).") var cutmix = defaults.mixing.cutmixAlpha
+    @Option(help: "Seed of the initialisation, validation split, data order, augmentation and drop path.") var seed = defaults.seed
+    @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
 
     func validate() throws {
-        if let randaugment, Self.pair(randaugment) == nil { throw ValidationError("--randaugment takes N,M, e.g. 2,9") }
-        if !(valSplit >= 0 && valSplit < 1) { throw ValidationError("--val-split must be in [0, 1)") }
+        if let valSplit, !(valSplit > 0 && valSplit < 1) { throw ValidationError("--val-split must be in (0, 1)") }
+        if outAlias == nil && output == nil { throw ValidationError("missing -o/--output: the folder of the run") }
+        if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be at least 1") }
+        if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
-    static func pair(_ text: String) -> (Int, Float)? {
-        let parts = text.split(separator: ",")
-        guard parts.count == 2, let n = Int(parts[0]), let m = Float(parts[1]), n >= 0, m >= 0 else { return nil }
-        return (n, m)
-    }
+    var outputPath: String { output ?? outAlias! }
 
     func run() throws {
-        let dataURL = URL(fileURLWithPath: data)
-        let folder = URL(fileURLWithPath: out)
-        printError("reading \(data) ...")
-        let started = Date()
-        let parts = try ImageDataset.load(dataURL, parts: valSplit > 0 ? [.train] : [.train, .test])
-        guard var trainSet = parts[.train] else { throw ValidationError("\(data) has no training images") }
-        var validationSet = parts[.test]
-        if valSplit > 0 {
-            (trainSet, validationSet) = trainSet.stratifiedSplit(validationFraction: valSplit, seed: seed)
-        }
-        for failure in trainSet.failures + (validationSet?.failures ?? []) { printError("skipped: \(failure)") }
-        printError("\(trainSet.count) training and \(validationSet?.count ?? 0) validation images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
-
-        let trainer: Trainer
-        if resume {
-            trainer = try Trainer.resume(folder: folder, trainSet: trainSet, validationSet: validationSet, epochs: epochs)
-            printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
-        } else {
-            if FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path) {
-                throw ValidationError("\(out) already holds a training run: add --resume to continue it, or choose another --out")
-            }
-            trainer = try Trainer(model: try makeModel(for: trainSet), options: try recipe(), trainSet: trainSet,
-                                  validationSet: validationSet, folder: folder)
-            printError("\(preset) at \(trainSet.width)px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps")
-        }
+        let folder = URL(fileURLWithPath: outputPath)
+        let trainer = resume ? try resumedTrainer(folder) : try newTrainer(folder)
         trainer.stepLimit = maxSteps
         let interrupt = Interrupt()
         trainer.shouldStop = { interrupt.requested }
@@ -131,33 +117,106 @@ struct Train: ParsableCommand {
         let outcome = try trainer.run()
         switch outcome {
         case .finished:
-            printError("done: \(out) (model.safetensors, config.json, metrics.jsonl, curves.png)")
+            printError("done: \(outputPath) (model.safetensors, config.json, metrics.jsonl, curves.png)")
         case .stopped:
-            printError("\nstopped at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch) of \(trainer.stepsPerEpoch); checkpoint saved: continue with --resume")
+            printError("\nstopped at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch) of \(trainer.stepsPerEpoch); model and checkpoint saved: continue with --resume")
             if interrupt.requested { throw ExitCode(130) }
         }
     }
 
-    /// The preset at the data's image size and class count, with the data's own normalisation.
-    func makeModel(for data: ImageDataset) throws -> VisionTransformer {
-        var config = try ViTConfig.preset(preset)
+    /// A new run: the data at the chosen size, the validation images, a model that fits in memory.
+    func newTrainer(_ folder: URL) throws -> Trainer {
+        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path) {
+            throw CommandFailure("\(outputPath) already holds a training run: add --resume to continue it, or choose another --output")
+        }
+        var config = try architecture()
+        let options = try recipe()
+        if let imageSize {
+            // Refuse before reading any data when the size is known.
+            config.imageSize = imageSize
+            try MemoryEstimate(config: config, batchSize: options.batchSize).check(available: MemoryEstimate.availableBytes())
+        }
+        let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
+        let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
+        let model = try makeModel(config, for: trainSet)
+        let estimate = MemoryEstimate(config: model.config, batchSize: options.batchSize,
+                                      dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
+        try estimate.check(available: MemoryEstimate.availableBytes())
+        let trainer = try Trainer(model: model, options: options, trainSet: trainSet, validationSet: validationSet,
+                                  validationSource: source, folder: folder)
+        printError("\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step")
+        return trainer
+    }
+
+    /// The run in `folder`, with the data at its size and the validation images it saved.
+    func resumedTrainer(_ folder: URL) throws -> Trainer {
+        let saved = try Trainer.savedRun(in: folder)
+        var split: (Double, UInt64)?
+        switch saved.validation {
+        case let .split(fraction, savedSeed, _)?:
+            if let valSplit, valSplit != fraction {
+                throw CommandFailure("the run in \(outputPath) holds out --val-split \(fraction), not \(valSplit): resume without --val-split")
+            }
+            split = (fraction, savedSeed)
+        default:
+            if let valSplit {
+                throw CommandFailure("the run in \(outputPath) was started without --val-split; --val-split \(valSplit) would change its validation images")
+            }
+        }
+        let (trainSet, validationSet, source) = try loadData(sizing: .size(saved.config.imageSize), split: split)
+        let trainer = try Trainer.resume(folder: folder, trainSet: trainSet, validationSet: validationSet,
+                                         validationSource: source, epochs: epochs)
+        printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
+        return trainer
+    }
+
+    /// The training images and the validation images, which never overlap: --val-split of the training part, else
+    /// the test part, else none (said in the log).
+    func loadData(sizing: ImageSizing, split: (fraction: Double, seed: UInt64)?) throws
+        -> (train: ImageDataset, validation: ImageDataset?, source: ValidationSource) {
+        printError("reading \(data) ...")
+        let started = Date()
+        let parts = try ImageDataset.load(URL(fileURLWithPath: data), parts: split != nil ? [.train] : [.train, .test], sizing: sizing)
+        guard var trainSet = parts[.train] else { throw CommandFailure("\(data) has no training images") }
+        var validationSet = parts[.test]
+        var source: ValidationSource = validationSet == nil ? .none : .testPart
+        if let split {
+            (trainSet, validationSet) = trainSet.stratifiedSplit(validationFraction: split.fraction, seed: split.seed)
+            source = .split(fraction: split.fraction, seed: split.seed, files: validationSet!.sources)
+        }
+        for failure in trainSet.failures + (validationSet?.failures ?? []) { printError("skipped: \(failure)") }
+        if let validationSet, validationSet.classNames != trainSet.classNames {
+            throw CommandFailure("\(data): the test part has classes \(validationSet.classNames), the training part \(trainSet.classNames)")
+        }
+        printError("\(trainSet.count) training images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes; \(source.summary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+        return (trainSet, validationSet, source)
+    }
+
+    /// The preset with the command line's overrides.
+    func architecture() throws -> ViTConfig {
+        var config: ViTConfig
+        do { config = try ViTConfig.preset(presetAlias ?? arch) } catch { throw CommandFailure("--arch: \(error)") }
         if let patchSize { config.patchSize = patchSize }
         if let width { config.width = width }
         if let depth { config.depth = depth }
         if let heads { config.heads = heads }
         if let mlpRatio { config.mlpRatio = mlpRatio }
-        guard data.width == data.height else { throw ValidationError("training needs square images, the data has \(data.width)x\(data.height)") }
-        guard data.width % config.patchSize == 0 else {
-            throw ValidationError("\(data.width)px images do not divide into \(config.patchSize)px patches of \(preset)")
-        }
+        config.dropPath = dropPath
+        config.dropout = dropout
+        return config
+    }
+
+    /// `config` at the data's image size and class count, with the data's own normalisation.
+    func makeModel(_ base: ViTConfig, for data: ImageDataset) throws -> VisionTransformer {
+        var config = base
+        guard data.width == data.height else { throw CommandFailure("training needs square images, the data has \(data.width)x\(data.height): give --image-size") }
         config.imageSize = data.width
         config.data.inputSize = [3, data.width, data.width]
         config.data.cropPct = 1
         config.numClasses = data.classNames.count
         config.labels = data.classNames
-        config.dropPath = dropPath
-        config.dropout = dropout
         (config.data.mean, config.data.std) = data.channelStatistics()
+        do { try config.validate() } catch { throw CommandFailure("the architecture at \(data.width) px: \(error)") }
         GlobalRandom.seed(seed)
         return try VisionTransformer(config)
     }
@@ -175,9 +234,9 @@ struct Train: ParsableCommand {
         options.emaDecay = ema
         options.augmentation.cropPadding = cropPadding
         options.augmentation.horizontalFlip = flip
-        if let (n, m) = randaugment.flatMap(Self.pair) {
-            options.augmentation.randAugmentOps = n
-            options.augmentation.randAugmentMagnitude = m
+        if let randaugment {
+            options.augmentation.randAugmentOps = randaugment.operations
+            options.augmentation.randAugmentMagnitude = randaugment.magnitude
         }
         options.augmentation.randomErasing = randomErasing
         options.mixing = BatchMixing(mixupAlpha: mixup, cutmixAlpha: cutmix)
@@ -185,6 +244,18 @@ struct Train: ParsableCommand {
         try options.validate()
         return options
     }
+}
+
+/// RandAugment's N,M: N operations per image at magnitude M (of 10).
+struct RandAugmentSetting: ExpressibleByArgument {
+    let operations: Int
+    let magnitude: Float
+    init?(argument: String) {
+        let parts = argument.split(separator: ",")
+        guard parts.count == 2, let n = Int(parts[0]), let m = Float(parts[1]), n >= 0, m >= 0, m <= 30 else { return nil }
+        (operations, magnitude) = (n, m)
+    }
+    static var defaultValueDescription: String { "N,M" }
 }
 
 /// Ctrl-C: the first asks the trainer to save and stop after the current step; a second one exits at once.

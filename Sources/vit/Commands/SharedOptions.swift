@@ -1,0 +1,116 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import Images
+import Inference
+import Tensors
+import Training
+import ViT
+
+// The option names every command shares, defined once. One name means one thing everywhere:
+//   --model       the checkpoint to run (folder or weights file); default: the built-in CIFAR-10 ViT
+//   --arch        an architecture by preset (timm) name
+//   --heads       the number of attention heads
+//   --image-size  the model's input size in pixels (images are resized to it; position embeddings resampled)
+//   --batch-size  images per batch
+//   -o/--output   the file or folder the command writes
+//   --data        labelled data (an image folder, a .tar.gz of one, CIFAR binaries, IDX files)
+//   --seed        the seed of everything random
+//   --json        machine-readable output on stdout
+
+/// What a checkpoint may not say about its architecture, and the size to build it at.
+struct ArchitectureOptions: ParsableArguments {
+    @Option(help: "Architecture preset when the checkpoint has no config.json (e.g. vit_base_patch16_224).")
+    var arch: String?
+
+    @Option(help: "Number of attention heads, when neither a config.json nor a standard width (192/384/768/1024/1280) tells it.")
+    var heads: Int?
+
+    @Option(help: "Input size in pixels: images are resized to it, position embeddings resampled (default: the checkpoint's).")
+    var imageSize: Int?
+
+    func validate() throws {
+        if let heads, heads < 1 { throw ValidationError("--heads must be at least 1") }
+        if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be at least 1") }
+    }
+
+    var loader: CheckpointLoader { CheckpointLoader(preset: arch, heads: heads, imageSize: imageSize) }
+}
+
+/// Three numbers R,G,B (a normalisation mean or std).
+struct ChannelTriple: ExpressibleByArgument {
+    let values: [Float]
+    init?(argument: String) {
+        let values = argument.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard values.count == 3, values.allSatisfy(\.isFinite) else { return nil }
+        self.values = values
+    }
+    static var defaultValueDescription: String { "R,G,B" }
+}
+
+extension Resampling.Filter: ExpressibleByArgument {}
+extension DataPart: ExpressibleByArgument {}
+extension Trainer.SavedWeights: ExpressibleByArgument {}
+
+/// The checkpoint to run and how images are prepared for it (predict, eval, embed, inspect).
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Checkpoint folder or weights file (timm / Hugging Face safetensors, JAX .npz, or a vit train folder); builtin:cifar10-vit is the CIFAR-10 ViT that ships with vit.")
+    var model: String = BuiltInModel.name
+
+    @OptionGroup var architecture: ArchitectureOptions
+
+    @Option(help: "Resize the shorter side to size / crop-pct before the centre crop (default: the checkpoint's).")
+    var cropPct: Float?
+
+    @Option(help: "Resampling filter (default: the checkpoint's).")
+    var interpolation: Resampling.Filter?
+
+    @Option(help: "Normalisation mean, R,G,B (default: the checkpoint's).")
+    var mean: ChannelTriple?
+
+    @Option(help: "Normalisation std, R,G,B (default: the checkpoint's).")
+    var std: ChannelTriple?
+
+    func validate() throws {
+        if let cropPct, !(cropPct > 0 && cropPct <= 1) { throw ValidationError("--crop-pct must be in (0, 1], got \(cropPct)") }
+    }
+
+    func classifier() throws -> Classifier {
+        let overrides = PreprocessingOverrides(cropPct: cropPct, interpolation: interpolation, mean: mean?.values, std: std?.values)
+        return try Classifier(checkpoint: try BuiltInModel.resolve(model), loader: architecture.loader, overrides: overrides)
+    }
+}
+
+/// The CIFAR-10 ViT that ships with SwiftViT (trained by `vit train`; see README), used when no --model is given.
+/// SwiftPM copies it next to the executable as a resource bundle.
+enum BuiltInModel {
+    static let name = "builtin:cifar10-vit"
+
+    /// `model` as a file URL; the built-in name maps to the resource folder.
+    static func resolve(_ model: String) throws -> URL {
+        guard model == name else { return URL(fileURLWithPath: model) }
+        guard let url = Bundle.module.url(forResource: "cifar10-vit", withExtension: nil) else {
+            throw CommandFailure("the built-in model is missing beside this vit executable (its SwiftViT_vit.resources folder); pass --model")
+        }
+        return url
+    }
+}
+
+/// Image files named on the command line (files, and folders searched for .jpg/.jpeg/.png). Paths that do not exist
+/// are reported; no image at all is an error.
+func imageFiles(_ paths: [String]) throws -> (files: [URL], missing: Int) {
+    let (files, missing) = BatchLoader.imageFiles(paths)
+    for error in missing { printError("error: \(error)") }
+    guard !files.isEmpty else {
+        throw CommandFailure("no images (.jpg, .jpeg, .png) in \(paths.joined(separator: ", "))")
+    }
+    return (files, missing.count)
+}
+
+/// The exit status of a command over many inputs: 0 when all were used, 1 when some failed (each was named on
+/// stderr), 2 when none could be used.
+func finish(failed: Int, of total: Int) throws {
+    guard failed > 0 else { return }
+    printError("\(failed) of \(total) images failed")
+    throw ExitCode(failed == total ? 2 : 1)
+}

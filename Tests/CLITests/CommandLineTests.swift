@@ -1,0 +1,188 @@
+import Foundation
+import Images
+import Testing
+
+/// The `vit` executable as a user runs it: one vocabulary across commands, images of any size, exit statuses that
+/// mean something (0 all done, 1 some inputs failed, 2 nothing could be done).
+@Suite(.serialized) struct CommandLineTests {
+    /// The `vit` built beside this test bundle.
+    static let executable: URL = {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("vit")
+        if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/vit")
+    }()
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    func vit(_ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read both pipes before waiting, so that neither fills up and blocks the child.
+        let outData = out.fileHandleForReading.readDataToEndOfFile(), errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    func temporaryFolder() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// root/<class>/<n>.png in three sizes per class, none square except one: what a folder of photos looks like.
+    func photoFolder(_ root: URL) throws {
+        for (c, name) in ["cat", "dog"].enumerated() {
+            let folder = root.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            for (n, (w, h)) in [(48, 36), (40, 40), (30, 52)].enumerated() {
+                let pixels = (0..<(w * h)).flatMap { i -> [UInt8] in [UInt8((i * 7 + n) % 256), UInt8(120 * c), UInt8(i % w)] }
+                try PNG.write(RGBImage(width: w, height: h, pixels: pixels), to: folder.appendingPathComponent("\(n).png"))
+            }
+        }
+    }
+
+    @Test func aMixedSizePhotoFolderTrainsEvaluatesAndPredicts() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("photos"), run = root.appendingPathComponent("run")
+        try photoFolder(data)
+        let tiny = ["--width", "32", "--depth", "1", "--heads", "2", "--batch-size", "2"]
+        let train = try vit(["train", "--data", data.path, "-o", run.path, "--max-steps", "2", "--epochs", "1"] + tiny)
+        #expect(train.status == 0, "\(train.stderr)")
+        #expect(train.stderr.contains("6 training images of 32x32"), "every image kept, at the preset's size: \(train.stderr)")
+        #expect(train.stderr.contains("no validation"), "a flat folder has no test part: \(train.stderr)")
+        #expect(!train.stderr.contains("skipped"))
+        #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("model.safetensors").path))
+        let predict = try vit(["predict", "--model", run.path, "--json", data.path])
+        #expect(predict.status == 0, "\(predict.stderr)")
+        #expect(predict.stdout.split(separator: "\n").count == 6)
+        let eval = try vit(["eval", "--model", run.path, "--data", data.path, "--json", "-o", root.path])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        #expect(eval.stdout.contains("\"count\": 6"))
+
+        // A run stopped before its first epoch ends still has a model (the step limit stops mid-epoch here).
+        let early = root.appendingPathComponent("early")
+        let stopped = try vit(["train", "--data", data.path, "-o", early.path, "--max-steps", "1"] + tiny)
+        #expect(stopped.status == 0 && stopped.stderr.contains("stopped at epoch 1"), "\(stopped.stderr)")
+        #expect(try vit(["predict", "--model", early.path, data.path]).status == 0)
+    }
+
+    @Test func validationIsHeldOutAndSurvivesResume() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("photos"), run = root.appendingPathComponent("run")
+        try photoFolder(data)
+        let tiny = ["--width", "32", "--depth", "1", "--heads", "2", "--batch-size", "2", "--epochs", "2"]
+        let first = try vit(["train", "--data", data.path, "-o", run.path, "--val-split", "0.34", "--max-steps", "1"] + tiny)
+        #expect(first.status == 0 && first.stderr.contains("4 training images") && first.stderr.contains("validation on 2 images"), "\(first.stderr)")
+        let resumed = try vit(["train", "--data", data.path, "-o", run.path, "--resume", "--max-steps", "1"])
+        #expect(resumed.status == 0 && resumed.stderr.contains("validation on 2 images"), "\(resumed.stderr)")
+        let other = try vit(["train", "--data", data.path, "-o", run.path, "--resume", "--val-split", "0.5"])
+        #expect(other.status == 2 && other.stderr.contains("--val-split"), "\(other.stderr)")
+        // The data changed under the run: refused, not silently re-split.
+        try FileManager.default.removeItem(at: data.appendingPathComponent("dog/2.png"))
+        let changed = try vit(["train", "--data", data.path, "-o", run.path, "--resume"])
+        #expect(changed.status == 2 && changed.stderr.contains("the data changed"), "\(changed.stderr)")
+    }
+
+    @Test func aRunThatCannotFitInMemoryIsRefusedBeforeItStarts() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try photoFolder(root.appendingPathComponent("photos"))
+        let run = root.appendingPathComponent("run")
+        let result = try vit(["train", "--data", root.appendingPathComponent("photos").path, "-o", run.path, "--image-size", "512"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("16385 tokens") && result.stderr.contains("GiB"), "\(result.stderr)")
+        #expect(!result.stderr.contains("USAGE"), "a refusal is not a command-line mistake")
+        #expect(!FileManager.default.fileExists(atPath: run.path))
+    }
+
+    @Test func exitStatusesOnGoodMixedAndBadInputs() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        try photoFolder(root.appendingPathComponent("photos"))
+        let good = root.appendingPathComponent("photos/cat/0.png").path
+        let bad = root.appendingPathComponent("notes.jpg")
+        try Data("not an image".utf8).write(to: bad)
+        let empty = root.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+
+        for command in [["predict"], ["embed", "-o", root.appendingPathComponent("e.safetensors").path],
+                        ["inspect", "attention", "-o", root.appendingPathComponent("inspect").path]] {
+            #expect(try vit(command + [good]).status == 0, "\(command) on a good image")
+            let mixed = try vit(command + [good, bad.path])
+            #expect(mixed.status == 1 && mixed.stderr.contains("notes.jpg"), "\(command) on a good and a bad image: \(mixed.stderr)")
+            #expect(try vit(command + [bad.path]).status == 2, "\(command) on only a bad image")
+            let none = try vit(command + [empty.path])
+            #expect(none.status == 2 && none.stderr.contains("no images"), "\(command) on an empty folder: \(none.stderr)")
+        }
+        // A missing model: one line naming it, no usage text.
+        let missing = try vit(["predict", "--model", root.appendingPathComponent("nope").path, good])
+        #expect(missing.status == 2 && missing.stderr.contains("nope") && !missing.stderr.contains("USAGE"), "\(missing.stderr)")
+        #expect(missing.stderr.split(separator: "\n").count == 1, "\(missing.stderr)")
+        // Missing data for eval, and a wrong command line (which does get the usage).
+        let noData = try vit(["eval", "--data", root.appendingPathComponent("nothing").path])
+        #expect(noData.status == 2 && noData.stderr.contains("nothing") && !noData.stderr.contains("USAGE"), "\(noData.stderr)")
+        let wrong = try vit(["predict", "--top", "0", good])
+        #expect(wrong.status == 2 && wrong.stderr.contains("--top"))
+        #expect(try vit(["predict", "--no-such-option", good]).status == 2)
+        #expect(try vit(["--help"]).status == 0)
+    }
+
+    @Test func theBuiltInModelServesEveryCommandThatRunsOne() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let cifar = root.appendingPathComponent("cifar")
+        for name in ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"] {
+            let folder = cifar.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try PNG.write(RGBImage(width: 40, height: 30, pixels: [UInt8](repeating: 90, count: 40 * 30 * 3)), to: folder.appendingPathComponent("0.png"))
+        }
+        let image = cifar.appendingPathComponent("cat/0.png").path
+        #expect(try vit(["predict", image]).status == 0)
+        let eval = try vit(["eval", "--data", cifar.path, "--json", "-o", root.path])
+        #expect(eval.status == 0 && eval.stdout.contains("\"count\": 10"), "\(eval.stderr)")
+        #expect(try vit(["embed", "-o", root.appendingPathComponent("f.safetensors").path, image]).status == 0)
+        #expect(try vit(["inspect", "rollout", "-o", root.appendingPathComponent("r").path, image]).status == 0)
+    }
+
+    /// The shared vocabulary: each command that takes a model, a batch or an output spells them the same way, and
+    /// the old spellings are gone from the help.
+    @Test func everyCommandSpeaksOneVocabulary() throws {
+        let expected: [([String], [String])] = [
+            (["predict"], ["--model", "--arch", "--heads", "--image-size", "--batch-size", "--json"]),
+            (["eval"], ["--model", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--data", "--json"]),
+            (["embed"], ["--model", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output"]),
+            (["inspect", "attention"], ["--model", "--arch", "--heads", "--image-size", "-o, --output"]),
+            (["inspect", "posemb"], ["--model", "-o, --output"]),
+            (["train"], ["--data", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--seed"]),
+            (["convert"], ["--arch", "--heads", "--image-size", "-o, --output"]),
+            (["create"], ["--arch", "-o, --output", "--seed"]),
+            (["bench", "model"], ["--arch", "--batch-size", "--json"]),
+        ]
+        for (command, options) in expected {
+            let help = try vit(command + ["--help"])
+            #expect(help.status == 0)
+            for option in options { #expect(help.stdout.contains(option), "vit \(command.joined(separator: " ")) lacks \(option)") }
+            for old in ["--batch ", "--out ", "--preset ", "--per-head-count"] {
+                #expect(!help.stdout.contains(old), "vit \(command.joined(separator: " ")) still shows \(old)")
+            }
+        }
+        // Enumerated options list their choices; defaults are shown.
+        let eval = try vit(["eval", "--help"]).stdout
+        #expect(eval.contains("values: train, test") && eval.contains("values: bilinear, bicubic") && eval.contains("default: 256"))
+        let train = try vit(["train", "--help"]).stdout
+        #expect(train.contains("default: 128") && train.contains("default: 0.001"))
+    }
+}
