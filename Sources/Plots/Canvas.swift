@@ -77,6 +77,21 @@ public struct Canvas {
         }
     }
 
+    /// Text turned a quarter to the left (read bottom to top), starting at (x, y) and running up: for labels of
+    /// columns and of vertical axes. It takes 5·scale pixels across and `textWidth` up.
+    public mutating func verticalText(_ string: String, x: Int, y: Int, scale: Int = 2, _ c: Color = Canvas.black) {
+        var cursor = 0
+        for ch in string.uppercased() {
+            let rows = Font.glyphs[ch] ?? ["...", "...", "...", "...", "..."]
+            for (row, bits) in rows.enumerated() {
+                for (column, bit) in bits.enumerated() where bit == "#" {
+                    fill(x: x + row * scale, y: y - (cursor + column + 1) * scale, width: scale, height: scale, c)
+                }
+            }
+            cursor += rows[0].count + 1
+        }
+    }
+
     public static func textWidth(_ string: String, scale: Int = 2) -> Int {
         string.uppercased().reduce(0) { $0 + ((Font.glyphs[$1]?[0].count ?? 3) + 1) * scale } - scale
     }

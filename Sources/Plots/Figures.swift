@@ -58,12 +58,55 @@ public enum Figures {
         return canvas.image
     }
 
+    /// A vertical colour bar of the viridis scale, `high` at the top and `low` at the bottom, with `caption`
+    /// written up its side: the key to a heat map.
+    public static func colorBar(height: Int, low: String, high: String, caption: String) -> RGBImage {
+        let barWidth = 16, labelWidth = max(Canvas.textWidth(low), Canvas.textWidth(high))
+        var canvas = Canvas(width: barWidth + 8 + labelWidth + 8 + 12 + 4, height: height)
+        let top = 6, bottom = height - 6
+        for y in top..<bottom {
+            let value = Float(bottom - 1 - y) / Float(max(bottom - top - 1, 1))
+            canvas.fill(x: 0, y: y, width: barWidth, height: 1, Colormap.viridis(value))
+        }
+        canvas.text(high, x: barWidth + 6, y: top)
+        canvas.text(low, x: barWidth + 6, y: bottom - 10)
+        let captionX = barWidth + 8 + labelWidth + 8
+        canvas.verticalText(caption, x: captionX, y: (height + Canvas.textWidth(caption)) / 2)
+        return canvas.image
+    }
+
+    /// `figure` with a colour bar to its right, as tall as the figure's body below `top` pixels.
+    public static func withColorBar(_ figure: RGBImage, top: Int = 0, low: String, high: String, caption: String) -> RGBImage {
+        let bar = colorBar(height: max(figure.height - top - 8, 60), low: low, high: high, caption: caption)
+        var canvas = Canvas(width: figure.width + bar.width + 12, height: max(figure.height, top + bar.height))
+        canvas.draw(figure, x: 0, y: 0)
+        canvas.draw(bar, x: figure.width + 4, y: top)
+        return canvas.image
+    }
+
+    /// Images of any sizes side by side, each with a caption above, under a title.
+    public static func row(_ panels: [(caption: String, image: RGBImage)], title: String) -> RGBImage {
+        let gap = 12, caption = 18, top = 28
+        func slot(_ panel: (caption: String, image: RGBImage)) -> Int { max(panel.image.width, Canvas.textWidth(panel.caption)) }
+        let width = panels.reduce(gap) { $0 + slot($1) + gap }
+        let height = top + caption + (panels.map(\.image.height).max() ?? 0) + gap
+        var canvas = Canvas(width: max(width, Canvas.textWidth(title) + 2 * gap), height: height)
+        canvas.text(title, x: gap, y: 8)
+        var x = gap
+        for panel in panels {
+            canvas.text(panel.caption, x: x, y: top)
+            canvas.draw(panel.image, x: x, y: top + caption)
+            x += slot(panel) + gap
+        }
+        return canvas.image
+    }
+
     /// The image cut into its P x P patches, drawn apart with gaps and numbered in sequence order (row-major,
     /// the order the tokens take after the class token).
     public static func patches(_ image: RGBImage, patchSize: Int, scale: Int = 2) -> RGBImage {
         let grid = image.width / patchSize
-        let gap = 4 * scale
         let side = patchSize * scale
+        let gap = max(4, side / 4)
         var canvas = Canvas(width: grid * (side + gap) + gap, height: grid * (side + gap) + gap)
         for py in 0..<grid {
             for px in 0..<grid {
@@ -80,8 +123,11 @@ public enum Figures {
     }
 
     /// A scatter plot of one dot per (layer, head) value, layers on x, values on y, with axes, ticks and labels.
+    /// Each head has its colour, named in a legend on the right.
     public static func scatter(_ layers: [[Float]], xLabel: String, yLabel: String, title: String) -> RGBImage {
-        let width = 640, height = 440, left = 70, right = 20, top = 64, bottom = 60
+        let heads = layers.map(\.count).max() ?? 0
+        let legendWidth = Canvas.textWidth("HEAD \(max(heads - 1, 0))") + 36
+        let width = 640 + legendWidth, height = max(440, 64 + 18 * heads + 80), left = 70, right = 20 + legendWidth, top = 64, bottom = 60
         var canvas = Canvas(width: width, height: height)
         let maxValue = max(layers.flatMap { $0 }.max() ?? 1, 1e-6)
         let yTop = niceCeiling(maxValue)
@@ -110,21 +156,43 @@ public enum Figures {
         canvas.text(title, x: left, y: 12, scale: 2)
         canvas.text(xLabel, x: left + plotW / 2 - Canvas.textWidth(xLabel) / 2, y: height - 24)
         canvas.text(yLabel, x: 6, y: top - 22)
+        let legendX = left + plotW + 16
+        canvas.text("HEADS", x: legendX, y: top)
+        for head in 0..<heads {
+            let y = top + 22 + 18 * head
+            canvas.dot(legendX + 5, y + 4, radius: 4, Colormap.viridis(heads > 1 ? Float(head) / Float(heads - 1) : 0.5))
+            canvas.text("HEAD \(head)", x: legendX + 16, y: y)
+        }
         return canvas.image
     }
 
-    /// A matrix of small heat maps: panel (i, j) holds row i·grid + j of `similarity` drawn as a grid x grid map.
+    /// A matrix of small heat maps: panel (i, j) holds row i·grid + j of `similarity` drawn as a grid x grid map,
+    /// on one fixed scale from -1 to 1 (cosine similarity), with a title, the patch row and column of each panel
+    /// on the axes, and a colour bar.
     public static func similarityGrid(_ similarity: [[Float]], grid: Int, cell: Int = 4) -> RGBImage {
         let side = grid * cell, gap = 2
-        var canvas = Canvas(width: grid * (side + gap) + gap, height: grid * (side + gap) + gap)
+        let left = 44, top = 56, body = grid * (side + gap) + gap
+        let title = "POSITION EMBEDDING SIMILARITY"
+        var canvas = Canvas(width: max(left + body + 8, left + Canvas.textWidth(title)), height: top + body + 40)
+        canvas.text(title, x: left, y: 8)
+        let xLabel = "PATCH COLUMN", yLabel = "PATCH ROW"
+        canvas.text(xLabel, x: left + body / 2 - Canvas.textWidth(xLabel) / 2, y: top + body + 24)
+        canvas.verticalText(yLabel, x: 4, y: top + body / 2 + Canvas.textWidth(yLabel) / 2)
+        // Tick labels (1-based, as the patch numbers of `inspect patches`), thinned out when they would crowd.
+        let every = max(1, (Canvas.textWidth(String(grid)) + 6 + side) / (side + gap) + (side < 20 ? 1 : 0))
+        for k in stride(from: 0, to: grid, by: every) {
+            let label = String(k + 1), centre = gap + k * (side + gap) + side / 2
+            canvas.text(label, x: left + centre - Canvas.textWidth(label) / 2, y: top + body + 6)
+            canvas.text(label, x: left - 6 - Canvas.textWidth(label), y: top + centre - 5)
+        }
         for i in 0..<(grid * grid) {
-            let values = normalised(similarity[i])
-            let x0 = gap + (i % grid) * (side + gap), y0 = gap + (i / grid) * (side + gap)
+            let x0 = left + gap + (i % grid) * (side + gap), y0 = top + gap + (i / grid) * (side + gap)
             for j in 0..<(grid * grid) {
-                canvas.fill(x: x0 + (j % grid) * cell, y: y0 + (j / grid) * cell, width: cell, height: cell, Colormap.viridis(values[j]))
+                let value = (similarity[i][j] + 1) / 2
+                canvas.fill(x: x0 + (j % grid) * cell, y: y0 + (j / grid) * cell, width: cell, height: cell, Colormap.viridis(value))
             }
         }
-        return canvas.image
+        return withColorBar(canvas.image, top: top, low: "-1", high: "1", caption: "COSINE SIMILARITY")
     }
 
     static func niceCeiling(_ value: Float) -> Float {

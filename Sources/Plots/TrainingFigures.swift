@@ -63,22 +63,23 @@ public enum TrainingFigures {
     }
 
     /// The confusion matrix as coloured cells (row-normalised share on viridis, the count written in each cell),
-    /// true classes down, predicted across, with class names and each row's accuracy.
+    /// true classes down and predicted classes across, both named, with each row's accuracy and a colour bar.
     public static func confusionMatrix(_ counts: [[Int]], classNames: [String]) -> RGBImage {
         let n = classNames.count
         let cell = max(28, min(56, 560 / max(n, 1)))
         let names = classNames.map { String($0.prefix(14)) }
-        let nameWidth = (names.map { Canvas.textWidth($0) }.max() ?? 0) + 12
-        let left = nameWidth, top = 64
-        let title = "confusion: true class (rows) vs predicted (columns)"
-        let width = max(left + n * cell + 90, Canvas.textWidth(title) + 16), height = top + n * cell + 40
+        let nameWidth = (names.map { Canvas.textWidth($0) }.max() ?? 0)
+        let left = nameWidth + 36, top = 40 + nameWidth + 28
+        let title = "confusion matrix: true class (rows) vs predicted class (columns)"
+        let width = max(left + n * cell + 70, Canvas.textWidth(title) + 16), height = top + n * cell + 16
         var canvas = Canvas(width: width, height: height)
         canvas.text(title, x: 8, y: 10)
-        for (j, _) in names.enumerated() {
-            let label = String(j)
-            canvas.text(label, x: left + j * cell + cell / 2 - Canvas.textWidth(label) / 2, y: top - 18)
+        canvas.text("predicted", x: left + n * cell / 2 - Canvas.textWidth("predicted") / 2, y: 34)
+        canvas.verticalText("true", x: 6, y: top + n * cell / 2 + Canvas.textWidth("true") / 2)
+        for (j, name) in names.enumerated() {
+            canvas.verticalText(name, x: left + j * cell + cell / 2 - 5, y: top - 8)
         }
-        canvas.text("accuracy", x: left + n * cell + 8, y: top - 18)
+        canvas.text("acc.", x: left + n * cell + 8, y: top - 18)
         for (i, row) in counts.enumerated() {
             let total = max(row.reduce(0, +), 1)
             canvas.text(names[i], x: left - 8 - Canvas.textWidth(names[i]), y: top + i * cell + cell / 2 - 5)
@@ -92,9 +93,9 @@ public enum TrainingFigures {
                 canvas.text(label, x: left + j * cell + cell / 2 - Canvas.textWidth(label, scale: scale) / 2,
                             y: top + i * cell + cell / 2 - 5, scale: scale, ink)
             }
-            let accuracy = "\(Int((Double(row[i]) / Double(total) * 100).rounded()))% \(i)"
+            let accuracy = "\(Int((Double(row[i]) / Double(total) * 100).rounded()))%"
             canvas.text(accuracy, x: left + n * cell + 8, y: top + i * cell + cell / 2 - 5)
         }
-        return canvas.image
+        return Figures.withColorBar(canvas.image, top: top, low: "0%", high: "100%", caption: "SHARE OF THE TRUE CLASS")
     }
 }

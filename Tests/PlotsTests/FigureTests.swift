@@ -25,9 +25,21 @@ import Testing
         RGBImage(width: size, height: size, pixels: (0..<(size * size * 3)).map { UInt8(($0 * 7 + $0 / 97) % 256) })
     }
 
+    /// The colours of the pixels right of `fromX` (in `rows`, if given).
+    func colours(_ image: RGBImage, fromX x0: Int, rows: Range<Int>? = nil) -> Set<[UInt8]> {
+        var found = Set<[UInt8]>()
+        for y in rows ?? 0..<image.height {
+            for x in x0..<image.width {
+                let i = (y * image.width + x) * 3
+                found.insert(Array(image.pixels[i..<(i + 3)]))
+            }
+        }
+        return found
+    }
+
     @Test func patchGridHasOnePanelPerPatch() throws {
         let figure = try roundTrip(Figures.patches(photo(32), patchSize: 8, scale: 2))
-        #expect(figure.width == 4 * (16 + 8) + 8 && figure.height == figure.width)
+        #expect(figure.width == 4 * (16 + 4) + 4 && figure.height == figure.width)
         #expect(distinctColours(figure) > 50)
     }
 
@@ -42,10 +54,21 @@ import Testing
 
     @Test func scatterAndGridsAreDrawn() throws {
         let scatter = try roundTrip(Figures.scatter([[10, 20, 30], [50, 60, 70]], xLabel: "LAYER", yLabel: "PX", title: "T"))
-        #expect(scatter.width == 640 && scatter.height == 440 && distinctColours(scatter) > 4)
+        #expect(scatter.width > 640 && scatter.height == 440 && distinctColours(scatter) > 4)
+        // The legend, right of the plot, shows each head's colour.
+        let legend = colours(scatter, fromX: 640)
+        for head in 0..<3 {
+            let c = Colormap.viridis(Float(head) / 2)
+            #expect(legend.contains([c.r, c.g, c.b]), "legend colour of head \(head)")
+        }
         let similarity = (0..<16).map { i in (0..<16).map { j in i == j ? Float(1) : Float(0) } }
         let grid = try roundTrip(Figures.similarityGrid(similarity, grid: 4, cell: 3))
-        #expect(grid.width == 4 * (12 + 2) + 2 && distinctColours(grid) >= 3)
+        // One fixed scale from -1 to 1: similarity 1 is the top of viridis, 0 its middle; the colour bar shows -1 too.
+        let drawn = colours(grid, fromX: 0)
+        for value: Float in [1, 0.5, 0] {
+            let c = Colormap.viridis(value)
+            #expect(drawn.contains([c.r, c.g, c.b]), "viridis(\(value)) in the grid or its colour bar")
+        }
         let panels = try roundTrip(Figures.grid([("A", photo(20)), ("B", photo(20)), ("C", photo(20))], columns: 2, title: "X"))
         #expect(panels.width == 2 * 28 + 8 && panels.height == 24 + 2 * (20 + 16 + 8) + 8)
     }
@@ -56,10 +79,12 @@ import Testing
             accuracy: [("train", [0.3, 0.6, 0.7]), ("validation", [0.35, 0.62, .nan])]))
         #expect(curves.width == 960 && curves.height == 380 && distinctColours(curves) >= 4)
         // The two series are drawn in their own colours (blue train, orange validation).
-        var colours = Set<[UInt8]>()
-        for i in stride(from: 0, to: curves.pixels.count, by: 3) { colours.insert(Array(curves.pixels[i..<(i + 3)])) }
-        #expect(colours.contains([31, 119, 180]) && colours.contains([255, 127, 14]))
+        let series = colours(curves, fromX: 0)
+        #expect(series.contains([31, 119, 180]) && series.contains([255, 127, 14]))
         let matrix = try roundTrip(TrainingFigures.confusionMatrix([[5, 1], [0, 7]], classNames: ["cat", "dog"]))
-        #expect(matrix.height == 64 + 2 * 56 + 40 && distinctColours(matrix) >= 4)
+        // Room above the cells for the class names written up each column.
+        #expect(matrix.height == 40 + Canvas.textWidth("dog") + 28 + 2 * 56 + 16 && distinctColours(matrix) >= 4)
+        let top = colours(matrix, fromX: 0, rows: 40..<(40 + Canvas.textWidth("dog") + 20))
+        #expect(top.contains([0, 0, 0]), "column names above the matrix")
     }
 }

@@ -89,7 +89,13 @@ struct InspectPatches: ParsableCommand {
         let config = classifier.model.config
         let (loaded, failed) = try options.images(images, classifier)
         for (file, cropped, _) in loaded {
-            let figure = Figures.patches(cropped, patchSize: config.patchSize, scale: max(2, InspectOptions.displayScale(cropped.width)))
+            let grid = Figures.patches(cropped, patchSize: config.patchSize, scale: max(2, 256 / cropped.width))
+            // The model's input beside its patches, at the grid's scale, so small images are legible too.
+            var original = Canvas(width: cropped.width * max(1, grid.height / cropped.height), height: cropped.height * max(1, grid.height / cropped.height))
+            original.draw(cropped, x: 0, y: 0, scale: max(1, grid.height / cropped.height))
+            let figure = Figures.row([("INPUT \(config.imageSize)X\(config.imageSize)", original.image),
+                                      ("\(config.patchCount) PATCHES OF \(config.patchSize)X\(config.patchSize), IN TOKEN ORDER", grid)],
+                                     title: "PATCHES")
             try options.write(png: figure, to: "\(stem(file))-patches.png")
             try options.write(json: ["file": file.path, "patch_size": config.patchSize, "image_size": config.imageSize,
                                      "grid": config.gridSize, "patches": config.patchCount], to: "\(stem(file))-patches.json")
@@ -134,8 +140,9 @@ struct InspectAttention: ParsableCommand {
                 }
                 records.append(["layer": layer, "mean": mean, "heads": headMaps])
             }
-            let figure = Figures.grid(panels, columns: perHead ? config.heads + 1 : min(chosen.count, 6),
-                                      title: "CLASS TOKEN ATTENTION")
+            let figure = Figures.withColorBar(
+                Figures.grid(panels, columns: perHead ? config.heads + 1 : min(chosen.count, 6), title: "CLASS TOKEN ATTENTION"),
+                top: 24, low: "MIN", high: "MAX", caption: "ATTENTION, EACH PANEL")
             try options.write(png: figure, to: "\(stem(file))-attention.png")
             try options.write(json: ["file": file.path, "grid": config.gridSize, "layers": records], to: "\(stem(file))-attention.json")
         }
@@ -157,8 +164,10 @@ struct InspectRollout: ParsableCommand {
         for (file, cropped, input) in loaded {
             let rollout = AttentionAnalysis.rollout(options.attentions(classifier, input), prefixTokens: config.prefixTokens)[0]
             let shown = InspectOptions.enlarged(cropped)
-            let figure = Figures.grid([("IMAGE", shown), ("ROLLOUT", Figures.overlay(shown, heat: rollout, grid: config.gridSize))],
-                                      columns: 2, title: "ATTENTION ROLLOUT")
+            let figure = Figures.withColorBar(
+                Figures.grid([("IMAGE", shown), ("ROLLOUT", Figures.overlay(shown, heat: rollout, grid: config.gridSize))],
+                             columns: 2, title: "ATTENTION ROLLOUT"),
+                top: 24, low: "MIN", high: "MAX", caption: "ROLLOUT")
             try options.write(png: figure, to: "\(stem(file))-rollout.png")
             try options.write(json: ["file": file.path, "grid": config.gridSize, "rollout": rollout], to: "\(stem(file))-rollout.json")
         }
