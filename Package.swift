@@ -14,16 +14,17 @@ let package = Package(
         .library(name: "Plots", targets: ["Plots"]),
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Training", targets: ["Training"]),
-        .executable(name: "vit", targets: ["vit"]),
+        .executable(name: "vit", targets: ["vit"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19")
     ],
     targets: [
         // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
-        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", pkgConfig: nil,
-                       providers: [.apt(["libdnnl-dev"])]),
+        .systemLibrary(
+            name: "CDNNL", path: "Sources/CDNNL", pkgConfig: nil,
+            providers: [.apt(["libdnnl-dev"])]),
         // libjpeg-turbo and libpng behind setjmp-safe C wrappers (scripts/bootstrap installs the -dev packages).
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // gzip through zlib (for .tar.gz image folders and gzipped IDX files).
@@ -48,17 +49,21 @@ let package = Package(
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The command-line tool.
-        .executableTarget(name: "vit", dependencies: [
-            "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], resources: [.copy("Resources/cifar10-vit")]),
+        .executableTarget(
+            name: "vit",
+            dependencies: [
+                "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training",
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ], resources: [.copy("Resources/cifar10-vit")]),
         // Shared test helpers: finite-difference gradient checks, closeness expectations.
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints", "TestSupport"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "ImagesTests", dependencies: ["Images", "Tensors", "Checkpoints"],
-                    resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints", "TestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "ImagesTests", dependencies: ["Images", "Tensors", "Checkpoints"],
+            resources: [.copy("Fixtures")]),
         // Reads the model and image fixtures of ViTTests and ImagesTests in place (by path, no copies).
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors"]),
@@ -66,8 +71,9 @@ let package = Package(
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
         .testTarget(name: "CLITests", dependencies: ["vit", "Images"]),
-        .testTarget(name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
-                    resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
+            resources: [.copy("Fixtures")])
     ],
     swiftLanguageModes: [.v5]
 )

@@ -48,7 +48,8 @@ public enum Npy {
             headerStart = 12
         }
         guard headerStart + headerLength <= bytes.count,
-              let header = String(bytes: bytes[headerStart..<(headerStart + headerLength)], encoding: .ascii) else {
+            let header = String(bytes: bytes[headerStart..<(headerStart + headerLength)], encoding: .ascii)
+        else {
             throw fail("truncated .npy header")
         }
         guard let descr = field(header, "descr"), let shapeText = field(header, "shape") else {

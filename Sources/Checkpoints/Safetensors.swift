@@ -31,7 +31,9 @@ public struct SafetensorsFile {
         guard data.count >= 8 else { throw CheckpointError(url, "is \(data.count) bytes, too short for a header") }
         let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard headerLength <= UInt64(data.count - 8) else {
-            throw CheckpointError(url, "header claims \(headerLength) bytes but the file has \(data.count - 8) after the length: truncated or not safetensors")
+            throw CheckpointError(
+                url, "header claims \(headerLength) bytes but the file has \(data.count - 8) after the length: truncated or not safetensors"
+            )
         }
         dataStart = 8 + Int(headerLength)
         let headerJSON: Any
@@ -50,13 +52,14 @@ public struct SafetensorsFile {
                 continue
             }
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
+                let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
             else { throw CheckpointError(url, "header entry \(name) is malformed") }
             guard let width = SafetensorsFile.byteWidth[dtype] else {
                 throw CheckpointError(url, "tensor \(name) has unsupported dtype \(dtype)")
             }
             guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= available else {
-                throw CheckpointError(url, "tensor \(name) lies at bytes \(offsets[0])..<\(offsets[1]) but the data section has \(available): truncated file")
+                throw CheckpointError(
+                    url, "tensor \(name) lies at bytes \(offsets[0])..<\(offsets[1]) but the data section has \(available): truncated file")
             }
             guard offsets[1] - offsets[0] == shape.reduce(1, *) * width else {
                 throw CheckpointError(url, "tensor \(name) has \(offsets[1] - offsets[0]) bytes for shape \(shape) of \(dtype)")
@@ -83,7 +86,8 @@ public struct SafetensorsFile {
             case "F32": memcpy(dst, src, n * 4)
             case "F64": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
             case "F16": for i in 0..<n { dst[i] = Float(Float16(bitPattern: src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
-            case "BF16": for i in 0..<n { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16) }
+            case "BF16":
+                for i in 0..<n { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16) }
             case "I64": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)) }
             case "I32": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)) }
             case "I16": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 2, as: Int16.self)) }
@@ -121,7 +125,7 @@ public enum Safetensors {
             offset += t.count * 4
         }
         var headerData = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        while headerData.count % 8 != 0 { headerData.append(0x20) }   // pad with spaces to keep data 8-byte aligned
+        while headerData.count % 8 != 0 { headerData.append(0x20) }  // pad with spaces to keep data 8-byte aligned
         var file = Data(capacity: 8 + headerData.count + offset)
         withUnsafeBytes(of: UInt64(headerData.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(headerData)

@@ -29,7 +29,7 @@ public enum Tar {
             return String(decoding: field.prefix { $0 != 0 }, as: UTF8.self)
         }
         while offset + 512 <= bytes.count {
-            if bytes[offset..<(offset + 512)].allSatisfy({ $0 == 0 }) { break }   // end-of-archive blocks
+            if bytes[offset..<(offset + 512)].allSatisfy({ $0 == 0 }) { break }  // end-of-archive blocks
             let sizeText = text(offset + 124, 12).trimmingCharacters(in: .whitespaces)
             guard let size = Int(sizeText, radix: 8) else {
                 throw FileError(source, "tar header at byte \(offset) has an unreadable size '\(sizeText)': not a tar archive?")

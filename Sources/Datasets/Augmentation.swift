@@ -39,13 +39,13 @@ public struct Augmentation: Codable, Equatable, Sendable {
     /// Pads with zeros by `padding` on each side and crops a random window of the original size.
     static func randomCrop(_ image: RGBImage, padding: Int, using rng: inout SeededGenerator) -> RGBImage {
         let (w, h) = (image.width, image.height)
-        let dx = Int(rng.next() % UInt64(2 * padding + 1)) - padding    // window origin in the unpadded image
+        let dx = Int(rng.next() % UInt64(2 * padding + 1)) - padding  // window origin in the unpadded image
         let dy = Int(rng.next() % UInt64(2 * padding + 1)) - padding
         var out = [UInt8](repeating: 0, count: w * h * 3)
         for y in 0..<h {
             let sy = y + dy
             guard sy >= 0 && sy < h else { continue }
-            let x0 = max(0, -dx), x1 = min(w, w - dx)                     // output columns inside the image
+            let x0 = max(0, -dx), x1 = min(w, w - dx)  // output columns inside the image
             guard x1 > x0 else { continue }
             let source = (sy * w + x0 + dx) * 3, target = (y * w + x0) * 3
             out.withUnsafeMutableBufferPointer { o in
@@ -81,7 +81,7 @@ public struct RandAugment: Sendable {
 
     public let ops: Int
     public let magnitude: Float
-    static let fill: [Float] = [124, 116, 104]      // timm's fill: the ImageNet mean colour
+    static let fill: [Float] = [124, 116, 104]  // timm's fill: the ImageNet mean colour
 
     public init(ops: Int, magnitude: Float) {
         self.ops = ops
@@ -107,7 +107,7 @@ public struct RandAugment: Sendable {
         case .equalize: return equalize(image)
         case .invert: return mapPixels(image) { 255 - $0 }
         case .posterize:
-            let bits = max(1, 8 - Int(level * 4))                        // timm "Posterize" (8 .. 4 bits)
+            let bits = max(1, 8 - Int(level * 4))  // timm "Posterize" (8 .. 4 bits)
             let mask = UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
             return mapPixels(image) { $0 & mask }
         case .solarize:
@@ -120,13 +120,17 @@ public struct RandAugment: Sendable {
         case .contrast:
             let gray = grayscale(image)
             let mean = Float(gray.pixels.reduce(0) { $0 + Int($1) }) / Float(gray.pixels.count)
-            let flat = RGBImage(width: image.width, height: image.height,
-                                pixels: [UInt8](repeating: UInt8(mean.rounded()), count: image.pixels.count))
+            let flat = RGBImage(
+                width: image.width, height: image.height,
+                pixels: [UInt8](repeating: UInt8(mean.rounded()), count: image.pixels.count))
             return blend(image, with: flat, factor: 1 + sign * level * 0.9)
         case .brightness:
-            return blend(image, with: RGBImage(width: image.width, height: image.height,
-                                               pixels: [UInt8](repeating: 0, count: image.pixels.count)),
-                         factor: 1 + sign * level * 0.9)
+            return blend(
+                image,
+                with: RGBImage(
+                    width: image.width, height: image.height,
+                    pixels: [UInt8](repeating: 0, count: image.pixels.count)),
+                factor: 1 + sign * level * 0.9)
         case .sharpness: return blend(image, with: smooth(image), factor: 1 + sign * level * 0.9)
         case .rotate:
             let angle = sign * level * 30 * Float.pi / 180

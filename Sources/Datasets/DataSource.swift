@@ -26,10 +26,11 @@ extension ImageDataset {
             return try cifarFolder(url, files: files, parts: parts).mapValues { $0.sized(sizing) }
         }
         let entries = try folderEntries(url)
-        let topLevel = Set(entries.compactMap { entry -> String? in
-            let parts = entry.path.split(separator: "/")
-            return parts.count == 3 ? String(parts[0]) : nil
-        })
+        let topLevel = Set(
+            entries.compactMap { entry -> String? in
+                let parts = entry.path.split(separator: "/")
+                return parts.count == 3 ? String(parts[0]) : nil
+            })
         var result: [DataPart: ImageDataset] = [:]
         // One decision for every part, so that the training and test images end up the same size.
         let imageFiles = entries.filter { ["jpg", "jpeg", "png"].contains(($0.path as NSString).pathExtension.lowercased()) }
@@ -47,10 +48,14 @@ extension ImageDataset {
     }
 
     /// Fashion-MNIST's class names, in label order.
-    public static let fashionMNISTClasses = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                                             "Sneaker", "Bag", "Ankle boot"]
-    public static let cifar10Classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                                        "truck"]
+    public static let fashionMNISTClasses = [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+        "Sneaker", "Bag", "Ankle boot"
+    ]
+    public static let cifar10Classes = [
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+        "truck"
+    ]
 
     private static func idxFolder(_ url: URL, files: [String], parts: Set<DataPart>) throws -> [DataPart: ImageDataset] {
         // Fashion-MNIST and MNIST share file names; the folder's name tells them apart.
@@ -64,8 +69,9 @@ extension ImageDataset {
         var result: [DataPart: ImageDataset] = [:]
         for part in parts {
             let stem = part == .train ? "train" : "t10k"
-            result[part] = try idx(images: try file("\(stem)-images-idx3-ubyte"), labels: try file("\(stem)-labels-idx1-ubyte"),
-                                   classNames: classNames)
+            result[part] = try idx(
+                images: try file("\(stem)-images-idx3-ubyte"), labels: try file("\(stem)-labels-idx1-ubyte"),
+                classNames: classNames)
         }
         return result
     }
@@ -78,10 +84,13 @@ extension ImageDataset {
         let classNames = listed ?? (hundred ? (0..<100).map(String.init) : cifar10Classes)
         var result: [DataPart: ImageDataset] = [:]
         for part in parts {
-            let names = hundred ? [part == .train ? "train.bin" : "test.bin"]
+            let names =
+                hundred
+                ? [part == .train ? "train.bin" : "test.bin"]
                 : (part == .train ? files.filter { $0.hasPrefix("data_batch_") }.sorted() : ["test_batch.bin"])
-            result[part] = try cifarBinary(names.map { url.appendingPathComponent($0) }, classNames: classNames,
-                                           labelBytes: hundred ? 2 : 1)
+            result[part] = try cifarBinary(
+                names.map { url.appendingPathComponent($0) }, classNames: classNames,
+                labelBytes: hundred ? 2 : 1)
         }
         return result
     }

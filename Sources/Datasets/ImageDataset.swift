@@ -18,7 +18,8 @@ public struct ImageDataset: Sendable {
     public var failures: [FileError] = []
 
     public init(width: Int, height: Int, pixels: [UInt8], labels: [Int], classNames: [String], sources: [String]? = nil) {
-        precondition(pixels.count == labels.count * width * height * 3, "\(pixels.count) bytes for \(labels.count) images of \(width)x\(height)")
+        precondition(
+            pixels.count == labels.count * width * height * 3, "\(pixels.count) bytes for \(labels.count) images of \(width)x\(height)")
         precondition(labels.allSatisfy { $0 >= 0 && $0 < classNames.count }, "a label outside 0..<\(classNames.count)")
         precondition(sources == nil || sources!.count == labels.count, "one source name per image")
         self.width = width
@@ -42,8 +43,9 @@ public struct ImageDataset: Sendable {
         var bytes = [UInt8]()
         bytes.reserveCapacity(indices.count * imageBytes)
         for i in indices { bytes += pixels[(i * imageBytes)..<((i + 1) * imageBytes)] }
-        return ImageDataset(width: width, height: height, pixels: bytes, labels: indices.map { labels[$0] }, classNames: classNames,
-                            sources: indices.map { sources[$0] })
+        return ImageDataset(
+            width: width, height: height, pixels: bytes, labels: indices.map { labels[$0] }, classNames: classNames,
+            sources: indices.map { sources[$0] })
     }
 
     /// Every image brought to `size` x `size` as timm's evaluation transform does (shorter side to size / cropPct
@@ -63,8 +65,9 @@ public struct ImageDataset: Sendable {
                 }
             }
         }
-        var result = ImageDataset(width: sizing.size, height: sizing.size, pixels: bytes, labels: labels,
-                                  classNames: classNames, sources: sources)
+        var result = ImageDataset(
+            width: sizing.size, height: sizing.size, pixels: bytes, labels: labels,
+            classNames: classNames, sources: sources)
         result.failures = failures
         return result
     }
@@ -99,14 +102,18 @@ extension ImageDataset {
         var entries: [(path: String, data: () throws -> Data)] = []
         let name = url.lastPathComponent
         if name.hasSuffix(".tar.gz") || name.hasSuffix(".tgz") || name.hasSuffix(".tar") {
-            guard let raw = try? Data(contentsOf: url) else { throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file") }
+            guard let raw = try? Data(contentsOf: url) else {
+                throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file")
+            }
             let tar = name.hasSuffix(".tar") ? raw : try Gzip.decompress(raw, source: url)
             entries = try Tar.files(tar, source: url).map { file in (file.path, { file.contents }) }
         } else {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw FileError(url, FileManager.default.fileExists(atPath: url.path)
-                    ? "is not an image folder (root/<class>/<image>) or a .tar.gz of one" : "no such file or folder")
+                throw FileError(
+                    url,
+                    FileManager.default.fileExists(atPath: url.path)
+                        ? "is not an image folder (root/<class>/<image>) or a .tar.gz of one" : "no such file or folder")
             }
             let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: nil)
             while let file = enumerator?.nextObject() as? URL {
@@ -118,8 +125,10 @@ extension ImageDataset {
     }
 
     /// The images under `subfolder`/<class>/ among `entries`, decoded (and resized, as `sizing` says) on all cores.
-    static func imageFolder(entries: [(path: String, data: () throws -> Data)], root url: URL,
-                            subfolder: String?, sizing: ImageSizing) throws -> ImageDataset {
+    static func imageFolder(
+        entries: [(path: String, data: () throws -> Data)], root url: URL,
+        subfolder: String?, sizing: ImageSizing
+    ) throws -> ImageDataset {
         // <subfolder>/<class>/<file>: keep image files under the subfolder, two levels deep.
         let prefix = subfolder.map { $0.hasSuffix("/") ? $0 : $0 + "/" } ?? ""
         let images = entries.compactMap { entry -> (className: String, path: String, data: () throws -> Data)? in
@@ -163,8 +172,10 @@ extension ImageDataset {
             case .success(let image):
                 if size == nil { size = (image.width, image.height) }
                 guard size! == (image.width, image.height) else {
-                    failures.append(FileError(url.appendingPathComponent(entry.path),
-                                              "is \(image.width)x\(image.height), the others \(size!.0)x\(size!.1) (give an image size to resize them all)"))
+                    failures.append(
+                        FileError(
+                            url.appendingPathComponent(entry.path),
+                            "is \(image.width)x\(image.height), the others \(size!.0)x\(size!.1) (give an image size to resize them all)"))
                     continue
                 }
                 pixels += image.pixels
@@ -173,8 +184,9 @@ extension ImageDataset {
             }
         }
         guard let (width, height) = size else { throw FileError(url, "none of its \(images.count) images could be read") }
-        var dataset = ImageDataset(width: width, height: height, pixels: pixels, labels: labels, classNames: classNames,
-                                   sources: sources)
+        var dataset = ImageDataset(
+            width: width, height: height, pixels: pixels, labels: labels, classNames: classNames,
+            sources: sources)
         dataset.failures = failures
         return dataset
     }
@@ -214,7 +226,9 @@ extension ImageDataset {
         let record = labelBytes + 3072
         var pixels: [UInt8] = [], labels: [Int] = [], sources: [String] = []
         for url in files {
-            guard let data = try? Data(contentsOf: url) else { throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file") }
+            guard let data = try? Data(contentsOf: url) else {
+                throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file")
+            }
             guard data.count % record == 0 else {
                 throw FileError(url, "has \(data.count) bytes, not a whole number of \(record)-byte CIFAR records: truncated?")
             }
@@ -222,10 +236,12 @@ extension ImageDataset {
             for r in 0..<(bytes.count / record) {
                 let base = r * record
                 let label = Int(bytes[base + labelBytes - 1])
-                guard label < classNames.count else { throw FileError(url, "record \(r) has label \(label), beyond \(classNames.count) classes") }
+                guard label < classNames.count else {
+                    throw FileError(url, "record \(r) has label \(label), beyond \(classNames.count) classes")
+                }
                 labels.append(label)
                 sources.append("\(url.lastPathComponent)#\(r)")
-                for i in 0..<1024 {   // planar -> interleaved
+                for i in 0..<1024 {  // planar -> interleaved
                     pixels += [bytes[base + labelBytes + i], bytes[base + labelBytes + 1024 + i], bytes[base + labelBytes + 2048 + i]]
                 }
             }
@@ -237,7 +253,9 @@ extension ImageDataset {
     /// RGB) and labels [N].
     public static func idx(images imagesURL: URL, labels labelsURL: URL, classNames: [String]) throws -> ImageDataset {
         func read(_ url: URL) throws -> (dims: [Int], body: [UInt8]) {
-            guard var data = try? Data(contentsOf: url) else { throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file") }
+            guard var data = try? Data(contentsOf: url) else {
+                throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read" : "no such file")
+            }
             if data.starts(with: [0x1F, 0x8B]) { data = try Gzip.decompress(data, source: url) }
             let bytes = [UInt8](data)
             guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0, bytes[2] == 0x08 else {
@@ -259,8 +277,9 @@ extension ImageDataset {
         }
         var pixels = [UInt8](repeating: 0, count: gray.count * 3)
         for (i, v) in gray.enumerated() { pixels[3 * i] = v; pixels[3 * i + 1] = v; pixels[3 * i + 2] = v }
-        return ImageDataset(width: imageDims[2], height: imageDims[1], pixels: pixels, labels: labelBytes.map(Int.init),
-                            classNames: classNames, sources: labelBytes.indices.map { "\(imagesURL.lastPathComponent)#\($0)" })
+        return ImageDataset(
+            width: imageDims[2], height: imageDims[1], pixels: pixels, labels: labelBytes.map(Int.init),
+            classNames: classNames, sources: labelBytes.indices.map { "\(imagesURL.lastPathComponent)#\($0)" })
     }
 }
 

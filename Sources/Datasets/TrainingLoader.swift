@@ -77,7 +77,9 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
             indices.shuffle(using: &rng)
         }
         order = indices
-        batchCount = options.dropLast ? dataset.count / options.batchSize
+        batchCount =
+            options.dropLast
+            ? dataset.count / options.batchSize
             : (dataset.count + options.batchSize - 1) / options.batchSize
         nextToProduce = startBatch
         // The queue's producer holds the loader weakly: dropping the loader cancels the thread.
@@ -116,7 +118,7 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
                 for c in 0..<3 {
                     let scale = 1 / (255 * options.std[c]), shift = options.mean[c] / options.std[c]
                     let target = out + (b * 3 + c) * plane
-                    for k in 0..<plane { target[k] = Float(p[3 * k + c]) * scale - shift }   // HWC bytes -> CHW
+                    for k in 0..<plane { target[k] = Float(p[3 * k + c]) * scale - shift }  // HWC bytes -> CHW
                 }
             }
             if options.augmentation.randomErasing > 0 && rng.nextFloat() < options.augmentation.randomErasing {
@@ -156,7 +158,7 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
         let useCutmix = mixing.cutmixAlpha > 0 && (mixing.mixupAlpha <= 0 || rng.nextFloat() < mixing.switchProbability)
         var lambda = Self.beta(useCutmix ? mixing.cutmixAlpha : mixing.mixupAlpha, using: &rng)
         let (n, h, w) = (images.shape[0], images.shape[2], images.shape[3])
-        let unmixed = images.copy()             // read while `images` is overwritten
+        let unmixed = images.copy()  // read while `images` is overwritten
         defer { withExtendedLifetime(unmixed) {} }
         let source = unmixed.pointer
         let out = images.pointer

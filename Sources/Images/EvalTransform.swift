@@ -11,8 +11,10 @@ public struct EvalTransform: Sendable {
     public var mean: [Float]
     public var std: [Float]
 
-    public init(size: Int, cropPct: Float = 1, filter: Resampling.Filter = .bicubic,
-                mean: [Float] = [0.5, 0.5, 0.5], std: [Float] = [0.5, 0.5, 0.5]) {
+    public init(
+        size: Int, cropPct: Float = 1, filter: Resampling.Filter = .bicubic,
+        mean: [Float] = [0.5, 0.5, 0.5], std: [Float] = [0.5, 0.5, 0.5]
+    ) {
         precondition(size > 0 && cropPct > 0 && mean.count == 3 && std.count == 3, "invalid transform settings")
         self.size = size
         self.cropPct = cropPct

@@ -20,8 +20,8 @@ public enum ImageHeader {
             while i + 9 < bytes.count {
                 guard bytes[i] == 0xFF else { return nil }
                 let marker = bytes[i + 1]
-                if marker == 0xFF { i += 1; continue }                       // fill byte
-                if marker == 0xD8 || (0xD0...0xD7).contains(marker) { i += 2; continue }   // no length
+                if marker == 0xFF { i += 1; continue }  // fill byte
+                if marker == 0xD8 || (0xD0...0xD7).contains(marker) { i += 2; continue }  // no length
                 let length = be16(i + 2)
                 if (0xC0...0xCF).contains(marker), ![0xC4, 0xC8, 0xCC].contains(marker) {
                     let (h, w) = (be16(i + 5), be16(i + 7))

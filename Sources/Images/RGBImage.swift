@@ -22,7 +22,8 @@ public struct RGBImage: Sendable {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw ImageError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read: \(error.localizedDescription)" : "no such file")
+            throw ImageError(
+                url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read: \(error.localizedDescription)" : "no such file")
         }
         try self.init(data: data, source: url)
     }
@@ -33,7 +34,9 @@ public struct RGBImage: Sendable {
         var message = [CChar](repeating: 0, count: 256)
         let status: Int32
         if bytes.starts(with: [0xFF, 0xD8, 0xFF]) {
-            status = data.withUnsafeBytes { vit_decode_jpeg($0.bindMemory(to: UInt8.self).baseAddress, data.count, &decoded, &message, 256) }
+            status = data.withUnsafeBytes {
+                vit_decode_jpeg($0.bindMemory(to: UInt8.self).baseAddress, data.count, &decoded, &message, 256)
+            }
         } else if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
             status = data.withUnsafeBytes { vit_decode_png($0.bindMemory(to: UInt8.self).baseAddress, data.count, &decoded, &message, 256) }
         } else if data.isEmpty {
@@ -46,8 +49,9 @@ public struct RGBImage: Sendable {
         }
         defer { vit_image_free(&decoded) }
         let count = Int(decoded.width) * Int(decoded.height) * 3
-        let image = RGBImage(width: Int(decoded.width), height: Int(decoded.height),
-                             pixels: Array(UnsafeBufferPointer(start: decoded.pixels, count: count)))
+        let image = RGBImage(
+            width: Int(decoded.width), height: Int(decoded.height),
+            pixels: Array(UnsafeBufferPointer(start: decoded.pixels, count: count)))
         self = image.oriented(Int(decoded.orientation))
     }
 
@@ -83,8 +87,9 @@ public struct RGBImage: Sendable {
 
     /// The region [left, left + width) x [top, top + height).
     public func cropped(left: Int, top: Int, width cropWidth: Int, height cropHeight: Int) -> RGBImage {
-        precondition(left >= 0 && top >= 0 && left + cropWidth <= width && top + cropHeight <= height,
-                     "crop \(cropWidth)x\(cropHeight) at (\(left), \(top)) is outside \(width)x\(height)")
+        precondition(
+            left >= 0 && top >= 0 && left + cropWidth <= width && top + cropHeight <= height,
+            "crop \(cropWidth)x\(cropHeight) at (\(left), \(top)) is outside \(width)x\(height)")
         var out = [UInt8](repeating: 0, count: cropWidth * cropHeight * 3)
         for y in 0..<cropHeight {
             let src = ((top + y) * width + left) * 3

@@ -9,10 +9,13 @@ public enum PILResize {
     /// Fixed-point weights for one axis, from the shared antialiased filter weights.
     static func fixedPointWeights(inputSize: Int, outputSize: Int, filter: Resampling.Filter) -> [(start: Int, weights: [Int32])] {
         Resampling.weights(inputSize: inputSize, outputSize: outputSize, filter: filter).map { start, weights in
-            (start, weights.map { w in
-                let scaled = w * Double(1 << precisionBits)
-                return Int32(scaled < 0 ? Int(-0.5 + scaled) : Int(0.5 + scaled))   // C's (int) truncation, as Pillow
-            })
+            (
+                start,
+                weights.map { w in
+                    let scaled = w * Double(1 << precisionBits)
+                    return Int32(scaled < 0 ? Int(-0.5 + scaled) : Int(0.5 + scaled))  // C's (int) truncation, as Pillow
+                }
+            )
         }
     }
 
@@ -21,8 +24,10 @@ public enum PILResize {
         return UInt8(clamping: shifted)
     }
 
-    public static func resize(_ image: RGBImage, width newWidth: Int, height newHeight: Int,
-                              filter: Resampling.Filter) -> RGBImage {
+    public static func resize(
+        _ image: RGBImage, width newWidth: Int, height newHeight: Int,
+        filter: Resampling.Filter
+    ) -> RGBImage {
         var current = image
         if newWidth != image.width {
             let table = fixedPointWeights(inputSize: image.width, outputSize: newWidth, filter: filter)

@@ -18,13 +18,15 @@ public final class BatchLoader: Sequence, IteratorProtocol {
     private let files: [URL]
     private let batchSize: Int
     private let transform: @Sendable (RGBImage) -> Tensor
-    private var produced = 0                 // files handed to batches so far (producer side)
+    private var produced = 0  // files handed to batches so far (producer side)
     private var queue: PrefetchQueue<Batch>!
 
     /// `prefetch` batches are prepared ahead of the one being consumed. With `background` false, each batch is
     /// prepared when asked for, on the caller's thread.
-    public init(files: [URL], batchSize: Int, prefetch: Int = 2, background: Bool = true,
-                transform: @escaping @Sendable (RGBImage) -> Tensor) {
+    public init(
+        files: [URL], batchSize: Int, prefetch: Int = 2, background: Bool = true,
+        transform: @escaping @Sendable (RGBImage) -> Tensor
+    ) {
         precondition(batchSize > 0, "batch size must be positive")
         self.files = files
         self.batchSize = batchSize

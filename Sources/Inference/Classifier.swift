@@ -58,8 +58,10 @@ public final class Classifier {
     }
 
     /// Loads any checkpoint `CheckpointLoader` reads.
-    public convenience init(checkpoint: URL, loader: CheckpointLoader = CheckpointLoader(),
-                            overrides: PreprocessingOverrides = .init()) throws {
+    public convenience init(
+        checkpoint: URL, loader: CheckpointLoader = CheckpointLoader(),
+        overrides: PreprocessingOverrides = .init()
+    ) throws {
         self.init(model: try loader.load(checkpoint), overrides: overrides)
     }
 

@@ -1002,6 +1002,6 @@ public enum ImageNetClasses {
         "hen-of-the-woods, hen of the woods, Polyporus frondosus, Grifola frondosa",
         "bolete",
         "ear, spike, capitulum",
-        "toilet tissue, toilet paper, bathroom tissue",
+        "toilet tissue, toilet paper, bathroom tissue"
     ]
 }

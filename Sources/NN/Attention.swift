@@ -3,8 +3,8 @@ import Tensors
 
 /// Multi-head self-attention with one fused qkv projection, as in timm's `Attention`.
 public final class Attention: Module {
-    public let qkv: Linear        // D -> 3D
-    public let proj: Linear       // D -> D
+    public let qkv: Linear  // D -> 3D
+    public let proj: Linear  // D -> D
     public let attnDrop: Dropout
     public let projDrop: Dropout
     public let numHeads: Int
@@ -25,15 +25,15 @@ public final class Attention: Module {
     public func callAsFunction(_ x: Tensor, returnAttention: Bool = false) -> (output: Tensor, attention: Tensor?) {
         let (b, n, d) = (x.shape[0], x.shape[1], x.shape[2])
         let headDim = d / numHeads
-        let qkv = self.qkv(x)                                    // [B, N, 3D]
-            .reshape([b, n, 3, numHeads, headDim])               // [B, N, 3, H, hd]
-            .permute([2, 0, 3, 1, 4])                            // [3, B, H, N, hd]
-        let q = qkv.slice(axis: 0, start: 0, length: 1).squeeze(0)   // [B, H, N, hd] (views)
+        let qkv = self.qkv(x)  // [B, N, 3D]
+            .reshape([b, n, 3, numHeads, headDim])  // [B, N, 3, H, hd]
+            .permute([2, 0, 3, 1, 4])  // [3, B, H, N, hd]
+        let q = qkv.slice(axis: 0, start: 0, length: 1).squeeze(0)  // [B, H, N, hd] (views)
         let k = qkv.slice(axis: 0, start: 1, length: 1).squeeze(0)
         let v = qkv.slice(axis: 0, start: 2, length: 1).squeeze(0)
-        let scores = q.matmul(k, transposeOther: true) * scale   // [B, H, N, N]
-        let probabilities = scores.softmax()                     // [B, H, N, N]
-        let mixed = attnDrop(probabilities).matmul(v)            // [B, H, N, hd]
+        let scores = q.matmul(k, transposeOther: true) * scale  // [B, H, N, N]
+        let probabilities = scores.softmax()  // [B, H, N, N]
+        let mixed = attnDrop(probabilities).matmul(v)  // [B, H, N, hd]
         let merged = mixed.permute([0, 2, 1, 3]).reshape([b, n, d])  // [B, N, D]
         return (projDrop(proj(merged)), returnAttention ? probabilities : nil)
     }

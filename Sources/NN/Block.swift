@@ -22,11 +22,13 @@ public final class Block: Module {
 
     public init(dim: Int, heads: Int, options: Options = Options()) {
         norm1 = LayerNorm(dim, eps: options.eps)
-        attn = Attention(dim: dim, numHeads: heads, qkvBias: options.qkvBias,
-                         attentionDropout: options.attentionDropout, projectionDropout: options.dropout)
+        attn = Attention(
+            dim: dim, numHeads: heads, qkvBias: options.qkvBias,
+            attentionDropout: options.attentionDropout, projectionDropout: options.dropout)
         norm2 = LayerNorm(dim, eps: options.eps)
-        mlp = MLP(dim: dim, hiddenDim: Int(Float(dim) * options.mlpRatio), dropout: options.dropout,
-                  activation: options.activation)
+        mlp = MLP(
+            dim: dim, hiddenDim: Int(Float(dim) * options.mlpRatio), dropout: options.dropout,
+            activation: options.activation)
         dropPath = DropPath(options.dropPath)
         super.init()
     }
@@ -34,7 +36,7 @@ public final class Block: Module {
     /// x [B, N, D] -> ([B, N, D], attention probabilities [B, heads, N, N] if asked for).
     public func callAsFunction(_ x: Tensor, returnAttention: Bool = false) -> (output: Tensor, attention: Tensor?) {
         let (mixed, attention) = attn(norm1(x), returnAttention: returnAttention)
-        let h = x + dropPath(mixed)                 // [B, N, D]
+        let h = x + dropPath(mixed)  // [B, N, D]
         return (h + dropPath(mlp(norm2(h))), attention)
     }
 }

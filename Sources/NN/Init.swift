@@ -6,8 +6,10 @@ public enum Init {
     /// Normal(0, std²) truncated to [lower, upper] by redrawing, as `torch.nn.init.trunc_normal_`. The bounds
     /// default to ±2 std (timm's `trunc_normal_(std=.02)` passes absolute ±2, which for std 0.02 never truncates;
     /// ±2 std is the JAX / big_vision choice and what "truncated normal" means in the ViT paper's code).
-    public static func truncatedNormal(_ shape: [Int], std: Float = 0.02, lower: Float? = nil, upper: Float? = nil,
-                                       using rng: inout SeededGenerator) -> Tensor {
+    public static func truncatedNormal(
+        _ shape: [Int], std: Float = 0.02, lower: Float? = nil, upper: Float? = nil,
+        using rng: inout SeededGenerator
+    ) -> Tensor {
         let lo = lower ?? -2 * std, hi = upper ?? 2 * std
         let t = Tensor(uninitializedShape: shape)
         let p = t.pointer

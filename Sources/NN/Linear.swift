@@ -2,8 +2,8 @@ import Tensors
 
 /// y = x · weightᵀ + bias, with weight [out, in] (PyTorch's layout, so checkpoints load as they are).
 public final class Linear: Module {
-    public let weight: Tensor   // [out, in]
-    public let bias: Tensor?    // [out]
+    public let weight: Tensor  // [out, in]
+    public let bias: Tensor?  // [out]
 
     /// Weights truncated-normal (std 0.02) and bias zero, as timm initialises ViT linears.
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {

@@ -18,7 +18,7 @@ public final class MLP: Module {
 
     /// x [B, N, D] -> [B, N, D]
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let hidden = drop(fc1(x, activation: activation))   // [B, N, hidden]
-        return drop(fc2(hidden))                             // [B, N, D]
+        let hidden = drop(fc1(x, activation: activation))  // [B, N, hidden]
+        return drop(fc2(hidden))  // [B, N, D]
     }
 }

@@ -115,7 +115,8 @@ public enum Figures {
                 canvas.draw(patch, x: x, y: y, scale: scale)
                 let label = String(py * grid + px + 1)
                 let textScale = max(1, min(scale, side / 24))
-                canvas.fill(x: x, y: y, width: Canvas.textWidth(label, scale: textScale) + 2 * textScale, height: 7 * textScale, Canvas.white)
+                canvas.fill(
+                    x: x, y: y, width: Canvas.textWidth(label, scale: textScale) + 2 * textScale, height: 7 * textScale, Canvas.white)
                 canvas.text(label, x: x + textScale, y: y + textScale, scale: textScale)
             }
         }

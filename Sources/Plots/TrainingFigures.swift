@@ -7,20 +7,26 @@ public enum TrainingFigures {
 
     /// Two panels side by side, loss and accuracy per epoch, one line (with dots) per named series. NaN values
     /// (a series with no value that epoch) are skipped.
-    public static func curves(epochs: [Int], loss: [(name: String, values: [Double])],
-                              accuracy: [(name: String, values: [Double])]) -> RGBImage {
+    public static func curves(
+        epochs: [Int], loss: [(name: String, values: [Double])],
+        accuracy: [(name: String, values: [Double])]
+    ) -> RGBImage {
         let panelWidth = 480, height = 380
         var canvas = Canvas(width: 2 * panelWidth, height: height)
         let lossTop = loss.flatMap(\.values).filter(\.isFinite).max() ?? 1
-        panel(&canvas, x: 0, width: panelWidth, height: height, title: "loss", epochs: epochs, series: loss,
-              yMax: Double(Figures.niceCeiling(Float(max(lossTop, 1e-3)))), percent: false)
-        panel(&canvas, x: panelWidth, width: panelWidth, height: height, title: "accuracy", epochs: epochs,
-              series: accuracy, yMax: 1, percent: true)
+        panel(
+            &canvas, x: 0, width: panelWidth, height: height, title: "loss", epochs: epochs, series: loss,
+            yMax: Double(Figures.niceCeiling(Float(max(lossTop, 1e-3)))), percent: false)
+        panel(
+            &canvas, x: panelWidth, width: panelWidth, height: height, title: "accuracy", epochs: epochs,
+            series: accuracy, yMax: 1, percent: true)
         return canvas.image
     }
 
-    private static func panel(_ canvas: inout Canvas, x x0: Int, width: Int, height: Int, title: String, epochs: [Int],
-                              series: [(name: String, values: [Double])], yMax: Double, percent: Bool) {
+    private static func panel(
+        _ canvas: inout Canvas, x x0: Int, width: Int, height: Int, title: String, epochs: [Int],
+        series: [(name: String, values: [Double])], yMax: Double, percent: Bool
+    ) {
         let left = x0 + 64, right = x0 + width - 16, top = 48, bottom = height - 48
         let lastEpoch = max(epochs.last ?? 1, 1)
         func px(_ epoch: Int) -> Int { left + (right - left) * epoch / lastEpoch }
@@ -90,8 +96,9 @@ public enum TrainingFigures {
                 let label = String(count)
                 let ink: Canvas.Color = share > 0.55 ? Canvas.black : Canvas.white
                 let scale = Canvas.textWidth(label) <= cell - 4 ? 2 : 1
-                canvas.text(label, x: left + j * cell + cell / 2 - Canvas.textWidth(label, scale: scale) / 2,
-                            y: top + i * cell + cell / 2 - 5, scale: scale, ink)
+                canvas.text(
+                    label, x: left + j * cell + cell / 2 - Canvas.textWidth(label, scale: scale) / 2,
+                    y: top + i * cell + cell / 2 - 5, scale: scale, ink)
             }
             let accuracy = "\(Int((Double(row[i]) / Double(total) * 100).rounded()))%"
             canvas.text(accuracy, x: left + n * cell + 8, y: top + i * cell + cell / 2 - 5)

@@ -34,8 +34,10 @@ public enum Autograd {
 
 /// Attaches `output` to the graph when recording and some input requires grad; returns `output`.
 @discardableResult
-func record(_ output: Tensor, inputs: [Tensor], _ name: String,
-            backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+func record(
+    _ output: Tensor, inputs: [Tensor], _ name: String,
+    backward: @escaping (Tensor) -> [Tensor?]
+) -> Tensor {
     guard Autograd.isRecording, inputs.contains(where: { $0.requiresGrad }) else { return output }
     output.requiresGrad = true
     output.gradNode = GradNode(name: name, inputs: inputs, backward: backward)
@@ -83,8 +85,9 @@ extension Tensor {
                 precondition(inputGrads.count == node.inputs.count, "\(node.name) returned the wrong number of grads")
                 for (input, inputGrad) in zip(node.inputs, inputGrads) where input.requiresGrad {
                     guard let inputGrad else { continue }
-                    precondition(inputGrad.shape == input.shape,
-                                 "\(node.name) backward made a gradient of shape \(inputGrad.shape) for input \(input.shape)")
+                    precondition(
+                        inputGrad.shape == input.shape,
+                        "\(node.name) backward made a gradient of shape \(inputGrad.shape) for input \(input.shape)")
                     let key = ObjectIdentifier(input)
                     pending[key] = pending[key].map { $0 + inputGrad } ?? inputGrad
                 }

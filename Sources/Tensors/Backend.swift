@@ -25,8 +25,10 @@ public enum ReduceOp: String, Sendable {
 public protocol Backend {
     /// a [..., M, K] @ b [..., K, N] -> [..., M, N], batch axes broadcast. The transpose flags read a or b as
     /// their last two axes swapped, without copying. `bias` [N] and `activation` are fused into the product.
-    func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?,
-                activation: UnaryOp?) -> Tensor
+    func matmul(
+        _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?,
+        activation: UnaryOp?
+    ) -> Tensor
     /// a (op) b with broadcasting.
     func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor
     func unary(_ op: UnaryOp, _ x: Tensor) -> Tensor
@@ -38,8 +40,10 @@ public protocol Backend {
     /// Layer normalisation over the last axis; also returns the per-row mean and variance for the backward pass.
     func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float)
         -> (output: Tensor, mean: Tensor, variance: Tensor)
-    func layerNormBackward(gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor,
-                           weight: Tensor?, bias: Tensor?, eps: Float)
+    func layerNormBackward(
+        gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor,
+        weight: Tensor?, bias: Tensor?, eps: Float
+    )
         -> (input: Tensor, weight: Tensor?, bias: Tensor?)
     /// Reduces `x` to `shape`: the same rank, with 1 on each reduced axis.
     func reduce(_ op: ReduceOp, _ x: Tensor, to shape: [Int]) -> Tensor

@@ -8,14 +8,17 @@ public final class CPUBackend: Backend {
 
     // MARK: - Matmul
 
-    public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?,
-                       activation: UnaryOp?) -> Tensor {
+    public func matmul(
+        _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?,
+        activation: UnaryOp?
+    ) -> Tensor {
         precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank >= 2 operands, got \(a.shape) and \(b.shape)")
         // A 2-D right operand (a weight) against a batched left one: fold the batch into M, one big product.
         if b.rank == 2 && a.rank > 2 && !transposeA {
             let lead = Array(a.shape.dropLast())
-            let out = matmul(a.rawView([lead.reduce(1, *), a.shape[a.rank - 1]]), b, transposeA: false,
-                             transposeB: transposeB, bias: bias, activation: activation)
+            let out = matmul(
+                a.rawView([lead.reduce(1, *), a.shape[a.rank - 1]]), b, transposeA: false,
+                transposeB: transposeB, bias: bias, activation: activation)
             return out.rawView(lead + [out.shape[1]])
         }
         if transposeA && a.rank == 2 && b.rank == 2 && bias == nil && activation == nil {
@@ -34,7 +37,8 @@ public final class CPUBackend: Backend {
         let (aDims, aStrides) = logical(a, transposeA)
         let (bDims, bStrides) = logical(b, transposeB)
         let m = aDims[rank - 2], k = aDims[rank - 1], n = bDims[rank - 1]
-        precondition(bDims[rank - 2] == k, "matmul inner sizes differ: \(a.shape)\(transposeA ? "ᵀ" : "") @ \(b.shape)\(transposeB ? "ᵀ" : "")")
+        precondition(
+            bDims[rank - 2] == k, "matmul inner sizes differ: \(a.shape)\(transposeA ? "ᵀ" : "") @ \(b.shape)\(transposeB ? "ᵀ" : "")")
         let batch = Shape.broadcast(Array(aDims.dropLast(2)), Array(bDims.dropLast(2)))
         let outDims = batch + [m, n]
         if let bias { precondition(bias.count == n, "bias of \(bias.count) values for \(n) output columns") }
@@ -47,8 +51,10 @@ public final class CPUBackend: Backend {
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_matmul_desc_t()
             var aDesc = aDesc, bDesc = bDesc, biasDesc = biasDesc, outDesc = outDesc
-            let status = bias != nil ? dnnl_matmul_desc_init(&op, &aDesc, &bDesc, &biasDesc, &outDesc)
-                                     : dnnl_matmul_desc_init(&op, &aDesc, &bDesc, nil, &outDesc)
+            let status =
+                bias != nil
+                ? dnnl_matmul_desc_init(&op, &aDesc, &bDesc, &biasDesc, &outDesc)
+                : dnnl_matmul_desc_init(&op, &aDesc, &bDesc, nil, &outDesc)
             OneDNN.check(status, "describing matmul \(key)")
             return withAttributes(postOp: activation) { attributes in
                 PrimitiveCache.descriptor(&op, attributes: attributes, "creating matmul \(key)")
@@ -65,12 +71,14 @@ public final class CPUBackend: Backend {
     private func transposedLeftProduct(_ a: Tensor, _ b: Tensor, transposeB: Bool) -> Tensor {
         let (k, m) = (a.shape[0], a.shape[1])
         let n = transposeB ? b.shape[0] : b.shape[1]
-        precondition((transposeB ? b.shape[1] : b.shape[0]) == k,
-                     "matmul inner sizes differ: \(a.shape)ᵀ @ \(b.shape)\(transposeB ? "ᵀ" : "")")
+        precondition(
+            (transposeB ? b.shape[1] : b.shape[0]) == k,
+            "matmul inner sizes differ: \(a.shape)ᵀ @ \(b.shape)\(transposeB ? "ᵀ" : "")")
         let out = Tensor(uninitializedShape: [m, n])
         if k == 0 { out.pointer.update(repeating: 0, count: out.count); return out }
-        OneDNN.sgemm(transposeA: true, transposeB: transposeB, m: m, n: n, k: k, a: a.pointer, lda: m,
-                     b: b.pointer, ldb: b.shape[1], c: out.pointer, ldc: n)
+        OneDNN.sgemm(
+            transposeA: true, transposeB: transposeB, m: m, n: n, k: k, a: a.pointer, lda: m,
+            b: b.pointer, ldb: b.shape[1], c: out.pointer, ldc: n)
         return out
     }
 
@@ -125,8 +133,12 @@ public final class CPUBackend: Backend {
             OneDNN.check(dnnl_binary_desc_init(&desc, binaryAlgorithm(op), &aDesc, &bDesc, &dDesc), "describing \(key)")
             return PrimitiveCache.descriptor(&desc, "creating \(key)")
         }
-        OneDNN.execute(primitive.primitive, [(Arg.src, outDesc, a.raw), (Arg.src1, bDesc, b.raw),
-                                             (Arg.dst, outDesc, out.raw)])
+        OneDNN.execute(
+            primitive.primitive,
+            [
+                (Arg.src, outDesc, a.raw), (Arg.src1, bDesc, b.raw),
+                (Arg.dst, outDesc, out.raw)
+            ])
     }
 
     private func binaryAlgorithm(_ op: BinaryOp) -> dnnl_alg_kind_t {
@@ -191,8 +203,12 @@ public final class CPUBackend: Backend {
             OneDNN.check(dnnl_eltwise_backward_desc_init(&op_, alg, &dd, &d, alpha, beta), "describing \(key)")
             return PrimitiveCache.descriptor(&op_, hint: forward.descriptor, "creating \(key)")
         }
-        OneDNN.execute(primitive.primitive, [(Arg.src, desc, input.raw), (Arg.diffDst, desc, gradOutput.raw),
-                                             (Arg.diffSrc, desc, out.raw)])
+        OneDNN.execute(
+            primitive.primitive,
+            [
+                (Arg.src, desc, input.raw), (Arg.diffDst, desc, gradOutput.raw),
+                (Arg.diffSrc, desc, out.raw)
+            ])
         return out
     }
 
@@ -204,9 +220,11 @@ public final class CPUBackend: Backend {
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_softmax_v2_desc_t()
             var s = desc, d = desc
-            OneDNN.check(dnnl_softmax_v2_forward_desc_init(&op, dnnl_forward_training,
-                                                           log ? dnnl_softmax_log : dnnl_softmax_accurate, &s, &d, 1),
-                         "describing \(key)")
+            OneDNN.check(
+                dnnl_softmax_v2_forward_desc_init(
+                    &op, dnnl_forward_training,
+                    log ? dnnl_softmax_log : dnnl_softmax_accurate, &s, &d, 1),
+                "describing \(key)")
             return PrimitiveCache.descriptor(&op, "creating \(key)")
         }
         return (primitive, desc)
@@ -231,12 +249,18 @@ public final class CPUBackend: Backend {
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_softmax_v2_desc_t()
             var ds = desc, dd = desc, d = desc
-            OneDNN.check(dnnl_softmax_v2_backward_desc_init(&op, log ? dnnl_softmax_log : dnnl_softmax_accurate,
-                                                            &ds, &dd, &d, 1), "describing \(key)")
+            OneDNN.check(
+                dnnl_softmax_v2_backward_desc_init(
+                    &op, log ? dnnl_softmax_log : dnnl_softmax_accurate,
+                    &ds, &dd, &d, 1), "describing \(key)")
             return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
         }
-        OneDNN.execute(primitive.primitive, [(Arg.dst, desc, output.raw), (Arg.diffDst, desc, gradOutput.raw),
-                                             (Arg.diffSrc, desc, out.raw)])
+        OneDNN.execute(
+            primitive.primitive,
+            [
+                (Arg.dst, desc, output.raw), (Arg.diffDst, desc, gradOutput.raw),
+                (Arg.diffSrc, desc, out.raw)
+            ])
         return out
     }
 
@@ -247,39 +271,47 @@ public final class CPUBackend: Backend {
     }
 
     private func layerNormForward(rows: Int, columns: Int, eps: Float, flags: UInt32)
-        -> (CachedPrimitive, dnnl_memory_desc_t, dnnl_memory_desc_t) {
+        -> (CachedPrimitive, dnnl_memory_desc_t, dnnl_memory_desc_t)
+    {
         let data = OneDNN.memoryDesc([rows, columns])
         let stats = OneDNN.memoryDesc([rows])
         let key = "layernorm \(rows)x\(columns) eps:\(eps) flags:\(flags)"
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_layer_normalization_desc_t()
             var d = data, s = stats
-            OneDNN.check(dnnl_layer_normalization_forward_desc_init(&op, dnnl_forward_training, &d, &s, eps, flags),
-                         "describing \(key)")
+            OneDNN.check(
+                dnnl_layer_normalization_forward_desc_init(&op, dnnl_forward_training, &d, &s, eps, flags),
+                "describing \(key)")
             return PrimitiveCache.descriptor(&op, "creating \(key)")
         }
         return (primitive, data, stats)
     }
 
     public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float)
-        -> (output: Tensor, mean: Tensor, variance: Tensor) {
+        -> (output: Tensor, mean: Tensor, variance: Tensor)
+    {
         let columns = x.shape[x.rank - 1], rows = x.count / columns
         let flags = layerNormFlags(weight: weight, bias: bias)
         let (primitive, data, stats) = layerNormForward(rows: rows, columns: columns, eps: eps, flags: flags)
         let out = Tensor(uninitializedShape: x.shape)
         let mean = Tensor(uninitializedShape: [rows]), variance = Tensor(uninitializedShape: [rows])
         let paramDesc = OneDNN.memoryDesc([columns])
-        var args = [(Arg.src, data, x.raw), (Arg.dst, data, out.raw),
-                    (Arg.mean, stats, mean.raw), (Arg.variance, stats, variance.raw)]
+        var args = [
+            (Arg.src, data, x.raw), (Arg.dst, data, out.raw),
+            (Arg.mean, stats, mean.raw), (Arg.variance, stats, variance.raw)
+        ]
         if let weight { args.append((Arg.scale, paramDesc, weight.raw)) }
         if let bias { args.append((Arg.shift, paramDesc, bias.raw)) }
         OneDNN.execute(primitive.primitive, args)
         return (out, mean, variance)
     }
 
-    public func layerNormBackward(gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor,
-                                  weight: Tensor?, bias: Tensor?, eps: Float)
-        -> (input: Tensor, weight: Tensor?, bias: Tensor?) {
+    public func layerNormBackward(
+        gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor,
+        weight: Tensor?, bias: Tensor?, eps: Float
+    )
+        -> (input: Tensor, weight: Tensor?, bias: Tensor?)
+    {
         let columns = input.shape[input.rank - 1], rows = input.count / columns
         let flags = layerNormFlags(weight: weight, bias: bias)
         let (forward, data, stats) = layerNormForward(rows: rows, columns: columns, eps: eps, flags: flags)
@@ -287,16 +319,19 @@ public final class CPUBackend: Backend {
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_layer_normalization_desc_t()
             var dd = data, d = data, s = stats
-            OneDNN.check(dnnl_layer_normalization_backward_desc_init(
-                &op, flags != 0 ? dnnl_backward : dnnl_backward_data, &dd, &d, &s, eps, flags), "describing \(key)")
+            OneDNN.check(
+                dnnl_layer_normalization_backward_desc_init(
+                    &op, flags != 0 ? dnnl_backward : dnnl_backward_data, &dd, &d, &s, eps, flags), "describing \(key)")
             return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
         }
         let gradInput = Tensor(uninitializedShape: input.shape)
         let gradWeight = weight.map { Tensor(uninitializedShape: $0.shape) }
         let gradBias = bias.map { Tensor(uninitializedShape: $0.shape) }
         let paramDesc = OneDNN.memoryDesc([columns])
-        var args = [(Arg.src, data, input.raw), (Arg.mean, stats, mean.raw), (Arg.variance, stats, variance.raw),
-                    (Arg.diffDst, data, gradOutput.raw), (Arg.diffSrc, data, gradInput.raw)]
+        var args = [
+            (Arg.src, data, input.raw), (Arg.mean, stats, mean.raw), (Arg.variance, stats, variance.raw),
+            (Arg.diffDst, data, gradOutput.raw), (Arg.diffSrc, data, gradInput.raw)
+        ]
         if let weight, let gradWeight {
             args += [(Arg.scale, paramDesc, weight.raw), (Arg.diffScale, paramDesc, gradWeight.raw)]
         }
@@ -340,17 +375,21 @@ public final class CPUBackend: Backend {
         let firstKept = shape.firstIndex { $0 != 1 } ?? shape.count
         if firstKept > 0 && Array(shape[firstKept...]) == Array(x.shape[firstKept...]) {
             let columns = shape[firstKept...].reduce(1, *), rows = x.count / max(columns, 1)
-            let ones = Tensor.full([1, rows], mean ? 1 / Float(rows) : 1)                 // [1, R]
-            return matmul(ones, x.rawView([rows, columns]), transposeA: false, transposeB: false, bias: nil,
-                          activation: nil).rawView(shape)                                 // [1, C]
+            let ones = Tensor.full([1, rows], mean ? 1 / Float(rows) : 1)  // [1, R]
+            return matmul(
+                ones, x.rawView([rows, columns]), transposeA: false, transposeB: false, bias: nil,
+                activation: nil
+            ).rawView(shape)  // [1, C]
         }
         // Trailing axes reduced: shape = [kept..., 1, ..., 1].
         let endKept = (shape.lastIndex { $0 != 1 } ?? -1) + 1
         if endKept < shape.count && Array(shape[..<endKept]) == Array(x.shape[..<endKept]) {
             let rows = shape[..<endKept].reduce(1, *), columns = x.count / max(rows, 1)
-            let ones = Tensor.full([columns, 1], mean ? 1 / Float(columns) : 1)          // [C, 1]
-            return matmul(x.rawView([rows, columns]), ones, transposeA: false, transposeB: false, bias: nil,
-                          activation: nil).rawView(shape)                                 // [R, 1]
+            let ones = Tensor.full([columns, 1], mean ? 1 / Float(columns) : 1)  // [C, 1]
+            return matmul(
+                x.rawView([rows, columns]), ones, transposeA: false, transposeB: false, bias: nil,
+                activation: nil
+            ).rawView(shape)  // [R, 1]
         }
         return nil
     }
@@ -377,16 +416,19 @@ public final class CPUBackend: Backend {
     // MARK: - Layout
 
     /// Copies `src` (any strides, through its descriptor) into `dst` with a oneDNN reorder.
-    private func reorder(_ srcDims: [Int], srcStrides: [Int], from src: UnsafeMutableRawPointer,
-                         dstStrides: [Int], to dst: UnsafeMutableRawPointer) {
+    private func reorder(
+        _ srcDims: [Int], srcStrides: [Int], from src: UnsafeMutableRawPointer,
+        dstStrides: [Int], to dst: UnsafeMutableRawPointer
+    ) {
         let s = OneDNN.memoryDesc(srcDims, strides: srcStrides)
         let d = OneDNN.memoryDesc(srcDims, strides: dstStrides)
         let key = "reorder \(srcDims) \(srcStrides) -> \(dstStrides)"
         let primitive = PrimitiveCache.get(key) {
             var pd: dnnl_primitive_desc_t?
             var s = s, d = d
-            OneDNN.check(dnnl_reorder_primitive_desc_create(&pd, &s, OneDNN.engine, &d, OneDNN.engine, nil),
-                         "creating \(key)")
+            OneDNN.check(
+                dnnl_reorder_primitive_desc_create(&pd, &s, OneDNN.engine, &d, OneDNN.engine, nil),
+                "creating \(key)")
             return pd!
         }
         OneDNN.execute(primitive.primitive, [(Arg.src, s, src), (Arg.dst, d, dst)])
@@ -398,8 +440,9 @@ public final class CPUBackend: Backend {
         let out = Tensor(uninitializedShape: outShape)
         if x.count == 0 { return out }
         let inStrides = Shape.contiguousStrides(x.shape)
-        reorder(outShape, srcStrides: axes.map { inStrides[$0] }, from: x.raw,
-                dstStrides: Shape.contiguousStrides(outShape), to: out.raw)
+        reorder(
+            outShape, srcStrides: axes.map { inStrides[$0] }, from: x.raw,
+            dstStrides: Shape.contiguousStrides(outShape), to: out.raw)
         return out
     }
 
@@ -412,8 +455,9 @@ public final class CPUBackend: Backend {
         // Each part is a strided copy into its place: one reorder per part, no concat primitive per part count.
         var start = 0
         for x in xs where x.count > 0 {
-            reorder(x.shape, srcStrides: Shape.contiguousStrides(x.shape), from: x.raw,
-                    dstStrides: outStrides, to: UnsafeMutableRawPointer(out.pointer + start * outStrides[axis]))
+            reorder(
+                x.shape, srcStrides: Shape.contiguousStrides(x.shape), from: x.raw,
+                dstStrides: outStrides, to: UnsafeMutableRawPointer(out.pointer + start * outStrides[axis]))
             start += x.shape[axis]
         }
         return out
@@ -425,8 +469,9 @@ public final class CPUBackend: Backend {
         let out = Tensor(uninitializedShape: outShape)
         if out.count == 0 { return out }
         let inStrides = Shape.contiguousStrides(x.shape)
-        reorder(outShape, srcStrides: inStrides, from: UnsafeMutableRawPointer(x.pointer + start * inStrides[axis]),
-                dstStrides: Shape.contiguousStrides(outShape), to: out.raw)
+        reorder(
+            outShape, srcStrides: inStrides, from: UnsafeMutableRawPointer(x.pointer + start * inStrides[axis]),
+            dstStrides: Shape.contiguousStrides(outShape), to: out.raw)
         return out
     }
 
@@ -434,15 +479,17 @@ public final class CPUBackend: Backend {
         let out = Tensor.zeros(shape)
         if x.count == 0 { return out }
         let outStrides = Shape.contiguousStrides(shape)
-        reorder(x.shape, srcStrides: Shape.contiguousStrides(x.shape), from: x.raw,
-                dstStrides: outStrides, to: UnsafeMutableRawPointer(out.pointer + start * outStrides[axis]))
+        reorder(
+            x.shape, srcStrides: Shape.contiguousStrides(x.shape), from: x.raw,
+            dstStrides: outStrides, to: UnsafeMutableRawPointer(out.pointer + start * outStrides[axis]))
         return out
     }
 
     public func gather(_ x: Tensor, axis: Int, indices: [[Int]]) -> Tensor {
         let (outer, n, inner) = x.split(at: axis)
-        precondition(indices.count == outer || indices.count == 1,
-                     "gather on axis \(axis) of \(x.shape) needs 1 or \(outer) index lists, got \(indices.count)")
+        precondition(
+            indices.count == outer || indices.count == 1,
+            "gather on axis \(axis) of \(x.shape) needs 1 or \(outer) index lists, got \(indices.count)")
         let k = indices.first?.count ?? 0
         var outShape = x.shape
         outShape[axis] = k

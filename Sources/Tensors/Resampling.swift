@@ -42,8 +42,10 @@ public enum Resampling {
 
     /// Resamples a channels-last grid [height, width, channels] to [newHeight, newWidth, channels]
     /// (horizontal pass, then vertical), in double precision.
-    public static func resample(_ values: [Float], height: Int, width: Int, channels: Int,
-                                newHeight: Int, newWidth: Int, filter: Filter) -> [Float] {
+    public static func resample(
+        _ values: [Float], height: Int, width: Int, channels: Int,
+        newHeight: Int, newWidth: Int, filter: Filter
+    ) -> [Float] {
         precondition(values.count == height * width * channels, "grid has \(values.count) values, not \(height)x\(width)x\(channels)")
         let horizontal = weights(inputSize: width, outputSize: newWidth, filter: filter)
         var rows = [Double](repeating: 0, count: height * newWidth * channels)

@@ -67,8 +67,10 @@ public final class Tensor {
     }
 
     /// Values drawn from N(mean, std²) with a seeded generator.
-    public static func randn(_ shape: [Int], mean: Float = 0, std: Float = 1,
-                             using rng: inout SeededGenerator, requiresGrad: Bool = false) -> Tensor {
+    public static func randn(
+        _ shape: [Int], mean: Float = 0, std: Float = 1,
+        using rng: inout SeededGenerator, requiresGrad: Bool = false
+    ) -> Tensor {
         let t = Tensor(uninitializedShape: shape)
         let p = t.pointer
         for i in 0..<t.count { p[i] = mean + std * rng.nextNormal() }
@@ -77,8 +79,10 @@ public final class Tensor {
     }
 
     /// Values drawn uniformly from [low, high) with a seeded generator.
-    public static func uniform(_ shape: [Int], low: Float = 0, high: Float = 1,
-                               using rng: inout SeededGenerator, requiresGrad: Bool = false) -> Tensor {
+    public static func uniform(
+        _ shape: [Int], low: Float = 0, high: Float = 1,
+        using rng: inout SeededGenerator, requiresGrad: Bool = false
+    ) -> Tensor {
         let t = Tensor(uninitializedShape: shape)
         let p = t.pointer
         for i in 0..<t.count { p[i] = low + (high - low) * rng.nextFloat() }

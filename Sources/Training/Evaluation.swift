@@ -31,8 +31,9 @@ public struct Evaluation: Codable, Equatable, Sendable {
 
     /// Adds a batch: logits [B, classes] and the true labels.
     public mutating func add(logits: Tensor, labels: [Int]) {
-        precondition(logits.rank == 2 && logits.shape[0] == labels.count && logits.shape[1] == classNames.count,
-                     "logits \(logits.shape) for \(labels.count) labels of \(classNames.count) classes")
+        precondition(
+            logits.rank == 2 && logits.shape[0] == labels.count && logits.shape[1] == classNames.count,
+            "logits \(logits.shape) for \(labels.count) labels of \(classNames.count) classes")
         let classes = logits.shape[1]
         let values = logits.pointer
         for (b, label) in labels.enumerated() {
@@ -73,11 +74,14 @@ public struct Evaluation: Codable, Equatable, Sendable {
         let cell = max(6, (confusion.flatMap { $0 }.max() ?? 0).description.count + 1)
         let nameWidth = (names.map(\.count).max() ?? 4) + 1
         func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
-        var lines = [String(repeating: " ", count: nameWidth) + names.indices.map { pad(String($0), cell) }.joined()
-                     + "   <- predicted; rows: true class"]
+        var lines = [
+            String(repeating: " ", count: nameWidth) + names.indices.map { pad(String($0), cell) }.joined()
+                + "   <- predicted; rows: true class"
+        ]
         for (c, row) in confusion.enumerated() {
-            lines.append(pad(names[c], nameWidth - 1) + " " + row.map { pad(String($0), cell) }.joined()
-                         + "   \(c)")
+            lines.append(
+                pad(names[c], nameWidth - 1) + " " + row.map { pad(String($0), cell) }.joined()
+                    + "   \(c)")
         }
         return lines.joined(separator: "\n")
     }
@@ -86,8 +90,10 @@ public struct Evaluation: Codable, Equatable, Sendable {
 extension Evaluation {
     /// Runs `model` (in evaluation mode, no gradients) over `dataset`, normalised with `mean`/`std`.
     /// `progress` is called with the number of images done after each batch.
-    public static func run(_ model: VisionTransformer, on dataset: ImageDataset, batchSize: Int = 256,
-                           mean: [Float], std: [Float], progress: ((Int) -> Void)? = nil) -> Evaluation {
+    public static func run(
+        _ model: VisionTransformer, on dataset: ImageDataset, batchSize: Int = 256,
+        mean: [Float], std: [Float], progress: ((Int) -> Void)? = nil
+    ) -> Evaluation {
         let wasTraining = model.training
         model.eval()
         defer { model.train(wasTraining) }

@@ -57,8 +57,10 @@ public final class Trainer {
     public var checkpointURL: URL { folder.appendingPathComponent("checkpoint.safetensors") }
 
     /// A new run: `model` as initialised, writing into `folder`.
-    public init(model: VisionTransformer, options: TrainingOptions, trainSet: ImageDataset,
-                validationSet: ImageDataset?, validationSource: ValidationSource? = nil, folder: URL) throws {
+    public init(
+        model: VisionTransformer, options: TrainingOptions, trainSet: ImageDataset,
+        validationSet: ImageDataset?, validationSource: ValidationSource? = nil, folder: URL
+    ) throws {
         try options.validate()
         if let validationSet {
             let held = Set(validationSet.sources)
@@ -73,7 +75,9 @@ public final class Trainer {
             throw TrainingError.badOptions("the model has \(model.config.numClasses) classes, the data \(trainSet.classNames.count)")
         }
         guard model.config.imageSize == trainSet.width, trainSet.width == trainSet.height else {
-            throw TrainingError.badOptions("the model takes \(model.config.imageSize)x\(model.config.imageSize) images, the data has \(trainSet.width)x\(trainSet.height)")
+            throw TrainingError.badOptions(
+                "the model takes \(model.config.imageSize)x\(model.config.imageSize) images, the data has \(trainSet.width)x\(trainSet.height)"
+            )
         }
         self.model = model
         self.options = options
@@ -83,8 +87,9 @@ public final class Trainer {
         self.folder = folder
         optimizer = AdamW(ParameterGroup.standard(model, weightDecay: options.weightDecay), learningRate: options.learningRate)
         let steps = options.epochs * (trainSet.count / options.batchSize)
-        schedule = WarmupCosineSchedule(base: options.learningRate, warmupSteps: Int(options.effectiveWarmupEpochs * Float(steps / options.epochs)),
-                                        totalSteps: max(steps, 1), minimum: options.minLearningRate)
+        schedule = WarmupCosineSchedule(
+            base: options.learningRate, warmupSteps: Int(options.effectiveWarmupEpochs * Float(steps / options.epochs)),
+            totalSteps: max(steps, 1), minimum: options.minLearningRate)
         if options.emaDecay != nil {
             let average = try VisionTransformer(model.config)
             try average.load(stateDict: model.stateDict().mapValues { $0.copy() })
@@ -100,14 +105,22 @@ public final class Trainer {
     /// Continues the run saved in `folder`: the same recipe (its epoch count may be raised with `epochs`), weights,
     /// optimiser moments, EMA, data position and random state.
     /// The split must be the saved one (`savedRun(in:)` tells the caller which images to hold out).
-    public static func resume(folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
-                              validationSource: ValidationSource? = nil, epochs: Int? = nil) throws -> Trainer {
+    public static func resume(
+        folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
+        validationSource: ValidationSource? = nil, epochs: Int? = nil
+    ) throws -> Trainer {
         let (url, saved, tensors) = try readCheckpoint(in: folder)
         if let savedSource = saved.validation, let validationSource, savedSource != validationSource {
-            throw TrainingError.badCheckpoint(url, "the run validated on other images (\(savedSource.summary)) than these data give (\(validationSource.summary)): the data changed since the run started")
+            throw TrainingError.badCheckpoint(
+                url,
+                "the run validated on other images (\(savedSource.summary)) than these data give (\(validationSource.summary)): the data changed since the run started"
+            )
         }
         if let digest = saved.trainingDigest, digest != Self.digest(trainSet.sources) {
-            throw TrainingError.badCheckpoint(url, "the run trained on \(saved.trainingCount ?? 0) other images than these \(trainSet.count): the data changed since the run started")
+            throw TrainingError.badCheckpoint(
+                url,
+                "the run trained on \(saved.trainingCount ?? 0) other images than these \(trainSet.count): the data changed since the run started"
+            )
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
@@ -120,8 +133,9 @@ public final class Trainer {
         } catch {
             throw TrainingError.badCheckpoint(url, "model weights: \(error)")
         }
-        let trainer = try Trainer(model: model, options: options, trainSet: trainSet, validationSet: validationSet,
-                                  validationSource: validationSource ?? saved.validation, folder: folder)
+        let trainer = try Trainer(
+            model: model, options: options, trainSet: trainSet, validationSet: validationSet,
+            validationSource: validationSource ?? saved.validation, folder: folder)
         do {
             try trainer.optimizer.load(state: tensors["optimizer"]!)
             try trainer.averageModel?.load(stateDict: tensors["ema"]!)
@@ -174,7 +188,8 @@ public final class Trainer {
         }
         let file = try SafetensorsFile(contentsOf: url)
         guard let text = file.metadata["swiftvit_training"],
-              let saved = try? JSONDecoder().decode(SavedRun.self, from: Data(text.utf8)) else {
+            let saved = try? JSONDecoder().decode(SavedRun.self, from: Data(text.utf8))
+        else {
             throw TrainingError.badCheckpoint(url, "has no SwiftViT training state: not written by vit train?")
         }
         var tensors: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optimizer": [:]]
@@ -244,8 +259,9 @@ public final class Trainer {
     /// One optimiser step on `batch`.
     func step(_ batch: TrainingBatch) throws {
         optimizer.learningRate = schedule.learningRate(at: state.step)
-        let logits = model(batch.images)                                           // [B, classes]
-        let loss = batch.targets.map { logits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
+        let logits = model(batch.images)  // [B, classes]
+        let loss =
+            batch.targets.map { logits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
             ?? logits.crossEntropy(targets: batch.labels, labelSmoothing: options.labelSmoothing)
         let value = loss.item()
         guard value.isFinite else {
@@ -269,8 +285,10 @@ public final class Trainer {
         state.seen += batch.labels.count
         state.step += 1
         state.batch = batch.index + 1
-        onEvent(.step(epoch: state.epoch, batch: batch.index, batches: stepsPerEpoch, loss: state.lossSum / Double(state.seen),
-                      accuracy: Double(state.correct) / Double(state.seen), learningRate: optimizer.learningRate))
+        onEvent(
+            .step(
+                epoch: state.epoch, batch: batch.index, batches: stepsPerEpoch, loss: state.lossSum / Double(state.seen),
+                accuracy: Double(state.correct) / Double(state.seen), learningRate: optimizer.learningRate))
     }
 
     /// average = decay · average + (1 - decay) · weights, parameter by parameter.
@@ -286,11 +304,12 @@ public final class Trainer {
 
     private func finishEpoch() throws {
         let started = Date()
-        var record = EpochRecord(epoch: state.epoch + 1, trainLoss: state.lossSum / Double(max(state.seen, 1)),
-                                 trainAccuracy: Double(state.correct) / Double(max(state.seen, 1)),
-                                 learningRate: Double(optimizer.learningRate),
-                                 imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
-                                 seconds: state.trainingSeconds)
+        var record = EpochRecord(
+            epoch: state.epoch + 1, trainLoss: state.lossSum / Double(max(state.seen, 1)),
+            trainAccuracy: Double(state.correct) / Double(max(state.seen, 1)),
+            learningRate: Double(optimizer.learningRate),
+            imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
+            seconds: state.trainingSeconds)
         if let validationSet {
             onEvent(.evaluating(epoch: state.epoch))
             let result = Evaluation.run(evaluatedModel, on: validationSet, mean: model.config.data.mean, std: model.config.data.std)
@@ -334,8 +353,9 @@ public final class Trainer {
         for (name, tensor) in optimizer.state() { tensors["optimizer.\(name)"] = tensor }
         var saved = state
         saved.random = random.generator
-        let run = SavedRun(options: options, state: saved, config: model.config, classNames: trainSet.classNames,
-                           validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.sources))
+        let run = SavedRun(
+            options: options, state: saved, config: model.config, classNames: trainSet.classNames,
+            validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.sources))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let text = String(decoding: try encoder.encode(run), as: UTF8.self)

@@ -47,15 +47,15 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
 /// One finished epoch, as written to `metrics.jsonl` and drawn in `curves.png`.
 public struct EpochRecord: Codable, Equatable, Sendable {
-    public var epoch: Int                 // 1-based
+    public var epoch: Int  // 1-based
     public var trainLoss: Double
     public var trainAccuracy: Double
     public var validationLoss: Double?
     public var validationTop1: Double?
     public var validationTop5: Double?
-    public var learningRate: Double       // at the end of the epoch
-    public var imagesPerSecond: Double    // training steps only
-    public var seconds: Double            // training and evaluation
+    public var learningRate: Double  // at the end of the epoch
+    public var imagesPerSecond: Double  // training steps only
+    public var seconds: Double  // training and evaluation
 
     enum CodingKeys: String, CodingKey {
         case epoch, seconds
@@ -121,7 +121,8 @@ public enum TrainingError: Error, CustomStringConvertible {
         switch self {
         case .badOptions(let why): return "training options: \(why)"
         case let .nonFiniteLoss(value, epoch, batch, checkpoint):
-            let kept = checkpoint.map { "the last good checkpoint is kept at \($0.path) (resume with --resume)" }
+            let kept =
+                checkpoint.map { "the last good checkpoint is kept at \($0.path) (resume with --resume)" }
                 ?? "no checkpoint had been written yet"
             return "the loss became \(value) at epoch \(epoch + 1), batch \(batch + 1); training stopped. \(kept). "
                 + "Try a lower --lr, a longer --warmup or --clip-grad."

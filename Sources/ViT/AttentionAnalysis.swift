@@ -11,7 +11,7 @@ public enum AttentionAnalysis {
         let values = attention.toArray()
         return (0..<b).map { i in
             (0..<h).map { head in
-                let row = ((i * h + head) * t) * t                  // query 0 of this image and head
+                let row = ((i * h + head) * t) * t  // query 0 of this image and head
                 return Array(values[(row + prefixTokens)..<(row + t)])
             }
         }
@@ -27,7 +27,7 @@ public enum AttentionAnalysis {
             var joint = identity(t)
             for layer in attentions {
                 let values = layer.toArray()
-                var a = identity(t)                               // I + mean over heads, rows renormalised
+                var a = identity(t)  // I + mean over heads, rows renormalised
                 for head in 0..<h {
                     let base = (image * h + head) * t * t
                     for i in 0..<(t * t) { a[i] += Double(values[base + i]) / Double(h) }
@@ -36,9 +36,9 @@ public enum AttentionAnalysis {
                     let sum = (0..<t).reduce(0.0) { $0 + a[q * t + $1] }
                     for k in 0..<t { a[q * t + k] /= sum }
                 }
-                joint = multiply(a, joint, t)                    // this layer after the ones before it
+                joint = multiply(a, joint, t)  // this layer after the ones before it
             }
-            return (prefixTokens..<t).map { Float(joint[$0]) }   // row 0 (class token), patch columns
+            return (prefixTokens..<t).map { Float(joint[$0]) }  // row 0 (class token), patch columns
         }
     }
 
@@ -101,7 +101,9 @@ public enum AttentionAnalysis {
 
     private static func multiply(_ a: [Double], _ b: [Double], _ n: Int) -> [Double] {
         var out = [Double](repeating: 0, count: n * n)
-        for i in 0..<n { for k in 0..<n { let aik = a[i * n + k]; if aik == 0 { continue }; for j in 0..<n { out[i * n + j] += aik * b[k * n + j] } } }
+        for i in 0..<n {
+            for k in 0..<n { let aik = a[i * n + k]; if aik == 0 { continue }; for j in 0..<n { out[i * n + j] += aik * b[k * n + j] } }
+        }
         return out
     }
 }

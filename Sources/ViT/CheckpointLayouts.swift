@@ -53,19 +53,19 @@ enum HuggingFaceLayout {
         ("layernorm.", "norm."),
         ("classifier.", "head."),
         ("cls_classifier.", "head."),
-        ("distillation_classifier.", "head_dist."),
+        ("distillation_classifier.", "head_dist.")
     ]
     static let blockRenames: [(String, String)] = [
         ("attention.output.dense.", "attn.proj."),
         ("intermediate.dense.", "mlp.fc1."),
         ("output.dense.", "mlp.fc2."),
-        ("layernorm_before.", "norm1."),      // HF's "before" is the pre-attention norm
-        ("layernorm_after.", "norm2."),       // and its "after" the pre-MLP norm
+        ("layernorm_before.", "norm1."),  // HF's "before" is the pre-attention norm
+        ("layernorm_after.", "norm2.")  // and its "after" the pre-MLP norm
     ]
 
     static func toTimm(_ tensors: [String: Tensor]) throws -> [String: Tensor] {
         var out: [String: Tensor] = [:]
-        var qkv: [String: [String: Tensor]] = [:]   // "blocks.N.attn.qkv.weight" -> query/key/value parts
+        var qkv: [String: [String: Tensor]] = [:]  // "blocks.N.attn.qkv.weight" -> query/key/value parts
         for (original, tensor) in tensors {
             var name = original
             for prefix in ["vit.", "deit."] where name.hasPrefix(prefix) { name = String(name.dropFirst(prefix.count)) }
@@ -78,7 +78,7 @@ enum HuggingFaceLayout {
                 let field = String(rest[rest.index(after: dot)...])
                 let block = "blocks.\(index)."
                 if field.hasPrefix("attention.attention.") {
-                    let parts = field.dropFirst("attention.attention.".count).split(separator: ".")   // query.weight
+                    let parts = field.dropFirst("attention.attention.".count).split(separator: ".")  // query.weight
                     guard parts.count == 2 else { out[original] = tensor; continue }
                     qkv[block + "attn.qkv.\(parts[1])", default: [:]][String(parts[0])] = tensor
                     continue
@@ -120,7 +120,7 @@ enum JaxLayout {
             if name.hasPrefix("Transformer/") { name = String(name.dropFirst("Transformer/".count)) }
             let path = name.split(separator: "/").map(String.init)
             switch path {
-            case ["embedding", "kernel"]:                       // [P, P, C, D] -> [D, C, P, P]
+            case ["embedding", "kernel"]:  // [P, P, C, D] -> [D, C, P, P]
                 out["patch_embed.proj.weight"] = Autograd.withNoGrad { tensor.permute([3, 2, 0, 1]) }
             case ["embedding", "bias"]: out["patch_embed.proj.bias"] = tensor
             case ["cls"]: out["cls_token"] = tensor
@@ -141,19 +141,21 @@ enum JaxLayout {
                 let module = path[1], leaf = path.last!
                 if module.hasPrefix("LayerNorm_") {
                     norms[index, default: []].insert(module)
-                    out["\(block)\(module).\(leaf == "scale" ? "weight" : leaf)"] = tensor   // renamed below
+                    out["\(block)\(module).\(leaf == "scale" ? "weight" : leaf)"] = tensor  // renamed below
                 } else if module.hasPrefix("MultiHeadDotProductAttention_"), path.count == 4 {
                     let projection = path[2]
                     let d = tensor.shape.first ?? 0
                     if projection == "out" {
-                        if leaf == "kernel" {                    // [heads, hd, D] -> [D, D] -> [out, in]
-                            out[block + "attn.proj.weight"] = linearWeight(tensor.reshape([tensor.count / tensor.shape.last!, tensor.shape.last!]))
+                        if leaf == "kernel" {  // [heads, hd, D] -> [D, D] -> [out, in]
+                            out[block + "attn.proj.weight"] = linearWeight(
+                                tensor.reshape([tensor.count / tensor.shape.last!, tensor.shape.last!]))
                         } else {
                             out[block + "attn.proj.bias"] = tensor
                         }
-                    } else if leaf == "kernel" {                 // [D, heads, hd] -> [D, D] -> [out, in]
-                        qkv[index, default: [:]][projection, default: (nil, nil)].kernel = linearWeight(tensor.reshape([d, tensor.count / d]))
-                    } else {                                      // [heads, hd] -> [D]
+                    } else if leaf == "kernel" {  // [D, heads, hd] -> [D, D] -> [out, in]
+                        qkv[index, default: [:]][projection, default: (nil, nil)].kernel = linearWeight(
+                            tensor.reshape([d, tensor.count / d]))
+                    } else {  // [heads, hd] -> [D]
                         qkv[index, default: [:]][projection, default: (nil, nil)].bias = tensor.reshape([tensor.count])
                     }
                 } else if module.hasPrefix("MlpBlock_"), path.count == 4 {
@@ -175,7 +177,8 @@ enum JaxLayout {
         }
         for (index, parts) in qkv {
             guard let q = parts["query"], let k = parts["key"], let v = parts["value"],
-                  let qk = q.kernel, let kk = k.kernel, let vk = v.kernel else {
+                let qk = q.kernel, let kk = k.kernel, let vk = v.kernel
+            else {
                 throw LayoutError(description: "encoderblock_\(index): attention needs query, key and value kernels")
             }
             out["blocks.\(index).attn.qkv.weight"] = fuseQKV(qk, kk, vk)

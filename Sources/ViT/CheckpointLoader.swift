@@ -36,17 +36,23 @@ public struct CheckpointLoader {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: path.path).sorted()) ?? []
         if files.contains("model.safetensors") { return (path.appendingPathComponent("model.safetensors"), configURL) }
         if files.contains("checkpoint.safetensors") {
-            throw CheckpointError(path, "holds a vit train checkpoint but no model.safetensors yet: export its weights with `vit convert \(path.path) --weights raw -o FOLDER`")
+            throw CheckpointError(
+                path,
+                "holds a vit train checkpoint but no model.safetensors yet: export its weights with `vit convert \(path.path) --weights raw -o FOLDER`"
+            )
         }
         let candidates = files.filter { $0.hasSuffix(".safetensors") || $0.hasSuffix(".npz") }
         if candidates.count == 1 { return (path.appendingPathComponent(candidates[0]), configURL) }
         if candidates.count > 1 {
-            throw CheckpointError(path, "holds several weights files (\(candidates.joined(separator: ", "))) and no model.safetensors: name the one to load")
+            throw CheckpointError(
+                path, "holds several weights files (\(candidates.joined(separator: ", "))) and no model.safetensors: name the one to load")
         }
         if files.contains(where: { $0.hasSuffix(".bin") || $0.hasSuffix(".pth") || $0.hasSuffix(".pt") }) {
             throw CheckpointError(path, "holds only PyTorch pickle weights (.bin/.pth), which are not read: save them as model.safetensors")
         }
-        throw CheckpointError(path, "holds no weights: expected model.safetensors or an .npz (found \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))")
+        throw CheckpointError(
+            path,
+            "holds no weights: expected model.safetensors or an .npz (found \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))")
     }
 
     /// Reads the weights in timm's names and layout, with the layout they came in.
@@ -58,7 +64,10 @@ public struct CheckpointLoader {
             raw = try SafetensorsFile(contentsOf: url).allTensors()
         }
         guard let layout = CheckpointLayout.detect(raw.keys) else {
-            throw CheckpointError(url, "tensor names match no known ViT layout (timm, Hugging Face, vision_transformer or big_vision npz); first names: \(raw.keys.sorted().prefix(5).joined(separator: ", "))")
+            throw CheckpointError(
+                url,
+                "tensor names match no known ViT layout (timm, Hugging Face, vision_transformer or big_vision npz); first names: \(raw.keys.sorted().prefix(5).joined(separator: ", "))"
+            )
         }
         do {
             return (try layout.toTimm(raw), layout)
@@ -89,9 +98,10 @@ public struct CheckpointLoader {
         do { try config.validate() } catch { throw CheckpointError(weightsURL, "configuration: \(error)") }
         if let pos = tensors["pos_embed"], config.gridSize != checkpointGrid {
             let prefix = config.noEmbedClass ? 0 : config.prefixTokens
-            tensors["pos_embed"] = PositionEmbeddings.resample(pos, prefixTokens: prefix,
-                                                               from: (checkpointGrid, checkpointGrid),
-                                                               to: (config.gridSize, config.gridSize))
+            tensors["pos_embed"] = PositionEmbeddings.resample(
+                pos, prefixTokens: prefix,
+                from: (checkpointGrid, checkpointGrid),
+                to: (config.gridSize, config.gridSize))
         }
         let model = try VisionTransformer(config)
         do {
@@ -122,8 +132,10 @@ public struct CheckpointLoader {
     }
 
     /// Takes from the tensors what the config did not state, and checks what it did state against them.
-    static func fillFromTensors(_ config: inout ViTConfig, stated: Set<String>, tensors: [String: Tensor],
-                                layout: CheckpointLayout) throws {
+    static func fillFromTensors(
+        _ config: inout ViTConfig, stated: Set<String>, tensors: [String: Tensor],
+        layout: CheckpointLayout
+    ) throws {
         var problems: [String] = []
         func settle<T: Equatable>(_ field: String, _ keyPath: WritableKeyPath<ViTConfig, T>, _ fromTensors: T?) {
             guard let fromTensors else { return }
@@ -141,16 +153,20 @@ public struct CheckpointLoader {
         // width the count is a guess that would change every logit, so it must be stated.
         if !stated.contains("heads") && !stated.contains("preset") {
             guard let heads = ViTConfig.standardHeads[config.width] else {
-                throw ConfigError("nothing states the number of attention heads, and width \(config.width) is not one of the standard ViT widths (192, 384, 768, 1024, 1280, with 64-wide heads): give --heads, or --arch with a preset")
+                throw ConfigError(
+                    "nothing states the number of attention heads, and width \(config.width) is not one of the standard ViT widths (192, 384, 768, 1024, 1280, with 64-wide heads): give --heads, or --arch with a preset"
+                )
             }
             config.heads = heads
         }
         settle("patchSize", \.patchSize, patch.shape[2])
         config.channels = patch.shape[1]
-        let depth = Set(tensors.keys.compactMap { key -> Int? in
-            guard key.hasPrefix("blocks.") else { return nil }
-            return Int(key.dropFirst(7).prefix { $0 != "." })
-        }).count
+        let depth = Set(
+            tensors.keys.compactMap { key -> Int? in
+                guard key.hasPrefix("blocks.") else { return nil }
+                return Int(key.dropFirst(7).prefix { $0 != "." })
+            }
+        ).count
         settle("depth", \.depth, depth)
         if let fc1 = tensors["blocks.0.mlp.fc1.weight"] { settle("mlpRatio", \.mlpRatio, Float(fc1.shape[0]) / Float(patch.shape[0])) }
         config.qkvBias = tensors["blocks.0.attn.qkv.bias"] != nil
@@ -170,7 +186,8 @@ public struct CheckpointLoader {
             let positions = pos.shape[1] - (config.noEmbedClass ? 0 : config.prefixTokens)
             let side = Int(Double(positions).squareRoot().rounded())
             if side * side != positions {
-                problems.append("pos_embed has \(pos.shape[1]) positions, not \(config.noEmbedClass ? "" : "\(config.prefixTokens) + ")a square grid")
+                problems.append(
+                    "pos_embed has \(pos.shape[1]) positions, not \(config.noEmbedClass ? "" : "\(config.prefixTokens) + ")a square grid")
             } else {
                 settle("imageSize", \.imageSize, side * config.patchSize)
             }
@@ -178,8 +195,10 @@ public struct CheckpointLoader {
         } else if config.positionEmbedding == .learned {
             config.positionEmbedding = .none
         }
-        if !stated.contains("imageSize") && !stated.contains("preset") { config.data.inputSize = [config.channels, config.imageSize, config.imageSize] }
-        if config.numClasses == 0 { config.labels = nil }   // a feature extractor has no classes to name
+        if !stated.contains("imageSize") && !stated.contains("preset") {
+            config.data.inputSize = [config.channels, config.imageSize, config.imageSize]
+        }
+        if config.numClasses == 0 { config.labels = nil }  // a feature extractor has no classes to name
         if let labels = config.labels, labels.count != config.numClasses {
             problems.append("\(labels.count) class names for \(config.numClasses) classes")
         }

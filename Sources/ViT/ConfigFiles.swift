@@ -19,9 +19,15 @@ public enum ConfigFiles {
             throw ConfigError("\(url.path): cannot be read as JSON (\(error.localizedDescription))")
         }
         if let native = json["swiftvit"], let data = try? JSONSerialization.data(withJSONObject: native),
-           let config = try? JSONDecoder().decode(ViTConfig.self, from: data) {
-            return (config, ["preset", "imageSize", "patchSize", "width", "depth", "heads", "mlpRatio", "classToken",
-                             "pooling", "numClasses", "distillationToken"])
+            let config = try? JSONDecoder().decode(ViTConfig.self, from: data)
+        {
+            return (
+                config,
+                [
+                    "preset", "imageSize", "patchSize", "width", "depth", "heads", "mlpRatio", "classToken",
+                    "pooling", "numClasses", "distillationToken"
+                ]
+            )
         }
         if json["model_args"] != nil || json["pretrained_cfg"] != nil || json["architecture"] != nil {
             return try timm(json, url)
@@ -70,7 +76,9 @@ public enum ConfigFiles {
             if let v = cfg["std"] as? [Double], v.count == 3 { config.data.std = v.map(Float.init) }
             if let v = (cfg["crop_pct"] as? NSNumber)?.floatValue { config.data.cropPct = v }
             if let v = cfg["interpolation"] as? String, let i = DataConfig.Interpolation(rawValue: v) { config.data.interpolation = i }
-            if int("img_size") == nil, let v = cfg["input_size"] as? [Int], v.count == 3 { config.imageSize = v[2]; fields.insert("imageSize") }
+            if int("img_size") == nil, let v = cfg["input_size"] as? [Int], v.count == 3 {
+                config.imageSize = v[2]; fields.insert("imageSize")
+            }
         }
         if let labels = (json["label_names"] as? [String]) ?? ((json["pretrained_cfg"] as? [String: Any])?["label_names"] as? [String]) {
             config.labels = labels
@@ -91,9 +99,13 @@ public enum ConfigFiles {
         if let v = int("num_channels") { config.channels = v }
         if let v = json["qkv_bias"] as? Bool { config.qkvBias = v }
         if let v = (json["layer_norm_eps"] as? NSNumber)?.floatValue { config.layerNormEps = v }
-        if let act = json["hidden_act"] as? String { config.exactGELU = !(act.contains("new") || act.contains("tanh") || act.contains("fast")) }
+        if let act = json["hidden_act"] as? String {
+            config.exactGELU = !(act.contains("new") || act.contains("tanh") || act.contains("fast"))
+        }
         let architectures = json["architectures"] as? [String] ?? []
-        if architectures.contains(where: { $0.contains("WithTeacher") }) { config.distillationToken = true; fields.insert("distillationToken") }
+        if architectures.contains(where: { $0.contains("WithTeacher") }) {
+            config.distillationToken = true; fields.insert("distillationToken")
+        }
         // transformers writes an id2label into every config, a two-entry default even for a headless ViTModel, so
         // it names the classes but does not state that a head exists: the weights decide the class count.
         if let id2label = json["id2label"] as? [String: String] {
@@ -107,7 +119,8 @@ public enum ConfigFiles {
         config.data.inputSize = [config.channels, config.imageSize, config.imageSize]
         let preprocessor = url.deletingLastPathComponent().appendingPathComponent("preprocessor_config.json")
         if let data = try? Data(contentsOf: preprocessor),
-           let p = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            let p = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        {
             if let v = p["image_mean"] as? [Double], v.count == 3 { config.data.mean = v.map(Float.init) }
             if let v = p["image_std"] as? [Double], v.count == 3 { config.data.std = v.map(Float.init) }
             if let v = (p["resample"] as? NSNumber)?.intValue { config.data.interpolation = v == 2 ? .bilinear : .bicubic }
@@ -136,7 +149,7 @@ public enum ConfigFiles {
             "embed_dim": config.width, "depth": config.depth, "num_heads": config.heads,
             "mlp_ratio": config.mlpRatio, "qkv_bias": config.qkvBias, "class_token": config.classToken,
             "global_pool": config.pooling.rawValue, "no_embed_class": config.noEmbedClass,
-            "num_classes": config.numClasses,
+            "num_classes": config.numClasses
         ]
         if let fc = config.fcNorm { modelArgs["fc_norm"] = fc }
         if config.positionEmbedding == .none { modelArgs["pos_embed"] = "none" }
@@ -149,9 +162,9 @@ public enum ConfigFiles {
             "pretrained_cfg": [
                 "input_size": config.data.inputSize, "mean": config.data.mean, "std": config.data.std,
                 "crop_pct": config.data.cropPct, "crop_mode": "center", "interpolation": config.data.interpolation.rawValue,
-                "num_classes": config.numClasses, "first_conv": "patch_embed.proj", "classifier": "head",
+                "num_classes": config.numClasses, "first_conv": "patch_embed.proj", "classifier": "head"
             ] as [String: Any],
-            "swiftvit": try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)),
+            "swiftvit": try JSONSerialization.jsonObject(with: JSONEncoder().encode(config))
         ]
         if let labels = config.labels { json["label_names"] = labels }
         return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
@@ -167,18 +180,22 @@ public enum ConfigFiles {
         "vit_huge_patch14_224",
         "deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224", "deit_base_patch16_384",
         "deit_tiny_distilled_patch16_224", "deit_small_distilled_patch16_224", "deit_base_distilled_patch16_224",
-        "deit_base_distilled_patch16_384",
+        "deit_base_distilled_patch16_384"
     ]
 
     /// The registered timm model closest to `config`: a distilled DeiT for a distillation token, else a ViT of the
     /// nearest width, then depth, patch size and image size. `model_args` carry the exact shape, so only the
     /// family has to be right.
     public static func nearestTimmArchitecture(_ config: ViTConfig) -> String {
-        let family = timmRegistered.filter { $0.contains("distilled") == config.distillationToken && ($0.hasPrefix("deit") == config.distillationToken) }
+        let family = timmRegistered.filter {
+            $0.contains("distilled") == config.distillationToken && ($0.hasPrefix("deit") == config.distillationToken)
+        }
         func distance(_ name: String) -> [Int] {
             guard let c = try? ViTConfig.preset(name) else { return [Int.max] }
-            return [abs(c.width - config.width), abs(c.depth - config.depth), abs(c.patchSize - config.patchSize),
-                    abs(c.imageSize - config.imageSize)]
+            return [
+                abs(c.width - config.width), abs(c.depth - config.depth), abs(c.patchSize - config.patchSize),
+                abs(c.imageSize - config.imageSize)
+            ]
         }
         return family.min { distance($0).lexicographicallyPrecedes(distance($1)) } ?? "vit_base_patch16_224"
     }

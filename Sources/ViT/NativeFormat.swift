@@ -17,9 +17,11 @@ public enum NativeFormat {
         } catch {
             throw CheckpointError(folder, "cannot be created: \(error.localizedDescription)")
         }
-        try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT"],
-                              to: folder.appendingPathComponent("model.safetensors"))
-        try AtomicFile.write(try ConfigFiles.timmJSON(config, architecture: architecture),
-                             to: folder.appendingPathComponent("config.json"))
+        try Safetensors.write(
+            tensors, metadata: ["format": "pt", "producer": "SwiftViT"],
+            to: folder.appendingPathComponent("model.safetensors"))
+        try AtomicFile.write(
+            try ConfigFiles.timmJSON(config, architecture: architecture),
+            to: folder.appendingPathComponent("config.json"))
     }
 }

@@ -3,8 +3,8 @@ import Tensors
 
 /// The weights of a convolution with kernel = stride = patch size, kept in conv layout so checkpoints load as is.
 public final class PatchProjection: Module {
-    public let weight: Tensor   // [D, C, P, P]
-    public let bias: Tensor     // [D]
+    public let weight: Tensor  // [D, C, P, P]
+    public let bias: Tensor  // [D]
 
     init(width: Int, channels: Int, patchSize: Int) {
         // Xavier-uniform over the weight viewed as a [D, C·P·P] matrix, as the JAX ViT and MAE initialise it.
@@ -36,11 +36,12 @@ public final class PatchEmbedding: Module {
         precondition(h % p == 0 && w % p == 0, "image \(h)x\(w) is not a multiple of the patch size \(p)")
         precondition(c == proj.weight.shape[1], "image has \(c) channels, the patch embedding expects \(proj.weight.shape[1])")
         let (gh, gw) = (h / p, w / p)
-        let patches = images
-            .reshape([b, c, gh, p, gw, p])           // [B, C, gh, P, gw, P]
-            .permute([0, 2, 4, 1, 3, 5])             // [B, gh, gw, C, P, P]
-            .reshape([b, gh * gw, c * p * p])        // [B, N, C·P·P]
-        let weight = proj.weight.reshape([proj.weight.shape[0], c * p * p])   // [D, C·P·P], conv layout flattened
-        return patches.linear(weight: weight, bias: proj.bias)                // [B, N, D]
+        let patches =
+            images
+            .reshape([b, c, gh, p, gw, p])  // [B, C, gh, P, gw, P]
+            .permute([0, 2, 4, 1, 3, 5])  // [B, gh, gw, C, P, P]
+            .reshape([b, gh * gw, c * p * p])  // [B, N, C·P·P]
+        let weight = proj.weight.reshape([proj.weight.shape[0], c * p * p])  // [D, C·P·P], conv layout flattened
+        return patches.linear(weight: weight, bias: proj.bias)  // [B, N, D]
     }
 }

@@ -6,17 +6,21 @@ public enum PositionEmbeddings {
     /// Resamples the grid part of a learned position embedding [1, prefix + gh·gw, D] to a new grid, keeping the
     /// class/distillation positions, with bicubic antialiased interpolation (align_corners = false): what timm's
     /// `resample_abs_pos_embed` does when a checkpoint is loaded into a model of another image or patch size.
-    public static func resample(_ posEmbed: Tensor, prefixTokens: Int, from old: (h: Int, w: Int),
-                                to new: (h: Int, w: Int)) -> Tensor {
+    public static func resample(
+        _ posEmbed: Tensor, prefixTokens: Int, from old: (h: Int, w: Int),
+        to new: (h: Int, w: Int)
+    ) -> Tensor {
         let width = posEmbed.shape[2]
-        precondition(posEmbed.shape[1] == prefixTokens + old.h * old.w,
-                     "position embedding \(posEmbed.shape) does not hold \(prefixTokens) + \(old.h)x\(old.w) positions")
+        precondition(
+            posEmbed.shape[1] == prefixTokens + old.h * old.w,
+            "position embedding \(posEmbed.shape) does not hold \(prefixTokens) + \(old.h)x\(old.w) positions")
         if old == new { return posEmbed.copy() }
         let values = posEmbed.toArray()
         let prefix = Array(values[..<(prefixTokens * width)])
-        let grid = Array(values[(prefixTokens * width)...])                   // [gh, gw, D] channels-last
-        let resampled = Resampling.resample(grid, height: old.h, width: old.w, channels: width,
-                                            newHeight: new.h, newWidth: new.w, filter: .bicubic)
+        let grid = Array(values[(prefixTokens * width)...])  // [gh, gw, D] channels-last
+        let resampled = Resampling.resample(
+            grid, height: old.h, width: old.w, channels: width,
+            newHeight: new.h, newWidth: new.w, filter: .bicubic)
         return Tensor(prefix + resampled, shape: [1, prefixTokens + new.h * new.w, width])
     }
 

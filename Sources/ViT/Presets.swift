@@ -5,7 +5,7 @@ extension ViTConfig {
     /// (width, depth, heads) of each ViT size.
     static let sizes: [String: (width: Int, depth: Int, heads: Int)] = [
         "tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12),
-        "large": (1024, 24, 16), "huge": (1280, 32, 16),
+        "large": (1024, 24, 16), "huge": (1280, 32, 16)
     ]
 
     /// The head count timm's standard ViTs use at each width (head dim 64): what a checkpoint without a config
@@ -36,9 +36,10 @@ extension ViTConfig {
         let parts = name.split(separator: "_").map(String.init)
         // vit_<size>_patch<P>_<res> | deit_<size>[_distilled]_patch16_<res>
         guard parts.count >= 4, parts[0] == "vit" || parts[0] == "deit",
-              let size = sizes[parts[1]],
-              let patchPart = parts.first(where: { $0.hasPrefix("patch") }), let patch = Int(patchPart.dropFirst(5)),
-              let resolution = Int(parts.last!) else {
+            let size = sizes[parts[1]],
+            let patchPart = parts.first(where: { $0.hasPrefix("patch") }), let patch = Int(patchPart.dropFirst(5)),
+            let resolution = Int(parts.last!)
+        else {
             throw ConfigError("unknown preset \(name); known presets: \(presetNames.joined(separator: ", "))")
         }
         let distilled = parts.contains("distilled")

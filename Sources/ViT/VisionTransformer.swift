@@ -31,15 +31,15 @@ public struct ViTOutputs {
 public final class VisionTransformer: Module {
     public let config: ViTConfig
     public let patchEmbed: PatchEmbedding
-    public let clsToken: Tensor?        // [1, 1, D]
-    public let distToken: Tensor?       // [1, 1, D]
-    public let posEmbed: Tensor?        // [1, N (+ prefix unless noEmbedClass), D]; learned only
+    public let clsToken: Tensor?  // [1, 1, D]
+    public let distToken: Tensor?  // [1, 1, D]
+    public let posEmbed: Tensor?  // [1, N (+ prefix unless noEmbedClass), D]; learned only
     /// The fixed sin-cos table when `positionEmbedding == .sincos2d` (a buffer, not a parameter).
     let fixedPositions: FixedTensor?
     public let posDrop: Dropout
     public let blocks: [Block]
-    public let norm: LayerNorm?         // on all tokens (token pooling)
-    public let fcNorm: LayerNorm?       // after pooling (avg pooling)
+    public let norm: LayerNorm?  // on all tokens (token pooling)
+    public let fcNorm: LayerNorm?  // after pooling (avg pooling)
     public let preLogits: PreLogits?
     public let head: Linear?
     public let headDist: Linear?
@@ -85,37 +85,40 @@ public final class VisionTransformer: Module {
         head = config.numClasses > 0 ? Linear(featureWidth, config.numClasses) : nil
         headDist = config.numClasses > 0 && config.distillationToken ? Linear(featureWidth, config.numClasses) : nil
         super.init()
-        if let head { head.weight.assign(Tensor.zeros(head.weight.shape)) }   // timm's head init (zero weight)
+        if let head { head.weight.assign(Tensor.zeros(head.weight.shape)) }  // timm's head init (zero weight)
         for p in [clsToken, distToken, posEmbed].compactMap({ $0 }) { p.requiresGrad = true }
     }
 
     /// images [B, C, H, W] (normalised) -> logits and the intermediates asked for.
-    public func forward(_ images: Tensor, collectBlockOutputs: Bool = false,
-                        collectAttentions: Bool = false) -> ViTOutputs {
-        precondition(images.shape.count == 4 && images.shape[2] == config.imageSize && images.shape[3] == config.imageSize,
-                     "this model takes [B, \(config.channels), \(config.imageSize), \(config.imageSize)] images, got \(images.shape)")
+    public func forward(
+        _ images: Tensor, collectBlockOutputs: Bool = false,
+        collectAttentions: Bool = false
+    ) -> ViTOutputs {
+        precondition(
+            images.shape.count == 4 && images.shape[2] == config.imageSize && images.shape[3] == config.imageSize,
+            "this model takes [B, \(config.channels), \(config.imageSize), \(config.imageSize)] images, got \(images.shape)")
         let b = images.shape[0], d = config.width
-        var x = patchEmbed(images)                                            // [B, N, D]
+        var x = patchEmbed(images)  // [B, N, D]
         let positions = posEmbed ?? fixedPositions?.tensor
-        if config.noEmbedClass, let positions { x = x + positions }           // patches only
+        if config.noEmbedClass, let positions { x = x + positions }  // patches only
         var prefix: [Tensor] = []
-        if let clsToken { prefix.append(clsToken.expand(to: [b, 1, d])) }     // [B, 1, D]
+        if let clsToken { prefix.append(clsToken.expand(to: [b, 1, d])) }  // [B, 1, D]
         if let distToken { prefix.append(distToken.expand(to: [b, 1, d])) }
-        if !prefix.isEmpty { x = Tensor.concat(prefix + [x], axis: 1) }       // [B, prefix + N, D]
+        if !prefix.isEmpty { x = Tensor.concat(prefix + [x], axis: 1) }  // [B, prefix + N, D]
         if !config.noEmbedClass, let positions { x = x + positions }
         x = posDrop(x)
 
         var blockOutputs: [Tensor] = [], attentions: [Tensor] = []
         for block in blocks {
             let (out, attention) = block(x, returnAttention: collectAttentions)
-            x = out                                                           // [B, T, D]
+            x = out  // [B, T, D]
             if collectBlockOutputs { blockOutputs.append(out) }
             if let attention { attentions.append(attention) }
         }
-        if let norm { x = norm(x) }                                           // [B, T, D]
+        if let norm { x = norm(x) }  // [B, T, D]
 
         let prefixCount = config.prefixTokens
-        var pooled: Tensor                                                    // [B, D]
+        var pooled: Tensor  // [B, D]
         switch config.pooling {
         case .token: pooled = x.slice(axis: 1, start: 0, length: 1).squeeze(1)
         case .avg: pooled = x.slice(axis: 1, start: prefixCount, length: config.patchCount).mean(axis: 1)
@@ -123,10 +126,11 @@ public final class VisionTransformer: Module {
         if let fcNorm { pooled = fcNorm(pooled) }
         if let preLogits { pooled = preLogits(pooled) }
 
-        var outputs = ViTOutputs(logits: pooled, preLogits: pooled, finalTokens: x,
-                                 blockOutputs: blockOutputs, attentions: attentions)
+        var outputs = ViTOutputs(
+            logits: pooled, preLogits: pooled, finalTokens: x,
+            blockOutputs: blockOutputs, attentions: attentions)
         guard let head else { return outputs }
-        outputs.logits = head(pooled)                                         // [B, classes]
+        outputs.logits = head(pooled)  // [B, classes]
         if let headDist {
             var distilled = x.slice(axis: 1, start: 1, length: 1).squeeze(1)  // distillation token [B, D]
             if let preLogits { distilled = preLogits(distilled) }

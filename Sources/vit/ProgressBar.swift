@@ -32,7 +32,8 @@ final class ProgressBar {
         let width = 30
         let filled = total > 0 ? width * done / total : width
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        let line = "\r\(done)/\(total) \(bar) \(String(format: "%.1f", rate)) \(unit)/s, ETA \(Self.clock(remaining))\(note.isEmpty ? "" : " " + note)"
+        let line =
+            "\r\(done)/\(total) \(bar) \(String(format: "%.1f", rate)) \(unit)/s, ETA \(Self.clock(remaining))\(note.isEmpty ? "" : " " + note)"
         FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
         if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
     }

@@ -7,9 +7,9 @@ struct VIT: ParsableCommand {
         commandName: "vit",
         abstract: "Vision Transformers in Swift: run, train and look inside ViTs on the CPU.",
         discussion: """
-        Exit status: 0 all done; 1 ran, but some inputs failed (each named on stderr); 2 nothing could be done \
-        (bad data, model or options: one line says which file and why); 130 interrupted.
-        """,
+            Exit status: 0 all done; 1 ran, but some inputs failed (each named on stderr); 2 nothing could be done \
+            (bad data, model or options: one line says which file and why); 130 interrupted.
+            """,
         subcommands: [Predict.self, Train.self, Eval.self, Embed.self, Inspect.self, Convert.self, Create.self, Bench.self]
     )
 
@@ -21,7 +21,7 @@ struct VIT: ParsableCommand {
             try command.run()
         } catch let exit as ExitCode {
             Foundation.exit(exit.rawValue)
-        } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") || error is ValidationError {
+        } catch  where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") || error is ValidationError {
             // The command line itself (or --help, which the parser also reports by throwing).
             let message = fullMessage(for: error)
             if exitCode(for: error) == .success {

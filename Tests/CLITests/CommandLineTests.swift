@@ -30,8 +30,9 @@ import Testing
         // Read both pipes before waiting, so that neither fills up and blocks the child.
         let outData = out.fileHandleForReading.readDataToEndOfFile(), errData = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
     }
 
     func temporaryFolder() throws -> URL {
@@ -85,7 +86,9 @@ import Testing
         try photoFolder(data)
         let tiny = ["--width", "32", "--depth", "1", "--heads", "2", "--batch-size", "2", "--epochs", "2"]
         let first = try vit(["train", "--data", data.path, "-o", run.path, "--val-split", "0.34", "--max-steps", "1"] + tiny)
-        #expect(first.status == 0 && first.stderr.contains("4 training images") && first.stderr.contains("validation on 2 images"), "\(first.stderr)")
+        #expect(
+            first.status == 0 && first.stderr.contains("4 training images") && first.stderr.contains("validation on 2 images"),
+            "\(first.stderr)")
         let resumed = try vit(["train", "--data", data.path, "-o", run.path, "--resume", "--max-steps", "1"])
         #expect(resumed.status == 0 && resumed.stderr.contains("validation on 2 images"), "\(resumed.stderr)")
         let other = try vit(["train", "--data", data.path, "-o", run.path, "--resume", "--val-split", "0.5"])
@@ -118,8 +121,10 @@ import Testing
         let empty = root.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
 
-        for command in [["predict"], ["embed", "-o", root.appendingPathComponent("e.safetensors").path],
-                        ["inspect", "attention", "-o", root.appendingPathComponent("inspect").path]] {
+        for command in [
+            ["predict"], ["embed", "-o", root.appendingPathComponent("e.safetensors").path],
+            ["inspect", "attention", "-o", root.appendingPathComponent("inspect").path]
+        ] {
             #expect(try vit(command + [good]).status == 0, "\(command) on a good image")
             let mixed = try vit(command + [good, bad.path])
             #expect(mixed.status == 1 && mixed.stderr.contains("notes.jpg"), "\(command) on a good and a bad image: \(mixed.stderr)")
@@ -147,7 +152,9 @@ import Testing
         for name in ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"] {
             let folder = cifar.appendingPathComponent(name)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try PNG.write(RGBImage(width: 40, height: 30, pixels: [UInt8](repeating: 90, count: 40 * 30 * 3)), to: folder.appendingPathComponent("0.png"))
+            try PNG.write(
+                RGBImage(width: 40, height: 30, pixels: [UInt8](repeating: 90, count: 40 * 30 * 3)),
+                to: folder.appendingPathComponent("0.png"))
         }
         let image = cifar.appendingPathComponent("cat/0.png").path
         #expect(try vit(["predict", image]).status == 0)
@@ -169,7 +176,7 @@ import Testing
             (["train"], ["--data", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--seed"]),
             (["convert"], ["--arch", "--heads", "--image-size", "-o, --output"]),
             (["create"], ["--arch", "-o, --output", "--seed"]),
-            (["bench", "model"], ["--arch", "--batch-size", "--json"]),
+            (["bench", "model"], ["--arch", "--batch-size", "--json"])
         ]
         for (command, options) in expected {
             let help = try vit(command + ["--help"])

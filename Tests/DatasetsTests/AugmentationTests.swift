@@ -27,7 +27,7 @@ import Testing
             #expect(found)
             shifts.insert(out)
         }
-        #expect(shifts.count == 9)      // all nine offsets occur
+        #expect(shifts.count == 9)  // all nine offsets occur
     }
 
     @Test func flipMirrorsRowsAboutHalfTheTime() {
@@ -60,12 +60,15 @@ import Testing
         #expect(RandAugment.apply(.translateX, level: 0, sign: 1, to: photo).pixels == photo.pixels)
         // The same seed gives the same result.
         var a = SeededGenerator(seed: 7), b = SeededGenerator(seed: 7)
-        #expect(RandAugment(ops: 2, magnitude: 9).apply(photo, using: &a).pixels == RandAugment(ops: 2, magnitude: 9).apply(photo, using: &b).pixels)
+        #expect(
+            RandAugment(ops: 2, magnitude: 9).apply(photo, using: &a).pixels
+                == RandAugment(ops: 2, magnitude: 9).apply(photo, using: &b).pixels)
     }
 
     func dataset(_ count: Int) -> ImageDataset {
-        ImageDataset(width: 4, height: 4, pixels: (0..<count).flatMap { i in [UInt8](repeating: UInt8(i * 10), count: 48) },
-                     labels: (0..<count).map { $0 % 3 }, classNames: ["a", "b", "c"])
+        ImageDataset(
+            width: 4, height: 4, pixels: (0..<count).flatMap { i in [UInt8](repeating: UInt8(i * 10), count: 48) },
+            labels: (0..<count).map { $0 % 3 }, classNames: ["a", "b", "c"])
     }
 
     @Test func batchesNormaliseAndDoNotDependOnWhereARunStarts() {
@@ -74,7 +77,7 @@ import Testing
         options.augmentation.randomErasing = 0.5
         options.mixing = BatchMixing(mixupAlpha: 0.5, cutmixAlpha: 1)
         let all = Array(TrainingLoader(dataset(10), options: options, epoch: 3))
-        #expect(all.count == 2 && all.map(\.index) == [0, 1])          // the last, incomplete batch is dropped
+        #expect(all.count == 2 && all.map(\.index) == [0, 1])  // the last, incomplete batch is dropped
         let fromOne = Array(TrainingLoader(dataset(10), options: options, epoch: 3, startBatch: 1, background: false))
         #expect(fromOne.count == 1 && fromOne[0].images.toArray() == all[1].images.toArray())
         #expect(fromOne[0].targets?.toArray() == all[1].targets?.toArray() && fromOne[0].labels == all[1].labels)
@@ -98,12 +101,13 @@ import Testing
         var options = TrainingLoader.Options(batchSize: 2, mean: [0, 0, 0], std: [1, 1, 1])
         options.shuffle = false
         options.mixing = BatchMixing(cutmixAlpha: 1)
-        let images = ImageDataset(width: 4, height: 4, pixels: [UInt8](repeating: 0, count: 48) + [UInt8](repeating: 255, count: 48),
-                                  labels: [0, 1], classNames: ["black", "white"])
+        let images = ImageDataset(
+            width: 4, height: 4, pixels: [UInt8](repeating: 0, count: 48) + [UInt8](repeating: 255, count: 48),
+            labels: [0, 1], classNames: ["black", "white"])
         for epoch in 0..<10 {
             let batch = Array(TrainingLoader(images, options: options, epoch: epoch))[0]
             let pixels = batch.images.toArray()
-            let pasted = Float(pixels[0..<16].filter { $0 == 1 }.count) / 16     // white pixels in the black image
+            let pasted = Float(pixels[0..<16].filter { $0 == 1 }.count) / 16  // white pixels in the black image
             #expect(abs(batch.targets!.toArray()[1] - pasted) < 1e-6)
         }
     }
@@ -116,8 +120,9 @@ import Testing
                 let folder = root.appendingPathComponent("\(part)/\(name)")
                 try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
                 for n in 0..<3 {
-                    try PNG.write(RGBImage(width: 2, height: 2, pixels: [UInt8](repeating: UInt8(n), count: 12)),
-                                  to: folder.appendingPathComponent("\(n).png"))
+                    try PNG.write(
+                        RGBImage(width: 2, height: 2, pixels: [UInt8](repeating: UInt8(n), count: 12)),
+                        to: folder.appendingPathComponent("\(n).png"))
                 }
             }
         }

@@ -26,10 +26,10 @@ import Testing
     }
 
     func checkFolder(_ dataset: ImageDataset) {
-        #expect(dataset.classNames == ["ant", "cat", "dog"])          // sorted, as torchvision's ImageFolder
+        #expect(dataset.classNames == ["ant", "cat", "dog"])  // sorted, as torchvision's ImageFolder
         #expect(dataset.count == 12 && dataset.width == 4 && dataset.height == 4)
         #expect(dataset.labels == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
-        #expect(dataset.image(0).pixels[0] == 80 && dataset.image(5).pixels[0] == 1)   // ant/0.png, cat/1.png
+        #expect(dataset.image(0).pixels[0] == 80 && dataset.image(5).pixels[0] == 1)  // ant/0.png, cat/1.png
         #expect(dataset.failures.count == 1 && "\(dataset.failures[0])".contains("broken.jpg"))
     }
 
@@ -89,7 +89,8 @@ import Testing
 
     @Test func stratifiedSplitKeepsClassProportionsAndIsSeeded() {
         let labels = (0..<100).map { $0 < 60 ? 0 : 1 }
-        let dataset = ImageDataset(width: 1, height: 1, pixels: labels.flatMap { [UInt8($0), 0, 0] }, labels: labels, classNames: ["a", "b"])
+        let dataset = ImageDataset(
+            width: 1, height: 1, pixels: labels.flatMap { [UInt8($0), 0, 0] }, labels: labels, classNames: ["a", "b"])
         let (train, validation) = dataset.stratifiedSplit(validationFraction: 0.2, seed: 5)
         #expect(validation.labels.filter { $0 == 0 }.count == 12 && validation.labels.filter { $0 == 1 }.count == 8)
         #expect(train.count == 80)

@@ -20,8 +20,10 @@ func fixture(_ path: String) -> URL {
         #expect(worst <= tolerance, "\(name): pixels differ from Pillow's by up to \(worst)")
     }
 
-    @Test(arguments: ["rgb.png", "gray.png", "gray1bit.png", "gray_alpha.png", "rgba.png", "palette.png",
-                      "interlaced.png", "rgb16.png"])
+    @Test(arguments: [
+        "rgb.png", "gray.png", "gray1bit.png", "gray_alpha.png", "rgba.png", "palette.png",
+        "interlaced.png", "rgb16.png"
+    ])
     func pngMatchesPillowExactly(name: String) throws { try check(name) }
 
     // libjpeg-turbo versions may round the inverse DCT differently by a level.
@@ -29,9 +31,11 @@ func fixture(_ path: String) -> URL {
     func jpegMatchesPillow(name: String) throws { try check(name, tolerance: 2) }
 
     @Test func badFilesAreReportedWithPathAndReason() {
-        for (name, reason) in [("truncated.jpg", "corrupt or truncated"), ("truncated.png", "corrupt or truncated"),
-                               ("not-an-image.jpg", "not a JPEG or PNG"), ("empty.png", "empty"),
-                               ("missing.png", "no such file")] {
+        for (name, reason) in [
+            ("truncated.jpg", "corrupt or truncated"), ("truncated.png", "corrupt or truncated"),
+            ("not-an-image.jpg", "not a JPEG or PNG"), ("empty.png", "empty"),
+            ("missing.png", "no such file")
+        ] {
             #expect {
                 try RGBImage(contentsOf: fixture("decode/\(name)"))
             } throws: { error in
@@ -58,7 +62,7 @@ func fixture(_ path: String) -> URL {
     static let transforms: [(String, EvalTransform)] = [
         ("vit", EvalTransform(size: 224, cropPct: 0.9, filter: .bicubic)),
         ("deit", EvalTransform(size: 224, cropPct: 0.875, filter: .bicubic, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])),
-        ("bilinear384", EvalTransform(size: 384, cropPct: 1, filter: .bilinear)),
+        ("bilinear384", EvalTransform(size: 384, cropPct: 1, filter: .bilinear))
     ]
 
     @Test(arguments: ["chelsea.png", "coffee.png"])

@@ -36,7 +36,9 @@ let timmFolder = testsFolder.appendingPathComponent("ViTTests/Fixtures/timm-vit-
 
     @Test func loaderSkipsBadFilesAndKeepsOrder() throws {
         let decode = testsFolder.appendingPathComponent("ImagesTests/Fixtures/decode")
-        let paths = ["rgb.png", "truncated.jpg", "gray.jpg", "not-an-image.jpg", "palette.png"].map { decode.appendingPathComponent($0).path }
+        let paths = ["rgb.png", "truncated.jpg", "gray.jpg", "not-an-image.jpg", "palette.png"].map {
+            decode.appendingPathComponent($0).path
+        }
         let (files, missing) = BatchLoader.imageFiles(paths + ["/nonexistent/photo.jpg"])
         #expect(files.count == 5 && missing.count == 1 && "\(missing[0])".contains("no such file"))
         let transform = EvalTransform(size: 16)

@@ -30,7 +30,7 @@ import Testing
         let (train, trainLabels) = spirals(count: 300, noise: 0.05, seed: 2)
         let (test, testLabels) = spirals(count: 200, noise: 0.05, seed: 3)
         let net = SpiralNet()
-        for p in net.parameters() where p.rank == 2 {   // Xavier suits a small MLP better than std 0.02
+        for p in net.parameters() where p.rank == 2 {  // Xavier suits a small MLP better than std 0.02
             p.assign(Init.xavierUniform(p.shape))
         }
         let optimizer = AdamW(ParameterGroup.standard(net, weightDecay: 1e-4), learningRate: 1e-2)

@@ -66,7 +66,7 @@ final class TinyModel: Module {
     @Test func weightDecayGroupsFollowTimm() {
         let groups = ParameterGroup.standard(TinyModel(), weightDecay: 0.05)
         #expect(groups[0].parameters.allSatisfy { $0.rank >= 2 })
-        #expect(groups[0].parameters.count == 2 * 4 + 1)   // qkv, proj, fc1, fc2 per block + head
+        #expect(groups[0].parameters.count == 2 * 4 + 1)  // qkv, proj, fc1, fc2 per block + head
         #expect(groups[1].weightDecay == 0 && groups[1].parameters.count == 1 + 2 * 8 + 1)
     }
 
@@ -76,7 +76,7 @@ final class TinyModel: Module {
         #expect(t.allSatisfy { abs($0) <= 0.04 })
         let mean = t.reduce(0, +) / Float(t.count)
         let std = (t.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(t.count)).squareRoot()
-        #expect(abs(mean) < 1e-3 && abs(std - 0.0176) < 1e-3)   // a normal cut at ±2σ keeps 88% of its std
+        #expect(abs(mean) < 1e-3 && abs(std - 0.0176) < 1e-3)  // a normal cut at ±2σ keeps 88% of its std
         let x = Init.xavierUniform([30, 50], using: &rng).toArray()
         let bound = (6.0 / 80.0).squareRoot()
         #expect(x.allSatisfy { abs(Double($0)) <= bound } && x.contains { abs(Double($0)) > 0.9 * bound })
@@ -99,7 +99,7 @@ final class TinyModel: Module {
         #expect(probabilities.shape == [1, 2, 3, 3])
         for row in probabilities.sum(axis: -1).toArray() { #expect(abs(row - 1) < 1e-5) }
         // Head 0 by hand: q, k from the qkv projection, softmax(q kᵀ / sqrt(4)).
-        let qkv = Autograd.withNoGrad { attention.qkv(x) }.toArray()   // [1, 3, 24]
+        let qkv = Autograd.withNoGrad { attention.qkv(x) }.toArray()  // [1, 3, 24]
         let q = (0..<3).map { n in (0..<4).map { qkv[n * 24 + $0] } }
         let k = (0..<3).map { n in (0..<4).map { qkv[n * 24 + 8 + $0] } }
         let p = probabilities.toArray()
@@ -142,6 +142,6 @@ final class TinyModel: Module {
         let norm = clipGradientNorm([a, b], maxNorm: 1)
         #expect(abs(norm - 5) < 1e-6)
         expectClose(a.grad!.toArray() + b.grad!.toArray(), [0.6, 0, 0.8], tolerance: 1e-6)
-        #expect(abs(clipGradientNorm([a, b], maxNorm: 10) - 1) < 1e-5)   // under the limit: unchanged
+        #expect(abs(clipGradientNorm([a, b], maxNorm: 10) - 1) < 1e-5)  // under the limit: unchanged
     }
 }

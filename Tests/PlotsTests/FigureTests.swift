@@ -74,9 +74,10 @@ import Testing
     }
 
     @Test func trainingCurvesAndConfusionMatrix() throws {
-        let curves = try roundTrip(TrainingFigures.curves(
-            epochs: [1, 2, 3], loss: [("train", [2.0, 1.2, 0.9]), ("validation", [1.8, 1.1, .nan])],
-            accuracy: [("train", [0.3, 0.6, 0.7]), ("validation", [0.35, 0.62, .nan])]))
+        let curves = try roundTrip(
+            TrainingFigures.curves(
+                epochs: [1, 2, 3], loss: [("train", [2.0, 1.2, 0.9]), ("validation", [1.8, 1.1, .nan])],
+                accuracy: [("train", [0.3, 0.6, 0.7]), ("validation", [0.35, 0.62, .nan])]))
         #expect(curves.width == 960 && curves.height == 380 && distinctColours(curves) >= 4)
         // The two series are drawn in their own colours (blue train, orange validation).
         let series = colours(curves, fromX: 0)

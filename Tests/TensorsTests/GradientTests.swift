@@ -8,12 +8,12 @@ import TestSupport
         let a = random([2, 3, 4], seed: 1), b = random([3, 1], seed: 2), c = random([4], seed: 3)
         checkGradients([a, b]) { $0[0] + $0[1] }
         checkGradients([a, b]) { $0[0] - $0[1] }
-        checkGradients([b, a]) { $0[0] - $0[1] }          // first operand broadcast: expanded then subtracted
+        checkGradients([b, a]) { $0[0] - $0[1] }  // first operand broadcast: expanded then subtracted
         checkGradients([a, c]) { $0[0] * $0[1] }
         let positive = random([3, 1], seed: 4, low: 0.5, high: 2)
         checkGradients([a, positive]) { $0[0] / $0[1] }
         let positiveFull = random([2, 3, 4], seed: 5, low: 0.5, high: 2)
-        checkGradients([positive, positiveFull]) { $0[0] / $0[1] }   // numerator broadcast
+        checkGradients([positive, positiveFull]) { $0[0] / $0[1] }  // numerator broadcast
     }
 
     @Test func scalarArithmetic() {
@@ -84,7 +84,9 @@ import TestSupport
         checkGradients([x]) { $0[0].transpose(0, 2) }
         checkGradients([x]) { $0[0].slice(axis: 0, start: 1, length: 1) }
         checkGradients([x]) { $0[0].slice(axis: 2, start: 1, length: 2) }
-        checkGradients([x]) { let parts = $0[0].split([1, 2], axis: 1); return parts[1] * 2 + parts[0] }
+        checkGradients([x]) {
+            let parts = $0[0].split([1, 2], axis: 1); return parts[1] * 2 + parts[0]
+        }
         checkGradients([x, random([2, 2, 4], seed: 26)]) { Tensor.concat([$0[0], $0[1]], axis: 1) }
         checkGradients([x]) { $0[0].indexSelect(axis: 1, [2, 0, 2]) }
         checkGradients([x]) { $0[0].gather(axis: 1, [[2, 1], [0, 0]]) }
@@ -99,7 +101,9 @@ import TestSupport
         checkGradients([a]) { $0[0].maskedFill(mask, value: -5) }
         var rng = SeededGenerator(seed: 3)
         let state = rng
-        checkGradients([a]) { x in rng = state; return x[0].dropout(0.3, using: &rng) }
+        checkGradients([a]) { x in
+            rng = state; return x[0].dropout(0.3, using: &rng)
+        }
     }
 
     @Test func losses() {

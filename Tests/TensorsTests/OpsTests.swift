@@ -19,9 +19,9 @@ import TestSupport
         let out = batched.matmul(b)
         #expect(out.shape == [2, 3, 5])
         expectClose(Array(out.toArray()[15...]), naiveMatmul(Array(batched.toArray()[21...]), b.toArray(), m: 3, k: 7, n: 5))
-        let bT = b.transpose(0, 1)   // [5, 7]
+        let bT = b.transpose(0, 1)  // [5, 7]
         expectClose(a.matmul(bT, transposeOther: true).toArray(), a.matmul(b).toArray())
-        let aT = a.transpose(0, 1)   // [7, 3]
+        let aT = a.transpose(0, 1)  // [7, 3]
         expectClose(aT.matmul(b, transposeSelf: true).toArray(), a.matmul(b).toArray())
     }
 
@@ -130,9 +130,9 @@ import TestSupport
 @Suite struct AutogradTests {
     @Test func gradientsAccumulateAcrossUsesAndCalls() {
         let x = Tensor([2, 3], shape: [2], requiresGrad: true)
-        (x * x + x).sum().backward()           // d/dx = 2x + 1
+        (x * x + x).sum().backward()  // d/dx = 2x + 1
         #expect(x.grad?.toArray() == [5, 7])
-        (x * 3).sum().backward()               // adds 3
+        (x * 3).sum().backward()  // adds 3
         #expect(x.grad?.toArray() == [8, 10])
     }
 
@@ -140,7 +140,7 @@ import TestSupport
         let x = Tensor([1, 2], shape: [2], requiresGrad: true)
         let y = Autograd.withNoGrad { x * 2 }
         #expect(!y.requiresGrad && y.isLeaf)
-        let z = (x.detach() * x).sum()         // only the second factor carries gradient
+        let z = (x.detach() * x).sum()  // only the second factor carries gradient
         z.backward()
         #expect(x.grad?.toArray() == [1, 2])
     }
@@ -148,8 +148,10 @@ import TestSupport
     @Test func sharedSubexpressionsGetSummedGradients() {
         let x = Tensor([0.5, -1], shape: [2], requiresGrad: true)
         let h = x.tanh()
-        (h * h + h).sum().backward()           // (2h + 1)(1 - h²)
-        let expected = x.toArray().map { v -> Float in let h = Foundation.tanh(v); return (2 * h + 1) * (1 - h * h) }
+        (h * h + h).sum().backward()  // (2h + 1)(1 - h²)
+        let expected = x.toArray().map { v -> Float in
+            let h = Foundation.tanh(v); return (2 * h + 1) * (1 - h * h)
+        }
         expectClose(x.grad!.toArray(), expected, tolerance: 1e-6)
     }
 }

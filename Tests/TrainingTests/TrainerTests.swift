@@ -59,13 +59,14 @@ func temporaryFolder() -> URL {
         options.learningRate = 3e-3
         options.warmupEpochs = 1
         options.augmentation = .none
-        let trainer = try Trainer(model: try tinyModel(seed: 1), options: options, trainSet: quadrantDataset(count: 240, seed: 2),
-                                  validationSet: quadrantDataset(count: 200, seed: 3), folder: folder)
+        let trainer = try Trainer(
+            model: try tinyModel(seed: 1), options: options, trainSet: quadrantDataset(count: 240, seed: 2),
+            validationSet: quadrantDataset(count: 200, seed: 3), folder: folder)
         #expect(try trainer.run() == .finished)
         let history = trainer.state.history
         #expect(history.count == 5)
         #expect(history.last!.trainLoss < 0.5 * history.first!.trainLoss)
-        #expect(history.last!.validationTop1! > 0.9)     // chance is 0.25
+        #expect(history.last!.validationTop1! > 0.9)  // chance is 0.25
         // The folder is a native checkpoint folder with its metrics and curves.
         for name in ["model.safetensors", "config.json", "checkpoint.safetensors", "metrics.jsonl", "curves.png"] {
             #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path), "\(name)")
@@ -92,22 +93,24 @@ func temporaryFolder() -> URL {
         options.augmentation.randAugmentMagnitude = 9
         options.augmentation.randomErasing = 0.5
         options.mixing = BatchMixing(mixupAlpha: 0.8, cutmixAlpha: 1)
-        let data = quadrantDataset(count: 96, seed: 4), validation = quadrantDataset(count: 32, seed: 5)   // 6 steps an epoch
+        let data = quadrantDataset(count: 96, seed: 4), validation = quadrantDataset(count: 32, seed: 5)  // 6 steps an epoch
 
         let whole = temporaryFolder(), split = temporaryFolder()
         defer { for f in [whole, split] { try? FileManager.default.removeItem(at: f) } }
-        let once = try Trainer(model: try tinyModel(seed: 9, dropPath: 0.2), options: options, trainSet: data,
-                               validationSet: validation, folder: whole)
+        let once = try Trainer(
+            model: try tinyModel(seed: 9, dropPath: 0.2), options: options, trainSet: data,
+            validationSet: validation, folder: whole)
         #expect(try once.run() == .finished)
 
-        let first = try Trainer(model: try tinyModel(seed: 9, dropPath: 0.2), options: options, trainSet: data,
-                                validationSet: validation, folder: split)
-        first.stepLimit = 4            // stops inside the first epoch
+        let first = try Trainer(
+            model: try tinyModel(seed: 9, dropPath: 0.2), options: options, trainSet: data,
+            validationSet: validation, folder: split)
+        first.stepLimit = 4  // stops inside the first epoch
         #expect(try first.run() == .stopped)
-        GlobalRandom.seed(12345)       // whatever happens in between must not matter
+        GlobalRandom.seed(12345)  // whatever happens in between must not matter
         let second = try Trainer.resume(folder: split, trainSet: data, validationSet: validation)
         #expect(second.state.epoch == 0 && second.state.batch == 4)
-        second.stepLimit = 5           // stops inside the second epoch
+        second.stepLimit = 5  // stops inside the second epoch
         #expect(try second.run() == .stopped)
         let third = try Trainer.resume(folder: split, trainSet: data, validationSet: validation)
         #expect(try third.run() == .finished)
@@ -117,12 +120,14 @@ func temporaryFolder() -> URL {
         #expect(differing.isEmpty, "weights differ: \(differing)")
         let averages = zip(once.averageModel!.parameters(), third.averageModel!.parameters()).filter { $0.toArray() != $1.toArray() }
         #expect(averages.isEmpty, "\(averages.count) EMA tensors differ")
-        #expect(once.state.history == third.state.history.map { record in
-            var r = record
-            r.seconds = once.state.history[record.epoch - 1].seconds
-            r.imagesPerSecond = once.state.history[record.epoch - 1].imagesPerSecond
-            return r
-        })
+        #expect(
+            once.state.history
+                == third.state.history.map { record in
+                    var r = record
+                    r.seconds = once.state.history[record.epoch - 1].seconds
+                    r.imagesPerSecond = once.state.history[record.epoch - 1].imagesPerSecond
+                    return r
+                })
     }
 
     @Test func nonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
@@ -134,7 +139,7 @@ func temporaryFolder() -> URL {
         options.warmupEpochs = 0
         let data = quadrantDataset(count: 64, seed: 6)
         let trainer = try Trainer(model: try tinyModel(seed: 2), options: options, trainSet: data, validationSet: nil, folder: folder)
-        trainer.stepLimit = 4          // one epoch: a checkpoint at its end
+        trainer.stepLimit = 4  // one epoch: a checkpoint at its end
         #expect(try trainer.run() == .stopped)
         let saved = try Data(contentsOf: trainer.checkpointURL)
         let resumed = try Trainer.resume(folder: folder, trainSet: data, validationSet: nil)
@@ -156,8 +161,9 @@ func temporaryFolder() -> URL {
         options.emaDecay = 0.999
         let model = try tinyModel(seed: 3)
         let initial = model.parameters().map { $0.toArray() }
-        let trainer = try Trainer(model: model, options: options, trainSet: quadrantDataset(count: 32, seed: 1),
-                                  validationSet: nil, folder: folder)
+        let trainer = try Trainer(
+            model: model, options: options, trainSet: quadrantDataset(count: 32, seed: 1),
+            validationSet: nil, folder: folder)
         trainer.stepLimit = 1
         #expect(try trainer.run() == .stopped)
         for ((average, weights), start) in zip(zip(trainer.averageModel!.parameters(), model.parameters()), initial) {
@@ -190,7 +196,9 @@ func temporaryFolder() -> URL {
         plain.emaDecay = nil
         let noAverage = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: noAverage) }
-        #expect(try Trainer(model: try tinyModel(seed: 4), options: plain, trainSet: data, validationSet: nil, folder: noAverage).run() == .finished)
+        #expect(
+            try Trainer(model: try tinyModel(seed: 4), options: plain, trainSet: data, validationSet: nil, folder: noAverage).run()
+                == .finished)
         #expect { try Trainer.exportWeights(ofRunIn: noAverage, .ema, to: ema) } throws: { "\($0)".contains("no ema weights") }
     }
 
@@ -201,7 +209,9 @@ func temporaryFolder() -> URL {
         #expect { try Trainer.resume(folder: folder, trainSet: data, validationSet: nil) } throws: { "\($0)".contains("nothing to resume") }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try Safetensors.write(["x": Tensor.zeros([2])], to: folder.appendingPathComponent("checkpoint.safetensors"))
-        #expect { try Trainer.resume(folder: folder, trainSet: data, validationSet: nil) } throws: { "\($0)".contains("no SwiftViT training state") }
+        #expect { try Trainer.resume(folder: folder, trainSet: data, validationSet: nil) } throws: {
+            "\($0)".contains("no SwiftViT training state")
+        }
     }
 }
 
@@ -214,8 +224,9 @@ func temporaryFolder() -> URL {
         #expect(evaluation.count == 3 && evaluation.top1Correct == 1 && evaluation.top5Correct == 3)
         #expect(evaluation.confusion == [[1, 0, 0], [0, 0, 1], [0, 1, 0]])
         #expect(evaluation.perClass == [1, 0, 0])
-        let expectedLoss = (-log(exp(3.0) / (exp(3.0) + exp(1.0) + 1)) - log(exp(1.0) / (1 + exp(1.0) + exp(2.0)))
-                            - log(exp(-1.0) / (1 + exp(5.0) + exp(-1.0)))) / 3
+        let expectedLoss =
+            (-log(exp(3.0) / (exp(3.0) + exp(1.0) + 1)) - log(exp(1.0) / (1 + exp(1.0) + exp(2.0)))
+                - log(exp(-1.0) / (1 + exp(5.0) + exp(-1.0)))) / 3
         #expect(abs(evaluation.loss - expectedLoss) < 1e-9)
         let json = evaluation.json()
         #expect(json.hasPrefix("{\"top1\": 0.3333, \"top5\": 1.0000, \"count\": 3"))

@@ -19,8 +19,9 @@ import ViT
 
     /// The quadrant images with names, as an image folder would give them.
     func named(_ data: ImageDataset) -> ImageDataset {
-        ImageDataset(width: data.width, height: data.height, pixels: data.pixels, labels: data.labels, classNames: data.classNames,
-                     sources: data.labels.indices.map { "\(data.classNames[data.labels[$0]])/\($0).png" })
+        ImageDataset(
+            width: data.width, height: data.height, pixels: data.pixels, labels: data.labels, classNames: data.classNames,
+            sources: data.labels.indices.map { "\(data.classNames[data.labels[$0]])/\($0).png" })
     }
 
     @Test func theSplitIsSavedAndAResumeOnChangedDataIsRefused() throws {
@@ -30,8 +31,9 @@ import ViT
         let (train, validation) = whole.stratifiedSplit(validationFraction: 0.25, seed: 9)
         #expect(Set(train.sources).isDisjoint(with: validation.sources))
         let source = ValidationSource.split(fraction: 0.25, seed: 9, files: validation.sources)
-        let trainer = try Trainer(model: try tinyModel(seed: 1), options: options(), trainSet: train, validationSet: validation,
-                                  validationSource: source, folder: folder)
+        let trainer = try Trainer(
+            model: try tinyModel(seed: 1), options: options(), trainSet: train, validationSet: validation,
+            validationSource: source, folder: folder)
         trainer.stepLimit = 3
         #expect(try trainer.run() == .stopped)
         #expect(try Trainer.savedRun(in: folder).validation == source)
@@ -43,28 +45,32 @@ import ViT
         let grown = named(quadrantDataset(count: 84, seed: 2))
         let (train2, validation2) = grown.stratifiedSplit(validationFraction: 0.25, seed: 9)
         #expect {
-            try Trainer.resume(folder: folder, trainSet: train2, validationSet: validation2,
-                               validationSource: .split(fraction: 0.25, seed: 9, files: validation2.sources))
+            try Trainer.resume(
+                folder: folder, trainSet: train2, validationSet: validation2,
+                validationSource: .split(fraction: 0.25, seed: 9, files: validation2.sources))
         } throws: { "\($0)".contains("the data changed") }
         // Data that lost its test part cannot stand in for a split either.
-        #expect { try Trainer.resume(folder: folder, trainSet: whole, validationSet: nil, validationSource: ValidationSource.none) }
-            throws: { "\($0)".contains("the data changed") }
+        #expect {
+            try Trainer.resume(folder: folder, trainSet: whole, validationSet: nil, validationSource: ValidationSource.none)
+        } throws: { "\($0)".contains("the data changed") }
     }
 
     @Test func aSplitThatOverlapsTheTrainingImagesIsRefused() throws {
         let data = named(quadrantDataset(count: 40, seed: 2))
         let validation = data.subset([0, 1, 2, 3])
         #expect {
-            try Trainer(model: try tinyModel(seed: 1), options: options(), trainSet: data, validationSet: validation,
-                        validationSource: .split(fraction: 0.1, seed: 0, files: validation.sources), folder: temporaryFolder())
+            try Trainer(
+                model: try tinyModel(seed: 1), options: options(), trainSet: data, validationSet: validation,
+                validationSource: .split(fraction: 0.1, seed: 0, files: validation.sources), folder: temporaryFolder())
         } throws: { "\($0)".contains("overlap") }
     }
 
     @Test func aRunStoppedBeforeItsFirstEpochLeavesALoadableModel() throws {
         let folder = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        let trainer = try Trainer(model: try tinyModel(seed: 1), options: options(), trainSet: quadrantDataset(count: 64, seed: 2),
-                                  validationSet: nil, folder: folder)
+        let trainer = try Trainer(
+            model: try tinyModel(seed: 1), options: options(), trainSet: quadrantDataset(count: 64, seed: 2),
+            validationSet: nil, folder: folder)
         trainer.stepLimit = 2
         #expect(try trainer.run() == .stopped)
         #expect(trainer.state.history.isEmpty)

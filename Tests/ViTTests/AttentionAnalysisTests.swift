@@ -13,9 +13,13 @@ import Testing
         let attention = try reference.tensor("block1.attn_probs")
         let maps = AttentionAnalysis.classAttention(attention, prefixTokens: 1)
         let values = attention.toArray()
-        for image in 0..<2 { for head in 0..<4 { for patch in 0..<16 {
-            #expect(maps[image][head][patch] == values[((image * 4 + head) * 17 + 0) * 17 + 1 + patch])
-        } } }
+        for image in 0..<2 {
+            for head in 0..<4 {
+                for patch in 0..<16 {
+                    #expect(maps[image][head][patch] == values[((image * 4 + head) * 17 + 0) * 17 + 1 + patch])
+                }
+            }
+        }
     }
 
     @Test func meanDistanceOfKnownPatterns() {
@@ -33,17 +37,21 @@ import Testing
         let attention = try reference.tensor("block0.attn_probs")
         let ours = AttentionAnalysis.meanDistance(attention, prefixTokens: 1, gridSize: 4, patchSize: 8)
         // Independent: patch centres as (x, y) in pixels, Tensor ops for the renormalisation.
-        let probabilities = attention.slice(axis: 2, start: 1, length: 16).slice(axis: 3, start: 1, length: 16)   // [2, 4, 16, 16]
+        let probabilities = attention.slice(axis: 2, start: 1, length: 16).slice(axis: 3, start: 1, length: 16)  // [2, 4, 16, 16]
         let renormalised = Autograd.withNoGrad { probabilities / probabilities.sum(axis: -1, keepDim: true) }.toArray()
         func centre(_ patch: Int) -> (x: Double, y: Double) { (Double(patch % 4) * 8 + 4, Double(patch / 4) * 8 + 4) }
         for head in 0..<4 {
             var total = 0.0
-            for image in 0..<2 { for q in 0..<16 { for k in 0..<16 {
-                let a = Double(renormalised[((image * 4 + head) * 16 + q) * 16 + k])
-                let dx: Double = centre(q).x - centre(k).x
-                let dy: Double = centre(q).y - centre(k).y
-                total += a * (dx * dx + dy * dy).squareRoot()
-            } } }
+            for image in 0..<2 {
+                for q in 0..<16 {
+                    for k in 0..<16 {
+                        let a = Double(renormalised[((image * 4 + head) * 16 + q) * 16 + k])
+                        let dx: Double = centre(q).x - centre(k).x
+                        let dy: Double = centre(q).y - centre(k).y
+                        total += a * (dx * dx + dy * dy).squareRoot()
+                    }
+                }
+            }
             #expect(abs(Double(ours[head]) - total / 32) < 1e-4, "head \(head): \(ours[head]) vs \(total / 32)")
         }
     }
@@ -53,7 +61,7 @@ import Testing
         let ours = AttentionAnalysis.rollout(layers, prefixTokens: 1)
         // Independent: with Tensor ops, Â = (mean_h A + I) / 2 (rows of A sum to 1), joint = Â1 · Â0.
         let identity = Tensor((0..<(17 * 17)).map { i -> Float in i / 17 == i % 17 ? 1 : 0 }, shape: [17, 17])
-        let hats = layers.map { layer in Autograd.withNoGrad { (layer.mean(axis: 1) + identity) * 0.5 } }    // [2, 17, 17]
+        let hats = layers.map { layer in Autograd.withNoGrad { (layer.mean(axis: 1) + identity) * 0.5 } }  // [2, 17, 17]
         let joint = Autograd.withNoGrad { hats[1].matmul(hats[0]) }.toArray()
         for image in 0..<2 {
             let expected = (1..<17).map { joint[(image * 17 + 0) * 17 + $0] }
@@ -63,10 +71,10 @@ import Testing
     }
 
     @Test func positionSimilarityIsCosine() throws {
-        let pos = Tensor([1, 0, 9, 9, 0, 2, 3, 3], shape: [1, 4, 2])   // class slot, then (0,2), (3,3)... after prefix
+        let pos = Tensor([1, 0, 9, 9, 0, 2, 3, 3], shape: [1, 4, 2])  // class slot, then (0,2), (3,3)... after prefix
         let s = AttentionAnalysis.positionSimilarity(pos, prefixTokens: 1)
         #expect(s.count == 3 && abs(s[0][0] - 1) < 1e-6)
-        #expect(abs(s[0][1] - Float(2.0.squareRoot() / 2)) < 1e-6)   // (9,9)·(0,2) / (|..||..|) = 18 / (9√2 · 2)
+        #expect(abs(s[0][1] - Float(2.0.squareRoot() / 2)) < 1e-6)  // (9,9)·(0,2) / (|..||..|) = 18 / (9√2 · 2)
     }
 }
 

@@ -32,7 +32,7 @@ import TestSupport
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let original = try standardModel(width: width, seed: UInt64(width))
-        try Safetensors.write(original.stateDict(), to: folder.appendingPathComponent("model.safetensors"))   // no config.json
+        try Safetensors.write(original.stateDict(), to: folder.appendingPathComponent("model.safetensors"))  // no config.json
         let loaded = try CheckpointLoader().load(folder.appendingPathComponent("model.safetensors"))
         #expect(loaded.config.heads == [192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16][width])
         #expect(loaded.config.width == width && loaded.config.depth == 1 && loaded.config.numClasses == 5)
@@ -67,9 +67,13 @@ import TestSupport
         #expect(ConfigFiles.timmRegistered.contains(architecture), "\(architecture) is not a model timm registers")
         var config = try ViTConfig.preset(architecture)
         let args = try #require(json["model_args"] as? [String: Any])
-        let known: Set<String> = ["img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio", "qkv_bias",
-                                  "class_token", "global_pool", "no_embed_class", "num_classes", "fc_norm", "pos_embed", "representation_size"]
-        #expect(Set(args.keys).isSubset(of: known), "model_args keys timm's VisionTransformer does not take: \(Set(args.keys).subtracting(known))")
+        let known: Set<String> = [
+            "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio", "qkv_bias",
+            "class_token", "global_pool", "no_embed_class", "num_classes", "fc_norm", "pos_embed", "representation_size"
+        ]
+        #expect(
+            Set(args.keys).isSubset(of: known),
+            "model_args keys timm's VisionTransformer does not take: \(Set(args.keys).subtracting(known))")
         config.imageSize = args["img_size"] as! Int
         config.patchSize = args["patch_size"] as! Int
         config.width = args["embed_dim"] as! Int
@@ -87,7 +91,8 @@ import TestSupport
         cifar.labels = (0..<10).map { "class \($0)" }
         var custom = ViTConfig()
         (custom.width, custom.depth, custom.heads, custom.patchSize, custom.imageSize, custom.numClasses) = (96, 3, 2, 8, 48, 7)
-        let presets = try ["vit_tiny_patch16_224", "deit_small_distilled_patch16_224", "vit_base_patch8_224", "vit_huge_patch14_224"].map(ViTConfig.preset)
+        let presets = try ["vit_tiny_patch16_224", "deit_small_distilled_patch16_224", "vit_base_patch8_224", "vit_huge_patch14_224"].map(
+            ViTConfig.preset)
         for config in [cifar, custom] + presets {
             let json = try JSONSerialization.jsonObject(with: ConfigFiles.timmJSON(config)) as! [String: Any]
             let rebuilt = try rebuiltAsTimmWould(json)
@@ -96,9 +101,12 @@ import TestSupport
             #expect(rebuilt.numClasses == config.numClasses && rebuilt.distillationToken == config.distillationToken)
         }
         #expect(ConfigFiles.nearestTimmArchitecture(cifar) == "vit_tiny_patch16_224")
-        #expect(ConfigFiles.nearestTimmArchitecture(try ViTConfig.preset("deit_small_distilled_patch16_224")) == "deit_small_distilled_patch16_224")
+        #expect(
+            ConfigFiles.nearestTimmArchitecture(try ViTConfig.preset("deit_small_distilled_patch16_224"))
+                == "deit_small_distilled_patch16_224")
         // A name of ours that timm does not register is never written.
-        let named = try JSONSerialization.jsonObject(with: ConfigFiles.timmJSON(cifar, architecture: "vit_cifar_patch4_32")) as! [String: Any]
+        let named =
+            try JSONSerialization.jsonObject(with: ConfigFiles.timmJSON(cifar, architecture: "vit_cifar_patch4_32")) as! [String: Any]
         #expect(named["architecture"] as? String == "vit_tiny_patch16_224")
     }
 

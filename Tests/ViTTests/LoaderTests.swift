@@ -33,19 +33,22 @@ import TestSupport
     @Test func everyMismatchIsReportedTogether() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        var tensors = try SafetensorsFile(contentsOf: fixture("timm-vit-p8-d64-h4-l2-i32").appendingPathComponent("model.safetensors")).allTensors()
+        var tensors = try SafetensorsFile(contentsOf: fixture("timm-vit-p8-d64-h4-l2-i32").appendingPathComponent("model.safetensors"))
+            .allTensors()
         tensors.removeValue(forKey: "blocks.1.norm2.bias")
         tensors["blocks.0.attn.proj.weight"] = Tensor.zeros([64, 32])
         tensors["something.else"] = Tensor.zeros([3])
         try Safetensors.write(tensors, to: folder.appendingPathComponent("model.safetensors"))
-        try FileManager.default.copyItem(at: fixture("timm-vit-p8-d64-h4-l2-i32").appendingPathComponent("config.json"),
-                                         to: folder.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(
+            at: fixture("timm-vit-p8-d64-h4-l2-i32").appendingPathComponent("config.json"),
+            to: folder.appendingPathComponent("config.json"))
         #expect {
             try CheckpointLoader().load(folder)
         } throws: { error in
             let text = "\(error)"
             return text.contains("model.safetensors") && text.contains("missing keys: blocks.1.norm2.bias")
-                && text.contains("unexpected keys: something.else") && text.contains("blocks.0.attn.proj.weight: checkpoint [64, 32], model [64, 64]")
+                && text.contains("unexpected keys: something.else")
+                && text.contains("blocks.0.attn.proj.weight: checkpoint [64, 32], model [64, 64]")
         }
     }
 
@@ -53,7 +56,8 @@ import TestSupport
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let source = fixture("timm-vit-p8-d64-h4-l2-i32")
-        try FileManager.default.copyItem(at: source.appendingPathComponent("model.safetensors"), to: folder.appendingPathComponent("model.safetensors"))
+        try FileManager.default.copyItem(
+            at: source.appendingPathComponent("model.safetensors"), to: folder.appendingPathComponent("model.safetensors"))
         var config = String(decoding: try Data(contentsOf: source.appendingPathComponent("config.json")), as: UTF8.self)
         config = config.replacingOccurrences(of: "\"depth\": 2", with: "\"depth\": 3")
         try Data(config.utf8).write(to: folder.appendingPathComponent("config.json"))
@@ -65,7 +69,9 @@ import TestSupport
         defer { try? FileManager.default.removeItem(at: folder) }
         let npz = folder.appendingPathComponent("model.npz")
         try FileManager.default.copyItem(at: fixture("jax-vit-p8-d64-h4-l2-i32").appendingPathComponent("model.npz"), to: npz)
-        #expect { try CheckpointLoader().load(npz) } throws: { "\($0)".contains("number of attention heads") && "\($0)".contains("--heads") }
+        #expect { try CheckpointLoader().load(npz) } throws: {
+            "\($0)".contains("number of attention heads") && "\($0)".contains("--heads")
+        }
         let model = try CheckpointLoader(heads: 4).load(npz)
         #expect(model.config.heads == 4 && model.config.depth == 2 && model.config.numClasses == 10)
     }
@@ -88,7 +94,9 @@ import TestSupport
         var data = Data()
         withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(Data(header.utf8))
-        for bits: UInt16 in [0x3C00, 0xC000, 0x3800, 0x3F80, 0xC000, 0x3F00] { withUnsafeBytes(of: bits.littleEndian) { data.append(contentsOf: $0) } }
+        for bits: UInt16 in [0x3C00, 0xC000, 0x3800, 0x3F80, 0xC000, 0x3F00] {
+            withUnsafeBytes(of: bits.littleEndian) { data.append(contentsOf: $0) }
+        }
         let url = folder.appendingPathComponent("half.safetensors")
         try data.write(to: url)
         let file = try SafetensorsFile(contentsOf: url)
@@ -109,7 +117,8 @@ import TestSupport
         let file = try SafetensorsFile(contentsOf: source.appendingPathComponent("model.safetensors"))
         for name in file.names where name.hasPrefix("vit.") { tensors[String(name.dropFirst(4))] = try file.tensor(name) }
         try Safetensors.write(tensors, to: folder.appendingPathComponent("model.safetensors"))
-        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as! [String: Any]
+        var config =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as! [String: Any]
         config["architectures"] = ["ViTModel"]
         config["id2label"] = ["0": "LABEL_0", "1": "LABEL_1"]
         config["label2id"] = ["LABEL_0": 0, "LABEL_1": 1]

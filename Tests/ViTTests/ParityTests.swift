@@ -17,8 +17,10 @@ func reference(_ folder: String) throws -> SafetensorsFile {
 }
 
 /// max |a - b| <= tolerance
-func expectWithin(_ a: Tensor, _ b: Tensor, _ tolerance: Float, _ what: String,
-                  sourceLocation: SourceLocation = #_sourceLocation) {
+func expectWithin(
+    _ a: Tensor, _ b: Tensor, _ tolerance: Float, _ what: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     #expect(a.shape == b.shape, "\(what): shape \(a.shape) vs \(b.shape)", sourceLocation: sourceLocation)
     let worst = zip(a.toArray(), b.toArray()).map { abs($0 - $1) }.max() ?? 0
     #expect(worst <= tolerance, "\(what): max difference \(worst) > \(tolerance)", sourceLocation: sourceLocation)

@@ -33,9 +33,11 @@ import Testing
 
     @Test func presetsMatchTimmSizes() throws {
         // Parameter counts of timm's models with 1000 classes.
-        let expected = ["vit_tiny_patch16_224": 5_717_416, "vit_small_patch16_224": 22_050_664,
-                        "vit_base_patch16_224": 86_567_656, "vit_large_patch16_224": 304_326_632,
-                        "deit_base_distilled_patch16_224": 87_338_192]
+        let expected = [
+            "vit_tiny_patch16_224": 5_717_416, "vit_small_patch16_224": 22_050_664,
+            "vit_base_patch16_224": 86_567_656, "vit_large_patch16_224": 304_326_632,
+            "deit_base_distilled_patch16_224": 87_338_192
+        ]
         for (name, count) in expected {
             GlobalRandom.seed(0)
             let config = try ViTConfig.preset(name)

@@ -14,8 +14,10 @@ public class Adam: Optimizer {
     private var secondMoments: [Tensor]
     public private(set) var steps = 0
 
-    public init(_ groups: [ParameterGroup], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
-                eps: Float = 1e-8, decoupledWeightDecay: Bool = false) {
+    public init(
+        _ groups: [ParameterGroup], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
+        eps: Float = 1e-8, decoupledWeightDecay: Bool = false
+    ) {
         self.groups = groups
         self.learningRate = learningRate
         self.beta1 = beta1
@@ -27,10 +29,13 @@ public class Adam: Optimizer {
         secondMoments = parameters.map { Tensor.zeros($0.shape) }
     }
 
-    public convenience init(_ parameters: [Tensor], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
-                            eps: Float = 1e-8, weightDecay: Float = 0) {
-        self.init([ParameterGroup(parameters: parameters, weightDecay: weightDecay)], learningRate: learningRate,
-                  beta1: beta1, beta2: beta2, eps: eps)
+    public convenience init(
+        _ parameters: [Tensor], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
+        eps: Float = 1e-8, weightDecay: Float = 0
+    ) {
+        self.init(
+            [ParameterGroup(parameters: parameters, weightDecay: weightDecay)], learningRate: learningRate,
+            beta1: beta1, beta2: beta2, eps: eps)
     }
 
     public func step() {
@@ -75,14 +80,19 @@ public class Adam: Optimizer {
 
 /// Adam with decoupled weight decay (Loshchilov & Hutter), timm's default for ViTs.
 public final class AdamW: Adam {
-    public init(_ groups: [ParameterGroup], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
-                eps: Float = 1e-8) {
+    public init(
+        _ groups: [ParameterGroup], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
+        eps: Float = 1e-8
+    ) {
         super.init(groups, learningRate: learningRate, beta1: beta1, beta2: beta2, eps: eps, decoupledWeightDecay: true)
     }
 
-    public convenience init(_ parameters: [Tensor], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
-                            eps: Float = 1e-8, weightDecay: Float = 0.01) {
-        self.init([ParameterGroup(parameters: parameters, weightDecay: weightDecay)], learningRate: learningRate,
-                  beta1: beta1, beta2: beta2, eps: eps)
+    public convenience init(
+        _ parameters: [Tensor], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
+        eps: Float = 1e-8, weightDecay: Float = 0.01
+    ) {
+        self.init(
+            [ParameterGroup(parameters: parameters, weightDecay: weightDecay)], learningRate: learningRate,
+            beta1: beta1, beta2: beta2, eps: eps)
     }
 }

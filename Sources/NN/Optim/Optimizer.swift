@@ -13,9 +13,12 @@ public struct ParameterGroup {
     }
 
     /// Two groups: weights of rank >= 2 decay; biases, norm scales, tokens and position embeddings do not.
-    public static func standard(_ model: Module, weightDecay: Float,
-                                noDecayNames: Set<String> = ["cls_token", "dist_token", "pos_embed", "reg_token"])
-        -> [ParameterGroup] {
+    public static func standard(
+        _ model: Module, weightDecay: Float,
+        noDecayNames: Set<String> = ["cls_token", "dist_token", "pos_embed", "reg_token"]
+    )
+        -> [ParameterGroup]
+    {
         var decay: [Tensor] = [], noDecay: [Tensor] = []
         for (name, tensor) in model.namedParameters() where tensor.requiresGrad {
             let leaf = name.split(separator: ".").last.map(String.init) ?? name
@@ -25,8 +28,10 @@ public struct ParameterGroup {
                 decay.append(tensor)
             }
         }
-        return [ParameterGroup(parameters: decay, weightDecay: weightDecay),
-                ParameterGroup(parameters: noDecay, weightDecay: 0)]
+        return [
+            ParameterGroup(parameters: decay, weightDecay: weightDecay),
+            ParameterGroup(parameters: noDecay, weightDecay: 0)
+        ]
     }
 }
 

@@ -20,10 +20,13 @@ public final class SGD: Optimizer {
         buffers = groups.flatMap(\.parameters).map { Tensor.zeros($0.shape) }
     }
 
-    public convenience init(_ parameters: [Tensor], learningRate: Float, momentum: Float = 0, nesterov: Bool = false,
-                            weightDecay: Float = 0) {
-        self.init([ParameterGroup(parameters: parameters, weightDecay: weightDecay)], learningRate: learningRate,
-                  momentum: momentum, nesterov: nesterov)
+    public convenience init(
+        _ parameters: [Tensor], learningRate: Float, momentum: Float = 0, nesterov: Bool = false,
+        weightDecay: Float = 0
+    ) {
+        self.init(
+            [ParameterGroup(parameters: parameters, weightDecay: weightDecay)], learningRate: learningRate,
+            momentum: momentum, nesterov: nesterov)
     }
 
     public func step() {

@@ -50,8 +50,9 @@ public enum OneDNN {
         let strides = strides ?? Shape.contiguousStrides(dims)
         var md = dnnl_memory_desc_t()
         let d = dims.map { dnnl_dim_t($0) }, s = strides.map { dnnl_dim_t($0) }
-        check(dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), d, dnnl_f32, s),
-              "describing f32 memory \(dims) with strides \(strides)")
+        check(
+            dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), d, dnnl_f32, s),
+            "describing f32 memory \(dims) with strides \(strides)")
         return md
     }
 
@@ -77,13 +78,17 @@ public enum OneDNN {
 
     /// Row-major C[M, N] = op(A) · op(B) through oneDNN's BLAS-style `dnnl_sgemm`. For a transposed left operand
     /// (weight gradients, xᵀ·g with K = tokens) it runs 2-3x faster than the matmul primitive does.
-    static func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
-                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                      c: UnsafeMutablePointer<Float>, ldc: Int) {
+    static func sgemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         timed {
-            check(dnnl_sgemm(transposeA ? 84 : 78, transposeB ? 84 : 78, dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k),
-                             1, a, dnnl_dim_t(lda), b, dnnl_dim_t(ldb), 0, c, dnnl_dim_t(ldc)),
-                  "running sgemm \(m)x\(k)x\(n)")
+            check(
+                dnnl_sgemm(
+                    transposeA ? 84 : 78, transposeB ? 84 : 78, dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k),
+                    1, a, dnnl_dim_t(lda), b, dnnl_dim_t(ldb), 0, c, dnnl_dim_t(ldc)),
+                "running sgemm \(m)x\(k)x\(n)")
         }
     }
 

@@ -36,8 +36,10 @@ enum PrimitiveCache {
     }
 
     /// Makes a primitive descriptor from an operation descriptor (any `dnnl_*_desc_t`).
-    static func descriptor<D>(_ opDesc: inout D, attributes: dnnl_primitive_attr_t? = nil,
-                              hint: dnnl_primitive_desc_t? = nil, _ what: String) -> dnnl_primitive_desc_t {
+    static func descriptor<D>(
+        _ opDesc: inout D, attributes: dnnl_primitive_attr_t? = nil,
+        hint: dnnl_primitive_desc_t? = nil, _ what: String
+    ) -> dnnl_primitive_desc_t {
         var pd: dnnl_primitive_desc_t?
         withUnsafeMutablePointer(to: &opDesc) { p in
             OneDNN.check(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(p), attributes, OneDNN.engine, hint), what)

@@ -28,16 +28,23 @@ extension Tensor {
             case .add:
                 return [a.requiresGrad ? g.sumTo(a.shape) : nil, b.requiresGrad ? g.sumTo(b.shape) : nil]
             case .sub:
-                return [a.requiresGrad ? g.sumTo(a.shape) : nil,
-                        b.requiresGrad ? backend.unary(.affine(scale: -1, shift: 0), g).sumTo(b.shape) : nil]
+                return [
+                    a.requiresGrad ? g.sumTo(a.shape) : nil,
+                    b.requiresGrad ? backend.unary(.affine(scale: -1, shift: 0), g).sumTo(b.shape) : nil
+                ]
             case .mul:
-                return [a.requiresGrad ? backend.binary(.mul, g, b).sumTo(a.shape) : nil,
-                        b.requiresGrad ? backend.binary(.mul, g, a).sumTo(b.shape) : nil]
+                return [
+                    a.requiresGrad ? backend.binary(.mul, g, b).sumTo(a.shape) : nil,
+                    b.requiresGrad ? backend.binary(.mul, g, a).sumTo(b.shape) : nil
+                ]
             case .div:
                 // d(a/b)/db = -a/b² = -(a/b)/b
-                return [a.requiresGrad ? backend.binary(.div, g, b).sumTo(a.shape) : nil,
-                        b.requiresGrad ? backend.binary(.div, backend.binary(.mul, g, out), b)
-                            .unaryRaw(.affine(scale: -1, shift: 0)).sumTo(b.shape) : nil]
+                return [
+                    a.requiresGrad ? backend.binary(.div, g, b).sumTo(a.shape) : nil,
+                    b.requiresGrad
+                        ? backend.binary(.div, backend.binary(.mul, g, out), b)
+                            .unaryRaw(.affine(scale: -1, shift: 0)).sumTo(b.shape) : nil
+                ]
             case .max, .min:
                 preconditionFailure("\(op) has no gradient")
             }

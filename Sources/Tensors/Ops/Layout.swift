@@ -37,8 +37,9 @@ extension Tensor {
     /// else a copy.
     public func slice(axis: Int, start: Int, length: Int) -> Tensor {
         let a = Shape.axis(axis, rank: rank)
-        precondition(start >= 0 && length >= 0 && start + length <= shape[a],
-                     "slice \(start)..<\(start + length) is outside axis \(axis) of size \(shape[a])")
+        precondition(
+            start >= 0 && length >= 0 && start + length <= shape[a],
+            "slice \(start)..<\(start + length) is outside axis \(axis) of size \(shape[a])")
         var outShape = shape
         outShape[a] = length
         let out: Tensor
@@ -69,9 +70,10 @@ extension Tensor {
         precondition(!tensors.isEmpty, "concat of no tensors")
         let a = Shape.axis(axis, rank: tensors[0].rank)
         for t in tensors {
-            precondition(t.rank == tensors[0].rank
-                         && zip(t.shape, tensors[0].shape).enumerated().allSatisfy { $0.offset == a || $0.element.0 == $0.element.1 },
-                         "concat along \(axis): shapes \(tensors.map(\.shape)) differ off that axis")
+            precondition(
+                t.rank == tensors[0].rank
+                    && zip(t.shape, tensors[0].shape).enumerated().allSatisfy { $0.offset == a || $0.element.0 == $0.element.1 },
+                "concat along \(axis): shapes \(tensors.map(\.shape)) differ off that axis")
         }
         let out = tensors[0].backend.concat(tensors, axis: a)
         let sizes = tensors.map { $0.shape[a] }

@@ -10,8 +10,10 @@ extension Tensor {
             let backend = g.backend
             var gradA: Tensor?, gradB: Tensor?
             if a.requiresGrad {
-                gradA = tA ? backend.matmul(b, g, transposeA: tB, transposeB: true, bias: nil, activation: nil)
-                           : backend.matmul(g, b, transposeA: false, transposeB: !tB, bias: nil, activation: nil)
+                gradA =
+                    tA
+                    ? backend.matmul(b, g, transposeA: tB, transposeB: true, bias: nil, activation: nil)
+                    : backend.matmul(g, b, transposeA: false, transposeB: !tB, bias: nil, activation: nil)
                 gradA = gradA!.sumTo(a.shape)
             }
             if b.requiresGrad {
@@ -19,11 +21,15 @@ extension Tensor {
                     // A weight shared by the batch: fold the batch into one product instead of summing B of them.
                     let a2 = a.rawView([a.count / a.shape[a.rank - 1], a.shape[a.rank - 1]])
                     let g2 = g.rawView([g.count / g.shape[g.rank - 1], g.shape[g.rank - 1]])
-                    gradB = tB ? backend.matmul(g2, a2, transposeA: true, transposeB: false, bias: nil, activation: nil)
-                               : backend.matmul(a2, g2, transposeA: true, transposeB: false, bias: nil, activation: nil)
+                    gradB =
+                        tB
+                        ? backend.matmul(g2, a2, transposeA: true, transposeB: false, bias: nil, activation: nil)
+                        : backend.matmul(a2, g2, transposeA: true, transposeB: false, bias: nil, activation: nil)
                 } else {
-                    gradB = tB ? backend.matmul(g, a, transposeA: true, transposeB: tA, bias: nil, activation: nil)
-                               : backend.matmul(a, g, transposeA: !tA, transposeB: false, bias: nil, activation: nil)
+                    gradB =
+                        tB
+                        ? backend.matmul(g, a, transposeA: true, transposeB: tA, bias: nil, activation: nil)
+                        : backend.matmul(a, g, transposeA: !tA, transposeB: false, bias: nil, activation: nil)
                     gradB = gradB!.sumTo(b.shape)
                 }
             }
@@ -35,9 +41,11 @@ extension Tensor {
     /// layout. `activation` is fused into the product when nothing is being recorded (inference); while recording
     /// it runs as its own op, since its backward pass needs the pre-activation values.
     public func linear(weight: Tensor, bias: Tensor?, activation: UnaryOp? = nil) -> Tensor {
-        precondition(weight.rank == 2 && shape.last == weight.shape[1],
-                     "linear: input \(shape) does not match weight \(weight.shape) ([out, in])")
-        let recording = Autograd.isRecording
+        precondition(
+            weight.rank == 2 && shape.last == weight.shape[1],
+            "linear: input \(shape) does not match weight \(weight.shape) ([out, in])")
+        let recording =
+            Autograd.isRecording
             && (requiresGrad || weight.requiresGrad || bias?.requiresGrad == true)
         if let activation, recording {
             return linear(weight: weight, bias: bias).apply(activation)
@@ -48,11 +56,13 @@ extension Tensor {
         return record(out, inputs: inputs, "linear") { g in
             let backend = g.backend
             let inFeatures = weight.shape[1], outFeatures = weight.shape[0]
-            let g2 = g.rawView([g.count / outFeatures, outFeatures])      // [rows, out]
-            let x2 = x.rawView([x.count / inFeatures, inFeatures])         // [rows, in]
-            let gradX = x.requiresGrad
+            let g2 = g.rawView([g.count / outFeatures, outFeatures])  // [rows, out]
+            let x2 = x.rawView([x.count / inFeatures, inFeatures])  // [rows, in]
+            let gradX =
+                x.requiresGrad
                 ? backend.matmul(g, weight, transposeA: false, transposeB: false, bias: nil, activation: nil) : nil
-            let gradW = weight.requiresGrad    // [out, in] = g2ᵀ · x2
+            let gradW =
+                weight.requiresGrad  // [out, in] = g2ᵀ · x2
                 ? backend.matmul(g2, x2, transposeA: true, transposeB: false, bias: nil, activation: nil) : nil
             var grads = [gradX, gradW]
             if let bias {

@@ -22,14 +22,16 @@ extension Tensor {
     public func layerNorm(weight: Tensor?, bias: Tensor?, eps: Float = 1e-6) -> Tensor {
         let columns = shape.last ?? 0
         precondition(columns > 0, "layerNorm needs a non-empty last axis, shape is \(shape)")
-        precondition(weight.map { $0.count == columns } ?? true && bias.map { $0.count == columns } ?? true,
-                     "layerNorm parameters must have \(columns) values")
+        precondition(
+            weight.map { $0.count == columns } ?? true && bias.map { $0.count == columns } ?? true,
+            "layerNorm parameters must have \(columns) values")
         let x = self
         let (out, mean, variance) = backend.layerNorm(x, weight: weight, bias: bias, eps: eps)
         let inputs = [x] + [weight, bias].compactMap { $0 }
         return record(out, inputs: inputs, "layerNorm") { g in
-            let grads = g.backend.layerNormBackward(gradOutput: g, input: x, mean: mean, variance: variance,
-                                                    weight: weight, bias: bias, eps: eps)
+            let grads = g.backend.layerNormBackward(
+                gradOutput: g, input: x, mean: mean, variance: variance,
+                weight: weight, bias: bias, eps: eps)
             var result: [Tensor?] = [grads.input]
             if weight != nil { result.append(grads.weight) }
             if bias != nil { result.append(grads.bias) }

@@ -32,7 +32,11 @@ struct AutogradBench: ParsableCommand {
             x.mean().backward()
             for block in blocks { for p in block.parameters() { p.grad = nil } }
         }
-        func forward() { Autograd.withNoGrad { var x = input; for block in blocks { x = block(x).output } } }
+        func forward() {
+            Autograd.withNoGrad {
+                var x = input; for block in blocks { x = block(x).output }
+            }
+        }
 
         for _ in 0..<2 { step() }
         var stepTimes: [Double] = [], oneDNNShares: [Double] = []
@@ -49,10 +53,14 @@ struct AutogradBench: ParsableCommand {
         let forwardSeconds = medianSeconds(minimumRuns: steps, minimumSeconds: 0) { forward() }
         let ms = stepTimes[median] * 1e3, share = oneDNNShares[median] * 100
         if json {
-            print("{\"batch_size\": \(batchSize), \"depth\": \(depth), \"width\": \(width), \"parameters\": \(parameterCount), \"step_ms\": \(format(ms, 2)), \"onednn_share\": \(format(share / 100, 3)), \"inference_forward_ms\": \(format(forwardSeconds * 1e3, 2))}")
+            print(
+                "{\"batch_size\": \(batchSize), \"depth\": \(depth), \"width\": \(width), \"parameters\": \(parameterCount), \"step_ms\": \(format(ms, 2)), \"onednn_share\": \(format(share / 100, 3)), \"inference_forward_ms\": \(format(forwardSeconds * 1e3, 2))}"
+            )
         } else {
             print("\(depth) blocks, width \(width), \(heads) heads, \(tokens) tokens, batch \(batchSize): \(parameterCount) parameters")
-            print("forward + backward: \(format(ms, 1)) ms per step (median of \(steps)), \(format(share, 1))% of it inside oneDNN primitives")
+            print(
+                "forward + backward: \(format(ms, 1)) ms per step (median of \(steps)), \(format(share, 1))% of it inside oneDNN primitives"
+            )
             print("inference forward (no tape, fused GELU): \(format(forwardSeconds * 1e3, 1)) ms")
         }
     }

@@ -15,7 +15,8 @@ func medianSeconds(warmup: Int = 2, minimumRuns: Int = 5, minimumSeconds: Double
     var samples: [Double] = []
     let started = DispatchTime.now().uptimeNanoseconds
     while samples.count < minimumRuns
-            || Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 < minimumSeconds {
+        || Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9 < minimumSeconds
+    {
         let t0 = DispatchTime.now().uptimeNanoseconds
         body()
         samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)

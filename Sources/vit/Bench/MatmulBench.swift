@@ -38,12 +38,15 @@ struct MatmulBench: ParsableCommand {
             let engineGflops = flops / engineSeconds / 1e9, bareGflops = flops / bareSeconds / 1e9
             let shape = "\(m)x\(k)x\(n)"
             if json {
-                print("{\"shape\": \"\(shape)\", \"engine_gflops\": \(format(engineGflops)), \"onednn_gflops\": \(format(bareGflops)), \"engine_ms\": \(format(engineSeconds * 1e3, 3)), \"onednn_ms\": \(format(bareSeconds * 1e3, 3))}")
+                print(
+                    "{\"shape\": \"\(shape)\", \"engine_gflops\": \(format(engineGflops)), \"onednn_gflops\": \(format(bareGflops)), \"engine_ms\": \(format(engineSeconds * 1e3, 3)), \"onednn_ms\": \(format(bareSeconds * 1e3, 3))}"
+                )
             } else {
-                print(shape.padding(toLength: 18, withPad: " ", startingAt: 0),
-                      format(engineSeconds * 1e3, 3).leftPadded(10), format(engineGflops).leftPadded(15),
-                      format(bareSeconds * 1e3, 3).leftPadded(11), format(bareGflops).leftPadded(15),
-                      (format(100 * bareSeconds / engineSeconds) + "%").leftPadded(15))
+                print(
+                    shape.padding(toLength: 18, withPad: " ", startingAt: 0),
+                    format(engineSeconds * 1e3, 3).leftPadded(10), format(engineGflops).leftPadded(15),
+                    format(bareSeconds * 1e3, 3).leftPadded(11), format(bareGflops).leftPadded(15),
+                    (format(100 * bareSeconds / engineSeconds) + "%").leftPadded(15))
             }
         }
     }

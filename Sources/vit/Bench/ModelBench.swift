@@ -8,7 +8,8 @@ import ViT
 struct ModelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Milliseconds per batch and images per second of a preset ViT (random weights): inference, or a training step with --train."
+        abstract:
+            "Milliseconds per batch and images per second of a preset ViT (random weights): inference, or a training step with --train."
     )
 
     @Option(help: "Architecture preset.") var arch = "vit_base_patch16_224"
@@ -46,9 +47,13 @@ struct ModelBench: ParsableCommand {
         let rate = Double(batchSize) / perBatch
         let mode = train ? "training" : "inference"
         if json {
-            print("{\"arch\": \"\(arch)\", \"mode\": \"\(mode)\", \"batch_size\": \(batchSize), \"ms_per_batch\": \(format(perBatch * 1e3, 2)), \"images_per_second\": \(format(rate, 1))}")
+            print(
+                "{\"arch\": \"\(arch)\", \"mode\": \"\(mode)\", \"batch_size\": \(batchSize), \"ms_per_batch\": \(format(perBatch * 1e3, 2)), \"images_per_second\": \(format(rate, 1))}"
+            )
         } else {
-            print("\(arch), \(mode), batch \(batchSize), fp32, \(model.parameterCount) parameters: \(format(perBatch * 1e3, 2)) ms per batch, \(format(rate, 1)) images/s")
+            print(
+                "\(arch), \(mode), batch \(batchSize), fp32, \(model.parameterCount) parameters: \(format(perBatch * 1e3, 2)) ms per batch, \(format(rate, 1)) images/s"
+            )
         }
     }
 }

@@ -22,7 +22,9 @@ struct Convert: ParsableCommand {
 
     func validate() throws {
         if weights != nil, architecture.arch != nil || architecture.heads != nil || architecture.imageSize != nil {
-            throw ValidationError("--weights exports a vit train folder as it was trained; --arch, --heads and --image-size do not apply (convert the exported folder again to change its size)")
+            throw ValidationError(
+                "--weights exports a vit train folder as it was trained; --arch, --heads and --image-size do not apply (convert the exported folder again to change its size)"
+            )
         }
     }
 
@@ -35,7 +37,8 @@ struct Convert: ParsableCommand {
         let model = try architecture.loader.load(URL(fileURLWithPath: input))
         try NativeFormat.save(model, to: URL(fileURLWithPath: output), architecture: architecture.arch)
         let c = model.config
-        print("wrote \(output): \(c.depth) blocks, width \(c.width), \(c.heads) heads, patch \(c.patchSize), image \(c.imageSize), \(c.numClasses) classes, \(model.parameterCount) parameters")
+        print(
+            "wrote \(output): \(c.depth) blocks, width \(c.width), \(c.heads) heads, patch \(c.patchSize), image \(c.imageSize), \(c.numClasses) classes, \(model.parameterCount) parameters"
+        )
     }
 }
-

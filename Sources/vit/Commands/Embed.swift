@@ -9,7 +9,8 @@ import Tensors
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write each image's pre-logits features (or all its tokens) to a safetensors file.",
-        discussion: "By default one tensor per image, named by its path. With --stack, one tensor 'embeddings' [N, ...] whose row order is the JSON list in the metadata key 'files'."
+        discussion:
+            "By default one tensor per image, named by its path. With --stack, one tensor 'embeddings' [N, ...] whose row order is the JSON list in the metadata key 'files'."
     )
 
     @OptionGroup var modelOptions: ModelOptions
@@ -18,7 +19,7 @@ struct Embed: ParsableCommand {
     @Flag(help: "Every token after the final norm [tokens, D] instead of the pooled features [D].") var tokens = false
     @Flag(help: "One stacked tensor with the file order in the metadata.") var stack = false
     @Option(help: "Images per batch.") var batchSize = 8
-    @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?   // the earlier spelling, for one release
+    @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?  // the earlier spelling, for one release
     @Argument(help: "Image files or folders.") var images: [String]
 
     func validate() throws {
@@ -30,15 +31,16 @@ struct Embed: ParsableCommand {
         let classifier = try modelOptions.classifier()
         var failures = missing
         var perImage: [(String, Tensor)] = []
-        let progress = ProgressBar(total: files.count, unit: "images",
-                                   enabled: isatty(STDERR_FILENO) != 0 && files.count > ProgressBar.terminalRows)
+        let progress = ProgressBar(
+            total: files.count, unit: "images",
+            enabled: isatty(STDERR_FILENO) != 0 && files.count > ProgressBar.terminalRows)
         let transform = classifier.transform
         for batch in BatchLoader(files: files, batchSize: batchAlias ?? batchSize, transform: { transform($0) }) {
             for error in batch.failures { printError("error: \(error)") }
             failures += batch.failures.count
             if let tensor = batch.images {
                 let outputs = Autograd.withNoGrad { classifier.model.forward(tensor) }
-                let features = tokens ? outputs.finalTokens : outputs.preLogits     // [B, N, D] or [B, D]
+                let features = tokens ? outputs.finalTokens : outputs.preLogits  // [B, N, D] or [B, D]
                 for (row, file) in batch.files.enumerated() {
                     perImage.append((file.path, features.slice(axis: 0, start: row, length: 1).squeeze(0).copy()))
                 }
@@ -49,7 +51,8 @@ struct Embed: ParsableCommand {
         let url = URL(fileURLWithPath: output)
         let metadata = ["model": modelOptions.model, "features": tokens ? "tokens" : "pre_logits"]
         if stack {
-            let order = String(decoding: try JSONSerialization.data(withJSONObject: perImage.map(\.0), options: [.withoutEscapingSlashes]), as: UTF8.self)
+            let order = String(
+                decoding: try JSONSerialization.data(withJSONObject: perImage.map(\.0), options: [.withoutEscapingSlashes]), as: UTF8.self)
             let tensors = perImage.isEmpty ? [:] : ["embeddings": Tensor.stack(perImage.map(\.1))]
             try Safetensors.write(tensors, metadata: metadata.merging(["files": order]) { a, _ in a }, to: url)
         } else {

@@ -11,14 +11,17 @@ import ViT
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a classifier on labelled data: top-1, top-5, per-class accuracy and the confusion matrix.",
-        discussion: "--data takes the same layouts as vit train; the test part is used when there is one (--part train for the training part; a folder of only <class>/ folders is scored whole). Images of any size are brought to the model's input as timm's evaluation transform does (shorter side to size / crop-pct, centre crop). The confusion matrix is printed and drawn to confusion.png in --output (default: the model folder, or the current folder)."
+        discussion:
+            "--data takes the same layouts as vit train; the test part is used when there is one (--part train for the training part; a folder of only <class>/ folders is scored whole). Images of any size are brought to the model's input as timm's evaluation transform does (shorter side to size / crop-pct, centre crop). The confusion matrix is printed and drawn to confusion.png in --output (default: the model folder, or the current folder)."
     )
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Labelled data (see vit train).") var data: String
     @Option(help: "Which part of --data.") var part: DataPart = .test
     @Option(help: "Images per batch.") var batchSize = 256
-    @Option(name: .shortAndLong, help: "Folder for confusion.png (default: the model folder, or the current folder for the built-in model or a weights file).")
+    @Option(
+        name: .shortAndLong,
+        help: "Folder for confusion.png (default: the model folder, or the current folder for the built-in model or a weights file).")
     var output: String?
     @Flag(help: "Print one JSON object: top1, top5, count, loss, per_class, confusion.") var json = false
 
@@ -52,7 +55,8 @@ struct Eval: ParsableCommand {
         let seconds = Date().timeIntervalSince(started)
         var isDirectory: ObjCBool = false
         let model = modelOptions.model
-        let modelIsFolder = model != BuiltInModel.name && FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
+        let modelIsFolder =
+            model != BuiltInModel.name && FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory) && isDirectory.boolValue
         let folder = URL(fileURLWithPath: output ?? (modelIsFolder ? model : "."))
         let png = folder.appendingPathComponent("confusion.png")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -60,14 +64,19 @@ struct Eval: ParsableCommand {
         if json {
             print(result.json())
         } else {
-            print(String(format: "top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images)", result.top1 * 100, result.top5 * 100, result.loss, result.count))
+            print(
+                String(
+                    format: "top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images)", result.top1 * 100, result.top5 * 100, result.loss,
+                    result.count))
             print("per class:")
             for (name, accuracy) in zip(classNames, result.perClass) { print(String(format: "  %6.2f%%  ", accuracy * 100) + name) }
             print("confusion matrix (rows: true class, columns: predicted):")
             print(result.confusionText())
         }
-        printError(String(format: "evaluated %d images in %.1f s (%.0f images/s); wrote ", result.count, seconds,
-                          Double(result.count) / max(seconds, 1e-9)) + png.path)
+        printError(
+            String(
+                format: "evaluated %d images in %.1f s (%.0f images/s); wrote ", result.count, seconds,
+                Double(result.count) / max(seconds, 1e-9)) + png.path)
         if !dataset.failures.isEmpty { try finish(failed: dataset.failures.count, of: dataset.count + dataset.failures.count) }
     }
 }

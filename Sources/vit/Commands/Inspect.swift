@@ -9,7 +9,8 @@ import ViT
 /// Looking inside a ViT: pictures and the numbers behind them.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Patch grids, attention maps, attention rollout, mean attention distance and position-embedding similarity, as PNGs and JSON.",
+        abstract:
+            "Patch grids, attention maps, attention rollout, mean attention distance and position-embedding similarity, as PNGs and JSON.",
         subcommands: [InspectPatches.self, InspectAttention.self, InspectRollout.self, InspectDistance.self, InspectPositions.self]
     )
 }
@@ -28,7 +29,9 @@ struct InspectOptions: ParsableArguments {
 
     /// Decoded and cropped images with their files, and how many of the paths failed (each reported on stderr).
     /// No image at all is an error.
-    func images(_ paths: [String], _ classifier: Classifier) throws -> (images: [(file: URL, cropped: RGBImage, input: Tensor)], failed: Int) {
+    func images(_ paths: [String], _ classifier: Classifier) throws -> (
+        images: [(file: URL, cropped: RGBImage, input: Tensor)], failed: Int
+    ) {
         let (files, missing) = try imageFiles(paths)
         let loaded = files.compactMap { file -> (file: URL, cropped: RGBImage, input: Tensor)? in
             do {
@@ -55,8 +58,9 @@ struct InspectOptions: ParsableArguments {
     }
 
     func write(json: Any, to name: String) throws {
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes]),
-                             to: folder.appendingPathComponent(name))
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes]),
+            to: folder.appendingPathComponent(name))
     }
 
     func write(png image: RGBImage, to name: String) throws {
@@ -79,7 +83,8 @@ struct InspectOptions: ParsableArguments {
 func stem(_ url: URL) -> String { url.deletingPathExtension().lastPathComponent }
 
 struct InspectPatches: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "patches",
+    static let configuration = CommandConfiguration(
+        commandName: "patches",
         abstract: "The preprocessed image cut into its P x P patches, numbered in sequence order.")
     @OptionGroup var options: InspectOptions
     @Argument(help: "Image files or folders.") var images: [String]
@@ -91,22 +96,32 @@ struct InspectPatches: ParsableCommand {
         for (file, cropped, _) in loaded {
             let grid = Figures.patches(cropped, patchSize: config.patchSize, scale: max(2, 256 / cropped.width))
             // The model's input beside its patches, at the grid's scale, so small images are legible too.
-            var original = Canvas(width: cropped.width * max(1, grid.height / cropped.height), height: cropped.height * max(1, grid.height / cropped.height))
+            var original = Canvas(
+                width: cropped.width * max(1, grid.height / cropped.height), height: cropped.height * max(1, grid.height / cropped.height))
             original.draw(cropped, x: 0, y: 0, scale: max(1, grid.height / cropped.height))
-            let figure = Figures.row([("INPUT \(config.imageSize)X\(config.imageSize)", original.image),
-                                      ("\(config.patchCount) PATCHES OF \(config.patchSize)X\(config.patchSize), IN TOKEN ORDER", grid)],
-                                     title: "PATCHES")
+            let figure = Figures.row(
+                [
+                    ("INPUT \(config.imageSize)X\(config.imageSize)", original.image),
+                    ("\(config.patchCount) PATCHES OF \(config.patchSize)X\(config.patchSize), IN TOKEN ORDER", grid)
+                ],
+                title: "PATCHES")
             try options.write(png: figure, to: "\(stem(file))-patches.png")
-            try options.write(json: ["file": file.path, "patch_size": config.patchSize, "image_size": config.imageSize,
-                                     "grid": config.gridSize, "patches": config.patchCount], to: "\(stem(file))-patches.json")
+            try options.write(
+                json: [
+                    "file": file.path, "patch_size": config.patchSize, "image_size": config.imageSize,
+                    "grid": config.gridSize, "patches": config.patchCount
+                ], to: "\(stem(file))-patches.json")
         }
         try finish(failed: failed, of: loaded.count + failed)
     }
 }
 
 struct InspectAttention: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "attention",
-        abstract: "For each layer, the class token's attention to every patch (mean over heads, and per head with --heads), overlaid on the image.")
+    static let configuration = CommandConfiguration(
+        commandName: "attention",
+        abstract:
+            "For each layer, the class token's attention to every patch (mean over heads, and per head with --heads), overlaid on the image."
+    )
     @OptionGroup var options: InspectOptions
     @Option(help: "Layers to show, e.g. 0,5,11 (default: all).") var layers: String?
     @Flag(help: "Also show each head separately.") var perHead = false
@@ -116,14 +131,15 @@ struct InspectAttention: ParsableCommand {
         let classifier = try options.prepare()
         let config = classifier.model.config
         try options.requireClassToken(config)
-        let chosen = try layers.map { text in
-            try text.split(separator: ",").map { part -> Int in
-                guard let l = Int(part.trimmingCharacters(in: .whitespaces)), (0..<config.depth).contains(l) else {
-                    throw CommandFailure("--layers: \(part) is not a layer in 0..<\(config.depth) of this model")
+        let chosen =
+            try layers.map { text in
+                try text.split(separator: ",").map { part -> Int in
+                    guard let l = Int(part.trimmingCharacters(in: .whitespaces)), (0..<config.depth).contains(l) else {
+                        throw CommandFailure("--layers: \(part) is not a layer in 0..<\(config.depth) of this model")
+                    }
+                    return l
                 }
-                return l
-            }
-        } ?? Array(0..<config.depth)
+            } ?? Array(0..<config.depth)
         let (loaded, failed) = try options.images(images, classifier)
         for (file, cropped, input) in loaded {
             let attentions = options.attentions(classifier, input)
@@ -151,7 +167,8 @@ struct InspectAttention: ParsableCommand {
 }
 
 struct InspectRollout: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rollout",
+    static let configuration = CommandConfiguration(
+        commandName: "rollout",
         abstract: "Attention rollout (Abnar & Zuidema 2020): the class token's attention carried through all layers, as a heat map.")
     @OptionGroup var options: InspectOptions
     @Argument(help: "Image files or folders.") var images: [String]
@@ -165,8 +182,9 @@ struct InspectRollout: ParsableCommand {
             let rollout = AttentionAnalysis.rollout(options.attentions(classifier, input), prefixTokens: config.prefixTokens)[0]
             let shown = InspectOptions.enlarged(cropped)
             let figure = Figures.withColorBar(
-                Figures.grid([("IMAGE", shown), ("ROLLOUT", Figures.overlay(shown, heat: rollout, grid: config.gridSize))],
-                             columns: 2, title: "ATTENTION ROLLOUT"),
+                Figures.grid(
+                    [("IMAGE", shown), ("ROLLOUT", Figures.overlay(shown, heat: rollout, grid: config.gridSize))],
+                    columns: 2, title: "ATTENTION ROLLOUT"),
                 top: 24, low: "MIN", high: "MAX", caption: "ROLLOUT")
             try options.write(png: figure, to: "\(stem(file))-rollout.png")
             try options.write(json: ["file": file.path, "grid": config.gridSize, "rollout": rollout], to: "\(stem(file))-rollout.json")
@@ -176,7 +194,8 @@ struct InspectRollout: ParsableCommand {
 }
 
 struct InspectDistance: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "distance",
+    static let configuration = CommandConfiguration(
+        commandName: "distance",
         abstract: "Mean attention distance in pixels per head and layer (ViT paper, Fig. 7), averaged over the images.")
     @OptionGroup var options: InspectOptions
     @Flag(help: "Print the JSON to stdout too.") var json = false
@@ -189,17 +208,22 @@ struct InspectDistance: ParsableCommand {
         var sums = [[Float]](repeating: [Float](repeating: 0, count: config.heads), count: config.depth)
         for (_, _, input) in loaded {
             for (layer, attention) in options.attentions(classifier, input).enumerated() {
-                let d = AttentionAnalysis.meanDistance(attention, prefixTokens: config.prefixTokens,
-                                                       gridSize: config.gridSize, patchSize: config.patchSize)
+                let d = AttentionAnalysis.meanDistance(
+                    attention, prefixTokens: config.prefixTokens,
+                    gridSize: config.gridSize, patchSize: config.patchSize)
                 for h in 0..<config.heads { sums[layer][h] += d[h] }
             }
         }
         let layers = sums.map { $0.map { $0 / Float(loaded.count) } }
-        let record: [String: Any] = ["layers": layers, "patch_size": config.patchSize, "image_size": config.imageSize,
-                                     "images": loaded.count]
+        let record: [String: Any] = [
+            "layers": layers, "patch_size": config.patchSize, "image_size": config.imageSize,
+            "images": loaded.count
+        ]
         try options.write(json: record, to: "distance.json")
-        try options.write(png: Figures.scatter(layers, xLabel: "LAYER", yLabel: "MEAN ATTENTION DISTANCE (PX)",
-                                               title: "MEAN ATTENTION DISTANCE PER HEAD"), to: "distance.png")
+        try options.write(
+            png: Figures.scatter(
+                layers, xLabel: "LAYER", yLabel: "MEAN ATTENTION DISTANCE (PX)",
+                title: "MEAN ATTENTION DISTANCE PER HEAD"), to: "distance.png")
         if json {
             print(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
         }
@@ -208,7 +232,8 @@ struct InspectDistance: ParsableCommand {
 }
 
 struct InspectPositions: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "posemb",
+    static let configuration = CommandConfiguration(
+        commandName: "posemb",
         abstract: "Cosine similarity of each patch's position embedding with every other (ViT paper, Fig. 7 centre).")
     @OptionGroup var options: InspectOptions
 

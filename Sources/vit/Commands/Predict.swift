@@ -8,7 +8,8 @@ import Tensors
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify images with a ViT checkpoint.",
-        discussion: "Images and folders (searched recursively for .jpg/.jpeg/.png) are decoded and preprocessed on a background thread while the model runs. A bad image is reported on stderr and skipped; the exit status is 1 if some failed, 2 if all did."
+        discussion:
+            "Images and folders (searched recursively for .jpg/.jpeg/.png) are decoded and preprocessed on a background thread while the model runs. A bad image is reported on stderr and skipped; the exit status is 1 if some failed, 2 if all did."
     )
 
     @OptionGroup var modelOptions: ModelOptions
@@ -17,7 +18,7 @@ struct Predict: ParsableCommand {
     @Flag(help: "One JSON object per line per image.") var json = false
     @Flag(help: "With --json, include every logit.") var logits = false
     @Option(help: "Images per batch.") var batchSize = 8
-    @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?   // the earlier spelling, for one release
+    @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?  // the earlier spelling, for one release
     @Flag(inversion: .prefixedNo, help: "Decode and preprocess on a background thread while the model runs.")
     var prefetch = true
 
@@ -32,8 +33,9 @@ struct Predict: ParsableCommand {
         let (files, missing) = try imageFiles(images)
         let classifier = try modelOptions.classifier()
         var failures = missing
-        let progress = ProgressBar(total: files.count, unit: "images",
-                                   enabled: isatty(STDERR_FILENO) != 0 && files.count > ProgressBar.terminalRows)
+        let progress = ProgressBar(
+            total: files.count, unit: "images",
+            enabled: isatty(STDERR_FILENO) != 0 && files.count > ProgressBar.terminalRows)
         let transform = classifier.transform
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
@@ -65,7 +67,9 @@ struct Predict: ParsableCommand {
             progress.advance(by: batch.files.count + batch.failures.count)
         }
         let seconds = Date().timeIntervalSince(started)
-        printError("classified \(classified) images in \(String(format: "%.2f", seconds)) s (\(String(format: "%.1f", Double(classified) / max(seconds, 1e-9))) images/s)")
+        printError(
+            "classified \(classified) images in \(String(format: "%.2f", seconds)) s (\(String(format: "%.1f", Double(classified) / max(seconds, 1e-9))) images/s)"
+        )
         try finish(failed: failures, of: files.count + missing)
     }
 }

@@ -54,7 +54,10 @@ extension Trainer.SavedWeights: ExpressibleByArgument {}
 
 /// The checkpoint to run and how images are prepared for it (predict, eval, embed, inspect).
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Checkpoint folder or weights file (timm / Hugging Face safetensors, JAX .npz, or a vit train folder); builtin:cifar10-vit is the CIFAR-10 ViT that ships with vit.")
+    @Option(
+        help:
+            "Checkpoint folder or weights file (timm / Hugging Face safetensors, JAX .npz, or a vit train folder); builtin:cifar10-vit is the CIFAR-10 ViT that ships with vit."
+    )
     var model: String = BuiltInModel.name
 
     @OptionGroup var architecture: ArchitectureOptions
@@ -90,7 +93,8 @@ enum BuiltInModel {
     static func resolve(_ model: String) throws -> URL {
         guard model == name else { return URL(fileURLWithPath: model) }
         guard let url = Bundle.module.url(forResource: "cifar10-vit", withExtension: nil) else {
-            throw CommandFailure("the built-in model is missing beside this vit executable (its SwiftViT_vit.resources folder); pass --model")
+            throw CommandFailure(
+                "the built-in model is missing beside this vit executable (its SwiftViT_vit.resources folder); pass --model")
         }
         return url
     }

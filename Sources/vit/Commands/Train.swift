@@ -11,17 +11,17 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a ViT classifier on an image folder (or .tar.gz), CIFAR binaries or IDX files.",
         discussion: """
-        --data takes root/<class>/<image> or root/{train,test}/<class>/<image> (a directory or a .tar.gz of one), \
-        a folder of CIFAR-10/100 .bin files, or a folder of IDX files (MNIST, Fashion-MNIST). Images of any size \
-        are resized once, when loaded, to --image-size (default: the data's own size when all images share one \
-        square size, else the preset's). Validation is --val-split of the training images if given, else the \
-        test part when there is one, else none: never the training images. After every epoch OUTPUT holds the \
-        model (model.safetensors + config.json, readable by vit predict, vit eval and timm), \
-        checkpoint.safetensors (to --resume from), metrics.jsonl and curves.png; each epoch's metrics are also \
-        printed as a JSON line. Ctrl-C saves a checkpoint and exits; run again with --resume to continue exactly \
-        (on the same validation images). Before anything is allocated, one step's memory is estimated and a run \
-        that cannot fit is refused.
-        """
+            --data takes root/<class>/<image> or root/{train,test}/<class>/<image> (a directory or a .tar.gz of one), \
+            a folder of CIFAR-10/100 .bin files, or a folder of IDX files (MNIST, Fashion-MNIST). Images of any size \
+            are resized once, when loaded, to --image-size (default: the data's own size when all images share one \
+            square size, else the preset's). Validation is --val-split of the training images if given, else the \
+            test part when there is one, else none: never the training images. After every epoch OUTPUT holds the \
+            model (model.safetensors + config.json, readable by vit predict, vit eval and timm), \
+            checkpoint.safetensors (to --resume from), metrics.jsonl and curves.png; each epoch's metrics are also \
+            printed as a JSON line. Ctrl-C saves a checkpoint and exits; run again with --resume to continue exactly \
+            (on the same validation images). Before anything is allocated, one step's memory is estimated and a run \
+            that cannot fit is refused.
+            """
     )
     private static let defaults = TrainingOptions()
 
@@ -29,7 +29,10 @@ struct Train: ParsableCommand {
     @Option(help: "Hold out this fraction of each class of the training images for validation (default: the data's test part, if any).")
     var valSplit: Double?
     @Option(help: "Architecture preset; the class count follows the data.") var arch = "vit_cifar_patch4_32"
-    @Option(help: "Input size in pixels; images are resized to it when loaded (default: the data's size when all images share one square size, else the preset's).")
+    @Option(
+        help:
+            "Input size in pixels; images are resized to it when loaded (default: the data's size when all images share one square size, else the preset's)."
+    )
     var imageSize: Int?
     @Option(help: "Override the preset's patch size.") var patchSize: Int?
     @Option(help: "Override the preset's token width.") var width: Int?
@@ -101,8 +104,9 @@ struct Train: ParsableCommand {
                 bar = nil
             case .epochFinished(let record):
                 bar = nil
-                var line = String(format: "epoch %d/%d: train loss %.4f acc %.2f%%", record.epoch, totalEpochs,
-                                  record.trainLoss, record.trainAccuracy * 100)
+                var line = String(
+                    format: "epoch %d/%d: train loss %.4f acc %.2f%%", record.epoch, totalEpochs,
+                    record.trainLoss, record.trainAccuracy * 100)
                 if let top1 = record.validationTop1, let top5 = record.validationTop5, let loss = record.validationLoss {
                     line += String(format: " | val loss %.4f top-1 %.2f%% top-5 %.2f%%", loss, top1 * 100, top5 * 100)
                 }
@@ -119,7 +123,9 @@ struct Train: ParsableCommand {
         case .finished:
             printError("done: \(outputPath) (model.safetensors, config.json, metrics.jsonl, curves.png)")
         case .stopped:
-            printError("\nstopped at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch) of \(trainer.stepsPerEpoch); model and checkpoint saved: continue with --resume")
+            printError(
+                "\nstopped at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch) of \(trainer.stepsPerEpoch); model and checkpoint saved: continue with --resume"
+            )
             if interrupt.requested { throw ExitCode(130) }
         }
     }
@@ -139,12 +145,16 @@ struct Train: ParsableCommand {
         let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
         let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
         let model = try makeModel(config, for: trainSet)
-        let estimate = MemoryEstimate(config: model.config, batchSize: options.batchSize,
-                                      dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
+        let estimate = MemoryEstimate(
+            config: model.config, batchSize: options.batchSize,
+            dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
         try estimate.check(available: MemoryEstimate.availableBytes())
-        let trainer = try Trainer(model: model, options: options, trainSet: trainSet, validationSet: validationSet,
-                                  validationSource: source, folder: folder)
-        printError("\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step")
+        let trainer = try Trainer(
+            model: model, options: options, trainSet: trainSet, validationSet: validationSet,
+            validationSource: source, folder: folder)
+        printError(
+            "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+        )
         return trainer
     }
 
@@ -155,17 +165,20 @@ struct Train: ParsableCommand {
         switch saved.validation {
         case let .split(fraction, savedSeed, _)?:
             if let valSplit, valSplit != fraction {
-                throw CommandFailure("the run in \(outputPath) holds out --val-split \(fraction), not \(valSplit): resume without --val-split")
+                throw CommandFailure(
+                    "the run in \(outputPath) holds out --val-split \(fraction), not \(valSplit): resume without --val-split")
             }
             split = (fraction, savedSeed)
         default:
             if let valSplit {
-                throw CommandFailure("the run in \(outputPath) was started without --val-split; --val-split \(valSplit) would change its validation images")
+                throw CommandFailure(
+                    "the run in \(outputPath) was started without --val-split; --val-split \(valSplit) would change its validation images")
             }
         }
         let (trainSet, validationSet, source) = try loadData(sizing: .size(saved.config.imageSize), split: split)
-        let trainer = try Trainer.resume(folder: folder, trainSet: trainSet, validationSet: validationSet,
-                                         validationSource: source, epochs: epochs)
+        let trainer = try Trainer.resume(
+            folder: folder, trainSet: trainSet, validationSet: validationSet,
+            validationSource: source, epochs: epochs)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
         return trainer
     }
@@ -173,7 +186,8 @@ struct Train: ParsableCommand {
     /// The training images and the validation images, which never overlap: --val-split of the training part, else
     /// the test part, else none (said in the log).
     func loadData(sizing: ImageSizing, split: (fraction: Double, seed: UInt64)?) throws
-        -> (train: ImageDataset, validation: ImageDataset?, source: ValidationSource) {
+        -> (train: ImageDataset, validation: ImageDataset?, source: ValidationSource)
+    {
         printError("reading \(data) ...")
         let started = Date()
         let parts = try ImageDataset.load(URL(fileURLWithPath: data), parts: split != nil ? [.train] : [.train, .test], sizing: sizing)
@@ -188,7 +202,9 @@ struct Train: ParsableCommand {
         if let validationSet, validationSet.classNames != trainSet.classNames {
             throw CommandFailure("\(data): the test part has classes \(validationSet.classNames), the training part \(trainSet.classNames)")
         }
-        printError("\(trainSet.count) training images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes; \(source.summary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+        printError(
+            "\(trainSet.count) training images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes; \(source.summary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)"
+        )
         return (trainSet, validationSet, source)
     }
 
@@ -209,7 +225,9 @@ struct Train: ParsableCommand {
     /// `config` at the data's image size and class count, with the data's own normalisation.
     func makeModel(_ base: ViTConfig, for data: ImageDataset) throws -> VisionTransformer {
         var config = base
-        guard data.width == data.height else { throw CommandFailure("training needs square images, the data has \(data.width)x\(data.height): give --image-size") }
+        guard data.width == data.height else {
+            throw CommandFailure("training needs square images, the data has \(data.width)x\(data.height): give --image-size")
+        }
         config.imageSize = data.width
         config.data.inputSize = [3, data.width, data.width]
         config.data.cropPct = 1
@@ -268,7 +286,9 @@ final class Interrupt: @unchecked Sendable {
         signal(SIGINT, SIG_IGN)
         source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         source.setEventHandler { [unowned self] in
-            let n = lock.withLock { count += 1; return count }
+            let n = lock.withLock {
+                count += 1; return count
+            }
             if n == 1 {
                 printError("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit without saving)")
             } else {
