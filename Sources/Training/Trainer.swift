@@ -111,16 +111,19 @@ public final class Trainer {
     ) throws -> Trainer {
         let (url, saved, tensors) = try readCheckpoint(in: folder)
         if let savedSource = saved.validation, let validationSource, savedSource != validationSource {
-            throw TrainingError.badCheckpoint(
-                url,
-                "the run validated on other images (\(savedSource.summary)) than these data give (\(validationSource.summary)): the data changed since the run started"
-            )
+            let what: String
+            if case .split(_, _, let before) = savedSource, case .split(_, _, let now) = validationSource {
+                let kept = Set(before)
+                what = "\(now.filter { !kept.contains($0) }.count) of the \(now.count) images held out now were not held out by the run"
+            } else {
+                what = "the run had \(savedSource.summary); these data give \(validationSource.summary)"
+            }
+            throw TrainingError.badCheckpoint(url, "the data changed since the run started: \(what)")
         }
         if let digest = saved.trainingDigest, digest != Self.digest(trainSet.sources) {
             throw TrainingError.badCheckpoint(
                 url,
-                "the run trained on \(saved.trainingCount ?? 0) other images than these \(trainSet.count): the data changed since the run started"
-            )
+                "the data changed since the run started: it trained on \(saved.trainingCount ?? 0) images, not on these \(trainSet.count)")
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }

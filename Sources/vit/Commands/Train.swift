@@ -56,8 +56,8 @@ struct Train: ParsableCommand {
     @Option(help: "Clip the global gradient norm to this (0: off).") var clipGrad = defaults.gradientClip
     @Option(help: "EMA decay of the weights, e.g. 0.999 (off unless given); evaluation and the saved model use the EMA.")
     var ema: Float?
-    @Option(help: "Stochastic depth rate of the last block.") var dropPath: Float = 0
-    @Option(help: "Dropout after the MLP and projections.") var dropout: Float = 0
+    @Option(help: "Stochastic depth rate of the last block.") var dropPath = ViTConfig().dropPath
+    @Option(help: "Dropout after the MLP and projections.") var dropout = ViTConfig().dropout
     @Option(help: "Random crop after this much zero padding (0: off).") var cropPadding = defaults.augmentation.cropPadding
     @Flag(inversion: .prefixedNo, help: "Random horizontal flips.") var flip = defaults.augmentation.horizontalFlip
     @Option(help: "RandAugment N,M: N operations at magnitude M of 10 (e.g. 2,9; default: off).") var randaugment: RandAugmentSetting?
