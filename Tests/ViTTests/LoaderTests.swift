@@ -7,11 +7,7 @@ import TestSupport
 @testable import ViT
 
 @Suite struct LoaderTests {
-    func temporaryFolder() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
+    func temporaryFolder() throws -> URL { try makeTemporaryFolder("swiftvit") }
 
     @Test func convertedFolderLoadsToTheSameModel() throws {
         let original = try CheckpointLoader().load(fixture("jax-vit-p8-d64-h4-l2-i32").appendingPathComponent("model.npz"))
