@@ -61,7 +61,9 @@ public struct ImageDataset: Sendable {
             DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
                 for i in (chunk * count / chunks)..<((chunk + 1) * count / chunks) {
                     let image = sizing.apply(self.image(i))
-                    for (j, v) in image.pixels.enumerated() { target.value[i * out + j] = v }
+                    image.pixels.withUnsafeBufferPointer { source in
+                        (target.value.baseAddress! + i * out).update(from: source.baseAddress!, count: out)
+                    }
                 }
             }
         }

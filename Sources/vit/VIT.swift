@@ -21,17 +21,20 @@ struct VIT: ParsableCommand {
             try command.run()
         } catch let exit as ExitCode {
             Foundation.exit(exit.rawValue)
-        } catch  where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") || error is ValidationError {
-            // The command line itself (or --help, which the parser also reports by throwing).
+        } catch {
+            // The parser reports a wrong command line (and --help) by throwing too: its exit code tells them apart
+            // from a failure while running (for which it has nothing better than EXIT_FAILURE).
+            let code = exitCode(for: error)
+            guard code == .success || code == .validationFailure else {
+                printError("error: \(error)")
+                Foundation.exit(2)
+            }
             let message = fullMessage(for: error)
-            if exitCode(for: error) == .success {
+            if code == .success {
                 print(message)
                 Foundation.exit(0)
             }
             printError(message)
-            Foundation.exit(2)
-        } catch {
-            printError("error: \(error)")
             Foundation.exit(2)
         }
     }
