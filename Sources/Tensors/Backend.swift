@@ -19,9 +19,45 @@ public enum ReduceOp: String, Sendable {
     case sum, mean, max, min
 }
 
+/// One Adam(W) update of a parameter, as `torch.optim.Adam`/`AdamW` compute it, with the step-dependent factors
+/// worked out by the optimiser: g' = g + l2·w; m = β1·m + (1-β1)·g'; v = β2·v + (1-β2)·g'²;
+/// w = w·decay - stepSize·m / (√v / correction2Root + eps).
+public struct AdamUpdate: Sendable {
+    public var beta1: Float, beta2: Float, eps: Float
+    /// lr / (1 - β1^t)
+    public var stepSize: Float
+    /// √(1 - β2^t)
+    public var correction2Root: Float
+    /// 1 - lr·weight decay for AdamW (decoupled), 1 for Adam.
+    public var decay: Float
+    /// The weight decay folded into the gradient (Adam's L2), 0 for AdamW.
+    public var l2: Float
+
+    public init(beta1: Float, beta2: Float, eps: Float, stepSize: Float, correction2Root: Float, decay: Float, l2: Float) {
+        (self.beta1, self.beta2, self.eps, self.stepSize, self.correction2Root, self.decay, self.l2) =
+            (beta1, beta2, eps, stepSize, correction2Root, decay, l2)
+    }
+}
+
+/// One SGD update, as `torch.optim.SGD`: d = g + wd·w; with momentum μ, buf = d on the first step, else μ·buf + d,
+/// and d = d + μ·buf (Nesterov) or buf; w = w - lr·d.
+public struct SGDUpdate: Sendable {
+    public var learningRate: Float, weightDecay: Float, momentum: Float
+    public var nesterov: Bool
+    /// The first step seeds the momentum buffer with d.
+    public var firstStep: Bool
+
+    public init(learningRate: Float, weightDecay: Float, momentum: Float, nesterov: Bool, firstStep: Bool) {
+        (self.learningRate, self.weightDecay, self.momentum, self.nesterov, self.firstStep) =
+            (learningRate, weightDecay, momentum, nesterov, firstStep)
+    }
+}
+
 /// The raw math under the ops: each function reads its input tensors and returns new ones, never recording
-/// gradients. The ops (`Ops/`) add autograd on top and are all that models call, so a second backend (CUDA) or
-/// dtype (bf16) is a new conformance here and leaves every caller as it is.
+/// gradients. The ops (`Ops/`) add autograd on top and are all that models call; optimisers, weight averages and
+/// tensor factories write through the in-place kernels at the end. A second backend (a GPU) is a new conformance
+/// here and leaves every caller as it is. `ReferenceBackend` implements every kernel with plain loops, to test the
+/// fast ones against.
 public protocol Backend {
     /// a [..., M, K] @ b [..., K, N] -> [..., M, N], batch axes broadcast. The transpose flags read a or b as
     /// their last two axes swapped, without copying. `bias` [N] and `activation` are fused into the product.
@@ -61,4 +97,19 @@ public protocol Backend {
     func gather(_ x: Tensor, axis: Int, indices: [[Int]]) -> Tensor
     /// Adjoint of `gather`: zeros of `shape` with each gathered entry added back where it came from.
     func scatterAdd(_ x: Tensor, shape: [Int], axis: Int, indices: [[Int]]) -> Tensor
+
+    // MARK: In place: dtypes, fills and the training updates (what optimisers and weight averages call)
+
+    /// `source`'s values written into `destination` (same element count), converted to its dtype.
+    func cast(_ source: Tensor, into destination: Tensor)
+    /// Every element of `x` set to `value`.
+    func fill(_ x: Tensor, _ value: Float)
+    /// One Adam(W) step on a float32 parameter and its moments, in place.
+    func adamUpdate(_ parameter: Tensor, gradient: Tensor, firstMoment: Tensor, secondMoment: Tensor, _ update: AdamUpdate)
+    /// One SGD step on a float32 parameter (and its momentum buffer when momentum is on), in place.
+    func sgdUpdate(_ parameter: Tensor, gradient: Tensor, momentumBuffer: Tensor?, _ update: SGDUpdate)
+    /// average = decay·average + (1 - decay)·x, in place (an exponential moving average of weights).
+    func lerp(_ average: Tensor, toward x: Tensor, decay: Float)
+    /// Σ x², accumulated in double precision (the global gradient norm of clipping).
+    func sumOfSquares(_ x: Tensor) -> Double
 }

@@ -6,6 +6,13 @@ import Foundation
 public final class CPUBackend: Backend {
     public static let shared = CPUBackend()
 
+    /// True when some of `tensors` are bfloat16 and oneDNN cannot compute bf16 on this CPU (no AVX-512): the
+    /// kernel then runs on float32 copies and rounds its result back to bfloat16. Same numbers to bf16 rounding,
+    /// none of the speed.
+    private func widensBFloat16(_ tensors: Tensor?...) -> Bool {
+        !OneDNN.computesBFloat16 && tensors.contains { $0?.dtype == .bfloat16 }
+    }
+
     // MARK: - Matmul
 
     public func matmul(
@@ -21,7 +28,14 @@ public final class CPUBackend: Backend {
                 transposeB: transposeB, bias: bias, activation: activation)
             return out.rawView(lead + [out.shape[1]])
         }
-        if transposeA && a.rank == 2 && b.rank == 2 && bias == nil && activation == nil {
+        precondition(a.dtype == b.dtype, "matmul of \(a.dtype) by \(b.dtype): cast one of them")
+        if widensBFloat16(a, b, bias) {
+            return matmul(
+                a.converted(to: .float32), b.converted(to: .float32), transposeA: transposeA, transposeB: transposeB,
+                bias: bias?.converted(to: .float32), activation: activation
+            ).converted(to: a.dtype)
+        }
+        if transposeA && a.rank == 2 && b.rank == 2 && bias == nil && activation == nil && a.dtype == .float32 {
             return transposedLeftProduct(a, b, transposeB: transposeB)
         }
         let rank = max(a.rank, b.rank)
@@ -43,11 +57,14 @@ public final class CPUBackend: Backend {
         let outDims = batch + [m, n]
         if let bias { precondition(bias.count == n, "bias of \(bias.count) values for \(n) output columns") }
 
-        let aDesc = OneDNN.memoryDesc(aDims, strides: aStrides)
-        let bDesc = OneDNN.memoryDesc(bDims, strides: bStrides)
-        let biasDesc = OneDNN.memoryDesc([Int](repeating: 1, count: rank - 1) + [n])
-        let outDesc = OneDNN.memoryDesc(outDims)
-        let key = "matmul \(aDims) \(aStrides) \(bDims) \(bStrides) bias:\(bias != nil) act:\(String(describing: activation))"
+        // The product is in the operands' dtype; bf16 products accumulate in f32 inside oneDNN.
+        let dtype = a.dtype
+        let aDesc = OneDNN.memoryDesc(aDims, strides: aStrides, dtype: dtype)
+        let bDesc = OneDNN.memoryDesc(bDims, strides: bStrides, dtype: dtype)
+        let biasDesc = OneDNN.memoryDesc([Int](repeating: 1, count: rank - 1) + [n], dtype: bias?.dtype ?? .float32)
+        let outDesc = OneDNN.memoryDesc(outDims, dtype: dtype)
+        let key =
+            "matmul \(dtype) \(aDims) \(aStrides) \(bDims) \(bStrides) bias:\(bias?.dtype.rawValue ?? "none") act:\(String(describing: activation))"
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_matmul_desc_t()
             var aDesc = aDesc, bDesc = bDesc, biasDesc = biasDesc, outDesc = outDesc
@@ -60,7 +77,7 @@ public final class CPUBackend: Backend {
                 PrimitiveCache.descriptor(&op, attributes: attributes, "creating matmul \(key)")
             }
         }
-        let out = Tensor(uninitializedShape: outDims)
+        let out = Tensor(uninitializedShape: outDims, dtype: dtype)
         var args = [(Arg.src, aDesc, a.raw), (Arg.weights, bDesc, b.raw), (Arg.dst, outDesc, out.raw)]
         if let bias { args.append((Arg.bias, biasDesc, bias.raw)) }
         OneDNN.execute(primitive.primitive, args)
@@ -103,18 +120,22 @@ public final class CPUBackend: Backend {
 
     public func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {
         let outShape = Shape.broadcast(a.shape, b.shape)
+        let dtype = a.dtype  // the result takes the first operand's dtype
+        if widensBFloat16(a, b) {
+            return binary(op, a.converted(to: .float32), b.converted(to: .float32)).converted(to: dtype)
+        }
         var (a, b) = (a, b)
         // oneDNN broadcasts only the second source: swap when the op allows, else expand the first.
         if a.shape != outShape {
             if b.shape == outShape && [.add, .mul, .max, .min].contains(op) {
                 swap(&a, &b)
             } else {
-                let expanded = Tensor.zeros(outShape)
+                let expanded = Tensor.zeros(outShape, dtype: a.dtype)
                 binary(.add, expanded, a, into: expanded)
                 a = expanded
             }
         }
-        let out = Tensor(uninitializedShape: outShape)
+        let out = Tensor(uninitializedShape: outShape, dtype: dtype)
         binary(op, a, b, into: out)
         return out
     }
@@ -124,19 +145,28 @@ public final class CPUBackend: Backend {
         let rank = max(out.rank, 1)
         let outDims = Shape.padded(out.shape, to: rank)
         let bDims = Shape.padded(b.shape, to: rank)
-        let outDesc = OneDNN.memoryDesc(outDims)
-        let bDesc = OneDNN.memoryDesc(bDims)
-        let key = "binary \(op) \(outDims) \(bDims)"
-        let primitive = PrimitiveCache.get(key) {
+        let aDesc = OneDNN.memoryDesc(outDims, dtype: a.dtype)
+        let outDesc = OneDNN.memoryDesc(outDims, dtype: out.dtype)
+        let bDesc = OneDNN.memoryDesc(bDims, dtype: b.dtype)
+        let key = "binary \(op) \(outDims) \(bDims) \(a.dtype) \(b.dtype) -> \(out.dtype)"
+        let primitive = PrimitiveCache.getIfImplemented(key) {
             var desc = dnnl_binary_desc_t()
-            var aDesc = outDesc, bDesc = bDesc, dDesc = outDesc
+            var aDesc = aDesc, bDesc = bDesc, dDesc = outDesc
             OneDNN.check(dnnl_binary_desc_init(&desc, binaryAlgorithm(op), &aDesc, &bDesc, &dDesc), "describing \(key)")
-            return PrimitiveCache.descriptor(&desc, "creating \(key)")
+            return PrimitiveCache.descriptorIfImplemented(&desc, "creating \(key)")
+        }
+        guard let primitive else {
+            // oneDNN 2.6 has bf16 binary kernels for some broadcast patterns only: the others run in float32.
+            precondition(out.dtype != .float32 || a.dtype != .float32 || b.dtype != .float32, "oneDNN has no \(key)")
+            let result = a.converted(to: .float32)
+            binary(op, result, b.converted(to: .float32), into: result)
+            cast(result, into: out)
+            return
         }
         OneDNN.execute(
             primitive.primitive,
             [
-                (Arg.src, outDesc, a.raw), (Arg.src1, bDesc, b.raw),
+                (Arg.src, aDesc, a.raw), (Arg.src1, bDesc, b.raw),
                 (Arg.dst, outDesc, out.raw)
             ])
     }
@@ -170,9 +200,9 @@ public final class CPUBackend: Backend {
     }
 
     /// Elementwise ops ignore shape, so one flat descriptor per element count serves every shape.
-    private func eltwiseForward(_ op: UnaryOp, count: Int) -> (CachedPrimitive, dnnl_memory_desc_t) {
-        let desc = OneDNN.memoryDesc([max(count, 1)])
-        let key = "eltwise \(op) \(count)"
+    private func eltwiseForward(_ op: UnaryOp, count: Int, dtype: DType) -> (CachedPrimitive, dnnl_memory_desc_t) {
+        let desc = OneDNN.memoryDesc([max(count, 1)], dtype: dtype)
+        let key = "eltwise \(op) \(count) \(dtype)"
         let primitive = PrimitiveCache.get(key) {
             var op_ = dnnl_eltwise_desc_t()
             var d = desc
@@ -184,18 +214,24 @@ public final class CPUBackend: Backend {
     }
 
     public func unary(_ op: UnaryOp, _ x: Tensor) -> Tensor {
-        let out = Tensor(uninitializedShape: x.shape)
+        if widensBFloat16(x) { return unary(op, x.converted(to: .float32)).converted(to: x.dtype) }
+        let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
         if x.count == 0 { return out }
-        let (primitive, desc) = eltwiseForward(op, count: x.count)
+        let (primitive, desc) = eltwiseForward(op, count: x.count, dtype: x.dtype)
         OneDNN.execute(primitive.primitive, [(Arg.src, desc, x.raw), (Arg.dst, desc, out.raw)])
         return out
     }
 
     public func unaryBackward(_ op: UnaryOp, gradOutput: Tensor, input: Tensor) -> Tensor {
-        let out = Tensor(uninitializedShape: input.shape)
+        precondition(gradOutput.dtype == input.dtype, "a \(gradOutput.dtype) gradient for a \(input.dtype) input")
+        if widensBFloat16(input) {
+            return unaryBackward(op, gradOutput: gradOutput.converted(to: .float32), input: input.converted(to: .float32))
+                .converted(to: input.dtype)
+        }
+        let out = Tensor(uninitializedShape: input.shape, dtype: input.dtype)
         if input.count == 0 { return out }
-        let (forward, desc) = eltwiseForward(op, count: input.count)
-        let key = "eltwise backward \(op) \(input.count)"
+        let (forward, desc) = eltwiseForward(op, count: input.count, dtype: input.dtype)
+        let key = "eltwise backward \(op) \(input.count) \(input.dtype)"
         let primitive = PrimitiveCache.get(key) {
             var op_ = dnnl_eltwise_desc_t()
             var d = desc, dd = desc
@@ -214,9 +250,9 @@ public final class CPUBackend: Backend {
 
     // MARK: - Softmax
 
-    private func softmaxForward(rows: Int, columns: Int, log: Bool) -> (CachedPrimitive, dnnl_memory_desc_t) {
-        let desc = OneDNN.memoryDesc([rows, columns])
-        let key = "softmax log:\(log) \(rows)x\(columns)"
+    private func softmaxForward(rows: Int, columns: Int, log: Bool, dtype: DType) -> (CachedPrimitive, dnnl_memory_desc_t) {
+        let desc = OneDNN.memoryDesc([rows, columns], dtype: dtype)
+        let key = "softmax log:\(log) \(rows)x\(columns) \(dtype)"
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_softmax_v2_desc_t()
             var s = desc, d = desc
@@ -232,20 +268,26 @@ public final class CPUBackend: Backend {
 
     public func softmax(_ x: Tensor, log: Bool) -> Tensor {
         precondition(x.rank >= 1, "softmax needs at least one axis")
+        if widensBFloat16(x) { return softmax(x.converted(to: .float32), log: log).converted(to: x.dtype) }
         let columns = x.shape[x.rank - 1], rows = x.count / max(columns, 1)
-        let out = Tensor(uninitializedShape: x.shape)
+        let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
         if x.count == 0 { return out }
-        let (primitive, desc) = softmaxForward(rows: rows, columns: columns, log: log)
+        let (primitive, desc) = softmaxForward(rows: rows, columns: columns, log: log, dtype: x.dtype)
         OneDNN.execute(primitive.primitive, [(Arg.src, desc, x.raw), (Arg.dst, desc, out.raw)])
         return out
     }
 
     public func softmaxBackward(gradOutput: Tensor, output: Tensor, log: Bool) -> Tensor {
         let columns = output.shape[output.rank - 1], rows = output.count / max(columns, 1)
-        let out = Tensor(uninitializedShape: output.shape)
+        precondition(gradOutput.dtype == output.dtype, "a \(gradOutput.dtype) gradient for a \(output.dtype) output")
+        if widensBFloat16(output) {
+            return softmaxBackward(gradOutput: gradOutput.converted(to: .float32), output: output.converted(to: .float32), log: log)
+                .converted(to: output.dtype)
+        }
+        let out = Tensor(uninitializedShape: output.shape, dtype: output.dtype)
         if output.count == 0 { return out }
-        let (forward, desc) = softmaxForward(rows: rows, columns: columns, log: log)
-        let key = "softmax backward log:\(log) \(rows)x\(columns)"
+        let (forward, desc) = softmaxForward(rows: rows, columns: columns, log: log, dtype: output.dtype)
+        let key = "softmax backward log:\(log) \(rows)x\(columns) \(output.dtype)"
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_softmax_v2_desc_t()
             var ds = desc, dd = desc, d = desc
@@ -270,12 +312,13 @@ public final class CPUBackend: Backend {
         (weight != nil ? dnnl_use_scale.rawValue : 0) | (bias != nil ? dnnl_use_shift.rawValue : 0)
     }
 
-    private func layerNormForward(rows: Int, columns: Int, eps: Float, flags: UInt32)
+    /// The data in its dtype; the statistics, scale and shift stay float32 (oneDNN's rule, and where precision matters).
+    private func layerNormForward(rows: Int, columns: Int, eps: Float, flags: UInt32, dtype: DType)
         -> (CachedPrimitive, dnnl_memory_desc_t, dnnl_memory_desc_t)
     {
-        let data = OneDNN.memoryDesc([rows, columns])
+        let data = OneDNN.memoryDesc([rows, columns], dtype: dtype)
         let stats = OneDNN.memoryDesc([rows])
-        let key = "layernorm \(rows)x\(columns) eps:\(eps) flags:\(flags)"
+        let key = "layernorm \(rows)x\(columns) eps:\(eps) flags:\(flags) \(dtype)"
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_layer_normalization_desc_t()
             var d = data, s = stats
@@ -290,10 +333,14 @@ public final class CPUBackend: Backend {
     public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float)
         -> (output: Tensor, mean: Tensor, variance: Tensor)
     {
+        if widensBFloat16(x) {
+            let (out, mean, variance) = layerNorm(x.converted(to: .float32), weight: weight, bias: bias, eps: eps)
+            return (out.converted(to: x.dtype), mean, variance)
+        }
         let columns = x.shape[x.rank - 1], rows = x.count / columns
         let flags = layerNormFlags(weight: weight, bias: bias)
-        let (primitive, data, stats) = layerNormForward(rows: rows, columns: columns, eps: eps, flags: flags)
-        let out = Tensor(uninitializedShape: x.shape)
+        let (primitive, data, stats) = layerNormForward(rows: rows, columns: columns, eps: eps, flags: flags, dtype: x.dtype)
+        let out = Tensor(uninitializedShape: x.shape, dtype: x.dtype)
         let mean = Tensor(uninitializedShape: [rows]), variance = Tensor(uninitializedShape: [rows])
         let paramDesc = OneDNN.memoryDesc([columns])
         var args = [
@@ -314,8 +361,15 @@ public final class CPUBackend: Backend {
     {
         let columns = input.shape[input.rank - 1], rows = input.count / columns
         let flags = layerNormFlags(weight: weight, bias: bias)
-        let (forward, data, stats) = layerNormForward(rows: rows, columns: columns, eps: eps, flags: flags)
-        let key = "layernorm backward \(rows)x\(columns) eps:\(eps) flags:\(flags)"
+        precondition(gradOutput.dtype == input.dtype, "a \(gradOutput.dtype) gradient for a \(input.dtype) input")
+        if widensBFloat16(input) {
+            let grads = layerNormBackward(
+                gradOutput: gradOutput.converted(to: .float32), input: input.converted(to: .float32), mean: mean,
+                variance: variance, weight: weight, bias: bias, eps: eps)
+            return (grads.input.converted(to: input.dtype), grads.weight, grads.bias)
+        }
+        let (forward, data, stats) = layerNormForward(rows: rows, columns: columns, eps: eps, flags: flags, dtype: input.dtype)
+        let key = "layernorm backward \(rows)x\(columns) eps:\(eps) flags:\(flags) \(input.dtype)"
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_layer_normalization_desc_t()
             var dd = data, d = data, s = stats
@@ -324,7 +378,7 @@ public final class CPUBackend: Backend {
                     &op, flags != 0 ? dnnl_backward : dnnl_backward_data, &dd, &d, &s, eps, flags), "describing \(key)")
             return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
         }
-        let gradInput = Tensor(uninitializedShape: input.shape)
+        let gradInput = Tensor(uninitializedShape: input.shape, dtype: input.dtype)
         let gradWeight = weight.map { Tensor(uninitializedShape: $0.shape) }
         let gradBias = bias.map { Tensor(uninitializedShape: $0.shape) }
         let paramDesc = OneDNN.memoryDesc([columns])
@@ -347,9 +401,10 @@ public final class CPUBackend: Backend {
     public func reduce(_ op: ReduceOp, _ x: Tensor, to shape: [Int]) -> Tensor {
         precondition(shape.count == x.rank, "reduce keeps the rank: \(x.shape) -> \(shape)")
         if shape == x.shape { return x.copy() }
+        if widensBFloat16(x) { return reduce(op, x.converted(to: .float32), to: shape).converted(to: x.dtype) }
         if op == .sum || op == .mean, let sum = sumAsMatmul(x, to: shape, mean: op == .mean) { return sum }
-        let src = OneDNN.memoryDesc(x.shape), dst = OneDNN.memoryDesc(shape)
-        let key = "reduce \(op) \(x.shape) -> \(shape)"
+        let src = OneDNN.memoryDesc(x.shape, dtype: x.dtype), dst = OneDNN.memoryDesc(shape, dtype: x.dtype)
+        let key = "reduce \(op) \(x.shape) -> \(shape) \(x.dtype)"
         let primitive = PrimitiveCache.get(key) {
             var desc = dnnl_reduction_desc_t()
             var s = src, d = dst
@@ -363,7 +418,7 @@ public final class CPUBackend: Backend {
             OneDNN.check(dnnl_reduction_desc_init(&desc, alg, &s, &d, 0, 0), "describing \(key)")
             return PrimitiveCache.descriptor(&desc, "creating \(key)")
         }
-        let out = Tensor(uninitializedShape: shape)
+        let out = Tensor(uninitializedShape: shape, dtype: x.dtype)
         OneDNN.execute(primitive.primitive, [(Arg.src, src, x.raw), (Arg.dst, dst, out.raw)])
         return out
     }
@@ -375,7 +430,7 @@ public final class CPUBackend: Backend {
         let firstKept = shape.firstIndex { $0 != 1 } ?? shape.count
         if firstKept > 0 && Array(shape[firstKept...]) == Array(x.shape[firstKept...]) {
             let columns = shape[firstKept...].reduce(1, *), rows = x.count / max(columns, 1)
-            let ones = Tensor.full([1, rows], mean ? 1 / Float(rows) : 1)  // [1, R]
+            let ones = Tensor.full([1, rows], mean ? 1 / Float(rows) : 1, dtype: x.dtype)  // [1, R]
             return matmul(
                 ones, x.rawView([rows, columns]), transposeA: false, transposeB: false, bias: nil,
                 activation: nil
@@ -385,7 +440,7 @@ public final class CPUBackend: Backend {
         let endKept = (shape.lastIndex { $0 != 1 } ?? -1) + 1
         if endKept < shape.count && Array(shape[..<endKept]) == Array(x.shape[..<endKept]) {
             let rows = shape[..<endKept].reduce(1, *), columns = x.count / max(rows, 1)
-            let ones = Tensor.full([columns, 1], mean ? 1 / Float(columns) : 1)  // [C, 1]
+            let ones = Tensor.full([columns, 1], mean ? 1 / Float(columns) : 1, dtype: x.dtype)  // [C, 1]
             return matmul(
                 x.rawView([rows, columns]), ones, transposeA: false, transposeB: false, bias: nil,
                 activation: nil
@@ -398,7 +453,7 @@ public final class CPUBackend: Backend {
         let (outer, n, inner) = x.split(at: axis)
         precondition(n > 0, "argmax over an empty axis")
         var result = [Int](repeating: 0, count: outer * inner)
-        let p = x.pointer
+        let p = x.dtype == .float32 ? x.pointer : x.converted(to: .float32).pointer
         for o in 0..<outer {
             for i in 0..<inner {
                 var best = 0
@@ -416,13 +471,14 @@ public final class CPUBackend: Backend {
     // MARK: - Layout
 
     /// Copies `src` (any strides, through its descriptor) into `dst` with a oneDNN reorder.
+    /// Also converts between dtypes when they differ.
     private func reorder(
         _ srcDims: [Int], srcStrides: [Int], from src: UnsafeMutableRawPointer,
-        dstStrides: [Int], to dst: UnsafeMutableRawPointer
+        dstStrides: [Int], to dst: UnsafeMutableRawPointer, dtype: DType, outputDType: DType? = nil
     ) {
-        let s = OneDNN.memoryDesc(srcDims, strides: srcStrides)
-        let d = OneDNN.memoryDesc(srcDims, strides: dstStrides)
-        let key = "reorder \(srcDims) \(srcStrides) -> \(dstStrides)"
+        let s = OneDNN.memoryDesc(srcDims, strides: srcStrides, dtype: dtype)
+        let d = OneDNN.memoryDesc(srcDims, strides: dstStrides, dtype: outputDType ?? dtype)
+        let key = "reorder \(srcDims) \(srcStrides) -> \(dstStrides) \(dtype) -> \(outputDType ?? dtype)"
         let primitive = PrimitiveCache.get(key) {
             var pd: dnnl_primitive_desc_t?
             var s = s, d = d
@@ -437,12 +493,12 @@ public final class CPUBackend: Backend {
     public func permute(_ x: Tensor, _ axes: [Int]) -> Tensor {
         precondition(axes.sorted() == Array(0..<x.rank), "permutation \(axes) does not fit rank \(x.rank)")
         let outShape = axes.map { x.shape[$0] }
-        let out = Tensor(uninitializedShape: outShape)
+        let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
         if x.count == 0 { return out }
         let inStrides = Shape.contiguousStrides(x.shape)
         reorder(
             outShape, srcStrides: axes.map { inStrides[$0] }, from: x.raw,
-            dstStrides: Shape.contiguousStrides(outShape), to: out.raw)
+            dstStrides: Shape.contiguousStrides(outShape), to: out.raw, dtype: x.dtype)
         return out
     }
 
@@ -450,14 +506,16 @@ public final class CPUBackend: Backend {
         precondition(!xs.isEmpty, "concat of nothing")
         var outShape = xs[0].shape
         outShape[axis] = xs.reduce(0) { $0 + $1.shape[axis] }
-        let out = Tensor(uninitializedShape: outShape)
+        let dtype = xs[0].dtype
+        precondition(xs.allSatisfy { $0.dtype == dtype }, "concat of tensors of different dtypes")
+        let out = Tensor(uninitializedShape: outShape, dtype: dtype)
         let outStrides = Shape.contiguousStrides(outShape)
         // Each part is a strided copy into its place: one reorder per part, no concat primitive per part count.
         var start = 0
         for x in xs where x.count > 0 {
             reorder(
                 x.shape, srcStrides: Shape.contiguousStrides(x.shape), from: x.raw,
-                dstStrides: outStrides, to: UnsafeMutableRawPointer(out.pointer + start * outStrides[axis]))
+                dstStrides: outStrides, to: out.raw + start * outStrides[axis] * dtype.byteSize, dtype: dtype)
             start += x.shape[axis]
         }
         return out
@@ -466,22 +524,22 @@ public final class CPUBackend: Backend {
     public func slice(_ x: Tensor, axis: Int, start: Int, length: Int) -> Tensor {
         var outShape = x.shape
         outShape[axis] = length
-        let out = Tensor(uninitializedShape: outShape)
+        let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
         if out.count == 0 { return out }
         let inStrides = Shape.contiguousStrides(x.shape)
         reorder(
-            outShape, srcStrides: inStrides, from: UnsafeMutableRawPointer(x.pointer + start * inStrides[axis]),
-            dstStrides: Shape.contiguousStrides(outShape), to: out.raw)
+            outShape, srcStrides: inStrides, from: x.raw + start * inStrides[axis] * x.dtype.byteSize,
+            dstStrides: Shape.contiguousStrides(outShape), to: out.raw, dtype: x.dtype)
         return out
     }
 
     public func unslice(_ x: Tensor, shape: [Int], axis: Int, start: Int) -> Tensor {
-        let out = Tensor.zeros(shape)
+        let out = Tensor.zeros(shape, dtype: x.dtype)
         if x.count == 0 { return out }
         let outStrides = Shape.contiguousStrides(shape)
         reorder(
             x.shape, srcStrides: Shape.contiguousStrides(x.shape), from: x.raw,
-            dstStrides: outStrides, to: UnsafeMutableRawPointer(out.pointer + start * outStrides[axis]))
+            dstStrides: outStrides, to: out.raw + start * outStrides[axis] * x.dtype.byteSize, dtype: x.dtype)
         return out
     }
 
@@ -493,20 +551,21 @@ public final class CPUBackend: Backend {
         let k = indices.first?.count ?? 0
         var outShape = x.shape
         outShape[axis] = k
-        let out = Tensor(uninitializedShape: outShape)
-        let src = x.pointer, dst = out.pointer
+        let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
+        let src = x.raw, dst = out.raw, size = x.dtype.byteSize
         for o in 0..<outer {
             let list = indices[indices.count == 1 ? 0 : o]
             precondition(list.count == k, "gather index lists differ in length")
             for (j, index) in list.enumerated() {
                 precondition(index >= 0 && index < n, "gather index \(index) out of range 0..<\(n)")
-                (dst + (o * k + j) * inner).update(from: src + (o * n + index) * inner, count: inner)
+                (dst + (o * k + j) * inner * size).copyMemory(from: src + (o * n + index) * inner * size, byteCount: inner * size)
             }
         }
         return out
     }
 
     public func scatterAdd(_ x: Tensor, shape: [Int], axis: Int, indices: [[Int]]) -> Tensor {
+        precondition(x.dtype == .float32, "scatterAdd sums float32 gradients, got \(x.dtype)")
         let out = Tensor.zeros(shape)
         let (outer, n, inner) = out.split(at: axis)
         let k = x.shape[axis]
@@ -520,17 +579,94 @@ public final class CPUBackend: Backend {
         }
         return out
     }
+
+    // MARK: - In place
+
+    public func cast(_ source: Tensor, into destination: Tensor) {
+        precondition(source.count == destination.count, "cast of \(source.count) values into \(destination.count)")
+        if source.count == 0 { return }
+        reorder(
+            [source.count], srcStrides: [1], from: source.raw, dstStrides: [1], to: destination.raw, dtype: source.dtype,
+            outputDType: destination.dtype)
+    }
+
+    public func fill(_ x: Tensor, _ value: Float) {
+        switch x.dtype {
+        case .float32: x.pointer.update(repeating: value, count: x.count)
+        case .bfloat16: x.raw.assumingMemoryBound(to: UInt16.self).update(repeating: BFloat16.bits(value), count: x.count)
+        }
+    }
+
+    // The updates are single passes over contiguous float32 memory that the compiler vectorises; oneDNN has no
+    // primitive for them, and each reads and writes every element once, so there is nothing to fuse.
+
+    public func adamUpdate(_ parameter: Tensor, gradient: Tensor, firstMoment: Tensor, secondMoment: Tensor, _ u: AdamUpdate) {
+        precondition(
+            [parameter, gradient, firstMoment, secondMoment].allSatisfy { $0.dtype == .float32 && $0.count == parameter.count },
+            "Adam updates float32 parameters, gradients and moments of one size")
+        let w = parameter.pointer, g = gradient.pointer, m = firstMoment.pointer, v = secondMoment.pointer
+        for i in 0..<parameter.count {
+            let gi = g[i] + u.l2 * w[i]
+            m[i] = u.beta1 * m[i] + (1 - u.beta1) * gi
+            v[i] = u.beta2 * v[i] + (1 - u.beta2) * gi * gi
+            w[i] = w[i] * u.decay - u.stepSize * m[i] / (v[i].squareRoot() / u.correction2Root + u.eps)
+        }
+    }
+
+    public func sgdUpdate(_ parameter: Tensor, gradient: Tensor, momentumBuffer: Tensor?, _ u: SGDUpdate) {
+        let tensors = [parameter, gradient] + (momentumBuffer.map { [$0] } ?? [])
+        precondition(
+            tensors.allSatisfy { $0.dtype == .float32 && $0.count == parameter.count },
+            "SGD updates float32 parameters, gradients and buffers of one size")
+        let w = parameter.pointer, g = gradient.pointer
+        let buf = u.momentum != 0 ? momentumBuffer?.pointer : nil
+        for i in 0..<parameter.count {
+            var d = g[i] + u.weightDecay * w[i]
+            if let buf {
+                buf[i] = u.firstStep ? d : u.momentum * buf[i] + d
+                d = u.nesterov ? d + u.momentum * buf[i] : buf[i]
+            }
+            w[i] -= u.learningRate * d
+        }
+    }
+
+    public func lerp(_ average: Tensor, toward x: Tensor, decay: Float) {
+        // A loop, not oneDNN's sum primitive: the sum's scales are fixed when the primitive is made, and the EMA's
+        // decay changes every step during its warm-up, which would make a primitive per step.
+        precondition(
+            average.dtype == .float32 && x.dtype == .float32 && average.count == x.count,
+            "an average of float32 values toward as many float32 values")
+        let a = average.pointer, p = x.pointer
+        for i in 0..<x.count { a[i] = decay * a[i] + (1 - decay) * p[i] }
+    }
+
+    public func sumOfSquares(_ x: Tensor) -> Double {
+        let values = x.dtype == .float32 ? x : x.converted(to: .float32)
+        let p = values.pointer
+        var total = 0.0
+        // Float partial sums over blocks of 4096 (vectorised), added up in double.
+        for start in stride(from: 0, to: values.count, by: 4096) {
+            var chunk: Float = 0
+            for i in start..<Swift.min(start + 4096, values.count) { chunk += p[i] * p[i] }
+            total += Double(chunk)
+        }
+        return total
+    }
 }
 
 extension Tensor {
-    /// The data pointer as oneDNN takes it.
-    var raw: UnsafeMutableRawPointer { UnsafeMutableRawPointer(pointer) }
-
     /// Another shape over the same data, outside the graph (for kernels).
     func rawView(_ shape: [Int]) -> Tensor { Tensor(shape: shape, storage: storage, offset: offset) }
 
     /// (product of axes before `axis`, size of `axis`, product of axes after it).
     func split(at axis: Int) -> (outer: Int, size: Int, inner: Int) {
         (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
+    }
+
+    /// A copy in `dtype`, outside the graph.
+    public func converted(to dtype: DType) -> Tensor {
+        let out = Tensor(uninitializedShape: shape, dtype: dtype, device: device)
+        device.backend.cast(self, into: out)
+        return out
     }
 }

@@ -1,6 +1,7 @@
-/// The element type of a tensor's storage. Every op computes in `float32` today; `bfloat16` is the room left for
-/// bf16 storage and AMX matmuls: kernels check the dtype, so adding it means adding kernels, not changing callers.
-public enum DType: String, Sendable, CustomStringConvertible {
+/// The element type of a tensor's storage. Every kernel reads its tensors' dtype: oneDNN descriptors are built from
+/// it, and a kernel that cannot take a dtype says so. `bfloat16` is the upper half of a `float32` (8 exponent bits,
+/// 7 mantissa bits): the format of AVX512-BF16 and AMX matmuls, which accumulate in `float32`.
+public enum DType: String, Sendable, CustomStringConvertible, CaseIterable {
     case float32
     case bfloat16
 
@@ -12,6 +13,20 @@ public enum DType: String, Sendable, CustomStringConvertible {
     }
 
     public var description: String { rawValue }
+}
+
+/// bfloat16 <-> float32 on the host, as oneDNN and PyTorch convert: round to nearest, ties to even; NaN stays NaN.
+public enum BFloat16 {
+    @inline(__always) public static func bits(_ value: Float) -> UInt16 {
+        let bits = value.bitPattern
+        if value.isNaN { return UInt16(bits >> 16) | 0x0040 }
+        return UInt16((bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+    }
+
+    @inline(__always) public static func float(_ bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
+
+    /// `value` rounded to the nearest bfloat16, as a float.
+    @inline(__always) public static func rounded(_ value: Float) -> Float { float(bits(value)) }
 }
 
 /// Where a tensor's storage lives and which `Backend` computes on it. A CUDA backend would add a case here and a

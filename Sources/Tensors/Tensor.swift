@@ -32,8 +32,8 @@ public final class Tensor {
     }
 
     /// A new, uninitialised tensor.
-    public convenience init(uninitializedShape shape: [Int], device: Device = .cpu) {
-        self.init(shape: shape, storage: Storage(count: Shape.count(shape), device: device))
+    public convenience init(uninitializedShape shape: [Int], dtype: DType = .float32, device: Device = .cpu) {
+        self.init(shape: shape, storage: Storage(count: Shape.count(shape), dtype: dtype, device: device))
     }
 
     /// A tensor holding `values` in row-major order.
@@ -49,15 +49,15 @@ public final class Tensor {
     /// A rank-0 tensor.
     public convenience init(scalar: Float) { self.init([scalar], shape: []) }
 
-    public static func zeros(_ shape: [Int], requiresGrad: Bool = false) -> Tensor {
-        let t = Tensor(shape: shape, storage: Storage(count: Shape.count(shape), zeroed: true))
+    public static func zeros(_ shape: [Int], dtype: DType = .float32, requiresGrad: Bool = false) -> Tensor {
+        let t = Tensor(shape: shape, storage: Storage(count: Shape.count(shape), dtype: dtype, zeroed: true))
         t.requiresGrad = requiresGrad
         return t
     }
 
-    public static func full(_ shape: [Int], _ value: Float, requiresGrad: Bool = false) -> Tensor {
-        let t = Tensor(uninitializedShape: shape)
-        t.pointer.update(repeating: value, count: t.count)
+    public static func full(_ shape: [Int], _ value: Float, dtype: DType = .float32, requiresGrad: Bool = false) -> Tensor {
+        let t = Tensor(uninitializedShape: shape, dtype: dtype)
+        t.device.backend.fill(t, value)
         t.requiresGrad = requiresGrad
         return t
     }
@@ -105,13 +105,23 @@ public final class Tensor {
         return storage.floats + offset
     }
 
-    /// A copy of the values in row-major order.
-    public func toArray() -> [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+    /// The first element of this tensor's data, untyped (any dtype): what kernels hand to oneDNN.
+    public var raw: UnsafeMutableRawPointer { storage.pointer + offset * dtype.byteSize }
+
+    /// A copy of the values in row-major order (bfloat16 widened to float).
+    public func toArray() -> [Float] {
+        switch dtype {
+        case .float32: return Array(UnsafeBufferPointer(start: pointer, count: count))
+        case .bfloat16:
+            let bits = raw.assumingMemoryBound(to: UInt16.self)
+            return (0..<count).map { BFloat16.float(bits[$0]) }
+        }
+    }
 
     /// The value of a one-element tensor.
     public func item() -> Float {
         precondition(count == 1, "item() needs a one-element tensor, shape is \(shape)")
-        return pointer[0]
+        return toArray()[0]
     }
 
     /// The size of an axis (negative axes count from the end).
@@ -142,19 +152,23 @@ public final class Tensor {
     /// This tensor's data, cut from the graph: no gradient flows back through the result. Shares storage.
     public func detach() -> Tensor { Tensor(shape: shape, storage: storage, offset: offset) }
 
-    /// A new tensor with a copy of this one's values, cut from the graph.
+    /// A new tensor with a copy of this one's values (same dtype), cut from the graph.
     public func copy() -> Tensor {
-        let out = Tensor(uninitializedShape: shape, device: device)
-        out.pointer.update(from: pointer, count: count)
+        let out = Tensor(uninitializedShape: shape, dtype: dtype, device: device)
+        out.raw.copyMemory(from: raw, byteCount: count * dtype.byteSize)
         return out
     }
 
-    /// Overwrites this tensor's values with `source`'s (same element count), in place and unrecorded. Used to load
-    /// weights and by optimisers.
+    /// Overwrites this tensor's values with `source`'s (same element count), in place and unrecorded, converting
+    /// the dtype if they differ. Used to load weights and by optimisers.
     public func assign(_ source: Tensor) {
         precondition(source.count == count, "cannot assign \(source.shape) to \(shape)")
         if source.storage === storage && source.offset == offset { return }
-        pointer.update(from: source.pointer, count: count)
+        if source.dtype == dtype {
+            raw.copyMemory(from: source.raw, byteCount: count * dtype.byteSize)
+        } else {
+            device.backend.cast(source.rawView(shape), into: self)
+        }
     }
 }
 

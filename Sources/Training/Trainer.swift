@@ -296,10 +296,7 @@ public final class Trainer {
 
     /// average = decay · average + (1 - decay) · weights, parameter by parameter.
     static func updateAverage(_ average: VisionTransformer, toward model: VisionTransformer, decay: Float) {
-        for (a, p) in zip(average.parameters(), model.parameters()) {
-            let target = a.pointer, source = p.pointer
-            for i in 0..<a.count { target[i] = decay * target[i] + (1 - decay) * source[i] }
-        }
+        for (a, p) in zip(average.parameters(), model.parameters()) { a.device.backend.lerp(a, toward: p, decay: decay) }
     }
 
     /// The model that is evaluated and saved: the EMA when there is one.

@@ -49,17 +49,12 @@ public class Adam: Optimizer {
             for p in group.parameters {
                 defer { index += 1 }
                 guard let grad = p.grad else { continue }
-                let w = p.pointer, g = grad.pointer
-                let m = firstMoments[index].pointer, v = secondMoments[index].pointer
-                let (b1, b2, eps, wd) = (beta1, beta2, eps, group.weightDecay)
-                let decay = decoupledWeightDecay ? 1 - learningRate * wd : 1
-                let l2 = decoupledWeightDecay ? 0 : wd
-                for i in 0..<p.count {
-                    let gi = g[i] + l2 * w[i]
-                    m[i] = b1 * m[i] + (1 - b1) * gi
-                    v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                    w[i] = w[i] * decay - stepSize * m[i] / (v[i].squareRoot() / correction2Root + eps)
-                }
+                let update = AdamUpdate(
+                    beta1: beta1, beta2: beta2, eps: eps, stepSize: stepSize, correction2Root: correction2Root,
+                    decay: decoupledWeightDecay ? 1 - learningRate * group.weightDecay : 1,
+                    l2: decoupledWeightDecay ? 0 : group.weightDecay)
+                p.device.backend.adamUpdate(
+                    p, gradient: grad, firstMoment: firstMoments[index], secondMoment: secondMoments[index], update)
             }
         }
     }

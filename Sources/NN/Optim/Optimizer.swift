@@ -77,10 +77,7 @@ public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
     var total = 0.0
     for p in parameters {
         guard let g = p.grad else { continue }
-        let v = g.pointer
-        var s: Float = 0
-        for i in 0..<g.count { s += v[i] * v[i] }
-        total += Double(s)
+        total += g.device.backend.sumOfSquares(g)
     }
     let norm = Float(total.squareRoot())
     let factor = maxNorm / (norm + 1e-6)

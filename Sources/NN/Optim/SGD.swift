@@ -37,16 +37,10 @@ public final class SGD: Optimizer {
             for p in group.parameters {
                 defer { index += 1 }
                 guard let grad = p.grad else { continue }
-                let w = p.pointer, g = grad.pointer, buf = buffers[index].pointer
-                let (lr, wd, mu) = (learningRate, group.weightDecay, momentum)
-                for i in 0..<p.count {
-                    var d = g[i] + wd * w[i]
-                    if mu != 0 {
-                        buf[i] = first ? d : mu * buf[i] + d
-                        d = nesterov ? d + mu * buf[i] : buf[i]
-                    }
-                    w[i] -= lr * d
-                }
+                let update = SGDUpdate(
+                    learningRate: learningRate, weightDecay: group.weightDecay, momentum: momentum, nesterov: nesterov,
+                    firstStep: first)
+                p.device.backend.sgdUpdate(p, gradient: grad, momentumBuffer: buffers[index], update)
             }
         }
     }

@@ -32,6 +32,17 @@ public enum OneDNN {
         primitiveExecutions = 0
     }
 
+    /// The instruction set oneDNN dispatches to on this CPU (`dnnl_cpu_isa_t` bits).
+    static let isa = dnnl_get_effective_cpu_isa().rawValue
+
+    /// Whether oneDNN computes bfloat16 on this CPU: it needs AVX-512 (dot products native with AVX512-BF16 or
+    /// AMX, emulated on plain AVX-512). Elsewhere the backend widens bf16 tensors to float32 for each kernel.
+    public static let computesBFloat16 = isa & dnnl_cpu_isa_avx512_core.rawValue == dnnl_cpu_isa_avx512_core.rawValue
+
+    /// Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), where bf16 is the faster precision.
+    public static let hasNativeBFloat16 =
+        isa & dnnl_cpu_isa_avx512_core_bf16.rawValue == dnnl_cpu_isa_avx512_core_bf16.rawValue
+
     /// oneDNN's version, e.g. "2.6.3".
     public static var version: String {
         guard let v = dnnl_version() else { return "unknown" }
@@ -44,15 +55,15 @@ public enum OneDNN {
         }
     }
 
-    /// A plain row-major f32 memory descriptor with explicit strides (in elements).
-    static func memoryDesc(_ dims: [Int], strides: [Int]? = nil) -> dnnl_memory_desc_t {
+    /// A plain row-major memory descriptor of `dtype` with explicit strides (in elements).
+    static func memoryDesc(_ dims: [Int], strides: [Int]? = nil, dtype: DType = .float32) -> dnnl_memory_desc_t {
         precondition(!dims.isEmpty && dims.count <= Int(DNNL_MAX_NDIMS), "oneDNN takes ranks 1...12, got \(dims)")
         let strides = strides ?? Shape.contiguousStrides(dims)
         var md = dnnl_memory_desc_t()
         let d = dims.map { dnnl_dim_t($0) }, s = strides.map { dnnl_dim_t($0) }
         check(
-            dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), d, dnnl_f32, s),
-            "describing f32 memory \(dims) with strides \(strides)")
+            dnnl_memory_desc_init_by_strides(&md, Int32(dims.count), d, dtype.dnnl, s),
+            "describing \(dtype) memory \(dims) with strides \(strides)")
         return md
     }
 
@@ -119,4 +130,14 @@ enum Arg {
     static let diffScale = Int32(DNNL_ARG_DIFF_SCALE)
     static let diffShift = Int32(DNNL_ARG_DIFF_SHIFT)
     static func multipleSrc(_ i: Int) -> Int32 { Int32(DNNL_ARG_MULTIPLE_SRC) + Int32(i) }
+}
+
+extension DType {
+    /// oneDNN's name for the type.
+    var dnnl: dnnl_data_type_t {
+        switch self {
+        case .float32: return dnnl_f32
+        case .bfloat16: return dnnl_bf16
+        }
+    }
 }

@@ -35,6 +35,35 @@ enum PrimitiveCache {
         return made
     }
 
+    nonisolated(unsafe) private static var unimplemented: Set<String> = []
+
+    /// The primitive for `key`, or nil when oneDNN has no implementation for it (remembered, so the caller's fallback
+    /// is taken at once next time). `make` returns nil for "unimplemented" and stops on any other failure.
+    static func getIfImplemented(_ key: String, make: () -> dnnl_primitive_desc_t?) -> CachedPrimitive? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = primitives[key] { return cached }
+        if unimplemented.contains(key) { return nil }
+        guard let descriptor = make() else {
+            unimplemented.insert(key)
+            return nil
+        }
+        let made = CachedPrimitive(descriptor: descriptor)
+        primitives[key] = made
+        return made
+    }
+
+    /// `descriptor(...)`, but nil where oneDNN reports the operation unimplemented for these types and shapes.
+    static func descriptorIfImplemented<D>(_ opDesc: inout D, _ what: String) -> dnnl_primitive_desc_t? {
+        var pd: dnnl_primitive_desc_t?
+        let status = withUnsafeMutablePointer(to: &opDesc) { p in
+            dnnl_primitive_desc_create(&pd, UnsafeRawPointer(p), nil, OneDNN.engine, nil)
+        }
+        if status == dnnl_unimplemented { return nil }
+        OneDNN.check(status, what)
+        return pd
+    }
+
     /// Makes a primitive descriptor from an operation descriptor (any `dnnl_*_desc_t`).
     static func descriptor<D>(
         _ opDesc: inout D, attributes: dnnl_primitive_attr_t? = nil,

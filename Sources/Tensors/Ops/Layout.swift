@@ -1,6 +1,14 @@
 /// Ops that move values without computing new ones: permute, concat, split, slice, gather.
 
 extension Tensor {
+    /// The same values in another dtype (rounded to nearest-even going to bfloat16). The gradient comes back in
+    /// this tensor's dtype. A tensor already of `dtype` is returned as it is.
+    public func cast(to dtype: DType) -> Tensor {
+        guard dtype != self.dtype else { return self }
+        let inputType = self.dtype
+        return record(converted(to: dtype), inputs: [self], "cast") { g in [g.converted(to: inputType)] }
+    }
+
     /// Reorders the axes: output axis i is input axis `axes[i]`. Materialised (oneDNN reorder).
     public func permute(_ axes: [Int]) -> Tensor {
         let axes = axes.map { Shape.axis($0, rank: rank) }
