@@ -37,9 +37,11 @@ public final class Classifier {
     /// One name per class: the checkpoint's, else ImageNet's for 1000 classes, else the index.
     public let labels: [String]
 
-    public init(model: VisionTransformer, overrides: PreprocessingOverrides = .init()) {
+    /// `precision` other than float32 converts the model's weights once (`VisionTransformer.convertWeights`).
+    public init(model: VisionTransformer, overrides: PreprocessingOverrides = .init(), precision: DType = .float32) {
         self.model = model
         model.eval()
+        model.convertWeights(to: precision)
         let data = model.config.data
         transform = EvalTransform(
             size: model.config.imageSize,
@@ -60,9 +62,9 @@ public final class Classifier {
     /// Loads any checkpoint `CheckpointLoader` reads.
     public convenience init(
         checkpoint: URL, loader: CheckpointLoader = CheckpointLoader(),
-        overrides: PreprocessingOverrides = .init()
+        overrides: PreprocessingOverrides = .init(), precision: DType = .float32
     ) throws {
-        self.init(model: try loader.load(checkpoint), overrides: overrides)
+        self.init(model: try loader.load(checkpoint), overrides: overrides, precision: precision)
     }
 
     /// Normalised images [B, 3, S, S] -> logits [B, classes].

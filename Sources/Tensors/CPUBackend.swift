@@ -453,7 +453,9 @@ public final class CPUBackend: Backend {
         let (outer, n, inner) = x.split(at: axis)
         precondition(n > 0, "argmax over an empty axis")
         var result = [Int](repeating: 0, count: outer * inner)
-        let p = x.dtype == .float32 ? x.pointer : x.converted(to: .float32).pointer
+        let values = x.dtype == .float32 ? x : x.converted(to: .float32)  // kept alive while `p` is read
+        defer { withExtendedLifetime(values) {} }
+        let p = values.pointer
         for o in 0..<outer {
             for i in 0..<inner {
                 var best = 0
@@ -492,6 +494,7 @@ public final class CPUBackend: Backend {
 
     public func permute(_ x: Tensor, _ axes: [Int]) -> Tensor {
         precondition(axes.sorted() == Array(0..<x.rank), "permutation \(axes) does not fit rank \(x.rank)")
+        if widensBFloat16(x) { return permute(x.converted(to: .float32), axes).converted(to: x.dtype) }
         let outShape = axes.map { x.shape[$0] }
         let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
         if x.count == 0 { return out }
@@ -504,6 +507,7 @@ public final class CPUBackend: Backend {
 
     public func concat(_ xs: [Tensor], axis: Int) -> Tensor {
         precondition(!xs.isEmpty, "concat of nothing")
+        if widensBFloat16(xs[0]) { return concat(xs.map { $0.converted(to: .float32) }, axis: axis).converted(to: xs[0].dtype) }
         var outShape = xs[0].shape
         outShape[axis] = xs.reduce(0) { $0 + $1.shape[axis] }
         let dtype = xs[0].dtype
@@ -522,6 +526,7 @@ public final class CPUBackend: Backend {
     }
 
     public func slice(_ x: Tensor, axis: Int, start: Int, length: Int) -> Tensor {
+        if widensBFloat16(x) { return slice(x.converted(to: .float32), axis: axis, start: start, length: length).converted(to: x.dtype) }
         var outShape = x.shape
         outShape[axis] = length
         let out = Tensor(uninitializedShape: outShape, dtype: x.dtype)
@@ -534,6 +539,7 @@ public final class CPUBackend: Backend {
     }
 
     public func unslice(_ x: Tensor, shape: [Int], axis: Int, start: Int) -> Tensor {
+        if widensBFloat16(x) { return unslice(x.converted(to: .float32), shape: shape, axis: axis, start: start).converted(to: x.dtype) }
         let out = Tensor.zeros(shape, dtype: x.dtype)
         if x.count == 0 { return out }
         let outStrides = Shape.contiguousStrides(shape)
@@ -585,6 +591,19 @@ public final class CPUBackend: Backend {
     public func cast(_ source: Tensor, into destination: Tensor) {
         precondition(source.count == destination.count, "cast of \(source.count) values into \(destination.count)")
         if source.count == 0 { return }
+        if !OneDNN.computesBFloat16 && source.dtype != destination.dtype {
+            // Without AVX-512 oneDNN converts with its scalar reference reorder (27 ms for 64 x 65 x 192 values);
+            // these loops take the compiler's vector code.
+            let n = source.count
+            if source.dtype == .float32 {
+                let from = source.pointer, to = destination.raw.assumingMemoryBound(to: UInt16.self)
+                for i in 0..<n { to[i] = BFloat16.bits(from[i]) }
+            } else {
+                let from = source.raw.assumingMemoryBound(to: UInt16.self), to = destination.pointer
+                for i in 0..<n { to[i] = BFloat16.float(from[i]) }
+            }
+            return
+        }
         reorder(
             [source.count], srcStrides: [1], from: source.raw, dstStrides: [1], to: destination.raw, dtype: source.dtype,
             outputDType: destination.dtype)
@@ -642,6 +661,7 @@ public final class CPUBackend: Backend {
 
     public func sumOfSquares(_ x: Tensor) -> Double {
         let values = x.dtype == .float32 ? x : x.converted(to: .float32)
+        defer { withExtendedLifetime(values) {} }  // `p` points into it
         let p = values.pointer
         var total = 0.0
         // Float partial sums over blocks of 4096 (vectorised), added up in double.

@@ -238,7 +238,9 @@ public final class ReferenceBackend: Backend {
         let (outer, n, inner) = x.split(at: axis), v = x.toArray()
         return (0..<(outer * inner)).map { p in
             let (o, i) = (p / inner, p % inner)
-            return (0..<n).max { v[(o * n + $0) * inner + i] < v[(o * n + $1) * inner + i] } ?? 0
+            var best = 0  // the first of equal maxima, as NumPy and PyTorch
+            for j in 1..<n where v[(o * n + j) * inner + i] > v[(o * n + best) * inner + i] { best = j }
+            return best
         }
     }
 

@@ -10,9 +10,9 @@ public final class Tensor {
 
     /// The size of each axis, outermost first.
     public let shape: [Int]
-    public let storage: Storage
+    public private(set) var storage: Storage
     /// Where this tensor's first element sits in `storage`, in elements (non-zero for views).
-    public let offset: Int
+    public private(set) var offset: Int
 
     /// Whether gradients flow to this tensor. Parameters and their descendants have it.
     public var requiresGrad: Bool
@@ -157,6 +157,17 @@ public final class Tensor {
         let out = Tensor(uninitializedShape: shape, dtype: dtype, device: device)
         out.raw.copyMemory(from: raw, byteCount: count * dtype.byteSize)
         return out
+    }
+
+    /// Converts this tensor's own values to `dtype`, in place: it gets new storage (views of the old one keep the
+    /// old values). For weights converted once at load, as bf16 inference does; not for tensors in a graph.
+    public func convert(to dtype: DType) {
+        guard dtype != self.dtype else { return }
+        precondition(gradNode == nil, "convert(to:) on a tensor recorded in a graph; use cast(to:)")
+        let converted = self.converted(to: dtype)
+        storage = converted.storage
+        offset = 0
+        grad = nil
     }
 
     /// Overwrites this tensor's values with `source`'s (same element count), in place and unrecorded, converting

@@ -98,7 +98,7 @@ public final class VisionTransformer: Module {
             images.shape.count == 4 && images.shape[2] == config.imageSize && images.shape[3] == config.imageSize,
             "this model takes [B, \(config.channels), \(config.imageSize), \(config.imageSize)] images, got \(images.shape)")
         let b = images.shape[0], d = config.width
-        var x = patchEmbed(images)  // [B, N, D]
+        var x = patchEmbed(images.cast(to: computeDType))  // [B, N, D]
         let positions = posEmbed ?? fixedPositions?.tensor
         if config.noEmbedClass, let positions { x = x + positions }  // patches only
         var prefix: [Tensor] = []
@@ -126,21 +126,35 @@ public final class VisionTransformer: Module {
         if let fcNorm { pooled = fcNorm(pooled) }
         if let preLogits { pooled = preLogits(pooled) }
 
+        // Whatever the compute precision, what comes out is float32.
         var outputs = ViTOutputs(
-            logits: pooled, preLogits: pooled, finalTokens: x,
-            blockOutputs: blockOutputs, attentions: attentions)
+            logits: pooled.cast(to: .float32), preLogits: pooled.cast(to: .float32), finalTokens: x.cast(to: .float32),
+            blockOutputs: blockOutputs.map { $0.cast(to: .float32) }, attentions: attentions.map { $0.cast(to: .float32) })
         guard let head else { return outputs }
-        outputs.logits = head(pooled)  // [B, classes]
+        outputs.logits = head(pooled).cast(to: .float32)  // [B, classes]
         if let headDist {
             var distilled = x.slice(axis: 1, start: 1, length: 1).squeeze(1)  // distillation token [B, D]
             if let preLogits { distilled = preLogits(distilled) }
-            let distLogits = headDist(distilled)
+            let distLogits = headDist(distilled).cast(to: .float32)
             outputs.classHeadLogits = outputs.logits
             outputs.distillationHeadLogits = distLogits
             // DeiT: in evaluation the two heads' logits are averaged; training uses both separately.
             outputs.logits = (outputs.logits + distLogits) * 0.5
         }
         return outputs
+    }
+
+    /// The dtype the model computes in: its weight matrices' (float32 unless `convertWeights(to:)` changed it).
+    public var computeDType: DType { patchEmbed.proj.weight.dtype }
+
+    /// Converts the weights for inference in `dtype`, once: every matrix (projections, patch kernel, position
+    /// embeddings, class and distillation tokens) to `dtype`; LayerNorm scales and shifts and the biases stay float32
+    /// (oneDNN takes them so, and they are where low precision would cost most). Images are cast to `dtype` on the
+    /// way in, and every output comes back float32. Matmuls accumulate in float32; LayerNorm and softmax statistics
+    /// are float32 inside oneDNN.
+    public func convertWeights(to dtype: DType) {
+        for (_, parameter) in namedParameters() where parameter.rank >= 2 { parameter.convert(to: dtype) }
+        fixedPositions?.tensor.convert(to: dtype)
     }
 
     /// Logits only.

@@ -97,3 +97,27 @@ func expectWithin(
         expectWithin(logits, try ref.tensor("logits"), 1e-4, "logits at 48x48")
     }
 }
+
+/// bf16 inference: the weight matrices converted once, activations in bf16, statistics and accumulation in fp32.
+/// The fixtures' logits stay within 2e-2 of the fp32 references, and the fp32 path stays exact (parity above).
+@Suite struct BFloat16InferenceTests {
+    @Test(
+        arguments: [
+            ("timm-vit-p8-d64-h4-l2-i32", nil), ("timm-vit-gap-p8-d64-h4-l2-i32", nil), ("hf-vit-p8-d64-h4-l2-i32", nil),
+            ("timm-deit-distilled-p8-d64-h4-l2-i32", nil), ("jax-vit-p8-d64-h4-l2-i32", "model.npz")
+        ] as [(String, String?)])
+    func fixtureLogitsWithin2eMinus2(folder: String, weights: String?) throws {
+        let model = try CheckpointLoader().load(weights.map { fixture(folder).appendingPathComponent($0) } ?? fixture(folder))
+        model.convertWeights(to: .bfloat16)
+        #expect(model.computeDType == .bfloat16 && model.patchEmbed.proj.weight.dtype == .bfloat16)
+        #expect(model.blocks[0].norm1.weight.dtype == .float32, "LayerNorm parameters stay fp32")
+        let ref = try reference(folder)
+        let outputs = Autograd.withNoGrad { model.forward(try! ref.tensor("input"), collectAttentions: true) }
+        #expect(outputs.logits.dtype == .float32 && outputs.attentions.allSatisfy { $0.dtype == .float32 })
+        expectWithin(outputs.logits, try ref.tensor("logits"), 2e-2, "\(folder) bf16 logits")
+        // bf16 is not fp32: the difference is there, or the conversion did nothing.
+        let fp32 = try CheckpointLoader().load(weights.map { fixture(folder).appendingPathComponent($0) } ?? fixture(folder))
+        let exact = Autograd.withNoGrad { fp32(try! ref.tensor("input")) }
+        #expect(zip(exact.toArray(), outputs.logits.toArray()).contains { $0 != $1 })
+    }
+}

@@ -115,11 +115,12 @@ extension Tensor {
     public static func stack(_ tensors: [Tensor]) -> Tensor {
         precondition(!tensors.isEmpty, "stack of no tensors")
         let shape = tensors[0].shape
-        let out = Tensor(uninitializedShape: [tensors.count] + shape)
-        let each = tensors[0].count
+        let dtype = tensors[0].dtype
+        let out = Tensor(uninitializedShape: [tensors.count] + shape, dtype: dtype)
+        let bytes = tensors[0].count * dtype.byteSize
         for (i, t) in tensors.enumerated() {
-            precondition(t.shape == shape, "stack: shape \(t.shape) differs from \(shape)")
-            (out.pointer + i * each).update(from: t.pointer, count: each)
+            precondition(t.shape == shape && t.dtype == dtype, "stack: \(t.shape) \(t.dtype) differs from \(shape) \(dtype)")
+            (out.raw + i * bytes).copyMemory(from: t.raw, byteCount: bytes)
         }
         return out
     }

@@ -18,7 +18,7 @@ extension Tensor {
         let n = Float(axes.reduce(1) { $0 * shape[$1] })
         return record(out, inputs: [x], "\(op)") { g in
             let backend = g.backend
-            let g = backend.binary(.add, Tensor.zeros(x.shape), g.rawView(kept))  // broadcast back
+            let g = backend.binary(.add, Tensor.zeros(x.shape, dtype: g.dtype), g.rawView(kept))  // broadcast back
             switch op {
             case .sum: return [g]
             case .mean: return [backend.unary(.affine(scale: 1 / n, shift: 0), g)]

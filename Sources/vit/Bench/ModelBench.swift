@@ -20,6 +20,8 @@ struct ModelBench: ParsableCommand {
     @Option(help: "Minimum seconds of timed runs.") var seconds: Double = 3
     @Flag(help: "Time a training step instead: forward, cross-entropy, backward and an AdamW update.") var train = false
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "Compute precision of inference (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32).")
+    var precision: Precision?
 
     func run() throws {
         GlobalRandom.seed(0)
@@ -27,6 +29,9 @@ struct ModelBench: ParsableCommand {
         let config = try ViTConfig.preset(arch)
         let model = try VisionTransformer(config)
         model.eval()
+        if train && precision == .bf16 { throw CommandFailure("--train times fp32 training; mixed-precision training is not there yet") }
+        let precision = train ? Precision.fp32 : Precision.resolve(precision)
+        model.convertWeights(to: precision.dtype)
         var rng = SeededGenerator(seed: 1)
         let images = Tensor.randn([batchSize, config.channels, config.imageSize, config.imageSize], using: &rng)
         let perBatch: Double
@@ -48,11 +53,11 @@ struct ModelBench: ParsableCommand {
         let mode = train ? "training" : "inference"
         if json {
             print(
-                "{\"arch\": \"\(arch)\", \"mode\": \"\(mode)\", \"batch_size\": \(batchSize), \"ms_per_batch\": \(format(perBatch * 1e3, 2)), \"images_per_second\": \(format(rate, 1))}"
+                "{\"arch\": \"\(arch)\", \"mode\": \"\(mode)\", \"precision\": \"\(precision.rawValue)\", \"batch_size\": \(batchSize), \"ms_per_batch\": \(format(perBatch * 1e3, 2)), \"images_per_second\": \(format(rate, 1))}"
             )
         } else {
             print(
-                "\(arch), \(mode), batch \(batchSize), fp32, \(model.parameterCount) parameters: \(format(perBatch * 1e3, 2)) ms per batch, \(format(rate, 1)) images/s"
+                "\(arch), \(mode), batch \(batchSize), \(precision.rawValue), \(model.parameterCount) parameters: \(format(perBatch * 1e3, 2)) ms per batch, \(format(rate, 1)) images/s"
             )
         }
     }

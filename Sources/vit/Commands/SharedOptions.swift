@@ -49,6 +49,26 @@ struct ChannelTriple: ExpressibleByArgument {
 }
 
 extension Resampling.Filter: ExpressibleByArgument {}
+
+/// The precision a model runs in (`--precision`).
+enum Precision: String, ExpressibleByArgument, CaseIterable {
+    case bf16, fp32
+
+    var dtype: DType { self == .bf16 ? .bfloat16 : .float32 }
+
+    /// What OpenVINO chooses too: bf16 where the CPU multiplies it natively (AVX512-BF16, AMX), else fp32.
+    static var automatic: Precision { OneDNN.hasNativeBFloat16 ? .bf16 : .fp32 }
+
+    /// The precision to use, said on stderr (with why, when it was not asked for).
+    static func resolve(_ asked: Precision?) -> Precision {
+        let chosen = asked ?? automatic
+        let why =
+            asked != nil
+            ? "as asked" : OneDNN.hasNativeBFloat16 ? "this CPU multiplies bf16 natively" : "this CPU has no AVX512-BF16 or AMX"
+        printError("precision: \(chosen.rawValue) (\(why))")
+        return chosen
+    }
+}
 extension DataPart: ExpressibleByArgument {}
 extension Trainer.SavedWeights: ExpressibleByArgument {}
 
@@ -74,13 +94,18 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Normalisation std, R,G,B (default: the checkpoint's).")
     var std: ChannelTriple?
 
+    @Option(help: "Compute precision (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32).")
+    var precision: Precision?
+
     func validate() throws {
         if let cropPct, !(cropPct > 0 && cropPct <= 1) { throw ValidationError("--crop-pct must be in (0, 1], got \(cropPct)") }
     }
 
     func classifier() throws -> Classifier {
         let overrides = PreprocessingOverrides(cropPct: cropPct, interpolation: interpolation, mean: mean?.values, std: std?.values)
-        return try Classifier(checkpoint: try BuiltInModel.resolve(model), loader: architecture.loader, overrides: overrides)
+        // The precision is said once the model has loaded (a model that fails to load gets its one error line).
+        let model = try architecture.loader.load(try BuiltInModel.resolve(self.model))
+        return Classifier(model: model, overrides: overrides, precision: Precision.resolve(precision).dtype)
     }
 }
 
