@@ -42,6 +42,7 @@ public final class Classifier {
         self.model = model
         model.eval()
         model.convertWeights(to: precision)
+        model.freezeForInference()
         let data = model.config.data
         transform = EvalTransform(
             size: model.config.imageSize,

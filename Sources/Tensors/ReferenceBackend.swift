@@ -319,11 +319,18 @@ public final class ReferenceBackend: Backend {
         return make(shape, x.dtype, out)
     }
 
-    public func cast(_ source: Tensor, into destination: Tensor) { store(source.toArray(), into: destination) }
+    public func cast(_ source: Tensor, into destination: Tensor) {
+        destination.thaw()
+        store(source.toArray(), into: destination)
+    }
 
-    public func fill(_ x: Tensor, _ value: Float) { store([Float](repeating: value, count: x.count), into: x) }
+    public func fill(_ x: Tensor, _ value: Float) {
+        x.thaw()
+        store([Float](repeating: value, count: x.count), into: x)
+    }
 
     public func adamUpdate(_ parameter: Tensor, gradient: Tensor, firstMoment: Tensor, secondMoment: Tensor, _ u: AdamUpdate) {
+        parameter.thaw()
         var w = parameter.toArray().map(Double.init), m = firstMoment.toArray().map(Double.init)
         var v = secondMoment.toArray().map(Double.init)
         let g = gradient.toArray().map(Double.init)
@@ -340,6 +347,7 @@ public final class ReferenceBackend: Backend {
     }
 
     public func sgdUpdate(_ parameter: Tensor, gradient: Tensor, momentumBuffer: Tensor?, _ u: SGDUpdate) {
+        parameter.thaw()
         var w = parameter.toArray().map(Double.init)
         let g = gradient.toArray().map(Double.init)
         var buffer = momentumBuffer?.toArray().map(Double.init) ?? []
@@ -357,6 +365,7 @@ public final class ReferenceBackend: Backend {
     }
 
     public func lerp(_ average: Tensor, toward x: Tensor, decay: Float) {
+        average.thaw()
         let d = Double(decay)
         store(zip(average.toArray(), x.toArray()).map { Float(d * Double($0) + (1 - d) * Double($1)) }, into: average)
     }

@@ -20,6 +20,11 @@ public final class Tensor {
     public var grad: Tensor?
     /// The recorded op that produced this tensor, or nil for a leaf or a tensor made while not recording.
     var gradNode: GradNode?
+    /// Set on a weight that inference will only read (`freezeForInference()`): matmuls then keep a copy of it in the
+    /// layout the primitive prefers, made once per primitive, instead of reading the plain row-major one each time.
+    public private(set) var isFrozenForInference = false
+    /// The packed copies, by matmul primitive (dropped whenever the values change).
+    var packedCopies: [String: PackedWeights] = [:]
 
     public init(shape: [Int], storage: Storage, offset: Int = 0, requiresGrad: Bool = false) {
         precondition(shape.count <= Tensor.maxRank, "rank \(shape.count) is above the maximum of \(Tensor.maxRank)")
@@ -159,12 +164,23 @@ public final class Tensor {
         return out
     }
 
+    /// Marks this tensor as a weight that will not change (inference): matmuls may pack it once. Changing its
+    /// values through `assign`, `convert` or an optimiser's backend kernel unfreezes it and drops the packs.
+    public func freezeForInference() { isFrozenForInference = true }
+
+    /// Forgets the frozen mark and every packed copy (the values are about to change).
+    public func thaw() {
+        isFrozenForInference = false
+        packedCopies.removeAll()
+    }
+
     /// Converts this tensor's own values to `dtype`, in place: it gets new storage (views of the old one keep the
     /// old values). For weights converted once at load, as bf16 inference does; not for tensors in a graph.
     public func convert(to dtype: DType) {
         guard dtype != self.dtype else { return }
         precondition(gradNode == nil, "convert(to:) on a tensor recorded in a graph; use cast(to:)")
         let converted = self.converted(to: dtype)
+        thaw()
         storage = converted.storage
         offset = 0
         grad = nil
@@ -175,6 +191,7 @@ public final class Tensor {
     public func assign(_ source: Tensor) {
         precondition(source.count == count, "cannot assign \(source.shape) to \(shape)")
         if source.storage === storage && source.offset == offset { return }
+        thaw()
         if source.dtype == dtype {
             raw.copyMemory(from: source.raw, byteCount: count * dtype.byteSize)
         } else {

@@ -179,4 +179,26 @@ import TestSupport
                     == [Float](repeating: BFloat16.rounded(0.3) == 0.3 || dtype == .float32 ? 0.3 : BFloat16.rounded(0.3), count: 5))
         }
     }
+
+    @Test func frozenWeightsGiveTheSameProductsAndThawWhenChanged() {
+        for dtype in DType.allCases {
+            let x = random([3, 50, 64], seed: 29, dtype: dtype), weight = random([96, 64], seed: 30, dtype: dtype)
+            let bias = random([96], seed: 31)
+            let plain = fast.matmul(x, weight, transposeA: false, transposeB: true, bias: bias, activation: .geluErf)
+            weight.freezeForInference()
+            let packed = fast.matmul(x, weight, transposeA: false, transposeB: true, bias: bias, activation: .geluErf)
+            let again = fast.matmul(x, weight, transposeA: false, transposeB: true, bias: bias, activation: .geluErf)
+            expectClose(packed, plain, dtype == .float32 ? 1e-5 : 1e-2, "\(dtype) product with a frozen weight")
+            #expect(again.toArray() == packed.toArray(), "the packed copy is reused")
+            // Any change of the values drops the frozen mark and the packed copies.
+            weight.assign(random([96, 64], seed: 32, dtype: dtype))
+            #expect(!weight.isFrozenForInference && weight.packedCopies.isEmpty)
+        }
+        let w = random([10], seed: 33), g = random([10], seed: 34)
+        w.freezeForInference()
+        fast.sgdUpdate(
+            w, gradient: g, momentumBuffer: nil, SGDUpdate(learningRate: 0.1, weightDecay: 0, momentum: 0, nesterov: false, firstStep: true)
+        )
+        #expect(!w.isFrozenForInference, "an optimiser step unfreezes")
+    }
 }

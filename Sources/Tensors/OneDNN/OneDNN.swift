@@ -67,6 +67,14 @@ public enum OneDNN {
         return md
     }
 
+    /// A descriptor that lets the primitive choose the layout (`dnnl_format_tag_any`), for weights it will pack.
+    static func anyLayoutDesc(_ dims: [Int], dtype: DType) -> dnnl_memory_desc_t {
+        var md = dnnl_memory_desc_t()
+        let d = dims.map { dnnl_dim_t($0) }
+        check(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, dtype.dnnl, dnnl_format_tag_any), "describing \(dims) in any layout")
+        return md
+    }
+
     /// Runs a primitive on the given (argument, memory descriptor, pointer) triples and waits for it.
     static func execute(_ primitive: dnnl_primitive_t, _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) {
         var memories: [dnnl_memory_t?] = []

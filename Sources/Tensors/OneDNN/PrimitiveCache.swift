@@ -78,3 +78,28 @@ enum PrimitiveCache {
 
     static var count: Int { lock.withLock { primitives.count } }
 }
+
+/// A weight matrix copied once into the layout a matmul primitive chose for it (blocked for its kernels), with
+/// that layout's descriptor. Owned by the weight tensor (`Tensor.packedCopies`).
+final class PackedWeights {
+    let pointer: UnsafeMutableRawPointer
+    let desc: dnnl_memory_desc_t
+
+    /// Reorders `source` (described by `plain`) into `packed`.
+    init(_ source: UnsafeMutableRawPointer, plain: dnnl_memory_desc_t, packed: dnnl_memory_desc_t) {
+        var packed = packed, plain = plain
+        let bytes = max(Int(dnnl_memory_desc_get_size(&packed)), 64)
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else { fatalError("out of memory packing \(bytes) bytes of weights") }
+        pointer = raw
+        desc = packed
+        var pd: dnnl_primitive_desc_t?
+        OneDNN.check(
+            dnnl_reorder_primitive_desc_create(&pd, &plain, OneDNN.engine, &packed, OneDNN.engine, nil), "creating a weight-packing reorder"
+        )
+        let reorder = CachedPrimitive(descriptor: pd!)
+        OneDNN.execute(reorder.primitive, [(Arg.src, plain, source), (Arg.dst, packed, raw)])
+    }
+
+    deinit { free(pointer) }
+}

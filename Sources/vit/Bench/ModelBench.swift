@@ -32,6 +32,7 @@ struct ModelBench: ParsableCommand {
         if train && precision == .bf16 { throw CommandFailure("--train times fp32 training; mixed-precision training is not there yet") }
         let precision = train ? Precision.fp32 : Precision.resolve(precision)
         model.convertWeights(to: precision.dtype)
+        if !train { model.freezeForInference() }
         var rng = SeededGenerator(seed: 1)
         let images = Tensor.randn([batchSize, config.channels, config.imageSize, config.imageSize], using: &rng)
         let perBatch: Double
