@@ -65,41 +65,44 @@ public final class CPUBackend: Backend {
         let outDesc = OneDNN.memoryDesc(outDims, dtype: dtype)
         let key =
             "matmul \(dtype) \(aDims) \(aStrides) \(bDims) \(bStrides) bias:\(bias?.dtype.rawValue ?? "none") act:\(String(describing: activation))"
-        // A frozen weight (inference) is read in the layout the primitive picks, packed once per primitive: the
-        // MLP shapes run ~1.7x faster that way than from the plain row-major matrix.
-        let packs = b.isFrozenForInference
-        let weightsDesc = packs ? OneDNN.anyLayoutDesc(bDims, dtype: dtype) : bDesc
-        let primitiveKey = packs ? "packed " + key : key
-        let primitive = PrimitiveCache.get(primitiveKey) {
-            var op = dnnl_matmul_desc_t()
-            var aDesc = aDesc, bDesc = weightsDesc, biasDesc = biasDesc, outDesc = outDesc
-            let status =
-                bias != nil
-                ? dnnl_matmul_desc_init(&op, &aDesc, &bDesc, &biasDesc, &outDesc)
-                : dnnl_matmul_desc_init(&op, &aDesc, &bDesc, nil, &outDesc)
-            OneDNN.check(status, "describing matmul \(key)")
-            return withAttributes(postOp: activation) { attributes in
-                PrimitiveCache.descriptor(&op, attributes: attributes, "creating matmul \(key)")
+        func makePrimitive(_ key: String, weights: dnnl_memory_desc_t) -> CachedPrimitive {
+            PrimitiveCache.get(key) {
+                var op = dnnl_matmul_desc_t()
+                var aDesc = aDesc, bDesc = weights, biasDesc = biasDesc, outDesc = outDesc
+                let status =
+                    bias != nil
+                    ? dnnl_matmul_desc_init(&op, &aDesc, &bDesc, &biasDesc, &outDesc)
+                    : dnnl_matmul_desc_init(&op, &aDesc, &bDesc, nil, &outDesc)
+                OneDNN.check(status, "describing matmul \(key)")
+                return withAttributes(postOp: activation) { attributes in
+                    PrimitiveCache.descriptor(&op, attributes: attributes, "creating matmul \(key)")
+                }
             }
         }
-        let out = Tensor(uninitializedShape: outDims, dtype: dtype)
+        var primitive: CachedPrimitive?
         var weights = (bDesc, b.raw)
-        if packs {
-            var chosen = dnnl_primitive_desc_query_md(primitive.descriptor, dnnl_query_weights_md, 0)!.pointee
+        if b.isFrozenForInference {
+            // A frozen weight (inference) is read in the layout the primitive picks when left free, packed once.
+            // Only a blocked layout (the AVX-512 kernels') is worth the copy; where the free choice is a plain
+            // layout (AVX2's gemm) the plain primitive runs on the weight as it is, with no second copy of it
+            // (such a copy raised ViT-B predict's peak RSS from 712 to 1039 MiB for no speed).
+            let packedKey = "packed " + key
+            let free = makePrimitive(packedKey, weights: OneDNN.anyLayoutDesc(bDims, dtype: dtype))
+            var chosen = dnnl_primitive_desc_query_md(free.descriptor, dnnl_query_weights_md, 0)!.pointee
             var plain = bDesc
-            // Only a blocked layout is worth a copy. Where the primitive takes a plain one (the gemm kernels of AVX2
-            // CPUs choose plain row- or column-major), the weight is read as it is: a copy there doubled the
-            // weights' memory for no speed (ViT-B predict peak RSS 712 -> 1039 MiB).
             let blocked = chosen.format_kind == dnnl_blocked && chosen.format_desc.blocking.inner_nblks > 0
             if blocked && dnnl_memory_desc_equal(&chosen, &plain) == 0 {
-                let pack = b.packedCopies[primitiveKey] ?? PackedWeights(b.raw, plain: bDesc, packed: chosen)
-                b.packedCopies[primitiveKey] = pack
+                let pack = b.packedCopies[packedKey] ?? PackedWeights(b.raw, plain: bDesc, packed: chosen)
+                b.packedCopies[packedKey] = pack
                 weights = (pack.desc, pack.pointer)
+                primitive = free
             }
         }
+        let chosenPrimitive = primitive ?? makePrimitive(key, weights: bDesc)
+        let out = Tensor(uninitializedShape: outDims, dtype: dtype)
         var args = [(Arg.src, aDesc, a.raw), (Arg.weights, weights.0, weights.1), (Arg.dst, outDesc, out.raw)]
         if let bias { args.append((Arg.bias, biasDesc, bias.raw)) }
-        OneDNN.execute(primitive.primitive, args)
+        OneDNN.execute(chosenPrimitive.primitive, args)
         return out
     }
 
