@@ -13,7 +13,7 @@ public enum ImageSizing: Sendable, Equatable {
         public var filter: Resampling.Filter
 
         public init(size: Int, cropPct: Float = 1, filter: Resampling.Filter = .bicubic) {
-            precondition(size > 0 && cropPct > 0 && cropPct <= 1, "resize to \(size) px with crop \(cropPct)")
+            precondition(size > 0 && cropPct > 0, "resize to \(size) px with crop \(cropPct)")  // as EvalTransform
             self.size = size
             self.cropPct = cropPct
             self.filter = filter

@@ -43,12 +43,7 @@ public final class PrefetchQueue<Element>: @unchecked Sendable {
     }
 
     /// Stops the producer after the element in progress (when the consumer leaves early).
-    public func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.broadcast()
-        condition.unlock()
-    }
+    public func cancel() { changeState { cancelled = true } }
 
     private var isCancelled: Bool {
         condition.lock()
@@ -67,9 +62,12 @@ public final class PrefetchQueue<Element>: @unchecked Sendable {
         return true
     }
 
-    private func finish() {
+    private func finish() { changeState { finished = true } }
+
+    /// Changes the shared state under the lock and wakes every waiter.
+    private func changeState(_ change: () -> Void) {
         condition.lock()
-        finished = true
+        change()
         condition.broadcast()
         condition.unlock()
     }

@@ -62,11 +62,9 @@ public final class Trainer {
         validationSet: ImageDataset?, validationSource: ValidationSource? = nil, folder: URL
     ) throws {
         try options.validate()
-        if let validationSet {
-            let held = Set(validationSet.sources)
-            if trainSet.sources.contains(where: held.contains), case .split = validationSource ?? .testPart {
-                throw TrainingError.badOptions("the validation images overlap the training images")
-            }
+        // A split names its images, so overlap is checkable (other sources name images of other parts).
+        if case .split = validationSource, let validationSet, !Set(validationSet.sources).isDisjoint(with: trainSet.sources) {
+            throw TrainingError.badOptions("the validation images overlap the training images")
         }
         guard trainSet.count >= options.batchSize else {
             throw TrainingError.badOptions("\(trainSet.count) training images are fewer than one batch of \(options.batchSize)")
