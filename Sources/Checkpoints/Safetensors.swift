@@ -2,9 +2,12 @@ import Foundation
 import Tensors
 
 /// Reading and writing the safetensors format: an 8-byte little-endian header length, a JSON header mapping each
-/// name to {dtype, shape, data_offsets}, then the raw little-endian data. Files are memory-mapped, so a large
-/// checkpoint costs address space, not a copy, until its tensors are converted.
-public struct SafetensorsFile {
+/// name to {dtype, shape, data_offsets}, then the raw little-endian data.
+///
+/// Each tensor is read with `pread` straight into its own storage, converted on the way if asked: the file is never
+/// mapped, so loading a model costs its weights once, not the weights plus the file's pages (which count towards a
+/// process's resident memory for as long as a mapping holds them).
+public final class SafetensorsFile {
     public struct Entry {
         public let dtype: String
         public let shape: [Int]
@@ -15,7 +18,7 @@ public struct SafetensorsFile {
     public let url: URL
     public let entries: [String: Entry]
     public let metadata: [String: String]
-    private let data: Data
+    private let descriptor: Int32
     private let dataStart: Int
 
     public init(contentsOf url: URL) throws {
@@ -23,29 +26,36 @@ public struct SafetensorsFile {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw CheckpointError(url, "no such file")
         }
-        do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw CheckpointError(url, "cannot be read: \(error.localizedDescription)")
-        }
-        guard data.count >= 8 else { throw CheckpointError(url, "is \(data.count) bytes, too short for a header") }
-        let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard headerLength <= UInt64(data.count - 8) else {
+        let descriptor = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw CheckpointError(url, "cannot be read: \(String(cString: strerror(errno)))") }
+        var ok = false
+        defer { if !ok { close(descriptor) } }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw CheckpointError(url, "cannot be read: \(String(cString: strerror(errno)))") }
+        let fileSize = Int(status.st_size)
+        guard fileSize >= 8 else { throw CheckpointError(url, "is \(fileSize) bytes, too short for a header") }
+        var lengthBytes = UInt64(0)
+        try Self.read(descriptor, into: &lengthBytes, count: 8, at: 0, url: url)
+        let headerLength = UInt64(littleEndian: lengthBytes)
+        guard headerLength <= UInt64(fileSize - 8) else {
             throw CheckpointError(
-                url, "header claims \(headerLength) bytes but the file has \(data.count - 8) after the length: truncated or not safetensors"
-            )
+                url, "header claims \(headerLength) bytes but the file has \(fileSize - 8) after the length: truncated or not safetensors")
         }
-        dataStart = 8 + Int(headerLength)
+        let dataStart = 8 + Int(headerLength)
+        var headerData = Data(count: Int(headerLength))
+        try headerData.withUnsafeMutableBytes { buffer in
+            if let base = buffer.baseAddress { try Self.read(descriptor, into: base, count: buffer.count, at: 8, url: url) }
+        }
         let headerJSON: Any
         do {
-            headerJSON = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart))
+            headerJSON = try JSONSerialization.jsonObject(with: headerData)
         } catch {
             throw CheckpointError(url, "header is not valid JSON: not a safetensors file?")
         }
         guard let header = headerJSON as? [String: Any] else { throw CheckpointError(url, "header is not a JSON object") }
         var entries: [String: Entry] = [:]
         var metadata: [String: String] = [:]
-        let available = data.count - dataStart
+        let available = fileSize - dataStart
         for (name, value) in header {
             if name == "__metadata__" {
                 metadata = (value as? [String: String]) ?? [:]
@@ -68,26 +78,52 @@ public struct SafetensorsFile {
         }
         self.entries = entries
         self.metadata = metadata
+        self.descriptor = descriptor
+        self.dataStart = dataStart
+        ok = true
+    }
+
+    deinit { close(descriptor) }
+
+    /// Reads exactly `count` bytes at `offset`, through short reads and interrupts.
+    private static func read(_ descriptor: Int32, into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int, url: URL) throws {
+        var done = 0
+        while done < count {
+            let n = pread(descriptor, buffer + done, count - done, off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw CheckpointError(url, n == 0 ? "ends early: truncated file" : "cannot be read: \(String(cString: strerror(errno)))")
+            }
+            done += n
+        }
     }
 
     static let byteWidth = ["F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
 
     public var names: [String] { entries.keys.sorted() }
 
-    /// The named tensor converted to float32 (from F32, F16, BF16, F64 or an integer type).
-    public func tensor(_ name: String) throws -> Tensor {
+    /// The named tensor as float32 (from F32, F16, BF16, F64 or an integer type), or as `dtype`.
+    public func tensor(_ name: String, as dtype: DType = .float32) throws -> Tensor {
         guard let entry = entries[name] else { throw CheckpointError(url, "has no tensor named \(name)") }
+        if entry.dtype == "BF16" && dtype == .bfloat16 {
+            let out = Tensor(uninitializedShape: entry.shape, dtype: .bfloat16)
+            try Self.read(descriptor, into: out.raw, count: entry.range.count, at: dataStart + entry.range.lowerBound, url: url)
+            return out
+        }
         let out = Tensor(uninitializedShape: entry.shape)
         let dst = out.pointer
         let n = out.count
-        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            let src = raw.baseAddress! + dataStart + entry.range.lowerBound
+        if entry.dtype == "F32" {
+            try Self.read(descriptor, into: dst, count: n * 4, at: dataStart + entry.range.lowerBound, url: url)
+        } else {
+            let bytes = UnsafeMutableRawPointer.allocate(byteCount: max(entry.range.count, 1), alignment: 16)
+            defer { bytes.deallocate() }
+            try Self.read(descriptor, into: bytes, count: entry.range.count, at: dataStart + entry.range.lowerBound, url: url)
+            let src = UnsafeRawPointer(bytes)
             switch entry.dtype {
-            case "F32": memcpy(dst, src, n * 4)
             case "F64": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
             case "F16": for i in 0..<n { dst[i] = Float(Float16(bitPattern: src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
-            case "BF16":
-                for i in 0..<n { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16) }
+            case "BF16": for i in 0..<n { dst[i] = BFloat16.float(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) }
             case "I64": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Int64.self)) }
             case "I32": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)) }
             case "I16": for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: i * 2, as: Int16.self)) }
@@ -95,7 +131,7 @@ public struct SafetensorsFile {
             default: for i in 0..<n { dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self)) }
             }
         }
-        return out
+        return dtype == .float32 ? out : out.converted(to: dtype)
     }
 
     /// The named integer tensor as Ints (labels, indices).
@@ -103,10 +139,11 @@ public struct SafetensorsFile {
         try tensor(name).toArray().map { Int($0) }
     }
 
-    /// Every tensor, converted to float32.
-    public func allTensors() throws -> [String: Tensor] {
+    /// Every tensor, as float32; `matrices` sets the dtype of those of rank 2 and more, each converted as it is read
+    /// so that no float32 copy of the whole checkpoint exists at once.
+    public func allTensors(matrices: DType = .float32) throws -> [String: Tensor] {
         var out: [String: Tensor] = [:]
-        for name in entries.keys { out[name] = try tensor(name) }
+        for (name, entry) in entries { out[name] = try tensor(name, as: entry.shape.count >= 2 ? matrices : .float32) }
         return out
     }
 }

@@ -65,6 +65,8 @@ public final class Classifier {
         checkpoint: URL, loader: CheckpointLoader = CheckpointLoader(),
         overrides: PreprocessingOverrides = .init(), precision: DType = .float32
     ) throws {
+        var loader = loader
+        loader.weightDType = precision  // converted as read: no float32 copy of the weights is ever whole
         self.init(model: try loader.load(checkpoint), overrides: overrides, precision: precision)
     }
 

@@ -58,8 +58,9 @@ open class Module {
     }
 
     /// Copies `state` into the parameters. Every problem (missing keys, unexpected keys, shape mismatches) is
-    /// collected and reported together.
-    public func load(stateDict state: [String: Tensor], strict: Bool = true) throws {
+    /// collected and reported together. `takingStorage` hands the tensors over instead: each parameter adopts its
+    /// tensor's storage and dtype (a checkpoint just read, which nothing else holds), so no second copy is made.
+    public func load(stateDict state: [String: Tensor], strict: Bool = true, takingStorage: Bool = false) throws {
         var missing: [String] = [], mismatched: [String] = []
         let named = namedParameters()
         for (name, parameter) in named {
@@ -73,7 +74,10 @@ open class Module {
         if !mismatched.isEmpty || (strict && (!missing.isEmpty || !unexpected.isEmpty)) {
             throw StateDictError(missing: missing, unexpected: strict ? unexpected : [], mismatched: mismatched)
         }
-        for (name, parameter) in named { if let source = state[name] { parameter.assign(source) } }
+        for (name, parameter) in named {
+            guard let source = state[name] else { continue }
+            if takingStorage { parameter.adopt(source) } else { parameter.assign(source) }
+        }
     }
 
     /// Total number of parameter values.

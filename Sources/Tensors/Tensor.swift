@@ -186,6 +186,17 @@ public final class Tensor {
         grad = nil
     }
 
+    /// Takes `source`'s storage (and so its values and dtype) instead of copying them: for a checkpoint's tensors,
+    /// which nothing else holds, so that loading costs the weights once. Shapes must match.
+    public func adopt(_ source: Tensor) {
+        precondition(source.shape == shape, "cannot adopt \(source.shape) as \(shape)")
+        precondition(gradNode == nil, "adopt(_:) on a tensor recorded in a graph")
+        thaw()
+        storage = source.storage
+        offset = source.offset
+        grad = nil
+    }
+
     /// Overwrites this tensor's values with `source`'s (same element count), in place and unrecorded, converting
     /// the dtype if they differ. Used to load weights and by optimisers.
     public func assign(_ source: Tensor) {

@@ -16,11 +16,15 @@ public struct CheckpointLoader {
     public var heads: Int?
     /// Build the model at this image size; position embeddings are resampled from the checkpoint's grid.
     public var imageSize: Int?
+    /// The dtype of the weight matrices (`VisionTransformer.convertWeights`): each is converted as it is read, so
+    /// a bf16 model never holds a float32 copy of its checkpoint.
+    public var weightDType: DType
 
-    public init(preset: String? = nil, heads: Int? = nil, imageSize: Int? = nil) {
+    public init(preset: String? = nil, heads: Int? = nil, imageSize: Int? = nil, weightDType: DType = .float32) {
         self.preset = preset
         self.heads = heads
         self.imageSize = imageSize
+        self.weightDType = weightDType
     }
 
     /// The weights file and config file a path names.
@@ -55,22 +59,35 @@ public struct CheckpointLoader {
             "holds no weights: expected model.safetensors or an .npz (found \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))")
     }
 
-    /// Reads the weights in timm's names and layout, with the layout they came in.
-    public static func readWeights(_ url: URL) throws -> (tensors: [String: Tensor], layout: CheckpointLayout) {
-        let raw: [String: Tensor]
+    /// Reads the weights in timm's names and layout, with the layout they came in; tensors of rank 2 and more (in
+    /// timm's layout) in `matrices` dtype.
+    public static func readWeights(_ url: URL, matrices: DType = .float32) throws -> (tensors: [String: Tensor], layout: CheckpointLayout) {
+        var raw: [String: Tensor]
+        let layout: CheckpointLayout?
         if url.pathExtension == "npz" {
             raw = try Npz.read(url)
+            layout = CheckpointLayout.detect(raw.keys)
         } else {
-            raw = try SafetensorsFile(contentsOf: url).allTensors()
+            let file = try SafetensorsFile(contentsOf: url)
+            layout = CheckpointLayout.detect(file.entries.keys)
+            // timm's and Hugging Face's tensors have the ranks they will have in the model, so each can be converted
+            // as it is read; the JAX layouts reshape some (attention biases are [heads, head_dim] in the file).
+            let keepsRanks = layout == .timm || layout == .huggingFace
+            raw = try file.allTensors(matrices: keepsRanks ? matrices : .float32)
         }
-        guard let layout = CheckpointLayout.detect(raw.keys) else {
+        guard let layout else {
             throw CheckpointError(
                 url,
                 "tensor names match no known ViT layout (timm, Hugging Face, vision_transformer or big_vision npz); first names: \(raw.keys.sorted().prefix(5).joined(separator: ", "))"
             )
         }
         do {
-            return (try layout.toTimm(raw), layout)
+            var tensors = try layout.toTimm(raw)
+            raw.removeAll()
+            for (name, tensor) in tensors where tensor.rank >= 2 && tensor.dtype != matrices {
+                tensors[name] = tensor.converted(to: matrices)
+            }
+            return (tensors, layout)
         } catch {
             throw CheckpointError(url, "\(layout) layout: \(error)")
         }
@@ -78,7 +95,7 @@ public struct CheckpointLoader {
 
     public func load(_ path: URL) throws -> VisionTransformer {
         let (weightsURL, configURL) = try Self.locate(path)
-        var (tensors, layout) = try Self.readWeights(weightsURL)
+        var (tensors, layout) = try Self.readWeights(weightsURL, matrices: weightDType)
         var (config, stated) = try baseConfig(configURL)
         if let heads {
             if let configURL, stated.contains("heads"), config.heads != heads {
@@ -103,13 +120,17 @@ public struct CheckpointLoader {
                 from: (checkpointGrid, checkpointGrid),
                 to: (config.gridSize, config.gridSize))
         }
-        let model = try VisionTransformer(config)
+        // The checkpoint's tensors become the parameters: nothing is drawn only to be overwritten, nothing copied.
+        let model = try Init.withoutDrawing { try VisionTransformer(config) }
         do {
-            try model.load(stateDict: tensors)
+            try model.load(stateDict: tensors, takingStorage: true)
         } catch {
             throw CheckpointError(weightsURL, "\(error)")
         }
+        tensors.removeAll()
+        model.convertWeights(to: weightDType)  // what was not converted as read (a resampled pos_embed)
         model.eval()
+        StoragePool.trim()  // the parameters never drawn, and the reading's scratch
         return model
     }
 

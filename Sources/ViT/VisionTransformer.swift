@@ -85,7 +85,7 @@ public final class VisionTransformer: Module {
         head = config.numClasses > 0 ? Linear(featureWidth, config.numClasses) : nil
         headDist = config.numClasses > 0 && config.distillationToken ? Linear(featureWidth, config.numClasses) : nil
         super.init()
-        if let head { head.weight.assign(Tensor.zeros(head.weight.shape)) }  // timm's head init (zero weight)
+        if let head { Init.zero(head.weight) }  // timm's head init (zero weight)
         for p in [clsToken, distToken, posEmbed].compactMap({ $0 }) { p.requiresGrad = true }
     }
 

@@ -120,4 +120,24 @@ func expectWithin(
         let exact = Autograd.withNoGrad { fp32(try! ref.tensor("input")) }
         #expect(zip(exact.toArray(), outputs.logits.toArray()).contains { $0 != $1 })
     }
+
+    /// Converting as the tensors are read (what inference does, so that no fp32 copy is ever whole) gives the same
+    /// bits as loading in fp32 and converting after, in every layout (HF's q/k/v concatenated, JAX's kernels permuted).
+    @Test(
+        arguments: [
+            ("timm-vit-p8-d64-h4-l2-i32", nil), ("hf-vit-p8-d64-h4-l2-i32", nil), ("timm-deit-distilled-p8-d64-h4-l2-i32", nil),
+            ("jax-vit-p8-d64-h4-l2-i32", "model.npz")
+        ] as [(String, String?)])
+    func convertingAsReadEqualsConvertingAfter(folder: String, weights: String?) throws {
+        let path = weights.map { fixture(folder).appendingPathComponent($0) } ?? fixture(folder)
+        let asRead = try CheckpointLoader(weightDType: .bfloat16).load(path)
+        let after = try CheckpointLoader().load(path)
+        after.convertWeights(to: .bfloat16)
+        let a = asRead.namedParameters(), b = after.namedParameters()
+        #expect(a.map(\.name) == b.map(\.name))
+        for (x, y) in zip(a, b) {
+            #expect(x.tensor.dtype == y.tensor.dtype, "\(x.name) dtype")
+            #expect(x.tensor.toArray() == y.tensor.toArray(), "\(x.name) values")
+        }
+    }
 }

@@ -103,8 +103,11 @@ struct ModelOptions: ParsableArguments {
 
     func classifier() throws -> Classifier {
         let overrides = PreprocessingOverrides(cropPct: cropPct, interpolation: interpolation, mean: mean?.values, std: std?.values)
-        // The precision is said once the model has loaded (a model that fails to load gets its one error line).
-        let model = try architecture.loader.load(try BuiltInModel.resolve(self.model))
+        // The weights are converted as they are read; the precision is said once the model has loaded (a model that
+        // fails to load gets its one error line).
+        var loader = architecture.loader
+        loader.weightDType = (precision ?? .automatic).dtype
+        let model = try loader.load(try BuiltInModel.resolve(self.model))
         return Classifier(model: model, overrides: overrides, precision: Precision.resolve(precision).dtype)
     }
 }
