@@ -117,13 +117,36 @@ extension ImageDataset {
                     FileManager.default.fileExists(atPath: url.path)
                         ? "is not an image folder (root/<class>/<image>) or a .tar.gz of one" : "no such file or folder")
             }
-            let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: nil)
-            while let file = enumerator?.nextObject() as? URL {
-                let relative = String(file.path.dropFirst(url.path.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            for relative in Self.walk(url) {
+                let file = url.appendingPathComponent(relative)
                 entries.append((relative, { try Data(contentsOf: file) }))
             }
         }
         return entries.map { entry in (entry.path.hasPrefix("./") ? String(entry.path.dropFirst(2)) : entry.path, entry.data) }
+    }
+
+    /// The paths under `root`, relative to it, folders before their contents. Links to folders are followed (a data
+    /// set assembled from links: `train/` here, `test/` a link to another copy), except a link back to a folder it
+    /// is inside (a loop).
+    static func walk(_ root: URL) -> [String] {
+        var paths: [String] = [], ancestors: Set<String> = []
+        func visit(_ folder: URL, _ prefix: String) {
+            let real = folder.resolvingSymlinksInPath().path
+            guard ancestors.insert(real).inserted else { return }
+            defer { ancestors.remove(real) }
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+            for name in names.sorted() {
+                let path = prefix.isEmpty ? name : prefix + "/" + name
+                paths.append(path)
+                var isDirectory: ObjCBool = false
+                let child = folder.appendingPathComponent(name)
+                if FileManager.default.fileExists(atPath: child.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                    visit(child, path)
+                }
+            }
+        }
+        visit(root, "")
+        return paths
     }
 
     /// The images under `subfolder`/<class>/ among `entries`, decoded (and resized, as `sizing` says) on all cores.

@@ -38,7 +38,8 @@ public final class DropPath: Module {
         // As [1, B, rest] times [1, B, 1]: a per-channel broadcast, which oneDNN runs on its JIT kernel. The natural
         // [B, N, D] x [B, 1, 1] falls to its reference kernel (ONEDNN_VERBOSE: 5.0 s in 96 calls over 3 training
         // steps of the CIFAR ViT at batch 128 and drop path 0.1).
-        let mask = Tensor(maskValues, shape: [1, batch, 1])
+        var mask = Tensor(maskValues, shape: [1, batch, 1])
+        if x.dtype != .float32 { mask = mask.converted(to: x.dtype) }  // x's dtype, as timm's new_empty
         return (x.reshape([1, batch, x.count / batch]) * mask).reshape(x.shape)
     }
 }

@@ -84,7 +84,9 @@ extension Tensor {
                 let inputGrads = node.backward(grad)
                 precondition(inputGrads.count == node.inputs.count, "\(node.name) returned the wrong number of grads")
                 for (input, inputGrad) in zip(node.inputs, inputGrads) where input.requiresGrad {
-                    guard let inputGrad else { continue }
+                    guard var inputGrad else { continue }
+                    // A gradient has its tensor's dtype (a float32 residual feeding a bf16 branch sends it bf16).
+                    if inputGrad.dtype != input.dtype { inputGrad = inputGrad.converted(to: input.dtype) }
                     precondition(
                         inputGrad.shape == input.shape,
                         "\(node.name) backward made a gradient of shape \(inputGrad.shape) for input \(input.shape)")

@@ -142,7 +142,7 @@ public final class CPUBackend: Backend {
 
     public func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {
         let outShape = Shape.broadcast(a.shape, b.shape)
-        let dtype = a.dtype  // the result takes the first operand's dtype
+        let dtype = Autocast.promoted(a.dtype, b.dtype)
         if widensBFloat16(a, b) {
             return binary(op, a.converted(to: .float32), b.converted(to: .float32)).converted(to: dtype)
         }

@@ -1,7 +1,7 @@
 /// The element type of a tensor's storage. Every kernel reads its tensors' dtype: oneDNN descriptors are built from
 /// it, and a kernel that cannot take a dtype says so. `bfloat16` is the upper half of a `float32` (8 exponent bits,
 /// 7 mantissa bits): the format of AVX512-BF16 and AMX matmuls, which accumulate in `float32`.
-public enum DType: String, Sendable, CustomStringConvertible, CaseIterable {
+public enum DType: String, Sendable, Codable, CustomStringConvertible, CaseIterable {
     case float32
     case bfloat16
 

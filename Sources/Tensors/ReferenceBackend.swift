@@ -129,7 +129,7 @@ public final class ReferenceBackend: Backend {
             case .min: return Swift.min(x, y)
             }
         }
-        return make(shape, a.dtype, out)
+        return make(shape, Autocast.promoted(a.dtype, b.dtype), out)
     }
 
     public func unary(_ op: UnaryOp, _ x: Tensor) -> Tensor {

@@ -260,7 +260,7 @@ public final class Trainer {
     /// One optimiser step on `batch`.
     func step(_ batch: TrainingBatch) throws {
         optimizer.learningRate = schedule.learningRate(at: state.step)
-        let logits = model(batch.images)  // [B, classes]
+        let logits = Autocast.run(options.autocast ?? .float32) { model(batch.images) }  // [B, classes], float32
         let loss =
             batch.targets.map { logits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
             ?? logits.crossEntropy(targets: batch.labels, labelSmoothing: options.labelSmoothing)
@@ -310,7 +310,9 @@ public final class Trainer {
             seconds: state.trainingSeconds)
         if let validationSet {
             onEvent(.evaluating(epoch: state.epoch))
-            let result = Evaluation.run(evaluatedModel, on: validationSet, mean: model.config.data.mean, std: model.config.data.std)
+            let result = Autocast.run(options.autocast ?? .float32) {
+                Evaluation.run(evaluatedModel, on: validationSet, mean: model.config.data.mean, std: model.config.data.std)
+            }
             record.validationLoss = result.loss
             record.validationTop1 = result.top1
             record.validationTop5 = result.top5

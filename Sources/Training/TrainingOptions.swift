@@ -23,6 +23,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var emaDecay: Float?
     public var augmentation = Augmentation()
     public var mixing = BatchMixing()
+    /// Mixed precision: the dtype matrix products run in (`Autocast`, bf16), with float32 master weights, gradients
+    /// and optimiser state; nil trains in float32 throughout.
+    public var autocast: DType?
     /// Seeds the initialisation, the data order, the augmentation, dropout and drop path.
     public var seed: UInt64 = 0
 

@@ -50,6 +50,25 @@ import Testing
         #expect { try ImageDataset.imageFolder(truncated) } throws: { "\($0)".contains("cut.tar.gz") }
     }
 
+    /// A data set assembled from links (a linked test/ folder, linked class folders, a loop back to the root) reads
+    /// as if copied: links to folders are followed, loops are not.
+    @Test func linkedFoldersAreFollowed() throws {
+        let store = try temporaryFolder(), root = try temporaryFolder()
+        defer { for f in [store, root] { try? FileManager.default.removeItem(at: f) } }
+        try makeFolder(store)
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("train"), withIntermediateDirectories: true)
+        for name in ["ant", "cat", "dog"] {
+            try FileManager.default.createSymbolicLink(
+                at: root.appendingPathComponent("train/\(name)"), withDestinationURL: store.appendingPathComponent("train/\(name)"))
+        }
+        try FileManager.default.createSymbolicLink(
+            at: root.appendingPathComponent("test"), withDestinationURL: store.appendingPathComponent("train"))
+        try FileManager.default.createSymbolicLink(at: root.appendingPathComponent("train/loop"), withDestinationURL: root)
+        let parts = try ImageDataset.load(root, parts: [.train, .test])
+        checkFolder(try #require(parts[.train]))
+        checkFolder(try #require(parts[.test]))
+    }
+
     @Test func cifarBinaryRecordsArePlanar() throws {
         let root = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -50,10 +50,13 @@ func temporaryFolder() -> URL {
 }
 
 @Suite(.serialized) struct TrainerTests {
-    @Test func lossFallsAndHeldOutAccuracyFarAboveChance() throws {
+    /// In float32 and in mixed precision (bf16 matrix products, `vit train --precision bf16`).
+    @Test(arguments: [nil, DType.bfloat16])
+    func lossFallsAndHeldOutAccuracyFarAboveChance(autocast: DType?) throws {
         let folder = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         var options = TrainingOptions()
+        options.autocast = autocast
         options.epochs = 5
         options.batchSize = 16
         options.learningRate = 3e-3
@@ -81,8 +84,10 @@ func temporaryFolder() -> URL {
 
     /// N steps in one go and N/2 + resume + N/2 end with identical weights, optimiser moments and EMA, with every
     /// random part of the recipe switched on (order, crop, flip, RandAugment, erasing, mixup/cutmix, drop path).
-    @Test func resumeContinuesExactly() throws {
+    @Test(arguments: [nil, DType.bfloat16])
+    func resumeContinuesExactly(autocast: DType?) throws {
         var options = TrainingOptions()
+        options.autocast = autocast
         options.epochs = 2
         options.batchSize = 16
         options.warmupEpochs = 0.5

@@ -83,6 +83,10 @@ extension Tensor {
                     && zip(t.shape, tensors[0].shape).enumerated().allSatisfy { $0.offset == a || $0.element.0 == $0.element.1 },
                 "concat along \(axis): shapes \(tensors.map(\.shape)) differ off that axis")
         }
+        let dtype = tensors.dropFirst().reduce(tensors[0].dtype) { Autocast.promoted($0, $1.dtype) }
+        if tensors.contains(where: { $0.dtype != dtype }) {
+            return concat(tensors.map { $0.cast(to: dtype) }, axis: axis)  // promoted, as torch.cat does
+        }
         let out = tensors[0].backend.concat(tensors, axis: a)
         let sizes = tensors.map { $0.shape[a] }
         return record(out, inputs: tensors, "concat") { g in

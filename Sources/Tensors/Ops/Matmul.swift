@@ -4,6 +4,9 @@ extension Tensor {
     /// self [..., M, K] @ other [..., K, N] -> [..., M, N], batch axes broadcast (NumPy rules). The transpose flags
     /// read an operand with its last two axes swapped, without copying it.
     public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) -> Tensor {
+        if let dtype = Autocast.dtype, self.dtype != dtype || other.dtype != dtype {
+            return cast(to: dtype).matmul(other.cast(to: dtype), transposeSelf: transposeSelf, transposeOther: transposeOther)
+        }
         let (a, b, tA, tB) = (self, other, transposeSelf, transposeOther)
         let out = backend.matmul(a, b, transposeA: tA, transposeB: tB, bias: nil, activation: nil)
         return record(out, inputs: [a, b], "matmul") { g in
@@ -44,6 +47,10 @@ extension Tensor {
         precondition(
             weight.rank == 2 && shape.last == weight.shape[1],
             "linear: input \(shape) does not match weight \(weight.shape) ([out, in])")
+        if let dtype = Autocast.dtype, self.dtype != dtype || weight.dtype != dtype {
+            // The bias stays float32: oneDNN adds it to the float32 accumulator.
+            return cast(to: dtype).linear(weight: weight.cast(to: dtype), bias: bias, activation: activation)
+        }
         let recording =
             Autograd.isRecording
             && (requiresGrad || weight.requiresGrad || bias?.requiresGrad == true)

@@ -32,6 +32,6 @@ extension Tensor {
         let keep = 1 - p, scale = 1 / keep
         let m = mask.pointer
         for i in 0..<count { m[i] = rng.nextFloat() < keep ? scale : 0 }
-        return self * mask
+        return self * (dtype == .float32 ? mask : mask.converted(to: dtype))  // in this tensor's dtype, as PyTorch draws it
     }
 }

@@ -20,7 +20,10 @@ struct ModelBench: ParsableCommand {
     @Option(help: "Minimum seconds of timed runs.") var seconds: Double = 3
     @Flag(help: "Time a training step instead: forward, cross-entropy, backward and an AdamW update.") var train = false
     @Flag(help: "Print one JSON object.") var json = false
-    @Option(help: "Compute precision of inference (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32).")
+    @Option(
+        help:
+            "Compute precision (inference default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32; --train default: fp32, bf16 is mixed precision)."
+    )
     var precision: Precision?
 
     func run() throws {
@@ -29,10 +32,13 @@ struct ModelBench: ParsableCommand {
         let config = try ViTConfig.preset(arch)
         let model = try VisionTransformer(config)
         model.eval()
-        if train && precision == .bf16 { throw CommandFailure("--train times fp32 training; mixed-precision training is not there yet") }
-        let precision = train ? Precision.fp32 : Precision.resolve(precision)
-        model.convertWeights(to: precision.dtype)
-        if !train { model.freezeForInference() }
+        // Training keeps float32 weights; bf16 there is mixed precision (matrix products under Autocast), as
+        // vit train --precision bf16. Its default is fp32, as vit train's.
+        let precision = train ? (self.precision ?? .fp32) : Precision.resolve(precision)
+        if !train {
+            model.convertWeights(to: precision.dtype)
+            model.freezeForInference()
+        }
         var rng = SeededGenerator(seed: 1)
         let images = Tensor.randn([batchSize, config.channels, config.imageSize, config.imageSize], using: &rng)
         let perBatch: Double
@@ -41,7 +47,7 @@ struct ModelBench: ParsableCommand {
             let optimizer = AdamW(ParameterGroup.standard(model, weightDecay: 0.05), learningRate: 1e-4)
             let labels = (0..<batchSize).map { $0 % max(config.numClasses, 1) }
             perBatch = medianSeconds(warmup: 2, minimumRuns: 5, minimumSeconds: seconds) {
-                model(images).crossEntropy(targets: labels).backward()
+                Autocast.run(precision.dtype) { model(images) }.crossEntropy(targets: labels).backward()
                 optimizer.step()
                 optimizer.zeroGrad()
             }

@@ -66,6 +66,11 @@ struct Train: ParsableCommand {
     @Option(help: "CutMix alpha (0: off).") var cutmix = defaults.mixing.cutmixAlpha
     @Option(help: "Seed of the initialisation, validation split, data order, augmentation and drop path.") var seed = defaults.seed
     @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
+    @Option(
+        help:
+            "Compute precision: bf16 runs the matrix products in bfloat16 (mixed precision: float32 weights, gradients and optimiser state, as torch.autocast), fp32 everything in float32."
+    )
+    var precision: Precision = .fp32
 
     func validate() throws {
         if let valSplit, !(valSplit > 0 && valSplit < 1) { throw ValidationError("--val-split must be in (0, 1)") }
@@ -81,6 +86,11 @@ struct Train: ParsableCommand {
         let folder = URL(fileURLWithPath: outputPath)
         let trainer = resume ? try resumedTrainer(folder) : try newTrainer(folder)
         trainer.stepLimit = maxSteps
+        if trainer.options.autocast == .bfloat16 {
+            printError(
+                "precision: bf16 matrix products, float32 weights, gradients and optimiser state"
+                    + (OneDNN.hasNativeBFloat16 ? "" : " (this CPU has no AVX512-BF16 or AMX: bf16 is emulated and slower than fp32)"))
+        }
         let interrupt = Interrupt()
         trainer.shouldStop = { interrupt.requested }
         let batchSize = trainer.options.batchSize, totalEpochs = trainer.options.epochs
@@ -259,6 +269,7 @@ struct Train: ParsableCommand {
         options.augmentation.randomErasing = randomErasing
         options.mixing = BatchMixing(mixupAlpha: mixup, cutmixAlpha: cutmix)
         options.seed = seed
+        options.autocast = precision == .bf16 ? .bfloat16 : nil
         try options.validate()
         return options
     }
