@@ -25,6 +25,12 @@ public final class Attention: Module {
     public func callAsFunction(_ x: Tensor, returnAttention: Bool = false) -> (output: Tensor, attention: Tensor?) {
         let (b, n, d) = (x.shape[0], x.shape[1], x.shape[2])
         let headDim = d / numHeads
+        // One op reads q, k and v where the projection wrote them (no reorders); the composition below is kept for
+        // attention dropout and for probabilities that gradients must flow through.
+        if !(training && attnDrop.p > 0) && !(returnAttention && Autograd.isRecording) {
+            let (mixed, probabilities) = self.qkv(x).multiHeadAttention(heads: numHeads, scale: scale)  // [B, N, D]
+            return (projDrop(proj(mixed)), returnAttention ? probabilities : nil)
+        }
         let qkv = self.qkv(x)  // [B, N, 3D]
             .reshape([b, n, 3, numHeads, headDim])  // [B, N, 3, H, hd]
             .permute([2, 0, 3, 1, 4])  // [3, B, H, N, hd]

@@ -97,6 +97,12 @@ public protocol Backend {
     func gather(_ x: Tensor, axis: Int, indices: [[Int]]) -> Tensor
     /// Adjoint of `gather`: zeros of `shape` with each gathered entry added back where it came from.
     func scatterAdd(_ x: Tensor, shape: [Int], axis: Int, indices: [[Int]]) -> Tensor
+    /// Multi-head attention read straight from a fused projection `qkv` [B, N, 3·D] (q, k, v, each [N, heads, D/heads]
+    /// per image, timm's order): probabilities = softmax(q·kᵀ·scale) [B, heads, N, N] and output = probabilities·v
+    /// with the heads merged back, [B, N, D].
+    func attention(qkv: Tensor, heads: Int, scale: Float) -> (output: Tensor, probabilities: Tensor)
+    /// d(loss)/d(qkv) [B, N, 3·D] of `attention`, given d(loss)/d(output) [B, N, D].
+    func attentionBackward(gradOutput: Tensor, qkv: Tensor, probabilities: Tensor, heads: Int, scale: Float) -> Tensor
 
     // MARK: In place: dtypes, fills and the training updates (what optimisers and weight averages call)
 

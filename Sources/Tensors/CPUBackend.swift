@@ -138,6 +138,98 @@ public final class CPUBackend: Backend {
         return body(attributes)
     }
 
+    // MARK: - Attention
+
+    /// A matmul operand or result where it lies: raw memory, logical dims and element strides.
+    private struct StridedView {
+        var pointer: UnsafeMutableRawPointer
+        var dims: [Int]
+        var strides: [Int]
+        init(_ pointer: UnsafeMutableRawPointer, _ dims: [Int], _ strides: [Int]? = nil) {
+            (self.pointer, self.dims, self.strides) = (pointer, dims, strides ?? Shape.contiguousStrides(dims))
+        }
+        /// The last two axes swapped (no copy).
+        var transposed: StridedView {
+            var view = self
+            view.dims.swapAt(dims.count - 2, dims.count - 1)
+            view.strides.swapAt(dims.count - 2, dims.count - 1)
+            return view
+        }
+    }
+
+    /// out = a · b (· scale) on strided views: oneDNN's matmul takes any strides, so attention reads q, k and v
+    /// inside the fused projection and writes the heads merged, without a reorder.
+    private func matmul(_ a: StridedView, _ b: StridedView, into out: StridedView, dtype: DType, scale: Float? = nil) {
+        let aDesc = OneDNN.memoryDesc(a.dims, strides: a.strides, dtype: dtype)
+        let bDesc = OneDNN.memoryDesc(b.dims, strides: b.strides, dtype: dtype)
+        let outDesc = OneDNN.memoryDesc(out.dims, strides: out.strides, dtype: dtype)
+        let key = "matmul \(dtype) \(a.dims) \(a.strides) \(b.dims) \(b.strides) -> \(out.dims) \(out.strides) scale:\(scale ?? 1)"
+        let primitive = PrimitiveCache.get(key) {
+            var op = dnnl_matmul_desc_t()
+            var aDesc = aDesc, bDesc = bDesc, outDesc = outDesc
+            OneDNN.check(dnnl_matmul_desc_init(&op, &aDesc, &bDesc, nil, &outDesc), "describing \(key)")
+            return withAttributes(postOp: scale.map { .affine(scale: $0, shift: 0) }) { attributes in
+                PrimitiveCache.descriptor(&op, attributes: attributes, "creating \(key)")
+            }
+        }
+        OneDNN.execute(primitive.primitive, [(Arg.src, aDesc, a.pointer), (Arg.weights, bDesc, b.pointer), (Arg.dst, outDesc, out.pointer)])
+    }
+
+    /// The q, k and v of every head inside qkv [B, N, 3·D], as [B, heads, N, D/heads] views.
+    private func headViews(_ qkv: Tensor, heads: Int) -> (q: StridedView, k: StridedView, v: StridedView) {
+        let (b, n, d) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3), hd = d / heads
+        let dims = [b, heads, n, hd], strides = [n * 3 * d, hd, 3 * d, 1]
+        let bytes = d * qkv.dtype.byteSize
+        return (
+            StridedView(qkv.raw, dims, strides), StridedView(qkv.raw + bytes, dims, strides),
+            StridedView(qkv.raw + 2 * bytes, dims, strides)
+        )
+    }
+
+    /// [B, N, D] seen as [B, heads, N, D/heads]: the heads merged, in place.
+    private func mergedHeads(_ x: Tensor, heads: Int) -> StridedView {
+        let (b, n, d) = (x.shape[0], x.shape[1], x.shape[2])
+        return StridedView(x.raw, [b, heads, n, d / heads], [n * d, d / heads, d, 1])
+    }
+
+    public func attention(qkv: Tensor, heads: Int, scale: Float) -> (output: Tensor, probabilities: Tensor) {
+        if widensBFloat16(qkv) {
+            let (output, probabilities) = attention(qkv: qkv.converted(to: .float32), heads: heads, scale: scale)
+            return (output.converted(to: qkv.dtype), probabilities.converted(to: qkv.dtype))
+        }
+        let (b, n, d) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3), dtype = qkv.dtype
+        let (q, k, v) = headViews(qkv, heads: heads)
+        let scores = Tensor(uninitializedShape: [b, heads, n, n], dtype: dtype)  // q·kᵀ·scale
+        matmul(q, k.transposed, into: StridedView(scores.raw, scores.shape), dtype: dtype, scale: scale)
+        let probabilities = softmax(scores, log: false)
+        let output = Tensor(uninitializedShape: [b, n, d], dtype: dtype)
+        matmul(StridedView(probabilities.raw, probabilities.shape), v, into: mergedHeads(output, heads: heads), dtype: dtype)
+        return (output, probabilities)
+    }
+
+    public func attentionBackward(gradOutput: Tensor, qkv: Tensor, probabilities: Tensor, heads: Int, scale: Float) -> Tensor {
+        if widensBFloat16(qkv, gradOutput, probabilities) {
+            return attentionBackward(
+                gradOutput: gradOutput.converted(to: .float32), qkv: qkv.converted(to: .float32),
+                probabilities: probabilities.converted(to: .float32), heads: heads, scale: scale
+            ).converted(to: qkv.dtype)
+        }
+        let dtype = qkv.dtype
+        let (q, k, v) = headViews(qkv, heads: heads)
+        let gradQKV = Tensor(uninitializedShape: qkv.shape, dtype: dtype)  // every element written below
+        let (dq, dk, dv) = headViews(gradQKV, heads: heads)
+        let g = mergedHeads(gradOutput, heads: heads)
+        let p = StridedView(probabilities.raw, probabilities.shape)
+        matmul(p.transposed, g, into: dv, dtype: dtype)  // dV = Pᵀ·dO
+        let gradProbabilities = Tensor(uninitializedShape: probabilities.shape, dtype: dtype)
+        matmul(g, v.transposed, into: StridedView(gradProbabilities.raw, probabilities.shape), dtype: dtype)  // dP = dO·vᵀ
+        let gradScores = softmaxBackward(gradOutput: gradProbabilities, output: probabilities, log: false)  // dS
+        let s = StridedView(gradScores.raw, gradScores.shape)
+        matmul(s, k, into: dq, dtype: dtype, scale: scale)  // dQ = dS·k·scale
+        matmul(s.transposed, q, into: dk, dtype: dtype, scale: scale)  // dK = dSᵀ·q·scale
+        return gradQKV
+    }
+
     // MARK: - Elementwise
 
     public func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {

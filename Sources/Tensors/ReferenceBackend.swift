@@ -319,6 +319,57 @@ public final class ReferenceBackend: Backend {
         return make(shape, x.dtype, out)
     }
 
+    public func attention(qkv: Tensor, heads: Int, scale: Float) -> (output: Tensor, probabilities: Tensor) {
+        let (b, n, d) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3), hd = d / heads, x = qkv.toArray()
+        // q, k or v of image i, head h, token t, channel c.
+        func at(_ part: Int, _ i: Int, _ h: Int, _ t: Int, _ c: Int) -> Float { x[(i * n + t) * 3 * d + part * d + h * hd + c] }
+        var probabilities = [Float](repeating: 0, count: b * heads * n * n)
+        var out = [Float](repeating: 0, count: b * n * d)
+        for i in 0..<b {
+            for h in 0..<heads {
+                for t in 0..<n {
+                    let row = ((i * heads + h) * n + t) * n
+                    var scores = (0..<n).map { s in (0..<hd).reduce(Float(0)) { $0 + at(0, i, h, t, $1) * at(1, i, h, s, $1) } * scale }
+                    let top = scores.max() ?? 0
+                    scores = scores.map { Foundation.exp($0 - top) }
+                    let total = scores.reduce(0, +)
+                    for s in 0..<n { probabilities[row + s] = scores[s] / total }
+                    for c in 0..<hd {
+                        out[(i * n + t) * d + h * hd + c] = (0..<n).reduce(Float(0)) { $0 + probabilities[row + $1] * at(2, i, h, $1, c) }
+                    }
+                }
+            }
+        }
+        return (make([b, n, d], qkv.dtype, out), make([b, heads, n, n], qkv.dtype, probabilities))
+    }
+
+    public func attentionBackward(gradOutput: Tensor, qkv: Tensor, probabilities: Tensor, heads: Int, scale: Float) -> Tensor {
+        let (b, n, d) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3), hd = d / heads
+        let x = qkv.toArray(), p = probabilities.toArray(), g = gradOutput.toArray()
+        func index(_ part: Int, _ i: Int, _ h: Int, _ t: Int, _ c: Int) -> Int { (i * n + t) * 3 * d + part * d + h * hd + c }
+        var grad = [Float](repeating: 0, count: x.count)
+        for i in 0..<b {
+            for h in 0..<heads {
+                let base = (i * heads + h) * n * n
+                func gOut(_ t: Int, _ c: Int) -> Float { g[(i * n + t) * d + h * hd + c] }
+                for t in 0..<n {
+                    // d(probabilities) row t, then through the softmax: dS = P ⊙ (dP - Σ P·dP), times the scale.
+                    let dP = (0..<n).map { s in (0..<hd).reduce(Float(0)) { $0 + gOut(t, $1) * x[index(2, i, h, s, $1)] } }
+                    let dot = (0..<n).reduce(Float(0)) { $0 + p[base + t * n + $1] * dP[$1] }
+                    for s in 0..<n {
+                        let dS = p[base + t * n + s] * (dP[s] - dot) * scale
+                        for c in 0..<hd {
+                            grad[index(0, i, h, t, c)] += dS * x[index(1, i, h, s, c)]  // dq
+                            grad[index(1, i, h, s, c)] += dS * x[index(0, i, h, t, c)]  // dk
+                            grad[index(2, i, h, s, c)] += p[base + t * n + s] * gOut(t, c)  // dv
+                        }
+                    }
+                }
+            }
+        }
+        return make(qkv.shape, qkv.dtype, grad)
+    }
+
     public func cast(_ source: Tensor, into destination: Tensor) {
         destination.thaw()
         store(source.toArray(), into: destination)

@@ -91,6 +91,24 @@ final class TinyModel: Module {
         checkGradients([x] + attention.parameters(), tolerance: 2e-2) { _ in attention(x).output }
     }
 
+    /// The fused op (`multiHeadAttention`) and the composition it replaces (taken when the probabilities must carry
+    /// gradients) give the same output and the same gradients.
+    @Test func fusedAttentionEqualsTheComposition() {
+        GlobalRandom.seed(21)
+        let attention = Attention(dim: 12, numHeads: 3)
+        let x = random([2, 5, 12], seed: 22)
+        x.requiresGrad = true
+        func run(composition: Bool) -> (output: [Float], grads: [[Float]]) {
+            for p in [x] + attention.parameters() { p.grad = nil }
+            let output = attention(x, returnAttention: composition).output
+            (output * output).sum().backward()
+            return (output.toArray(), ([x] + attention.parameters()).map { $0.grad!.toArray() })
+        }
+        let fused = run(composition: false), composed = run(composition: true)
+        expectClose(fused.output, composed.output, tolerance: 1e-5)
+        for (a, b) in zip(fused.grads, composed.grads) { expectClose(a, b, tolerance: 1e-4) }
+    }
+
     @Test func attentionProbabilitiesAreRowStochasticAndMatchTheDefinition() {
         GlobalRandom.seed(13)
         let attention = Attention(dim: 8, numHeads: 2)

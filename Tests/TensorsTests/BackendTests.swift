@@ -105,6 +105,22 @@ import TestSupport
         #expect(fast.argmax(x, axis: 2) == reference.argmax(x, axis: 2))
     }
 
+    /// The fused attention kernels (strided oneDNN matmuls on q, k, v inside qkv) against the plain loops.
+    @Test(arguments: DType.allCases)
+    func attentionFromFusedProjection(dtype: DType) {
+        let (b, n, heads, hd) = (2, 5, 3, 4)
+        let qkv = random([b, n, 3 * heads * hd], seed: 30, dtype: dtype)
+        let (out, probabilities) = fast.attention(qkv: qkv, heads: heads, scale: 0.5)
+        let want = reference.attention(qkv: qkv, heads: heads, scale: 0.5)
+        expectClose(out, want.output, tolerance(dtype), "\(dtype) attention output")
+        expectClose(probabilities, want.probabilities, tolerance(dtype), "\(dtype) attention probabilities")
+        let g = random([b, n, heads * hd], seed: 31, dtype: dtype)
+        expectClose(
+            fast.attentionBackward(gradOutput: g, qkv: qkv, probabilities: probabilities, heads: heads, scale: 0.5),
+            reference.attentionBackward(gradOutput: g, qkv: qkv, probabilities: want.probabilities, heads: heads, scale: 0.5),
+            tolerance(dtype) * 4, "\(dtype) attention backward")
+    }
+
     @Test(arguments: DType.allCases)
     func layoutKernelsMoveValuesExactly(dtype: DType) {
         let x = random([2, 3, 4], seed: 16, dtype: dtype), z = random([2, 2, 4], seed: 17, dtype: dtype)
