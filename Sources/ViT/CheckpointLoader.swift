@@ -27,6 +27,9 @@ public struct CheckpointLoader {
         self.weightDType = weightDType
     }
 
+    /// File name extensions of `torch.save` files.
+    static let pyTorchExtensions: Set<String> = ["pth", "pt", "bin", "ckpt"]
+
     /// The weights file and config file a path names.
     public static func locate(_ path: URL) throws -> (weights: URL, config: URL?) {
         var isDirectory: ObjCBool = false
@@ -45,18 +48,20 @@ public struct CheckpointLoader {
                 "holds a vit train checkpoint but no model.safetensors yet: export its weights with `vit convert \(path.path) --weights raw -o FOLDER`"
             )
         }
-        let candidates = files.filter { $0.hasSuffix(".safetensors") || $0.hasSuffix(".npz") }
+        // Hugging Face's older hub folders: pytorch_model.bin beside config.json.
+        if files.contains("pytorch_model.bin") { return (path.appendingPathComponent("pytorch_model.bin"), configURL) }
+        let candidates = files.filter {
+            $0.hasSuffix(".safetensors") || $0.hasSuffix(".npz") || pyTorchExtensions.contains(($0 as NSString).pathExtension)
+        }
         if candidates.count == 1 { return (path.appendingPathComponent(candidates[0]), configURL) }
         if candidates.count > 1 {
             throw CheckpointError(
                 path, "holds several weights files (\(candidates.joined(separator: ", "))) and no model.safetensors: name the one to load")
         }
-        if files.contains(where: { $0.hasSuffix(".bin") || $0.hasSuffix(".pth") || $0.hasSuffix(".pt") }) {
-            throw CheckpointError(path, "holds only PyTorch pickle weights (.bin/.pth), which are not read: save them as model.safetensors")
-        }
         throw CheckpointError(
             path,
-            "holds no weights: expected model.safetensors or an .npz (found \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))")
+            "holds no weights: expected model.safetensors, an .npz or a PyTorch file (.pth, .pt, .bin, .ckpt) (found \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))"
+        )
     }
 
     /// Reads the weights in timm's names and layout, with the layout they came in; tensors of rank 2 and more (in
@@ -66,6 +71,9 @@ public struct CheckpointLoader {
         let layout: CheckpointLayout?
         if url.pathExtension == "npz" {
             raw = try Npz.read(url)
+            layout = CheckpointLayout.detect(raw.keys)
+        } else if Self.pyTorchExtensions.contains(url.pathExtension) {
+            raw = try PyTorchCheckpoint.read(url)
             layout = CheckpointLayout.detect(raw.keys)
         } else {
             let file = try SafetensorsFile(contentsOf: url)

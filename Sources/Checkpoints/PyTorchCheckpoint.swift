@@ -1,0 +1,273 @@
+import Foundation
+import Tensors
+import ZIPFoundation
+
+/// Files written by `torch.save` (`.pth`, `.pt`, `.bin`, Lightning's `.ckpt`), read without Python and without
+/// running anything in them (`Unpickler` refuses every callable a state dict does not need).
+///
+/// Two containers: since PyTorch 1.6 a zip (`<name>/data.pkl`, one `<name>/data/<key>` file per storage,
+/// `<name>/byteorder`); before it, one stream of pickles (magic number, protocol, system info, the object, the storage
+/// keys) followed by each storage's element count and bytes. Either way the object holds tensors as views (offset,
+/// sizes, strides) into storages, which are materialised here as contiguous float32 tensors.
+public enum PyTorchCheckpoint {
+    /// The state dict in the file, float32, with the usual wrappers taken off: `{'model': ...}` (DeiT, MAE, HPM),
+    /// `{'state_dict': ...}` (Lightning), a `module.` prefix (DistributedDataParallel). Everything else a training
+    /// script saved beside the weights (optimizer state, epoch, an `argparse.Namespace`) is read as data and left.
+    public static func read(_ url: URL) throws -> [String: Tensor] {
+        guard FileManager.default.fileExists(atPath: url.path) else { throw CheckpointError(url, "no such file") }
+        let container: Container
+        do {
+            container = try Container(url)
+        } catch let error as CheckpointError {
+            throw error
+        } catch {
+            throw CheckpointError(url, "\(error)")
+        }
+        guard let stateDict = Self.stateDict(in: container.object) else {
+            let keys = container.object.dict?.keys.joined(separator: ", ") ?? "not a dict"
+            throw CheckpointError(url, "holds no state dict of tensors (top level: \(keys))")
+        }
+        var tensors: [String: Tensor] = [:]
+        for (key, value) in stateDict.entries {
+            guard let name = key.string, let tensor = value.tensor else { continue }
+            do {
+                tensors[name] = try container.materialise(tensor)
+            } catch {
+                throw CheckpointError(url, "tensor \(name): \(error)")
+            }
+        }
+        return withoutWrapperPrefix(tensors)
+    }
+
+    /// The dict of tensors: the top object, or the first of the usual wrapper keys that holds one.
+    static func stateDict(in object: PickleValue) -> PickleDict? {
+        guard let top = object.dict else { return nil }
+        func holdsTensors(_ dict: PickleDict) -> Bool {
+            let tensors = dict.entries.filter { $0.value.tensor != nil }.count
+            return tensors > 0 && tensors * 2 >= dict.entries.count
+        }
+        if holdsTensors(top) { return top }
+        for key in ["state_dict", "model", "model_state_dict", "module", "model_state", "net", "network"] {
+            if let inner = top[key]?.dict, holdsTensors(inner) { return inner }
+        }
+        return nil
+    }
+
+    /// Drops a prefix every name shares that no model has: `module.` (DistributedDataParallel), `model.` (Lightning
+    /// modules and wrappers that hold the network as `model`).
+    static func withoutWrapperPrefix(_ tensors: [String: Tensor]) -> [String: Tensor] {
+        for prefix in ["module.", "model."] where !tensors.isEmpty && tensors.keys.allSatisfy({ $0.hasPrefix(prefix) }) {
+            return withoutWrapperPrefix(
+                Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(prefix.count)), $0.value) }))
+        }
+        return tensors
+    }
+
+    /// A storage's element type, from its class name (`torch.FloatStorage`).
+    enum ElementType: String {
+        case float = "FloatStorage", half = "HalfStorage", bfloat16 = "BFloat16Storage", double = "DoubleStorage"
+        case long = "LongStorage", int = "IntStorage", short = "ShortStorage", char = "CharStorage", byte = "ByteStorage"
+        case bool = "BoolStorage"
+
+        /// From the storage class a persistent id names (`torch.FloatStorage`).
+        init?(_ value: PickleValue) {
+            let name: String
+            switch value {
+            case .global(let n): name = n
+            case .object(let o): name = o.className
+            default: return nil
+            }
+            self.init(rawValue: String(name.split(separator: ".").last ?? ""))
+        }
+
+        var size: Int {
+            switch self {
+            case .double, .long: return 8
+            case .float, .int: return 4
+            case .half, .bfloat16, .short: return 2
+            case .char, .byte, .bool: return 1
+            }
+        }
+
+        /// Element `i` of `raw` as a Float.
+        func value(_ raw: UnsafeRawPointer, _ i: Int) -> Float {
+            switch self {
+            case .float: return raw.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
+            case .half: return Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+            case .bfloat16: return BFloat16.float(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+            case .double: return Float(raw.loadUnaligned(fromByteOffset: i * 8, as: Double.self))
+            case .long: return Float(raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
+            case .int: return Float(raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
+            case .short: return Float(raw.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))
+            case .char: return Float(raw.load(fromByteOffset: i, as: Int8.self))
+            case .byte, .bool: return Float(raw.load(fromByteOffset: i, as: UInt8.self))
+            }
+        }
+    }
+
+    struct Problem: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// The unpickled object and where its storages' bytes are.
+    final class Container {
+        let object: PickleValue
+        /// Storage key -> its bytes.
+        private let storageBytes: (String) throws -> Data
+        private var cache: [String: Data] = [:]
+
+        init(_ url: URL) throws {
+            let handle = try FileHandle(forReadingFrom: url)
+            let head = try handle.read(upToCount: 4) ?? Data()
+            try handle.close()
+            if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+                let archive = try Archive(url: url, accessMode: .read)
+                guard let pickle = archive.filter({ $0.path.hasSuffix("data.pkl") }).min(by: { $0.path.count < $1.path.count })
+                else { throw CheckpointError(url, "is a zip without data.pkl: not a PyTorch checkpoint") }
+                let prefix = String(pickle.path.dropLast("data.pkl".count))
+                func extract(_ path: String) throws -> Data? {
+                    guard let entry = archive[path] else { return nil }
+                    var data = Data()
+                    _ = try archive.extract(entry, skipCRC32: false) { data.append($0) }
+                    return data
+                }
+                if let order = try extract(prefix + "byteorder"), String(decoding: order, as: UTF8.self) != "little" {
+                    throw CheckpointError(url, "stores big-endian tensors, which are not read")
+                }
+                guard let pickleData = try extract(pickle.path) else { throw CheckpointError(url, "data.pkl unreadable") }
+                var unpickler = Unpickler([UInt8](pickleData))
+                object = try unpickler.load(persistentLoad: { try Container.storage($0) })
+                storageBytes = { key in
+                    guard let data = try extract(prefix + "data/" + key) else {
+                        throw Problem("storage \(key) is missing from the archive")
+                    }
+                    return data
+                }
+            } else if head.first == 0x80 {
+                let bytes = [UInt8](try Data(contentsOf: url))
+                var unpickler = Unpickler(bytes)
+                let magic = try unpickler.load()
+                guard case .wideInt(let raw) = magic, raw == [0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19] else {
+                    throw CheckpointError(url, "is a pickle but not a PyTorch checkpoint (no torch.save magic number)")
+                }
+                _ = try unpickler.load()  // protocol version
+                let info = try unpickler.load()
+                if case .bool(false) = info.dict?["little_endian"] ?? .bool(true) {
+                    throw CheckpointError(url, "stores big-endian tensors, which are not read")
+                }
+                object = try unpickler.load(persistentLoad: { try Container.storage($0) })
+                let keys = try unpickler.load().items?.compactMap(\.string) ?? []
+                // Then, for each key in that order: the element count (int64) and the elements.
+                var offsets: [String: Range<Int>] = [:]
+                var position = unpickler.position
+                let sizes = Container.legacySizes(object)
+                for key in keys {
+                    guard position + 8 <= bytes.count else { throw CheckpointError(url, "ends before storage \(key): truncated") }
+                    let count = bytes[position..<(position + 8)].reversed().reduce(0) { $0 << 8 | Int($1) }
+                    let width = sizes[key] ?? 4
+                    position += 8
+                    guard count >= 0, count <= (bytes.count - position) / width else {
+                        throw CheckpointError(url, "storage \(key) claims \(count) elements past the end of the file: truncated")
+                    }
+                    offsets[key] = position..<(position + count * width)
+                    position += count * width
+                }
+                storageBytes = { key in
+                    guard let range = offsets[key] else { throw Problem("storage \(key) is not in the file") }
+                    return Data(bytes[range])
+                }
+            } else {
+                throw CheckpointError(url, "is neither a zip nor a pickle: not a PyTorch checkpoint")
+            }
+        }
+
+        /// A persistent id ('storage', type, key, location, count[, view]) as a storage reference.
+        static func storage(_ pid: PickleValue) throws -> PickleValue {
+            guard let fields = pid.items, fields.count >= 5, fields[0].string == "storage" else {
+                throw Problem("unknown persistent id in the pickle")
+            }
+            return .persistent(pid)
+        }
+
+        /// Element sizes by storage key (the legacy format's count is in elements).
+        static func legacySizes(_ object: PickleValue) -> [String: Int] {
+            var sizes: [String: Int] = [:]
+            func visit(_ value: PickleValue) {
+                switch value {
+                case .tensor(let t):
+                    if case .persistent(let pid) = t.storage, let fields = pid.items, let key = fields[2].string,
+                        let element = ElementType(fields[1])
+                    {
+                        sizes[key] = element.size
+                    }
+                case .dict(let d): for e in d.entries { visit(e.value) }
+                case .list(let l): for v in l.items { visit(v) }
+                case .tuple(let items): for v in items { visit(v) }
+                default: break
+                }
+            }
+            visit(object)
+            return sizes
+        }
+
+        /// A tensor's view of its storage, copied out contiguous, as float32.
+        func materialise(_ tensor: PickleTensor) throws -> Tensor {
+            guard case .persistent(let pid) = tensor.storage, let fields = pid.items, let key = fields[2].string
+            else { throw Problem("is not backed by a storage") }
+            guard let element = ElementType(fields[1]) else { throw Problem("has a storage type that is not read") }
+            let data: Data
+            if let cached = cache[key] {
+                data = cached
+            } else {
+                data = try storageBytes(key)
+                cache[key] = data
+            }
+            // A legacy view of another storage: (view key, offset, size).
+            var base = 0
+            if fields.count > 5, let view = fields[5].items, view.count == 3, let offset = view[1].int { base = offset }
+            let available = data.count / element.size
+            guard tensor.shape.allSatisfy({ $0 >= 0 }), tensor.strides.allSatisfy({ $0 >= 0 }), tensor.offset >= 0 else {
+                throw Problem("has a negative size, stride or offset")
+            }
+            var (count, overflow) = (1, false)
+            for size in tensor.shape where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: size) }
+            guard !overflow else { throw Problem("has shape \(tensor.shape), too many elements") }
+            let last = count == 0 ? 0 : zip(tensor.shape, tensor.strides).reduce(base + tensor.offset) { $0 + ($1.0 - 1) * $1.1 }
+            guard count == 0 || last < available else {
+                throw Problem("reads element \(last) of a storage of \(available): corrupt or truncated")
+            }
+            let out = Tensor(uninitializedShape: tensor.shape)
+            let dst = out.pointer
+            let contiguous = tensor.strides == Shape.contiguousStrides(tensor.shape) || count <= 1
+            data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+                guard let src = raw.baseAddress else { return }
+                let start = base + tensor.offset
+                if contiguous {
+                    if element == .float {
+                        memcpy(dst, src + start * 4, count * 4)
+                    } else {
+                        for i in 0..<count { dst[i] = element.value(src, start + i) }
+                    }
+                    return
+                }
+                // A strided view (a transposed or sliced tensor): walk its index in row-major order.
+                var index = [Int](repeating: 0, count: tensor.shape.count)
+                var source = start
+                for i in 0..<count {
+                    dst[i] = element.value(src, source)
+                    var axis = tensor.shape.count - 1
+                    while axis >= 0 {
+                        index[axis] += 1
+                        source += tensor.strides[axis]
+                        if index[axis] < tensor.shape[axis] { break }
+                        source -= tensor.strides[axis] * tensor.shape[axis]
+                        index[axis] = 0
+                        axis -= 1
+                    }
+                }
+            }
+            return out
+        }
+    }
+}
