@@ -67,7 +67,9 @@ let package = Package(
         // Reads the model and image fixtures of ViTTests and ImagesTests in place (by path, no copies).
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors"]),
+        .testTarget(
+            name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
         .testTarget(name: "CLITests", dependencies: ["vit", "Images"]),

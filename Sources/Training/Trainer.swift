@@ -41,7 +41,7 @@ public final class Trainer {
     /// Where `validationSet` came from (saved with the run).
     public let validationSource: ValidationSource
     public let folder: URL
-    let optimizer: AdamW
+    let optimizer: Optimizer
     let schedule: WarmupCosineSchedule
     /// Dropout and drop path draw from this during `run` (its state is saved with each checkpoint).
     let random: RandomStream
@@ -83,7 +83,15 @@ public final class Trainer {
         self.validationSet = validationSet
         self.validationSource = validationSource ?? (validationSet == nil ? .none : .testPart)
         self.folder = folder
-        optimizer = AdamW(ParameterGroup.standard(model, weightDecay: options.weightDecay), learningRate: options.learningRate)
+        if options.headOnly == true { FineTuning.freezeAllButHead(model) }
+        let groups =
+            options.layerDecay.map { decay in
+                ParameterGroup.layerDecayed(model, depth: model.config.depth, weightDecay: options.weightDecay, layerDecay: decay)
+            } ?? ParameterGroup.standard(model, weightDecay: options.weightDecay)
+        switch options.optimizer ?? .adamw {
+        case .adamw: optimizer = AdamW(groups, learningRate: options.learningRate)
+        case .sgd: optimizer = SGD(groups, learningRate: options.learningRate, momentum: options.momentum ?? 0.9)
+        }
         let steps = options.epochs * (trainSet.count / options.batchSize)
         schedule = WarmupCosineSchedule(
             base: options.learningRate, warmupSteps: Int(options.effectiveWarmupEpochs * Float(steps / options.epochs)),

@@ -23,6 +23,15 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var emaDecay: Float?
     public var augmentation = Augmentation()
     public var mixing = BatchMixing()
+    /// AdamW (nil) or SGD with momentum, the ViT paper's fine-tuning optimiser.
+    public var optimizer: OptimizerKind?
+    /// SGD's momentum (nil: 0.9).
+    public var momentum: Float?
+    /// Layer-wise learning-rate decay (MAE / BEiT fine-tuning, e.g. 0.75): block k's rate is scaled by
+    /// decay^(depth - k), the patch embedding's by decay^(depth + 1); nil or 1 turns it off.
+    public var layerDecay: Float?
+    /// Train the head only (a linear probe of the features); nil or false trains everything.
+    public var headOnly: Bool?
     /// Mixed precision: the dtype matrix products run in (`Autocast`, bf16), with float32 master weights, gradients
     /// and optimiser state; nil trains in float32 throughout.
     public var autocast: DType?
@@ -44,8 +53,15 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         }
         if !(labelSmoothing >= 0 && labelSmoothing < 1) { problems.append("label smoothing must be in [0, 1)") }
         if let emaDecay, !(emaDecay > 0 && emaDecay < 1) { problems.append("EMA decay must be in (0, 1)") }
+        if let layerDecay, !(layerDecay > 0 && layerDecay <= 1) { problems.append("layer decay must be in (0, 1]") }
+        if let momentum, !(momentum >= 0 && momentum < 1) { problems.append("momentum must be in [0, 1)") }
         if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
     }
+}
+
+/// The optimisers `vit train` offers.
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
+    case adamw, sgd
 }
 
 /// One finished epoch, as written to `metrics.jsonl` and drawn in `curves.png`.

@@ -102,6 +102,26 @@ public struct CheckpointLoader {
     }
 
     public func load(_ path: URL) throws -> VisionTransformer {
+        let (config, read, weightsURL) = try self.read(path)
+        var tensors = read
+        // The checkpoint's tensors become the parameters: nothing is drawn only to be overwritten, nothing copied.
+        let model = try Init.withoutDrawing { try VisionTransformer(config) }
+        do {
+            try model.load(stateDict: tensors, takingStorage: true)
+        } catch {
+            throw CheckpointError(weightsURL, "\(error)")
+        }
+        tensors.removeAll()
+        model.convertWeights(to: weightDType)  // what was not converted as read (a resampled pos_embed)
+        model.eval()
+        StoragePool.trim()  // the parameters never drawn, and the reading's scratch
+        return model
+    }
+
+    /// The architecture and the tensors of a checkpoint, in timm's names, at `imageSize` (position embeddings
+    /// resampled), without building a model: what fine-tuning starts from (`vit train --init`), which keeps the
+    /// tensors that fit the model it builds. Tensors that no ViT has (an MAE decoder, say) are left in.
+    public func read(_ path: URL) throws -> (config: ViTConfig, tensors: [String: Tensor], weights: URL) {
         let (weightsURL, configURL) = try Self.locate(path)
         var (tensors, layout) = try Self.readWeights(weightsURL, matrices: weightDType)
         var (config, stated) = try baseConfig(configURL)
@@ -128,18 +148,7 @@ public struct CheckpointLoader {
                 from: (checkpointGrid, checkpointGrid),
                 to: (config.gridSize, config.gridSize))
         }
-        // The checkpoint's tensors become the parameters: nothing is drawn only to be overwritten, nothing copied.
-        let model = try Init.withoutDrawing { try VisionTransformer(config) }
-        do {
-            try model.load(stateDict: tensors, takingStorage: true)
-        } catch {
-            throw CheckpointError(weightsURL, "\(error)")
-        }
-        tensors.removeAll()
-        model.convertWeights(to: weightDType)  // what was not converted as read (a resampled pos_embed)
-        model.eval()
-        StoragePool.trim()  // the parameters never drawn, and the reading's scratch
-        return model
+        return (config, tensors, weightsURL)
     }
 
     private func baseConfig(_ url: URL?) throws -> (ViTConfig, Set<String>) {

@@ -42,10 +42,11 @@ public class Adam: Optimizer {
         steps += 1
         let correction1 = 1 - Foundation.pow(Double(beta1), Double(steps))
         let correction2 = 1 - Foundation.pow(Double(beta2), Double(steps))
-        let stepSize = Float(Double(learningRate) / correction1)
         let correction2Root = Float(correction2.squareRoot())
         var index = 0
         for group in groups {
+            let learningRate = self.learningRate * group.learningRateScale
+            let stepSize = Float(Double(learningRate) / correction1)
             for p in group.parameters {
                 defer { index += 1 }
                 guard let grad = p.grad else { continue }

@@ -6,10 +6,14 @@ import Tensors
 public struct ParameterGroup {
     public var parameters: [Tensor]
     public var weightDecay: Float
+    /// This group's learning rate as a fraction of the optimiser's (layer-wise decay); decoupled weight decay
+    /// scales with it too, as PyTorch's optimisers apply a group's own `lr`.
+    public var learningRateScale: Float
 
-    public init(parameters: [Tensor], weightDecay: Float) {
+    public init(parameters: [Tensor], weightDecay: Float, learningRateScale: Float = 1) {
         self.parameters = parameters
         self.weightDecay = weightDecay
+        self.learningRateScale = learningRateScale
     }
 
     /// Two groups: weights of rank >= 2 decay; biases, norm scales, tokens and position embeddings do not.
@@ -32,6 +36,38 @@ public struct ParameterGroup {
             ParameterGroup(parameters: decay, weightDecay: weightDecay),
             ParameterGroup(parameters: noDecay, weightDecay: 0)
         ]
+    }
+
+    /// Layer-wise learning-rate decay, as MAE's `param_groups_lrd` (BEiT's recipe for fine-tuning): the patch
+    /// embedding, class token and position embeddings are layer 0, block k is layer k + 1, everything after the
+    /// blocks (norms, head) is layer depth + 1; a parameter's scale is decay^(depth + 1 - layer). Weight decay
+    /// as `standard`. One group per (layer, decays) pair, in layer order.
+    public static func layerDecayed(
+        _ model: Module, depth: Int, weightDecay: Float, layerDecay: Float,
+        noDecayNames: Set<String> = ["cls_token", "dist_token", "pos_embed", "reg_token"]
+    ) -> [ParameterGroup] {
+        var groups: [String: ParameterGroup] = [:]
+        var order: [String] = []
+        for (name, tensor) in model.namedParameters() where tensor.requiresGrad {
+            let layer = layerIndex(name, depth: depth)
+            let leaf = name.split(separator: ".").last.map(String.init) ?? name
+            let decays = !(tensor.rank <= 1 || name.hasSuffix(".bias") || noDecayNames.contains(leaf))
+            let key = "\(layer) \(decays)"
+            if groups[key] == nil {
+                order.append(key)
+                let scale = Float(Foundation.pow(Double(layerDecay), Double(depth + 1 - layer)))
+                groups[key] = ParameterGroup(parameters: [], weightDecay: decays ? weightDecay : 0, learningRateScale: scale)
+            }
+            groups[key]!.parameters.append(tensor)
+        }
+        return order.map { groups[$0]! }
+    }
+
+    /// MAE's `get_layer_id_for_vit`.
+    public static func layerIndex(_ name: String, depth: Int) -> Int {
+        if ["cls_token", "dist_token", "pos_embed", "reg_token", "mask_token"].contains(name) || name.hasPrefix("patch_embed") { return 0 }
+        if name.hasPrefix("blocks."), let k = Int(name.dropFirst(7).prefix { $0 != "." }) { return k + 1 }
+        return depth + 1
     }
 }
 

@@ -38,7 +38,8 @@ public final class SGD: Optimizer {
                 defer { index += 1 }
                 guard let grad = p.grad else { continue }
                 let update = SGDUpdate(
-                    learningRate: learningRate, weightDecay: group.weightDecay, momentum: momentum, nesterov: nesterov,
+                    learningRate: learningRate * group.learningRateScale, weightDecay: group.weightDecay, momentum: momentum,
+                    nesterov: nesterov,
                     firstStep: first)
                 p.device.backend.sgdUpdate(p, gradient: grad, momentumBuffer: buffers[index], update)
             }

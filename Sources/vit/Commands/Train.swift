@@ -30,6 +30,22 @@ struct Train: ParsableCommand {
     var valSplit: Double?
     @Option(help: "Architecture preset; the class count follows the data.") var arch = "vit_cifar_patch4_32"
     @Option(
+        name: .customLong("init"),
+        help:
+            "Fine-tune: start from this checkpoint (any --model vit reads: timm, Hugging Face, .npz, .pth, a vit train run) instead of random weights; its architecture and normalisation are kept, position embeddings resampled to --image-size, the head replaced when the classes differ."
+    )
+    var initialCheckpoint: String?
+    @Option(
+        help:
+            "Pooling: token (the class token) or avg (mean of the patch tokens, normalised by fc_norm, as MAE fine-tunes; new when --init had token pooling); default: the checkpoint's or the preset's."
+    )
+    var pooling: ViTConfig.Pooling?
+    @Option(help: "Layer-wise learning-rate decay, e.g. 0.75 (MAE fine-tuning): block k learns at decay^(depth - k) of the rate.")
+    var layerDecay: Float?
+    @Flag(help: "Train the head only (a linear probe of the --init features).") var linearProbe = false
+    @Option(help: "Optimizer: adamw, or sgd with --momentum (the ViT paper's fine-tuning).") var optimizer: OptimizerKind = .adamw
+    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(
         help:
             "Input size in pixels; images are resized to it when loaded (default: the data's size when all images share one square size, else the preset's)."
     )
@@ -145,8 +161,10 @@ struct Train: ParsableCommand {
         if FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path) {
             throw CommandFailure("\(outputPath) already holds a training run: add --resume to continue it, or choose another --output")
         }
-        var config = try architecture()
         let options = try recipe()
+        if let initialCheckpoint { return try fineTuningTrainer(folder, from: initialCheckpoint, options: options) }
+        if linearProbe { throw CommandFailure("--linear-probe trains the head of a pretrained model: give --init CHECKPOINT") }
+        var config = try architecture()
         if let imageSize {
             // Refuse before reading any data when the size is known.
             config.imageSize = imageSize
@@ -164,6 +182,36 @@ struct Train: ParsableCommand {
             validationSource: source, folder: folder)
         printError(
             "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+        )
+        return trainer
+    }
+
+    /// A fine-tune of `checkpoint`: its architecture at --image-size (default: its own), the data resized to it.
+    func fineTuningTrainer(_ folder: URL, from checkpoint: String, options: TrainingOptions) throws -> Trainer {
+        if patchSize != nil || width != nil || depth != nil || mlpRatio != nil || presetAlias != nil || arch != "vit_cifar_patch4_32" {
+            throw CommandFailure("--init takes the checkpoint's architecture: drop --arch, --patch-size, --width, --depth and --mlp-ratio")
+        }
+        let loader = CheckpointLoader(heads: heads, imageSize: imageSize)
+        let (checkpointConfig, tensors, weights) = try loader.read(try BuiltInModel.resolve(checkpoint))
+        var sized = checkpointConfig
+        sized.pooling = pooling ?? sized.pooling
+        try MemoryEstimate(config: sized, batchSize: options.batchSize).check(available: MemoryEstimate.availableBytes())
+        let (trainSet, validationSet, source) = try loadData(sizing: .size(checkpointConfig.imageSize), split: valSplit.map { ($0, seed) })
+        GlobalRandom.seed(seed)
+        let (model, report) = try FineTuning.model(
+            checkpointConfig: checkpointConfig, tensors: tensors, classNames: trainSet.classNames, pooling: pooling,
+            dropout: dropout, dropPath: dropPath)
+        printError("fine-tuning \(weights.path): \(report.summary)")
+        let estimate = MemoryEstimate(
+            config: model.config, batchSize: options.batchSize,
+            dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
+        try estimate.check(available: MemoryEstimate.availableBytes())
+        let trainer = try Trainer(
+            model: model, options: options, trainSet: trainSet, validationSet: validationSet,
+            validationSource: source, folder: folder)
+        let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }
+        printError(
+            "\(model.config.width)-wide, \(model.config.depth) blocks at \(trainSet.width) px, \(model.config.pooling.rawValue) pooling: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
         )
         return trainer
     }
@@ -229,6 +277,7 @@ struct Train: ParsableCommand {
         if let mlpRatio { config.mlpRatio = mlpRatio }
         config.dropPath = dropPath
         config.dropout = dropout
+        if let pooling { config.pooling = pooling }
         return config
     }
 
@@ -270,6 +319,10 @@ struct Train: ParsableCommand {
         options.mixing = BatchMixing(mixupAlpha: mixup, cutmixAlpha: cutmix)
         options.seed = seed
         options.autocast = precision == .bf16 ? .bfloat16 : nil
+        options.optimizer = optimizer == .adamw ? nil : optimizer
+        options.momentum = optimizer == .sgd ? momentum : nil
+        options.layerDecay = layerDecay
+        options.headOnly = linearProbe ? true : nil
         try options.validate()
         return options
     }

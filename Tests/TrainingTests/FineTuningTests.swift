@@ -1,0 +1,126 @@
+import Datasets
+import Foundation
+import NN
+import Tensors
+import Testing
+import Training
+import ViT
+
+@Suite struct FineTuningTests {
+    /// MAE's param_groups_lrd on timm's vit_base_patch16_224 with average pooling, decay 0.75 (the fixture): every
+    /// parameter's learning-rate scale and whether it decays.
+    @Test func layerDecayMatchesMAE() throws {
+        let url = Bundle.module.url(forResource: "layer_decay_vit_base_0.75", withExtension: "json", subdirectory: "Fixtures")!
+        let table = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: [String: Any]]
+        var config = try ViTConfig.preset("vit_base_patch16_224")
+        config.pooling = .avg
+        let model = try Init.withoutDrawing { try VisionTransformer(config) }
+        let groups = ParameterGroup.layerDecayed(model, depth: config.depth, weightDecay: 0.05, layerDecay: 0.75)
+        var found: [String: (scale: Float, decays: Bool)] = [:]
+        let names = Dictionary(uniqueKeysWithValues: model.namedParameters().map { (ObjectIdentifier($0.tensor), $0.name) })
+        for group in groups {
+            for p in group.parameters { found[names[ObjectIdentifier(p)]!] = (group.learningRateScale, group.weightDecay > 0) }
+        }
+        #expect(Set(found.keys) == Set(table.keys))
+        for (name, row) in table {
+            let scale = Float((row["lr_scale"] as! NSNumber).doubleValue), decays = row["weight_decay"] as! Bool
+            #expect(abs(found[name]!.scale - scale) <= 1e-6 * scale, "\(name) scale")
+            #expect(found[name]!.decays == decays, "\(name) weight decay")
+        }
+    }
+}
+
+@Suite(.serialized) struct FineTuningModelTests {
+    /// A pretrained checkpoint: the tiny model after 6 epochs on the four quadrant classes (trained once).
+    static let pretrained = Result { try train() }
+    func checkpoint() throws -> (config: ViTConfig, tensors: [String: Tensor]) { try Self.pretrained.get() }
+
+    static func train() throws -> (config: ViTConfig, tensors: [String: Tensor]) {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var options = TrainingOptions()
+        options.epochs = 6
+        options.batchSize = 16
+        options.learningRate = 3e-3
+        options.warmupEpochs = 0
+        options.augmentation = .none
+        let trainer = try Trainer(
+            model: try tinyModel(seed: 31), options: options, trainSet: quadrantDataset(count: 240, seed: 32), validationSet: nil,
+            folder: folder)
+        _ = try trainer.run()
+        var config = trainer.model.config
+        config.labels = ["a", "b", "c", "d"]
+        return (config, trainer.model.stateDict().mapValues { $0.copy() })
+    }
+
+    /// The quadrant images with two classes: red or green (a, b) against blue or yellow (c, d).
+    func twoClassData() -> ImageDataset {
+        let four = quadrantDataset(count: 160, seed: 33)
+        return ImageDataset(
+            width: four.width, height: four.height, pixels: four.pixels, labels: four.labels.map { $0 / 2 }, classNames: ["warm", "cool"])
+    }
+
+    @Test func sameClassesKeepTheHeadOthersGetAZeroHead() throws {
+        let (config, tensors) = try checkpoint()
+        let (kept, keptReport) = try FineTuning.model(
+            checkpointConfig: config, tensors: tensors, classNames: ["a", "b", "c", "d"], pooling: nil, dropout: 0, dropPath: 0.1)
+        #expect(keptReport.fresh.isEmpty && keptReport.unused.isEmpty && keptReport.head.contains("kept"))
+        for (name, p) in kept.namedParameters() { #expect(p.toArray() == tensors[name]!.toArray(), "\(name)") }
+        #expect(kept.config.dropPath == 0.1)
+
+        let (replaced, report) = try FineTuning.model(
+            checkpointConfig: config, tensors: tensors, classNames: ["x", "y"], pooling: nil, dropout: 0, dropPath: 0)
+        #expect(Set(report.fresh) == ["head.weight", "head.bias"] && report.head.contains("replaced"))
+        #expect(replaced.head!.weight.shape == [2, 32] && replaced.head!.weight.toArray().allSatisfy { $0 == 0 })
+        #expect(replaced.config.labels == ["x", "y"])
+        #expect(replaced.blocks[1].mlp.fc2.weight.toArray() == tensors["blocks.1.mlp.fc2.weight"]!.toArray())
+        // Same count, other names: a head trained for other classes is not kept.
+        let renamed = try FineTuning.model(
+            checkpointConfig: config, tensors: tensors, classNames: ["d", "c", "b", "a"], pooling: nil, dropout: 0, dropPath: 0)
+        #expect(renamed.report.head.contains("replaced"))
+    }
+
+    /// Token -> average pooling, as MAE fine-tunes: a new fc_norm after the pooling, the checkpoint's norm unused.
+    @Test func averagePoolingGetsANewFCNorm() throws {
+        let (config, tensors) = try checkpoint()
+        let (model, report) = try FineTuning.model(
+            checkpointConfig: config, tensors: tensors, classNames: ["x", "y"], pooling: .avg, dropout: 0, dropPath: 0)
+        #expect(model.config.pooling == .avg && model.fcNorm != nil && model.norm == nil)
+        #expect(Set(report.fresh) == ["fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"])
+        #expect(Set(report.unused) == ["norm.weight", "norm.bias"])
+        #expect(model.fcNorm!.weight.toArray().allSatisfy { $0 == 1 })
+    }
+
+    /// A few epochs from a checkpoint lower the loss, with layer decay and SGD; a linear probe changes the head only.
+    @Test func fineTuningLearnsAndALinearProbeMovesOnlyTheHead() throws {
+        let (config, tensors) = try checkpoint()
+        let data = twoClassData()
+        for probe in [false, true] {
+            let folder = temporaryFolder()
+            defer { try? FileManager.default.removeItem(at: folder) }
+            var options = TrainingOptions()
+            options.epochs = 5
+            options.batchSize = 16
+            options.learningRate = probe ? 0.1 : 0.02
+            options.warmupEpochs = 0
+            options.weightDecay = 0
+            options.augmentation = .none
+            options.optimizer = .sgd
+            options.layerDecay = 0.75
+            options.headOnly = probe ? true : nil
+            let (model, _) = try FineTuning.model(
+                checkpointConfig: config, tensors: tensors, classNames: data.classNames, pooling: nil, dropout: 0, dropPath: 0)
+            let trainer = try Trainer(model: model, options: options, trainSet: data, validationSet: nil, folder: folder)
+            #expect(try trainer.run() == .finished)
+            let history = trainer.state.history
+            // Chance is ln 2 = 0.69 (the head starts at zero); the checkpoint's features separate the two classes.
+            #expect(history.last!.trainLoss < 0.45, "probe: \(probe), losses \(history.map(\.trainLoss))")
+            let changed = trainer.model.namedParameters().filter { $0.tensor.toArray() != tensors[$0.name]!.toArray() }.map(\.name)
+            if probe {
+                #expect(Set(changed) == ["head.weight", "head.bias"])
+            } else {
+                #expect(changed.count == trainer.model.namedParameters().count)
+            }
+        }
+    }
+}
