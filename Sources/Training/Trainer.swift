@@ -252,7 +252,9 @@ public final class Trainer {
                 try step(batch)
                 state.trainingSeconds += Date().timeIntervalSince(started)
                 stepsThisRun += 1
-                if state.batch < loader.batchCount, shouldStop() || stepsThisRun == stepLimit {
+                // A stop waits for the end of an accumulation: the gradients gathered so far are not saved.
+                let betweenSteps = state.batch % (options.accumulate ?? 1) == 0
+                if state.batch < loader.batchCount, betweenSteps, shouldStop() || stepsThisRun >= (stepLimit ?? .max) {
                     // The model too, so that a run stopped before its first epoch ends still leaves one to load.
                     try saveModel()
                     try saveCheckpoint()
@@ -265,9 +267,13 @@ public final class Trainer {
         return .finished
     }
 
-    /// One optimiser step on `batch`.
+    /// Forward and backward on `batch`, and an optimiser step when it completes an accumulation (every batch
+    /// without accumulation; else every N-th, and the last of the epoch).
     func step(_ batch: TrainingBatch) throws {
-        optimizer.learningRate = schedule.learningRate(at: state.step)
+        let accumulate = options.accumulate ?? 1
+        let stepsNow = (batch.index + 1) % accumulate == 0 || batch.index + 1 == stepsPerEpoch
+        // The rate of the accumulation's first batch: N accumulated batches step as one batch N times larger would.
+        optimizer.learningRate = schedule.learningRate(at: state.step - batch.index % accumulate)
         let logits = Autocast.run(options.autocast ?? .float32) { model(batch.images) }  // [B, classes], float32
         let loss =
             batch.targets.map { logits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
@@ -277,11 +283,13 @@ public final class Trainer {
             let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
             throw TrainingError.nonFiniteLoss(value: value, epoch: state.epoch, batch: batch.index, checkpoint: kept)
         }
-        loss.backward()
-        if options.gradientClip > 0 { clipGradientNorm(optimizer.allParameters, maxNorm: options.gradientClip) }
-        optimizer.step()
-        optimizer.zeroGrad()
-        if let averageModel, let decay = options.emaDecay {
+        (accumulate > 1 ? loss * (1 / Float(accumulate)) : loss).backward()
+        if stepsNow {
+            if options.gradientClip > 0 { clipGradientNorm(optimizer.allParameters, maxNorm: options.gradientClip) }
+            optimizer.step()
+            optimizer.zeroGrad()
+        }
+        if stepsNow, let averageModel, let decay = options.emaDecay {
             // Warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the average follows
             // the weights closely instead of holding on to the random initialisation for thousands of steps.
             let warmedUp = min(decay, Float(1 + state.step) / Float(10 + state.step))

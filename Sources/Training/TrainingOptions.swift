@@ -30,6 +30,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Layer-wise learning-rate decay (MAE / BEiT fine-tuning, e.g. 0.75): block k's rate is scaled by
     /// decay^(depth - k), the patch embedding's by decay^(depth + 1); nil or 1 turns it off.
     public var layerDecay: Float?
+    /// Gradient accumulation: one optimiser step per this many batches of `batchSize` (the loss of each scaled by
+    /// 1/N), for an effective batch larger than memory allows; nil or 1 steps every batch.
+    public var accumulate: Int?
     /// Train the head only (a linear probe of the features); nil or false trains everything.
     public var headOnly: Bool?
     /// Mixed precision: the dtype matrix products run in (`Autocast`, bf16), with float32 master weights, gradients
@@ -55,6 +58,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let emaDecay, !(emaDecay > 0 && emaDecay < 1) { problems.append("EMA decay must be in (0, 1)") }
         if let layerDecay, !(layerDecay > 0 && layerDecay <= 1) { problems.append("layer decay must be in (0, 1]") }
         if let momentum, !(momentum >= 0 && momentum < 1) { problems.append("momentum must be in [0, 1)") }
+        if let accumulate, accumulate < 1 { problems.append("accumulation must be at least 1 batch") }
         if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
     }
 }

@@ -124,3 +124,36 @@ import ViT
         }
     }
 }
+
+@Suite struct AccumulationTests {
+    /// Two batches of 8 accumulated make the same SGD step as one batch of 16 (no augmentation, no dropout).
+    @Test func twoHalfBatchesStepLikeOneWholeBatch() throws {
+        let data = quadrantDataset(count: 64, seed: 41)
+        func oneStep(batch: Int, accumulate: Int?) throws -> [String: [Float]] {
+            let folder = temporaryFolder()
+            defer { try? FileManager.default.removeItem(at: folder) }
+            var options = TrainingOptions()
+            options.epochs = 1
+            options.batchSize = batch
+            options.accumulate = accumulate
+            options.learningRate = 0.5
+            options.warmupEpochs = 0
+            options.augmentation = .none
+            options.optimizer = .sgd
+            options.momentum = 0
+            options.weightDecay = 0
+            let trainer = try Trainer(model: try tinyModel(seed: 42), options: options, trainSet: data, validationSet: nil, folder: folder)
+            trainer.stepLimit = accumulate ?? 1
+            #expect(try trainer.run() == .stopped)
+            return Dictionary(uniqueKeysWithValues: trainer.model.namedParameters().map { ($0.name, $0.tensor.toArray()) })
+        }
+        let whole = try oneStep(batch: 16, accumulate: nil), halves = try oneStep(batch: 8, accumulate: 2)
+        let start = Dictionary(uniqueKeysWithValues: try tinyModel(seed: 42).namedParameters().map { ($0.name, $0.tensor.toArray()) })
+        for (name, values) in whole {
+            let moved = zip(values, start[name]!).map { abs($0 - $1) }.max() ?? 0
+            let differs = zip(values, halves[name]!).map { abs($0 - $1) }.max() ?? 0
+            #expect(differs <= 1e-5 + 1e-3 * moved, "\(name): moved \(moved), halves differ by \(differs)")
+        }
+        #expect(whole["head.weight"]! != start["head.weight"]!, "the step moved the weights")
+    }
+}

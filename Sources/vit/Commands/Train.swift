@@ -45,6 +45,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Train the head only (a linear probe of the --init features).") var linearProbe = false
     @Option(help: "Optimizer: adamw, or sgd with --momentum (the ViT paper's fine-tuning).") var optimizer: OptimizerKind = .adamw
     @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(help: "Accumulate the gradients of this many batches per optimiser step (an effective batch of --batch-size x N).")
+    var accumulate: Int = 1
     @Option(
         help:
             "Input size in pixels; images are resized to it when loaded (default: the data's size when all images share one square size, else the preset's)."
@@ -323,6 +325,7 @@ struct Train: ParsableCommand {
         options.momentum = optimizer == .sgd ? momentum : nil
         options.layerDecay = layerDecay
         options.headOnly = linearProbe ? true : nil
+        options.accumulate = accumulate == 1 ? nil : accumulate
         try options.validate()
         return options
     }
