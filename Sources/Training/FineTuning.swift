@@ -7,6 +7,12 @@ import ViT
 /// the chosen pooling, the run's dropout and drop path) and every checkpoint tensor that fits it by name and shape is
 /// copied in, as timm's `load_pretrained` and MAE's fine-tuning script do. What did not fit is reported, not hidden.
 public enum FineTuning {
+    /// How a new head starts: timm's zeros, or MAE's truncated normal with std 2e-5 (its `main_finetune.py`).
+    public enum HeadInit: String, Sendable, CaseIterable {
+        case zeros
+        case truncNormal = "trunc-normal"
+    }
+
     /// What came from the checkpoint and what did not.
     public struct Report: Sendable {
         /// Parameters copied from the checkpoint.
@@ -36,7 +42,7 @@ public enum FineTuning {
     /// initialised as a new model's are: timm's zero head.
     public static func model(
         checkpointConfig: ViTConfig, tensors: [String: Tensor], classNames: [String], pooling: ViTConfig.Pooling?,
-        dropout: Float, dropPath: Float
+        dropout: Float, dropPath: Float, headInit: HeadInit = .zeros
     ) throws -> (model: VisionTransformer, report: Report) {
         var config = checkpointConfig
         var report = Report()
@@ -46,7 +52,8 @@ public enum FineTuning {
             report.head = "head kept (\(classNames.count) classes\(config.labels == nil ? "; the checkpoint names none" : ", same names"))"
         } else {
             let before = config.numClasses == 0 ? "no head" : "\(config.numClasses) classes"
-            report.head = "head replaced (checkpoint: \(before); data: \(classNames.count) classes), initialised to zero"
+            let initialised = headInit == .zeros ? "initialised to zero" : "initialised truncated-normal, std 2e-5"
+            report.head = "head replaced (checkpoint: \(before); data: \(classNames.count) classes), \(initialised)"
         }
         config.numClasses = classNames.count
         config.labels = classNames
@@ -72,6 +79,11 @@ public enum FineTuning {
             parameter.assign(source)
             used.insert(name)
             report.loaded.append(name)
+        }
+        if !sameClasses, headInit == .truncNormal {
+            for head in [model.head, model.headDist].compactMap({ $0 }) {
+                head.weight.assign(Init.truncatedNormal(head.weight.shape, std: 2e-5))
+            }
         }
         report.unused = tensors.keys.filter { !used.contains($0) && !headNames.contains($0) }.sorted()
         return (model, report)

@@ -74,6 +74,11 @@ import ViT
         #expect(replaced.head!.weight.shape == [2, 32] && replaced.head!.weight.toArray().allSatisfy { $0 == 0 })
         #expect(replaced.config.labels == ["x", "y"])
         #expect(replaced.blocks[1].mlp.fc2.weight.toArray() == tensors["blocks.1.mlp.fc2.weight"]!.toArray())
+        let mae = try FineTuning.model(
+            checkpointConfig: config, tensors: tensors, classNames: ["x", "y"], pooling: nil, dropout: 0, dropPath: 0,
+            headInit: .truncNormal)
+        let values = mae.model.head!.weight.toArray()
+        #expect(values.allSatisfy { abs($0) <= 4e-5 } && values.contains { $0 != 0 } && mae.report.head.contains("std 2e-5"))
         // Same count, other names: a head trained for other classes is not kept.
         let renamed = try FineTuning.model(
             checkpointConfig: config, tensors: tensors, classNames: ["d", "c", "b", "a"], pooling: nil, dropout: 0, dropPath: 0)

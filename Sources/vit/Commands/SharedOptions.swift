@@ -72,6 +72,7 @@ enum Precision: String, ExpressibleByArgument, CaseIterable {
 extension DataPart: ExpressibleByArgument {}
 extension ViTConfig.Pooling: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
+extension FineTuning.HeadInit: ExpressibleByArgument {}
 extension Trainer.SavedWeights: ExpressibleByArgument {}
 
 /// The checkpoint to run and how images are prepared for it (predict, eval, embed, inspect).

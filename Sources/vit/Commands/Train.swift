@@ -43,6 +43,8 @@ struct Train: ParsableCommand {
     @Option(help: "Layer-wise learning-rate decay, e.g. 0.75 (MAE fine-tuning): block k learns at decay^(depth - k) of the rate.")
     var layerDecay: Float?
     @Flag(help: "Train the head only (a linear probe of the --init features).") var linearProbe = false
+    @Option(help: "A new head's initialisation: zeros (timm) or trunc-normal (std 2e-5, as MAE fine-tunes).")
+    var headInit: FineTuning.HeadInit = .zeros
     @Option(help: "Optimizer: adamw, or sgd with --momentum (the ViT paper's fine-tuning).") var optimizer: OptimizerKind = .adamw
     @Option(help: "SGD momentum.") var momentum: Float = 0.9
     @Option(help: "Accumulate the gradients of this many batches per optimiser step (an effective batch of --batch-size x N).")
@@ -202,7 +204,7 @@ struct Train: ParsableCommand {
         GlobalRandom.seed(seed)
         let (model, report) = try FineTuning.model(
             checkpointConfig: checkpointConfig, tensors: tensors, classNames: trainSet.classNames, pooling: pooling,
-            dropout: dropout, dropPath: dropPath)
+            dropout: dropout, dropPath: dropPath, headInit: headInit)
         printError("fine-tuning \(weights.path): \(report.summary)")
         let estimate = MemoryEstimate(
             config: model.config, batchSize: options.batchSize,
