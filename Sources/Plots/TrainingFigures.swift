@@ -48,7 +48,11 @@ public enum TrainingFigures {
         }
         canvas.text("epoch", x: (left + right) / 2 - Canvas.textWidth("epoch") / 2, y: height - 18)
         canvas.text(title, x: left, y: 12, scale: 3)
-        var legendX = left + Canvas.textWidth(title, scale: 3) + 24
+        // The legend beside the title when it fits there, else one entry a line in the plot's top right corner.
+        let shown = series.filter { $0.values.contains(where: \.isFinite) }
+        let rowWidth = shown.reduce(0) { $0 + 34 + Canvas.textWidth($1.name) }
+        let inRow = left + Canvas.textWidth(title, scale: 3) + 24 + rowWidth <= right
+        let columnWidth = 18 + (shown.map { Canvas.textWidth($0.name) }.max() ?? 0)
         for (s, line) in series.enumerated() {
             let color = seriesColors[s % seriesColors.count]
             var previous: (Int, Int)?
@@ -61,10 +65,31 @@ public enum TrainingFigures {
                 canvas.dot(point.0, point.1, radius: 3, color)
                 previous = point
             }
+        }
+        // A legend that does not fit beside the title goes in the right-hand corner (top or bottom) with fewer
+        // points under it, on white.
+        let boxHeight = 14 * shown.count + 6, boxLeft = right - columnWidth - 12
+        func pointsUnder(_ y0: Int) -> Int {
+            series.flatMap { line in
+                zip(epochs, line.values).filter { $1.isFinite }.map { (px($0), py($1)) }
+            }.filter { $0.0 >= boxLeft && $0.1 >= y0 && $0.1 <= y0 + boxHeight }.count
+        }
+        let boxTop = pointsUnder(top + 2) <= pointsUnder(bottom - boxHeight - 4) ? top + 2 : bottom - boxHeight - 4
+        if !inRow { canvas.fill(x: boxLeft, y: boxTop, width: columnWidth + 10, height: boxHeight, (255, 255, 255)) }
+        var legendX = left + Canvas.textWidth(title, scale: 3) + 24, legendRow = 0
+        for (s, line) in series.enumerated() {
+            let color = seriesColors[s % seriesColors.count]
             guard line.values.contains(where: \.isFinite) else { continue }
-            canvas.fill(x: legendX, y: 18, width: 14, height: 6, color)
-            canvas.text(line.name, x: legendX + 18, y: 16)
-            legendX += 18 + Canvas.textWidth(line.name) + 16
+            if inRow {
+                canvas.fill(x: legendX, y: 18, width: 14, height: 6, color)
+                canvas.text(line.name, x: legendX + 18, y: 16)
+                legendX += 18 + Canvas.textWidth(line.name) + 16
+            } else {
+                let y = boxTop + 4 + 14 * legendRow
+                canvas.fill(x: right - columnWidth - 6, y: y + 2, width: 14, height: 6, color)
+                canvas.text(line.name, x: right - columnWidth + 12, y: y)
+                legendRow += 1
+            }
         }
     }
 

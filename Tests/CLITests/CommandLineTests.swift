@@ -53,6 +53,29 @@ import Testing
         }
     }
 
+    /// `vit inspect curves` draws several runs' metrics in one figure; a folder without metrics is one clear error.
+    @Test func runsAreComparedInOneFigure() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        for (name, offset) in [("fp32", 0.0), ("bf16", 0.01)] {
+            let run = root.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+            let lines = (1...3).map { epoch in
+                "{\"epoch\":\(epoch),\"images_per_second\":50,\"lr\":0.001,\"seconds\":10,\"train_accuracy\":\(0.2 * Double(epoch)),\"train_loss\":\(2.0 - 0.3 * Double(epoch) + offset),\"val_loss\":\(1.9 - 0.3 * Double(epoch)),\"val_top1\":\(0.25 * Double(epoch)),\"val_top5\":0.9}"
+            }
+            try Data(lines.joined(separator: "\n").utf8).write(to: run.appendingPathComponent("metrics.jsonl"))
+        }
+        let out = root.appendingPathComponent("figures")
+        let result = try vit([
+            "inspect", "curves", root.appendingPathComponent("fp32").path, root.appendingPathComponent("bf16").path, "-o", out.path
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let figure = try RGBImage(contentsOf: out.appendingPathComponent("curves.png"))
+        #expect(figure.width == 960 && figure.height == 380)
+        let missing = try vit(["inspect", "curves", root.appendingPathComponent("nothing").path, "-o", out.path])
+        #expect(missing.status == 2 && missing.stderr.contains("metrics.jsonl: no such file"))
+    }
+
     @Test func aMixedSizePhotoFolderTrainsEvaluatesAndPredicts() throws {
         let root = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -4,14 +4,18 @@ import Images
 import Inference
 import Plots
 import Tensors
+import Training
 import ViT
 
 /// Looking inside a ViT: pictures and the numbers behind them.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Patch grids, attention maps, attention rollout, mean attention distance and position-embedding similarity, as PNGs and JSON.",
-        subcommands: [InspectPatches.self, InspectAttention.self, InspectRollout.self, InspectDistance.self, InspectPositions.self]
+            "Patch grids, attention maps, attention rollout, mean attention distance, position-embedding similarity and training runs compared, as PNGs and JSON.",
+        subcommands: [
+            InspectPatches.self, InspectAttention.self, InspectRollout.self, InspectDistance.self, InspectPositions.self,
+            InspectCurves.self
+        ]
     )
 }
 
@@ -246,5 +250,49 @@ struct InspectPositions: ParsableCommand {
         let cell = max(2, 96 / config.gridSize)
         try options.write(png: Figures.similarityGrid(similarity, grid: config.gridSize, cell: cell), to: "posemb.png")
         try options.write(json: ["grid": config.gridSize, "similarity": similarity], to: "posemb.json")
+    }
+}
+
+/// Training runs side by side: each run's loss and accuracy per epoch, from its metrics.jsonl, in one figure.
+struct InspectCurves: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "curves",
+        abstract: "The loss and accuracy curves of several vit train runs in one figure (curves.png), train and validation.")
+    @Option(name: .shortAndLong, help: "Output folder (created if needed).") var output: String
+    @Argument(help: "vit train output folders (their metrics.jsonl); a run's name is its folder's.") var runs: [String]
+
+    func run() throws {
+        var runs: [(name: String, history: [EpochRecord])] = []
+        for path in self.runs {
+            let metrics = URL(fileURLWithPath: path).appendingPathComponent("metrics.jsonl")
+            guard let text = try? String(contentsOf: metrics, encoding: .utf8) else {
+                throw CommandFailure("\(metrics.path): no such file (not a vit train output folder?)")
+            }
+            let decoder = JSONDecoder()
+            var history: [EpochRecord] = []
+            for (number, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
+                guard let record = try? decoder.decode(EpochRecord.self, from: Data(line.utf8)) else {
+                    throw CommandFailure("\(metrics.path): line \(number + 1) is not an epoch record")
+                }
+                history.append(record)
+            }
+            runs.append((URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent, history))
+        }
+        let epochs = Array(1...max(1, runs.map { $0.history.count }.max() ?? 1))
+        func series(_ value: @escaping (EpochRecord) -> Double?, _ suffix: String) -> [(name: String, values: [Double])] {
+            runs.map { run in
+                (
+                    "\(run.name) \(suffix)",
+                    epochs.map { epoch in run.history.first { $0.epoch == epoch }.flatMap(value) ?? .nan }
+                )
+            }
+        }
+        let figure = TrainingFigures.curves(
+            epochs: epochs, loss: series({ $0.trainLoss }, "train") + series({ $0.validationLoss }, "val"),
+            accuracy: series({ $0.trainAccuracy }, "train") + series({ $0.validationTop1 }, "val"))
+        let folder = URL(fileURLWithPath: output)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
+        printError("wrote \(folder.appendingPathComponent("curves.png").path)")
     }
 }
