@@ -177,17 +177,26 @@ struct Train: ParsableCommand {
         let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
         let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
         let model = try makeModel(config, for: trainSet)
+        let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
+        printError(
+            "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+        )
+        return trainer
+    }
+
+    /// The trainer of a new run, once one step's memory (the data's included) is known to fit.
+    func checkedTrainer(
+        _ model: VisionTransformer, _ options: TrainingOptions, _ trainSet: ImageDataset, _ validationSet: ImageDataset?,
+        _ source: ValidationSource, _ folder: URL
+    ) throws -> (Trainer, MemoryEstimate) {
         let estimate = MemoryEstimate(
             config: model.config, batchSize: options.batchSize,
             dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
         try estimate.check(available: MemoryEstimate.availableBytes())
         let trainer = try Trainer(
-            model: model, options: options, trainSet: trainSet, validationSet: validationSet,
-            validationSource: source, folder: folder)
-        printError(
-            "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
-        )
-        return trainer
+            model: model, options: options, trainSet: trainSet, validationSet: validationSet, validationSource: source,
+            folder: folder)
+        return (trainer, estimate)
     }
 
     /// A fine-tune of `checkpoint`: its architecture at --image-size (default: its own), the data resized to it.
@@ -206,13 +215,7 @@ struct Train: ParsableCommand {
             checkpointConfig: checkpointConfig, tensors: tensors, classNames: trainSet.classNames, pooling: pooling,
             dropout: dropout, dropPath: dropPath, headInit: headInit)
         printError("fine-tuning \(weights.path): \(report.summary)")
-        let estimate = MemoryEstimate(
-            config: model.config, batchSize: options.batchSize,
-            dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
-        try estimate.check(available: MemoryEstimate.availableBytes())
-        let trainer = try Trainer(
-            model: model, options: options, trainSet: trainSet, validationSet: validationSet,
-            validationSource: source, folder: folder)
+        let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
         let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }
         printError(
             "\(model.config.width)-wide, \(model.config.depth) blocks at \(trainSet.width) px, \(model.config.pooling.rawValue) pooling: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
