@@ -5,6 +5,7 @@
 #include <string.h>
 #include <setjmp.h>
 #include <jpeglib.h>
+#include <jerror.h>  // the message codes (JWRN_JPEG_EOF)
 #include <png.h>
 
 void vit_image_free(vit_rgb_image *image) {
@@ -18,6 +19,7 @@ struct jpeg_failure {
     struct jpeg_error_mgr manager;
     jmp_buf jump;
     char message[JMSG_LENGTH_MAX];
+    int truncated;
 };
 
 static void jpeg_fail(j_common_ptr info) {
@@ -32,49 +34,75 @@ static int muldiv255(int a, int b) {
     return ((t >> 8) + t) >> 8;
 }
 
-static void jpeg_quiet(j_common_ptr info, int level) { (void)info; (void)level; }
+/// libjpeg reports data that ends early as a warning and decodes the rest as grey; Pillow refuses such a file ("image
+/// file is truncated"), and so does this decoder: the warning is remembered and turned into an error.
+static void jpeg_quiet(j_common_ptr info, int level) {
+    struct jpeg_failure *failure = (struct jpeg_failure *)info->err;
+    if (level < 0 && info->err->msg_code == JWRN_JPEG_EOF) failure->truncated = 1;
+}
 
 static unsigned read16(const uint8_t *p, int big) { return big ? (p[0] << 8) | p[1] : p[0] | (p[1] << 8); }
 static unsigned read32(const uint8_t *p, int big) {
     return big ? ((unsigned)p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3] : p[0] | (p[1] << 8) | (p[2] << 16) | ((unsigned)p[3] << 24);
 }
 
-/// The orientation tag (0x0112) of IFD0 in an APP1 "Exif" segment, 1 if absent or malformed.
-static int exif_orientation(const uint8_t *data, unsigned length) {
+/// The orientation tag (0x0112) of IFD0 in an APP1 "Exif" segment, 1 if absent or malformed. Every bound is checked
+/// by subtraction from the size known to be larger, so that no offset read from the file can wrap an unsigned sum.
+static int exif_orientation(const uint8_t *data, size_t length) {
     if (length < 14 || memcmp(data, "Exif\0\0", 6) != 0) return 1;
     const uint8_t *tiff = data + 6;
-    unsigned size = length - 6;
+    size_t size = length - 6;
     int big = tiff[0] == 'M';
     if (!(tiff[0] == 'M' && tiff[1] == 'M') && !(tiff[0] == 'I' && tiff[1] == 'I')) return 1;
-    unsigned ifd = read32(tiff + 4, big);
-    if (ifd + 2 > size) return 1;
-    unsigned count = read16(tiff + ifd, big);
-    for (unsigned i = 0; i < count; i++) {
-        unsigned entry = ifd + 2 + i * 12;
-        if (entry + 12 > size) return 1;
-        if (read16(tiff + entry, big) == 0x0112) {
-            unsigned value = read16(tiff + entry + 8, big);
+    size_t ifd = read32(tiff + 4, big);
+    if (ifd > size || size - ifd < 2) return 1;
+    size_t count = read16(tiff + ifd, big);
+    size_t entries = (size - ifd - 2) / 12;  // the whole entries that fit after the count
+    if (count > entries) count = entries;
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *entry = tiff + ifd + 2 + i * 12;
+        if (read16(entry, big) == 0x0112) {
+            unsigned value = read16(entry + 8, big);
             return value >= 1 && value <= 8 ? (int)value : 1;
         }
     }
     return 1;
 }
 
-int vit_decode_jpeg(const uint8_t *data, size_t size, vit_rgb_image *out, char *error, size_t error_size) {
+/// Refuses a declared size of no pixels or more than `max_pixels` (a decompression bomb) before any pixel memory is
+/// allocated. Returns 0 when the size is usable.
+static int check_size(size_t width, size_t height, size_t max_pixels, char *error, size_t error_size) {
+    if (width == 0 || height == 0) {
+        snprintf(error, error_size, "declares a %zux%zu image (no pixels)", width, height);
+        return VIT_IMAGE_CORRUPT;
+    }
+    if (width > max_pixels / height) {
+        snprintf(error, error_size, "declares %zux%zu = %zu pixels, more than the limit of %zu (a decompression bomb?)",
+                 width, height, width * height, max_pixels);
+        return VIT_IMAGE_TOO_LARGE;
+    }
+    return 0;
+}
+
+int vit_decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, vit_rgb_image *out, char *error,
+                    size_t error_size) {
     struct jpeg_decompress_struct info;
     struct jpeg_failure failure;
     uint8_t *volatile pixels = NULL;
     uint8_t *volatile row = NULL;
     memset(out, 0, sizeof(*out));
+    if (error_size) error[0] = 0;  // set: a message written before the longjmp, kept
     info.err = jpeg_std_error(&failure.manager);
     failure.manager.error_exit = jpeg_fail;
     failure.manager.emit_message = jpeg_quiet;
+    failure.truncated = 0;
+    volatile int status = VIT_IMAGE_CORRUPT;
     if (setjmp(failure.jump)) {
-        snprintf(error, error_size, "%s", failure.message);
+        if (error[0] == 0) snprintf(error, error_size, "%s", failure.message);
         jpeg_destroy_decompress(&info);
         free(pixels);
         free(row);
-        return 1;
+        return status;
     }
     jpeg_create_decompress(&info);
     jpeg_mem_src(&info, data, (unsigned long)size);
@@ -84,6 +112,10 @@ int vit_decode_jpeg(const uint8_t *data, size_t size, vit_rgb_image *out, char *
     for (jpeg_saved_marker_ptr m = info.marker_list; m; m = m->next) {
         if (m->marker == JPEG_APP0 + 1) orientation = exif_orientation(m->data, m->data_length);
     }
+    // Before jpeg_start_decompress, which allocates whole-image buffers for progressive files.
+    status = check_size(info.image_width, info.image_height, max_pixels, error, error_size);
+    if (status) longjmp(failure.jump, 1);
+    status = VIT_IMAGE_CORRUPT;
     int cmyk = info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK;
     info.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&info);
@@ -92,10 +124,8 @@ int vit_decode_jpeg(const uint8_t *data, size_t size, vit_rgb_image *out, char *
     row = malloc((size_t)width * components);
     if (!pixels || !row) {
         snprintf(error, error_size, "out of memory for a %dx%d image", width, height);
-        jpeg_destroy_decompress(&info);
-        free(pixels);
-        free(row);
-        return 1;
+        status = VIT_IMAGE_TOO_LARGE;
+        longjmp(failure.jump, 1);
     }
     // Adobe writes CMYK JPEGs inverted (APP14), and Pillow reads those as inverted CMYK ("CMYK;I"). Its
     // cmyk2rgb is R = nk - MULDIV255(C, nk) with nk = 255 - K, which is reproduced here bit for bit.
@@ -115,7 +145,15 @@ int vit_decode_jpeg(const uint8_t *data, size_t size, vit_rgb_image *out, char *
             }
         }
     }
+    if (failure.truncated) {
+        snprintf(failure.message, sizeof failure.message, "image file is truncated (the JPEG data ends early)");
+        longjmp(failure.jump, 1);
+    }
     jpeg_finish_decompress(&info);
+    if (failure.truncated) {  // the end-of-image marker itself missing
+        snprintf(failure.message, sizeof failure.message, "image file is truncated (no end-of-image marker)");
+        longjmp(failure.jump, 1);
+    }
     jpeg_destroy_decompress(&info);
     free(row);
     out->pixels = pixels;
@@ -135,7 +173,7 @@ struct png_memory {
 
 static void png_read_memory(png_structp png, png_bytep target, png_size_t length) {
     struct png_memory *source = png_get_io_ptr(png);
-    if (source->offset + length > source->size) png_error(png, "truncated PNG data");
+    if (length > source->size - source->offset) png_error(png, "truncated PNG data");
     memcpy(target, source->data + source->offset, length);
     source->offset += length;
 }
@@ -148,12 +186,14 @@ static void png_fail(png_structp png, png_const_charp message) {
 
 static void png_quiet(png_structp png, png_const_charp message) { (void)png; (void)message; }
 
-int vit_decode_png(const uint8_t *data, size_t size, vit_rgb_image *out, char *error, size_t error_size) {
+int vit_decode_png(const uint8_t *data, size_t size, size_t max_pixels, vit_rgb_image *out, char *error,
+                   size_t error_size) {
     char message[256] = "unknown libpng error";
     memset(out, 0, sizeof(*out));
+    if (error_size) error[0] = 0;  // set: a message written before the longjmp, kept
     if (size < 8 || png_sig_cmp(data, 0, 8)) {
         snprintf(error, error_size, "not a PNG signature");
-        return 1;
+        return VIT_IMAGE_CORRUPT;
     }
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, message, png_fail, png_quiet);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -162,20 +202,23 @@ int vit_decode_png(const uint8_t *data, size_t size, vit_rgb_image *out, char *e
     if (!png || !info) {
         snprintf(error, error_size, "cannot create a PNG reader");
         png_destroy_read_struct(&png, &info, NULL);
-        return 1;
+        return VIT_IMAGE_CORRUPT;
     }
+    volatile int status = VIT_IMAGE_CORRUPT;
     if (setjmp(png_jmpbuf(png))) {
-        snprintf(error, error_size, "%s", message);
+        if (error[0] == 0) snprintf(error, error_size, "%s", message);
         png_destroy_read_struct(&png, &info, NULL);
         free(pixels);
         free(rows);
-        return 1;
+        return status;
     }
     struct png_memory source = {data, size, 0};
     png_set_read_fn(png, &source, png_read_memory);
     png_read_info(png, info);
     png_uint_32 width = png_get_image_width(png, info), height = png_get_image_height(png, info);
-    if ((size_t)width * height > (size_t)1 << 30) png_error(png, "image too large");
+    status = check_size(width, height, max_pixels, error, error_size);
+    if (status) png_longjmp(png, 1);
+    status = VIT_IMAGE_CORRUPT;
     png_set_expand(png);            // palette -> RGB, gray < 8 bits -> 8 bits, tRNS -> alpha
     png_set_strip_16(png);          // 16-bit samples -> their high byte, as Pillow
     png_set_strip_alpha(png);       // drop alpha without compositing, as Pillow's convert("RGB")

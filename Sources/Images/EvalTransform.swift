@@ -23,17 +23,23 @@ public struct EvalTransform: Sendable {
         self.std = std
     }
 
-    /// The resized and cropped 8-bit image, before normalisation.
+    /// The resized and cropped 8-bit image, before normalisation. Only the crop is computed (see
+    /// `PILResize.resize(region:)`), so its cost is bounded by the crop and the input, never by the resized image.
     public func crop(_ image: RGBImage) -> RGBImage {
         let scaleSize = Int((Double(size) / Double(cropPct)).rounded(.down))
         let (short, long) = (min(image.width, image.height), max(image.width, image.height))
-        let newLong = Int(Double(scaleSize) * Double(long) / Double(short))
-        let (w, h) = image.width <= image.height ? (scaleSize, newLong) : (newLong, scaleSize)
-        let resized = (w == image.width && h == image.height) ? image : PILResize.resize(image, width: w, height: h, filter: filter)
-        let top = Int((Double(resized.height - size) / 2).rounded(.toNearestOrEven))
-        let left = Int((Double(resized.width - size) / 2).rounded(.toNearestOrEven))
-        precondition(top >= 0 && left >= 0, "resized image \(resized.width)x\(resized.height) is smaller than the crop \(size)")
-        return resized.cropped(left: left, top: top, width: size, height: size)
+        // In Double: an extreme aspect ratio times a large size may exceed Int's range before the crop bounds it.
+        let newLong = (Double(scaleSize) * Double(long) / Double(short)).rounded(.towardZero)
+        let (w, h) = image.width <= image.height ? (Double(scaleSize), newLong) : (newLong, Double(scaleSize))
+        let top = ((h - Double(size)) / 2).rounded(.toNearestOrEven)
+        let left = ((w - Double(size)) / 2).rounded(.toNearestOrEven)
+        precondition(top >= 0 && left >= 0, "resized image \(w)x\(h) is smaller than the crop \(size)")
+        if Int(exactly: w) == image.width && Int(exactly: h) == image.height {
+            return image.cropped(left: Int(left), top: Int(top), width: size, height: size)
+        }
+        return PILResize.resize(
+            image, width: Int(w), height: Int(h), filter: filter,
+            region: PILResize.Region(left: Int(left), top: Int(top), width: size, height: size))
     }
 
     /// image -> [3, size, size], normalised.

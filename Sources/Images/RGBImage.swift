@@ -28,23 +28,32 @@ public struct RGBImage: Sendable {
         try self.init(data: data, source: url)
     }
 
+    /// Decodes JPEG or PNG bytes; `source` names them in errors. An image whose header declares more than
+    /// `DecodingLimit.maxPixels` pixels is refused before its pixels are decoded.
     public init(data: Data, source: URL) throws {
         let bytes = [UInt8](data.prefix(8))
         var decoded = vit_rgb_image()
         var message = [CChar](repeating: 0, count: 256)
         let status: Int32
+        let limit = DecodingLimit.maxPixels
         if bytes.starts(with: [0xFF, 0xD8, 0xFF]) {
             status = data.withUnsafeBytes {
-                vit_decode_jpeg($0.bindMemory(to: UInt8.self).baseAddress, data.count, &decoded, &message, 256)
+                vit_decode_jpeg($0.bindMemory(to: UInt8.self).baseAddress, data.count, limit, &decoded, &message, 256)
             }
         } else if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
-            status = data.withUnsafeBytes { vit_decode_png($0.bindMemory(to: UInt8.self).baseAddress, data.count, &decoded, &message, 256) }
+            status = data.withUnsafeBytes {
+                vit_decode_png($0.bindMemory(to: UInt8.self).baseAddress, data.count, limit, &decoded, &message, 256)
+            }
         } else if data.isEmpty {
             throw ImageError(source, "is empty")
         } else {
             throw ImageError(source, "is not a JPEG or PNG image (unsupported format)")
         }
-        guard status == 0 else {
+        switch status {
+        case 0: break
+        case Int32(VIT_IMAGE_TOO_LARGE):
+            throw ImageError(source, "\(String(cString: message)); --max-image-pixels raises the limit")
+        default:
             throw ImageError(source, "is corrupt or truncated: \(String(cString: message))")
         }
         defer { vit_image_free(&decoded) }
@@ -96,6 +105,23 @@ public struct RGBImage: Sendable {
             out.replaceSubrange((y * cropWidth * 3)..<((y + 1) * cropWidth * 3), with: pixels[src..<(src + cropWidth * 3)])
         }
         return RGBImage(width: cropWidth, height: cropHeight, pixels: out)
+    }
+}
+
+/// The most pixels an image may declare, checked from its header before it is decoded (Pillow's
+/// `Image.MAX_IMAGE_PIXELS`, whose default this is): a small file must not be able to claim gigabytes. Process-wide,
+/// as Pillow's; commands set it from `--max-image-pixels`.
+public enum DecodingLimit {
+    public static let defaultMaxPixels = 89_478_485
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var value = defaultMaxPixels
+
+    public static var maxPixels: Int {
+        get { lock.withLock { value } }
+        set {
+            precondition(newValue > 0, "the pixel limit must be positive")
+            lock.withLock { value = newValue }
+        }
     }
 }
 

@@ -6,9 +6,11 @@ import Tensors
 public enum PILResize {
     static let precisionBits = 32 - 8 - 2
 
-    /// Fixed-point weights for one axis, from the shared antialiased filter weights.
-    static func fixedPointWeights(inputSize: Int, outputSize: Int, filter: Resampling.Filter) -> [(start: Int, weights: [Int32])] {
-        Resampling.weights(inputSize: inputSize, outputSize: outputSize, filter: filter).map { start, weights in
+    /// Fixed-point weights for the output indices `outputs` of one axis, from the shared antialiased filter weights.
+    static func fixedPointWeights(
+        inputSize: Int, outputSize: Int, filter: Resampling.Filter, outputs: Range<Int>
+    ) -> [(start: Int, weights: [Int32])] {
+        Resampling.weights(inputSize: inputSize, outputSize: outputSize, filter: filter, outputs: outputs).map { start, weights in
             (
                 start,
                 weights.map { w in
@@ -24,49 +26,74 @@ public enum PILResize {
         return UInt8(clamping: shifted)
     }
 
+    /// A region of the resized image, [left, left + width) x [top, top + height).
+    public struct Region: Sendable, Equatable {
+        public var left, top, width, height: Int
+        public init(left: Int, top: Int, width: Int, height: Int) {
+            (self.left, self.top, self.width, self.height) = (left, top, width, height)
+        }
+    }
+
+    /// The image resized to `newWidth` x `newHeight`, or only `region` of it: the same pixels as resizing and then
+    /// cropping, but computed for the region alone, so a crop of an extreme resize (a 1 x 1,000,000 strip, a tiny
+    /// crop_pct) never holds the whole resized image. As Pillow, the horizontal pass runs first, on the input rows
+    /// the vertical pass will read.
     public static func resize(
-        _ image: RGBImage, width newWidth: Int, height newHeight: Int,
-        filter: Resampling.Filter
+        _ image: RGBImage, width newWidth: Int, height newHeight: Int, filter: Resampling.Filter, region: Region? = nil
     ) -> RGBImage {
-        var current = image
-        if newWidth != image.width {
-            let table = fixedPointWeights(inputSize: image.width, outputSize: newWidth, filter: filter)
-            var out = [UInt8](repeating: 0, count: newWidth * image.height * 3)
-            current.pixels.withUnsafeBufferPointer { src in
-                out.withUnsafeMutableBufferPointer { dst in
-                    for y in 0..<image.height {
-                        let row = y * image.width * 3
-                        for (x, (start, weights)) in table.enumerated() {
-                            var r: Int32 = 1 << Int32(precisionBits - 1), g = r, b = r
-                            for (j, w) in weights.enumerated() {
-                                let s = row + (start + j) * 3
-                                r &+= Int32(src[s]) &* w; g &+= Int32(src[s + 1]) &* w; b &+= Int32(src[s + 2]) &* w
-                            }
-                            let d = (y * newWidth + x) * 3
-                            dst[d] = clip8(r); dst[d + 1] = clip8(g); dst[d + 2] = clip8(b)
+        let region = region ?? Region(left: 0, top: 0, width: newWidth, height: newHeight)
+        precondition(
+            region.left >= 0 && region.top >= 0 && region.width > 0 && region.height > 0
+                && region.left + region.width <= newWidth && region.top + region.height <= newHeight,
+            "region \(region) is outside \(newWidth)x\(newHeight)")
+        let columns = region.left..<(region.left + region.width), rows = region.top..<(region.top + region.height)
+        // The vertical pass's weights, and the input rows they read: [firstRow, endRow).
+        let vertical =
+            newHeight == image.height
+            ? nil : fixedPointWeights(inputSize: image.height, outputSize: newHeight, filter: filter, outputs: rows)
+        let firstRow = vertical?.map(\.start).min() ?? rows.lowerBound
+        let endRow = vertical?.map { $0.start + $0.weights.count }.max() ?? rows.upperBound
+        // Horizontal pass: input rows [firstRow, endRow) -> the region's columns.
+        let w = region.width, passRows = endRow - firstRow
+        var horizontal = [UInt8](repeating: 0, count: w * passRows * 3)
+        image.pixels.withUnsafeBufferPointer { src in
+            horizontal.withUnsafeMutableBufferPointer { dst in
+                if newWidth == image.width {
+                    for y in 0..<passRows {
+                        let s = ((firstRow + y) * image.width + region.left) * 3
+                        for i in 0..<(w * 3) { dst[y * w * 3 + i] = src[s + i] }
+                    }
+                    return
+                }
+                let table = fixedPointWeights(inputSize: image.width, outputSize: newWidth, filter: filter, outputs: columns)
+                for y in 0..<passRows {
+                    let row = (firstRow + y) * image.width * 3
+                    for (x, (start, weights)) in table.enumerated() {
+                        var r: Int32 = 1 << Int32(precisionBits - 1), g = r, b = r
+                        for (j, weight) in weights.enumerated() {
+                            let s = row + (start + j) * 3
+                            r &+= Int32(src[s]) &* weight; g &+= Int32(src[s + 1]) &* weight; b &+= Int32(src[s + 2]) &* weight
                         }
+                        let d = (y * w + x) * 3
+                        dst[d] = clip8(r); dst[d + 1] = clip8(g); dst[d + 2] = clip8(b)
                     }
                 }
             }
-            current = RGBImage(width: newWidth, height: image.height, pixels: out)
         }
-        if newHeight != image.height {
-            let table = fixedPointWeights(inputSize: image.height, outputSize: newHeight, filter: filter)
-            let w = current.width
-            var out = [UInt8](repeating: 0, count: w * newHeight * 3)
-            current.pixels.withUnsafeBufferPointer { src in
-                out.withUnsafeMutableBufferPointer { dst in
-                    for (y, (start, weights)) in table.enumerated() {
-                        for i in 0..<(w * 3) {
-                            var sum: Int32 = 1 << Int32(precisionBits - 1)
-                            for (j, weight) in weights.enumerated() { sum &+= Int32(src[(start + j) * w * 3 + i]) &* weight }
-                            dst[y * w * 3 + i] = clip8(sum)
-                        }
+        guard let vertical else { return RGBImage(width: w, height: passRows, pixels: horizontal) }
+        // Vertical pass: the region's rows.
+        var out = [UInt8](repeating: 0, count: w * region.height * 3)
+        horizontal.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for (y, (start, weights)) in vertical.enumerated() {
+                    for i in 0..<(w * 3) {
+                        var sum: Int32 = 1 << Int32(precisionBits - 1)
+                        for (j, weight) in weights.enumerated() { sum &+= Int32(src[(start - firstRow + j) * w * 3 + i]) &* weight }
+                        dst[y * w * 3 + i] = clip8(sum)
                     }
                 }
             }
-            current = RGBImage(width: w, height: newHeight, pixels: out)
         }
-        return current
+        return RGBImage(width: w, height: region.height, pixels: out)
     }
 }

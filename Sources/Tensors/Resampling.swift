@@ -23,13 +23,16 @@ public enum Resampling {
         }
     }
 
-    /// For one axis: each output index's first input index and the normalised weights from there on.
-    public static func weights(inputSize: Int, outputSize: Int, filter: Filter) -> [(start: Int, weights: [Double])] {
+    /// For one axis: each output index's first input index and the normalised weights from there on, for the output
+    /// indices `outputs` (default: all of them; a crop needs only its own, however large the whole output would be).
+    public static func weights(
+        inputSize: Int, outputSize: Int, filter: Filter, outputs: Range<Int>? = nil
+    ) -> [(start: Int, weights: [Double])] {
         precondition(inputSize > 0 && outputSize > 0, "resampling needs positive sizes")
         let scale = Double(inputSize) / Double(outputSize)
         let filterScale = max(scale, 1)
         let support = filter.support * filterScale
-        return (0..<outputSize).map { i in
+        return (outputs ?? 0..<outputSize).map { i in
             let center = scale * (Double(i) + 0.5)
             let lo = max(Int(center - support + 0.5), 0)
             let end = min(Int(center + support + 0.5), inputSize)

@@ -15,12 +15,24 @@ typedef struct {
     int orientation;
 } vit_rgb_image;
 
-/// Decodes a JPEG (grayscale, YCbCr/RGB, CMYK/YCCK) to RGB. Returns 0 on success, else writes `error`.
-int vit_decode_jpeg(const uint8_t *data, size_t size, vit_rgb_image *out, char *error, size_t error_size);
+/// What a decoder returns: 0 on success, else one of these with a message in `error`.
+enum {
+    /// Not decodable: malformed, truncated (as Pillow, data that ends early is an error), or no pixels.
+    VIT_IMAGE_CORRUPT = 1,
+    /// The header declares more than `max_pixels` pixels; nothing was allocated for them.
+    VIT_IMAGE_TOO_LARGE = 2,
+};
+
+/// Decodes a JPEG (grayscale, YCbCr/RGB, CMYK/YCCK) to RGB, refusing one of more than `max_pixels` pixels before
+/// decoding it.
+int vit_decode_jpeg(const uint8_t *data, size_t size, size_t max_pixels, vit_rgb_image *out, char *error,
+                    size_t error_size);
 
 /// Decodes a PNG (1-16 bits; gray, gray+alpha, RGB, RGBA, palette; interlaced or not) to 8-bit RGB as PIL's
-/// convert("RGB") does: 16-bit samples keep their high byte, alpha is dropped, palettes are expanded.
-int vit_decode_png(const uint8_t *data, size_t size, vit_rgb_image *out, char *error, size_t error_size);
+/// convert("RGB") does: 16-bit samples keep their high byte, alpha is dropped, palettes are expanded. Refuses one of
+/// more than `max_pixels` pixels before decoding it.
+int vit_decode_png(const uint8_t *data, size_t size, size_t max_pixels, vit_rgb_image *out, char *error,
+                   size_t error_size);
 
 /// Encodes 8-bit pixels (channels 1 gray, 3 RGB or 4 RGBA) as PNG into a malloc'd buffer (free with free()).
 int vit_encode_png(const uint8_t *pixels, int width, int height, int channels, uint8_t **out, size_t *out_size,

@@ -17,6 +17,7 @@ import ViT
 //   --data        labelled data (an image folder, a .tar.gz of one, CIFAR binaries, IDX files)
 //   --seed        the seed of everything random
 //   --json        machine-readable output on stdout
+//   --max-image-pixels  the most pixels an image file may declare (a decompression-bomb guard, as Pillow's)
 
 /// What a checkpoint may not say about its architecture, and the size to build it at.
 struct ArchitectureOptions: ParsableArguments {
@@ -35,6 +36,19 @@ struct ArchitectureOptions: ParsableArguments {
     }
 
     var loader: CheckpointLoader { CheckpointLoader(preset: arch, heads: heads, imageSize: imageSize) }
+}
+
+/// The decoding limit of every command that reads image files.
+struct ImageLimitOptions: ParsableArguments {
+    @Option(help: "Refuse image files that declare more pixels than this, before decoding them (Pillow's MAX_IMAGE_PIXELS).")
+    var maxImagePixels = DecodingLimit.defaultMaxPixels
+
+    func validate() throws {
+        if maxImagePixels < 1 { throw ValidationError("--max-image-pixels must be at least 1") }
+    }
+
+    /// Sets the process-wide limit; call before reading images.
+    func apply() { DecodingLimit.maxPixels = maxImagePixels }
 }
 
 /// Three numbers R,G,B (a normalisation mean or std).
@@ -100,11 +114,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Compute precision (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32).")
     var precision: Precision?
 
+    @OptionGroup var imageLimit: ImageLimitOptions
+
     func validate() throws {
         if let cropPct, !(cropPct > 0 && cropPct <= 1) { throw ValidationError("--crop-pct must be in (0, 1], got \(cropPct)") }
     }
 
     func classifier() throws -> Classifier {
+        imageLimit.apply()
         let overrides = PreprocessingOverrides(cropPct: cropPct, interpolation: interpolation, mean: mean?.values, std: std?.values)
         // The weights are converted as they are read; the precision is said once the model has loaded (a model that
         // fails to load gets its one error line).

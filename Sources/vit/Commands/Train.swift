@@ -91,6 +91,7 @@ struct Train: ParsableCommand {
             "Compute precision: bf16 runs the matrix products in bfloat16 (mixed precision: float32 weights, gradients and optimiser state, as torch.autocast), fp32 everything in float32."
     )
     var precision: Precision = .fp32
+    @OptionGroup var imageLimit: ImageLimitOptions
 
     func validate() throws {
         if let valSplit, !(valSplit > 0 && valSplit < 1) { throw ValidationError("--val-split must be in (0, 1)") }
@@ -103,6 +104,7 @@ struct Train: ParsableCommand {
     var outputPath: String { output ?? outAlias! }
 
     func run() throws {
+        imageLimit.apply()
         let folder = URL(fileURLWithPath: outputPath)
         let trainer = resume ? try resumedTrainer(folder) : try newTrainer(folder)
         trainer.stepLimit = maxSteps
