@@ -5,7 +5,8 @@
 #include <string.h>
 #include <zlib.h>
 
-int vit_gunzip(const uint8_t *data, size_t size, uint8_t **out, size_t *out_size, char *error, size_t error_size) {
+int vit_gunzip(const uint8_t *data, size_t size, size_t max_size, uint8_t **out, size_t *out_size, char *error,
+               size_t error_size) {
     *out = NULL;
     *out_size = 0;
     z_stream stream;
@@ -14,15 +15,20 @@ int vit_gunzip(const uint8_t *data, size_t size, uint8_t **out, size_t *out_size
         snprintf(error, error_size, "cannot start zlib");
         return 1;
     }
-    size_t capacity = size * 4 + 65536, length = 0;
+    size_t capacity = size < max_size / 4 ? size * 4 + 65536 : max_size + 1, length = 0;
     uint8_t *buffer = malloc(capacity);
+    int too_large = 0;
     stream.next_in = (Bytef *)data;
     stream.avail_in = (uInt)(size > 0xFFFFFFFFu ? 0xFFFFFFFFu : size);
     size_t remaining_in = size - stream.avail_in;
     int status = Z_OK;
     while (buffer) {
+        if (length > max_size) {
+            too_large = 1;
+            break;
+        }
         if (length == capacity) {
-            capacity *= 2;
+            capacity = capacity > max_size / 2 ? max_size + 1 : capacity * 2;
             uint8_t *grown = realloc(buffer, capacity);
             if (!grown) { free(buffer); buffer = NULL; break; }
             buffer = grown;
@@ -50,6 +56,11 @@ int vit_gunzip(const uint8_t *data, size_t size, uint8_t **out, size_t *out_size
     inflateEnd(&stream);
     if (!buffer) {
         snprintf(error, error_size, "out of memory");
+        return 1;
+    }
+    if (too_large) {
+        snprintf(error, error_size, "inflates to more than %zu bytes, the limit (a decompression bomb?)", max_size);
+        free(buffer);
         return 1;
     }
     if (status != Z_STREAM_END) {

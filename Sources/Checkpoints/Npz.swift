@@ -14,12 +14,33 @@ public enum Npz {
             throw CheckpointError(url, "is not a readable zip archive (npz): \(error)")
         }
         var tensors: [String: Tensor] = [:]
-        for entry in archive where entry.type == .file && entry.path.hasSuffix(".npy") {
-            var data = Data()
+        let members = archive.filter { $0.type == .file && $0.path.hasSuffix(".npy") }
+        // A small archive can declare (and deflate to) gigabytes: refuse more than the machine holds before
+        // extracting anything, and stop any member that grows past what it declared.
+        let declared = members.reduce(UInt64(0)) { $0 &+ $1.uncompressedSize }
+        guard declared <= ProcessInfo.processInfo.physicalMemory else {
+            throw CheckpointError(
+                url,
+                "declares \(declared) bytes of arrays, more than this machine's \(ProcessInfo.processInfo.physicalMemory) bytes of memory")
+        }
+        for entry in members {
+            let size = entry.uncompressedSize
+            var data = Data(capacity: Int(size))
             do {
-                _ = try archive.extract(entry, skipCRC32: false) { data.append($0) }
+                _ = try archive.extract(entry, skipCRC32: true) { chunk in
+                    guard UInt64(data.count + chunk.count) <= size else {
+                        throw CheckpointError(url, "member \(entry.path) inflates past its declared \(size) bytes")
+                    }
+                    data.append(chunk)
+                }
+            } catch let error as CheckpointError {
+                throw error
             } catch {
                 throw CheckpointError(url, "member \(entry.path) could not be extracted: \(error)")
+            }
+            // ZIPFoundation checks no CRC of stored (uncompressed) members, which is how numpy saves them.
+            guard UInt64(data.count) == size, data.crc32(checksum: 0) == entry.checksum else {
+                throw CheckpointError(url, "member \(entry.path) is corrupt (its CRC-32 or size does not match the zip directory)")
             }
             let name = String(entry.path.dropLast(4))
             tensors[name] = try Npy.parse(data, name: "\(url.path)/\(entry.path)")
@@ -32,45 +53,45 @@ public enum Npz {
 /// One `.npy` array: magic, version, a Python-literal header {descr, fortran_order, shape}, raw data.
 public enum Npy {
     public static func parse(_ data: Data, name: String) throws -> Tensor {
-        let bytes = [UInt8](data)
         func fail(_ why: String) -> CheckpointError { CheckpointError(URL(fileURLWithPath: name), why) }
-        guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
-            throw fail("is not a .npy array")
-        }
-        let major = bytes[6]
-        let headerLength: Int, headerStart: Int
-        if major == 1 {
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
-            headerStart = 10
-        } else {
-            guard bytes.count >= 12 else { throw fail("truncated .npy header") }
-            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
-            headerStart = 12
-        }
-        guard headerStart + headerLength <= bytes.count,
-            let header = String(bytes: bytes[headerStart..<(headerStart + headerLength)], encoding: .ascii)
-        else {
-            throw fail("truncated .npy header")
-        }
-        guard let descr = field(header, "descr"), let shapeText = field(header, "shape") else {
-            throw fail("unreadable .npy header: \(header)")
-        }
-        let fortran = field(header, "fortran_order") == "True"
-        let shape = shapeText.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let count = shape.reduce(1, *)
-        let width: Int
-        switch descr {
-        case "<f4", "<f8", "<f2", "<i8", "<i4", "|u1", "|b1": width = Int(descr.dropFirst(2))!
-        default: throw fail("unsupported .npy dtype \(descr)")
-        }
-        let start = headerStart + headerLength
-        guard bytes.count - start >= count * width else {
-            throw fail("holds \(bytes.count - start) data bytes, shape \(shape) of \(descr) needs \(count * width): truncated")
-        }
-        let tensor = Tensor(uninitializedShape: fortran ? shape.reversed() : shape)
-        let dst = tensor.pointer
-        bytes.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + start
+        return try data.withUnsafeBytes { raw -> Tensor in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
+                throw fail("is not a .npy array")
+            }
+            let major = bytes[6]
+            let headerLength: Int, headerStart: Int
+            if major == 1 {
+                headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+                headerStart = 10
+            } else {
+                guard bytes.count >= 12 else { throw fail("truncated .npy header") }
+                headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+                headerStart = 12
+            }
+            guard headerLength <= bytes.count - headerStart,
+                let header = String(bytes: bytes[headerStart..<(headerStart + headerLength)], encoding: .ascii)
+            else {
+                throw fail("truncated .npy header")
+            }
+            guard let descr = field(header, "descr"), let shapeText = field(header, "shape") else {
+                throw fail("unreadable .npy header: \(header.prefix(200))")
+            }
+            let fortran = field(header, "fortran_order") == "True"
+            let shape = try dimensions(shapeText, fail)
+            let width: Int
+            switch descr {
+            case "<f4", "<f8", "<f2", "<i8", "<i4", "|u1", "|b1": width = Int(descr.dropFirst(2))!
+            default: throw fail("unsupported .npy dtype \(descr)")
+            }
+            let start = headerStart + headerLength
+            let count = shape.reduce(1, *)  // bounded by `dimensions`
+            guard count <= (bytes.count - start) / width else {
+                throw fail("holds \(bytes.count - start) data bytes, fewer than shape \(shape) of \(descr) needs: truncated")
+            }
+            let tensor = Tensor(uninitializedShape: fortran ? shape.reversed() : shape)
+            let dst = tensor.pointer
+            let src = UnsafeRawPointer(bytes.baseAddress!) + start
             for i in 0..<count {
                 switch descr {
                 case "<f4": dst[i] = src.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
@@ -81,9 +102,25 @@ public enum Npy {
                 default: dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self))
                 }
             }
+            // Fortran order is column-major: the data read as the reversed shape, then axes reversed back.
+            return fortran ? tensor.permute(Array((0..<shape.count).reversed())) : tensor
         }
-        // Fortran order is column-major: the data read as the reversed shape, then axes reversed back.
-        return fortran ? tensor.permute(Array((0..<shape.count).reversed())) : tensor
+    }
+
+    /// The dimensions of a shape tuple's inside ("", "17", "1, 17", "2, 3,"; Python 2's "1L" too), each a
+    /// non-negative integer, with a product that fits in memory's range. Anything else is an error.
+    static func dimensions(_ text: String, _ fail: (String) -> CheckpointError) throws -> [Int] {
+        var parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.last == "" { parts.removeLast() }  // "(17,)"
+        let shape = try parts.map { part in
+            let digits = part.hasSuffix("L") ? String(part.dropLast()) : part
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let value = Int(digits) else {
+                throw fail("shape (\(text)) has a dimension \"\(part)\" that is not a non-negative integer")
+            }
+            return value
+        }
+        guard Shape.checkedCount(shape) != nil else { throw fail("shape (\(text)) has more elements than any array can") }
+        return shape
     }
 
     /// The text of `'key': value` in the header dict (a quoted string, a tuple's inside, or a bare word).

@@ -37,6 +37,9 @@ public final class SafetensorsFile {
         var lengthBytes = UInt64(0)
         try Self.read(descriptor, into: &lengthBytes, count: 8, at: 0, url: url)
         let headerLength = UInt64(littleEndian: lengthBytes)
+        guard headerLength <= Self.maxHeaderBytes else {
+            throw CheckpointError(url, "header claims \(headerLength) bytes, more than the format's limit of \(Self.maxHeaderBytes)")
+        }
         guard headerLength <= UInt64(fileSize - 8) else {
             throw CheckpointError(
                 url, "header claims \(headerLength) bytes but the file has \(fileSize - 8) after the length: truncated or not safetensors")
@@ -64,6 +67,9 @@ public final class SafetensorsFile {
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
                 let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
             else { throw CheckpointError(url, "header entry \(name) is malformed") }
+            guard let elements = Shape.checkedCount(shape) else {
+                throw CheckpointError(url, "tensor \(name) has shape \(shape): a dimension is negative or the product overflows")
+            }
             guard let width = SafetensorsFile.byteWidth[dtype] else {
                 throw CheckpointError(url, "tensor \(name) has unsupported dtype \(dtype)")
             }
@@ -71,7 +77,7 @@ public final class SafetensorsFile {
                 throw CheckpointError(
                     url, "tensor \(name) lies at bytes \(offsets[0])..<\(offsets[1]) but the data section has \(available): truncated file")
             }
-            guard offsets[1] - offsets[0] == shape.reduce(1, *) * width else {
+            guard elements <= available / width, offsets[1] - offsets[0] == elements * width else {
                 throw CheckpointError(url, "tensor \(name) has \(offsets[1] - offsets[0]) bytes for shape \(shape) of \(dtype)")
             }
             entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
@@ -97,6 +103,10 @@ public final class SafetensorsFile {
             done += n
         }
     }
+
+    /// The format's own cap on the header (safetensors refuses larger ones): a small file must not make the reader
+    /// parse gigabytes of JSON.
+    public static let maxHeaderBytes: UInt64 = 100_000_000
 
     static let byteWidth = ["F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
 

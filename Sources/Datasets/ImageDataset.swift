@@ -290,8 +290,11 @@ extension ImageDataset {
             guard bytes.count >= 4 + 4 * rank else { throw FileError(url, "truncated IDX header") }
             let dims = (0..<rank).map { d in (0..<4).reduce(0) { $0 << 8 | Int(bytes[4 + 4 * d + $1]) } }
             let start = 4 + 4 * rank
-            guard bytes.count - start == dims.reduce(1, *) else {
-                throw FileError(url, "holds \(bytes.count - start) data bytes, dims \(dims) need \(dims.reduce(1, *)): truncated?")
+            guard let count = Shape.checkedCount(dims), bytes.count - start == count else {
+                throw FileError(
+                    url,
+                    "holds \(bytes.count - start) data bytes, not the \(dims.map(String.init).joined(separator: "x")) its header declares: truncated?"
+                )
             }
             return (dims, Array(bytes[start...]))
         }
@@ -299,6 +302,10 @@ extension ImageDataset {
         let (labelDims, labelBytes) = try read(labelsURL)
         guard imageDims.count == 3, labelDims == [imageDims[0]] else {
             throw FileError(imagesURL, "has dims \(imageDims) but its labels \(labelsURL.lastPathComponent) have \(labelDims)")
+        }
+        guard imageDims.allSatisfy({ $0 > 0 }) else { throw FileError(imagesURL, "declares \(imageDims) images: none, or of no pixels") }
+        if let bad = labelBytes.firstIndex(where: { Int($0) >= classNames.count }) {
+            throw FileError(labelsURL, "label \(bad) is \(labelBytes[bad]), beyond the \(classNames.count) classes")
         }
         var pixels = [UInt8](repeating: 0, count: gray.count * 3)
         for (i, v) in gray.enumerated() { pixels[3 * i] = v; pixels[3 * i + 1] = v; pixels[3 * i + 2] = v }

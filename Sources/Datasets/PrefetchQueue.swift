@@ -11,14 +11,18 @@ public final class PrefetchQueue<Element>: @unchecked Sendable {
     private var ready: [Element] = []
     private var finished = false
     private var cancelled = false
+    /// True once the producer thread has returned (at once without one).
+    private var producerExited: Bool
 
     /// With `background` false nothing runs ahead: `next()` calls `produce` on the caller's thread.
     public init(name: String, depth: Int = 2, background: Bool = true, produce: @escaping () -> Element?) {
         self.produce = produce
         self.background = background
         self.depth = max(depth, 1)
+        producerExited = !background
         guard background else { return }
         let thread = Thread { [self] in
+            defer { changeState { producerExited = true } }
             while !isCancelled, let element = self.produce() {
                 guard put(element) else { return }
             }
@@ -44,6 +48,15 @@ public final class PrefetchQueue<Element>: @unchecked Sendable {
 
     /// Stops the producer after the element in progress (when the consumer leaves early).
     public func cancel() { changeState { cancelled = true } }
+
+    /// Cancels and waits until the producer thread has returned, so that nothing runs behind the caller's back (a
+    /// process that exits with the producer still working can free what it is using). Never call it from `produce`.
+    public func cancelAndWait() {
+        cancel()
+        condition.lock()
+        while !producerExited { condition.wait() }
+        condition.unlock()
+    }
 
     private var isCancelled: Bool {
         condition.lock()

@@ -91,6 +91,9 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
     /// Stops the background thread (when a consumer leaves before the last batch).
     public func cancel() { queue.cancel() }
 
+    /// Cancels and waits for the background thread to return (before a process exits).
+    public func stop() { queue.cancelAndWait() }
+
     public func next() -> TrainingBatch? { queue.next() }
 
     private func produceNext() -> TrainingBatch? {

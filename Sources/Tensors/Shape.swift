@@ -13,6 +13,18 @@ public enum Shape {
 
     public static func count(_ shape: [Int]) -> Int { shape.reduce(1, *) }
 
+    /// The element count of a shape read from a file: nil when a dimension is negative or the product overflows.
+    public static func checkedCount(_ shape: [Int]) -> Int? {
+        var count = 1
+        for size in shape {
+            guard size >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: size)
+            if overflow { return nil }
+            count = product
+        }
+        return count
+    }
+
     /// NumPy broadcasting: align from the right; each pair of sizes must be equal or one of them 1.
     public static func broadcast(_ a: [Int], _ b: [Int]) -> [Int] {
         let rank = max(a.count, b.count)

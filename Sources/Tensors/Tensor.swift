@@ -123,6 +123,10 @@ public final class Tensor {
         }
     }
 
+    /// False when an element is NaN or infinite, or so large (> 1.8e19) that its square overflows float32: no usable
+    /// weight is (checked before weights are saved and after they are loaded). Through the backend's sum of squares.
+    public var isAllFinite: Bool { device.backend.sumOfSquares(self).isFinite }
+
     /// The value of a one-element tensor.
     public func item() -> Float {
         precondition(count == 1, "item() needs a one-element tensor, shape is \(shape)")

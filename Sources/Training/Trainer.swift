@@ -106,6 +106,7 @@ public final class Trainer {
         }
         state = TrainingState()
         random = RandomStream(SeededGenerator(seed: options.seed ^ 0x5EED_D809))
+        AtomicFile.removeStaleTemporaries(in: folder)
     }
 
     /// Continues the run saved in `folder`: the same recipe (its epoch count may be raised with `epochs`), weights,
@@ -196,8 +197,9 @@ public final class Trainer {
             throw TrainingError.badCheckpoint(url, "no such file: no training checkpoint (nothing to resume) in \(folder.path)")
         }
         let file = try SafetensorsFile(contentsOf: url)
-        guard let text = file.metadata["swiftvit_training"],
-            let saved = try? JSONDecoder().decode(SavedRun.self, from: Data(text.utf8))
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = SavedRun.nonFiniteNumbers.decoding
+        guard let text = file.metadata["swiftvit_training"], let saved = try? decoder.decode(SavedRun.self, from: Data(text.utf8))
         else {
             throw TrainingError.badCheckpoint(url, "has no SwiftViT training state: not written by vit train?")
         }
@@ -211,6 +213,14 @@ public final class Trainer {
 
     /// What `checkpoint.safetensors` holds besides tensors.
     public struct SavedRun: Codable {
+        /// A validation loss can overflow even when every weight is finite; JSON has no NaN or infinity, so they are
+        /// written as strings rather than making the run unsavable.
+        static let nonFiniteNumbers = (
+            encoding: JSONEncoder.NonConformingFloatEncodingStrategy.convertToString(
+                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan"),
+            decoding: JSONDecoder.NonConformingFloatDecodingStrategy.convertFromString(
+                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        )
         public var options: TrainingOptions
         public var state: TrainingState
         public var config: ViTConfig
@@ -246,7 +256,7 @@ public final class Trainer {
             loaderOptions.mixing = options.mixing
             loaderOptions.seed = options.seed
             let loader = TrainingLoader(trainSet, options: loaderOptions, epoch: state.epoch, startBatch: state.batch)
-            defer { loader.cancel() }
+            defer { loader.stop() }
             while let batch = loader.next() {
                 let started = Date()
                 try step(batch)
@@ -346,8 +356,19 @@ public final class Trainer {
         try saveCheckpoint()
     }
 
+    /// Refuses to save weights that are not all finite (a diverged step): the files on disk stay the last good ones.
+    private func checkFinite() throws {
+        var bad = model.namedParameters().filter { !$0.1.isAllFinite }.map { $0.0 }
+        bad += (averageModel?.namedParameters() ?? []).filter { !$0.1.isAllFinite }.map { "ema.\($0.0)" }
+        guard bad.isEmpty else {
+            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
+            throw TrainingError.nonFiniteWeights(names: bad, epoch: state.epoch, checkpoint: kept)
+        }
+    }
+
     /// The native folder: model (EMA if on) with its config, metrics and curves.
     private func saveModel() throws {
+        try checkFinite()
         var config = model.config
         config.labels = trainSet.classNames
         try NativeFormat.save(evaluatedModel.stateDict(), config: config, to: folder)
@@ -362,6 +383,7 @@ public final class Trainer {
 
     /// Everything needed to continue, in one file written atomically.
     public func saveCheckpoint() throws {
+        try checkFinite()
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         var tensors: [String: Tensor] = [:]
         for (name, tensor) in model.stateDict() { tensors["model.\(name)"] = tensor }
@@ -374,6 +396,7 @@ public final class Trainer {
             validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.sources))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = SavedRun.nonFiniteNumbers.encoding
         let text = String(decoding: try encoder.encode(run), as: UTF8.self)
         try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT", "swiftvit_training": text], to: checkpointURL)
         onEvent(.saved(checkpointURL))

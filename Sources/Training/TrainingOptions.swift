@@ -91,6 +91,7 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public func json() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = Trainer.SavedRun.nonFiniteNumbers.encoding
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 }
@@ -139,6 +140,7 @@ public enum TrainingError: Error, CustomStringConvertible {
     case badOptions(String)
     case nonFiniteLoss(value: Float, epoch: Int, batch: Int, checkpoint: URL?)
     case badCheckpoint(URL, String)
+    case nonFiniteWeights(names: [String], epoch: Int, checkpoint: URL?)
 
     public var description: String {
         switch self {
@@ -150,6 +152,13 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "the loss became \(value) at epoch \(epoch + 1), batch \(batch + 1); training stopped. \(kept). "
                 + "Try a lower --lr, a longer --warmup or --clip-grad."
         case let .badCheckpoint(url, why): return "\(url.path): \(why)"
+        case let .nonFiniteWeights(names, epoch, checkpoint):
+            let kept =
+                checkpoint.map { "nothing was saved: the last good checkpoint is kept at \($0.path) (resume with --resume)" }
+                ?? "nothing was saved (no checkpoint had been written yet)"
+            let shown = names.prefix(3).joined(separator: ", ") + (names.count > 3 ? " and \(names.count - 3) more" : "")
+            return "the weights became NaN or infinite in epoch \(epoch + 1) (\(shown)); training stopped and \(kept). "
+                + "Try a lower --lr, a longer --warmup or --clip-grad."
         }
     }
 }

@@ -40,8 +40,22 @@ struct LayoutError: Error, CustomStringConvertible {
 }
 
 /// Joins separate query, key and value projections ([D, D] each, or [D]) into timm's fused qkv ([3D, D], [3D]).
-func fuseQKV(_ q: Tensor, _ k: Tensor, _ v: Tensor) -> Tensor {
-    Autograd.withNoGrad { Tensor.concat([q, k, v], axis: 0) }
+func fuseQKV(_ q: Tensor, _ k: Tensor, _ v: Tensor, name: String) throws -> Tensor {
+    guard q.shape == k.shape, k.shape == v.shape, (1...2).contains(q.rank) else {
+        throw LayoutError(
+            description: "\(name): query, key and value have shapes \(q.shape), \(k.shape), \(v.shape), not one [D, D] or [D]")
+    }
+    return Autograd.withNoGrad { Tensor.concat([q, k, v], axis: 0) }
+}
+
+/// `tensor` when it has one of `ranks` axes and none is empty: a checkpoint's shapes are data, checked before any
+/// reshape or permutation indexes them.
+func checked(_ tensor: Tensor, _ name: String, rank ranks: Int...) throws -> Tensor {
+    guard ranks.contains(tensor.rank), !tensor.shape.contains(0) else {
+        throw LayoutError(
+            description: "\(name) has shape \(tensor.shape), expected \(ranks.map { "\($0)" }.joined(separator: " or ")) non-empty axes")
+    }
+    return tensor
 }
 
 enum HuggingFaceLayout {
@@ -100,7 +114,7 @@ enum HuggingFaceLayout {
             guard let q = parts["query"], let k = parts["key"], let v = parts["value"] else {
                 throw LayoutError(description: "\(name): Hugging Face attention needs query, key and value, found \(parts.keys.sorted())")
             }
-            out[name] = fuseQKV(q, k, v)
+            out[name] = try fuseQKV(q, k, v, name: name)
         }
         return out
     }
@@ -113,7 +127,11 @@ enum JaxLayout {
         // Per block, the LayerNorm / attention / MLP module names in order (their numbers differ between
         // vision_transformer (LayerNorm_0, MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3) and big_vision).
         var norms: [Int: Set<String>] = [:]
-        func linearWeight(_ kernel: Tensor) -> Tensor { Autograd.withNoGrad { kernel.transpose(0, 1) } }  // [in, out] -> [out, in]
+        // [in, out] -> [out, in]
+        func linearWeight(_ kernel: Tensor, _ name: String) throws -> Tensor {
+            let kernel = try checked(kernel, name, rank: 2)
+            return Autograd.withNoGrad { kernel.transpose(0, 1) }
+        }
 
         for (original, tensor) in tensors {
             var name = original.hasPrefix("params/") ? String(original.dropFirst("params/".count)) : original
@@ -121,16 +139,17 @@ enum JaxLayout {
             let path = name.split(separator: "/").map(String.init)
             switch path {
             case ["embedding", "kernel"]:  // [P, P, C, D] -> [D, C, P, P]
-                out["patch_embed.proj.weight"] = Autograd.withNoGrad { tensor.permute([3, 2, 0, 1]) }
+                let kernel = try checked(tensor, original, rank: 4)
+                out["patch_embed.proj.weight"] = Autograd.withNoGrad { kernel.permute([3, 2, 0, 1]) }
             case ["embedding", "bias"]: out["patch_embed.proj.bias"] = tensor
             case ["cls"]: out["cls_token"] = tensor
             case ["dist"]: out["dist_token"] = tensor
             case ["posembed_input", "pos_embedding"], ["pos_embedding"]: out["pos_embed"] = tensor
             case ["encoder_norm", "scale"]: out["norm.weight"] = tensor
             case ["encoder_norm", "bias"]: out["norm.bias"] = tensor
-            case ["head", "kernel"]: out["head.weight"] = linearWeight(tensor)
+            case ["head", "kernel"]: out["head.weight"] = try linearWeight(tensor, original)
             case ["head", "bias"]: out["head.bias"] = tensor
-            case ["pre_logits", "kernel"]: out["pre_logits.fc.weight"] = linearWeight(tensor)
+            case ["pre_logits", "kernel"]: out["pre_logits.fc.weight"] = try linearWeight(tensor, original)
             case ["pre_logits", "bias"]: out["pre_logits.fc.bias"] = tensor
             default:
                 guard path.count >= 3, path[0].hasPrefix("encoderblock_"), let index = Int(path[0].dropFirst("encoderblock_".count)) else {
@@ -144,23 +163,26 @@ enum JaxLayout {
                     out["\(block)\(module).\(leaf == "scale" ? "weight" : leaf)"] = tensor  // renamed below
                 } else if module.hasPrefix("MultiHeadDotProductAttention_"), path.count == 4 {
                     let projection = path[2]
-                    let d = tensor.shape.first ?? 0
                     if projection == "out" {
                         if leaf == "kernel" {  // [heads, hd, D] -> [D, D] -> [out, in]
-                            out[block + "attn.proj.weight"] = linearWeight(
-                                tensor.reshape([tensor.count / tensor.shape.last!, tensor.shape.last!]))
+                            let kernel = try checked(tensor, original, rank: 3, 2)
+                            out[block + "attn.proj.weight"] = try linearWeight(
+                                kernel.reshape([kernel.count / kernel.shape.last!, kernel.shape.last!]), original)
                         } else {
                             out[block + "attn.proj.bias"] = tensor
                         }
                     } else if leaf == "kernel" {  // [D, heads, hd] -> [D, D] -> [out, in]
-                        qkv[index, default: [:]][projection, default: (nil, nil)].kernel = linearWeight(
-                            tensor.reshape([d, tensor.count / d]))
+                        let kernel = try checked(tensor, original, rank: 3, 2)
+                        let d = kernel.shape[0]
+                        qkv[index, default: [:]][projection, default: (nil, nil)].kernel = try linearWeight(
+                            kernel.reshape([d, kernel.count / d]), original)
                     } else {  // [heads, hd] -> [D]
                         qkv[index, default: [:]][projection, default: (nil, nil)].bias = tensor.reshape([tensor.count])
                     }
                 } else if module.hasPrefix("MlpBlock_"), path.count == 4 {
                     let fc = path[2] == "Dense_0" ? "fc1" : "fc2"
-                    out["\(block)mlp.\(fc).\(leaf == "kernel" ? "weight" : "bias")"] = leaf == "kernel" ? linearWeight(tensor) : tensor
+                    out["\(block)mlp.\(fc).\(leaf == "kernel" ? "weight" : "bias")"] =
+                        leaf == "kernel" ? try linearWeight(tensor, original) : tensor
                 } else {
                     out[original] = tensor
                 }
@@ -181,8 +203,10 @@ enum JaxLayout {
             else {
                 throw LayoutError(description: "encoderblock_\(index): attention needs query, key and value kernels")
             }
-            out["blocks.\(index).attn.qkv.weight"] = fuseQKV(qk, kk, vk)
-            if let qb = q.bias, let kb = k.bias, let vb = v.bias { out["blocks.\(index).attn.qkv.bias"] = fuseQKV(qb, kb, vb) }
+            out["blocks.\(index).attn.qkv.weight"] = try fuseQKV(qk, kk, vk, name: "encoderblock_\(index) attention kernels")
+            if let qb = q.bias, let kb = k.bias, let vb = v.bias {
+                out["blocks.\(index).attn.qkv.bias"] = try fuseQKV(qb, kb, vb, name: "encoderblock_\(index) attention biases")
+            }
         }
         return out
     }

@@ -124,6 +124,14 @@ public struct CheckpointLoader {
     public func read(_ path: URL) throws -> (config: ViTConfig, tensors: [String: Tensor], weights: URL) {
         let (weightsURL, configURL) = try Self.locate(path)
         var (tensors, layout) = try Self.readWeights(weightsURL, matrices: weightDType)
+        // A NaN or infinite weight makes every prediction NaN, silently: refuse the file instead.
+        let nonFinite = tensors.filter { !$0.value.isAllFinite }.keys.sorted()
+        if !nonFinite.isEmpty {
+            throw CheckpointError(
+                weightsURL,
+                "\(nonFinite.count) tensors hold NaN or infinite values (\(nonFinite.prefix(3).joined(separator: ", "))\(nonFinite.count > 3 ? ", ..." : "")): a diverged or damaged checkpoint"
+            )
+        }
         var (config, stated) = try baseConfig(configURL)
         if let heads {
             if let configURL, stated.contains("heads"), config.heads != heads {
@@ -186,6 +194,18 @@ public struct CheckpointLoader {
         guard let patch = tensors["patch_embed.proj.weight"], patch.rank == 4 else {
             throw ConfigError("no patch embedding (patch_embed.proj.weight [D, C, P, P]) among the weights")
         }
+        guard patch.shape.allSatisfy({ $0 > 0 }), patch.shape[2] == patch.shape[3] else {
+            throw ConfigError("patch_embed.proj.weight has shape \(patch.shape), not [D, C, P, P] with square, non-empty patches")
+        }
+        // Every other tensor whose shape is read here: its rank first (a value is indexed below).
+        for (name, rank) in [
+            ("pos_embed", 3), ("blocks.0.mlp.fc1.weight", 2), ("head.weight", 2), ("pre_logits.fc.weight", 2),
+            ("cls_token", 3), ("dist_token", 3)
+        ] {
+            if let t = tensors[name], t.rank != rank || t.shape.contains(0) && name != "head.weight" {
+                throw ConfigError("\(name) has shape \(t.shape), expected \(rank) non-empty axes")
+            }
+        }
         settle("width", \.width, patch.shape[0])
         // No weight's shape records the number of heads. timm's standard ViTs all use 64-wide heads; for another
         // width the count is a guess that would change every logit, so it must be stated.
@@ -222,16 +242,21 @@ public struct CheckpointLoader {
         if !config.classToken && !stated.contains("pooling") { config.pooling = .avg }
         if let pos = tensors["pos_embed"] {
             let positions = pos.shape[1] - (config.noEmbedClass ? 0 : config.prefixTokens)
-            let side = Int(Double(positions).squareRoot().rounded())
-            if side * side != positions {
+            let side = positions > 0 ? Int(Double(positions).squareRoot().rounded()) : 0
+            if side == 0 || side * side != positions || pos.shape[0] != 1 || pos.shape[2] != patch.shape[0] {
                 problems.append(
-                    "pos_embed has \(pos.shape[1]) positions, not \(config.noEmbedClass ? "" : "\(config.prefixTokens) + ")a square grid")
+                    "pos_embed has shape \(pos.shape): not [1, \(config.noEmbedClass ? "" : "\(config.prefixTokens) + ")a square grid, \(patch.shape[0])]"
+                )
             } else {
-                settle("imageSize", \.imageSize, side * config.patchSize)
+                settle("imageSize", \.imageSize, side * patch.shape[2])  // the weights' patch size: the config's may be anything
             }
             config.positionEmbedding = .learned
+        } else if !stated.contains("positionEmbedding") {
+            // Every published ViT layout this reads carries position embeddings; a file without them is damaged,
+            // and a model built without would classify by bag of patches, silently.
+            problems.append("no pos_embed among the weights (a ViT's position embeddings)")
         } else if config.positionEmbedding == .learned {
-            config.positionEmbedding = .none
+            problems.append("the configuration says learned position embeddings, but the weights have no pos_embed")
         }
         if !stated.contains("imageSize") && !stated.contains("preset") {
             config.data.inputSize = [config.channels, config.imageSize, config.imageSize]

@@ -25,7 +25,7 @@ public enum ConfigFiles {
                 config,
                 [
                     "preset", "imageSize", "patchSize", "width", "depth", "heads", "mlpRatio", "classToken",
-                    "pooling", "numClasses", "distillationToken"
+                    "pooling", "numClasses", "distillationToken", "positionEmbedding"
                 ]
             )
         }
@@ -58,7 +58,10 @@ public enum ConfigFiles {
         if let v = args["fc_norm"] as? Bool { config.fcNorm = v }
         if let v = int("representation_size") { config.representationSize = v }
         if let v = float("drop_path_rate") { config.dropPath = v }
-        if let v = args["pos_embed"] as? String { config.positionEmbedding = v == "none" ? .none : .learned }
+        if let v = args["pos_embed"] as? String {
+            config.positionEmbedding = v == "none" ? .none : .learned
+            fields.insert("positionEmbedding")
+        }
         if let pool = (args["global_pool"] ?? json["global_pool"]) as? String {
             guard let pooling = ViTConfig.Pooling(rawValue: pool) else {
                 throw ConfigError("\(url.path): global_pool '\(pool)' is not supported (token or avg)")

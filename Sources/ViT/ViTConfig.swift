@@ -66,12 +66,40 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     /// Whether the final LayerNorm runs after pooling (timm `fc_norm`) rather than on all tokens (`norm`).
     public var usesFCNorm: Bool { fcNorm ?? (pooling == .avg) }
 
-    /// Checks the numbers fit together; the message says what does not.
+    /// Checks the numbers fit together and lie in their ranges (they come from files and command lines: no value may
+    /// reach an allocation, a division or an index unchecked); the message names every field that does not.
     public func validate() throws {
         var problems: [String] = []
-        if patchSize <= 0 || imageSize % patchSize != 0 {
+        func within<T: Comparable>(_ name: String, _ value: T, _ range: ClosedRange<T>) {
+            if !range.contains(value) { problems.append("\(name) \(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+        }
+        within("image size", imageSize, 1...16384)
+        within("patch size", patchSize, 1...16384)
+        within("channels", channels, 1...64)
+        within("width", width, 1...65536)
+        within("depth", depth, 0...1024)
+        within("heads", heads, 1...4096)
+        within("class count", numClasses, 0...10_000_000)
+        if !(mlpRatio > 0 && mlpRatio <= 64) { problems.append("mlp ratio \(mlpRatio) is outside (0, 64]") }
+        if let representationSize { within("representation size", representationSize, 1...65536) }
+        if !(layerNormEps > 0 && layerNormEps < 1) { problems.append("layer-norm eps \(layerNormEps) is outside (0, 1)") }
+        for (name, rate) in [("dropout", dropout), ("attention dropout", attentionDropout), ("drop path", dropPath)] {
+            if !(rate >= 0 && rate < 1) { problems.append("\(name) rate \(rate) is outside [0, 1)") }
+        }
+        if !(data.cropPct > 0 && data.cropPct <= 1) { problems.append("crop_pct \(data.cropPct) is outside (0, 1]") }
+        // The resize before the crop (size / crop_pct) stays a size a resampler can index.
+        if data.cropPct > 0, Float(imageSize) / data.cropPct > Float(1 << 20) {
+            problems.append("crop_pct \(data.cropPct) resizes to \(Float(imageSize) / data.cropPct) px before the crop")
+        }
+        if data.mean.count != 3 || !data.mean.allSatisfy(\.isFinite) { problems.append("mean \(data.mean) is not three finite numbers") }
+        if data.std.count != 3 || !data.std.allSatisfy({ $0.isFinite && $0 > 0 }) {
+            problems.append("std \(data.std) is not three positive numbers")
+        }
+        if !problems.isEmpty { throw ConfigError(problems.joined(separator: "; ")) }
+        if imageSize % patchSize != 0 {
             problems.append("image size \(imageSize) is not a multiple of patch size \(patchSize)")
         }
+        if imageSize % patchSize == 0 { within("patches per image", patchCount, 1...65536) }
         if heads <= 0 || width % heads != 0 { problems.append("width \(width) is not divisible by \(heads) heads") }
         if depth < 0 { problems.append("depth \(depth) is negative") }
         if pooling == .token && !classToken { problems.append("token pooling needs a class token") }

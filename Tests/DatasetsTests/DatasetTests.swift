@@ -106,6 +106,53 @@ import Testing
         }
     }
 
+    /// Damaged IDX files and archives are errors naming the file, never traps (dimensions that overflow, labels past
+    /// the classes, empty images, a negative tar size) and never unbounded memory (a gzip bomb stops at its limit).
+    @Test func hostileIDXFilesAndArchivesAreErrors() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        func write(_ name: String, _ bytes: [UInt8]) throws -> URL {
+            let url = root.appendingPathComponent(name)
+            try Data(bytes).write(to: url)
+            return url
+        }
+        let labels = try write("labels", [0, 0, 8, 1, 0, 0, 0, 2, 1, 0])
+        let cases: [(URL, URL, String)] = [
+            (try write("huge", [0, 0, 8, 3] + [UInt8](repeating: 0xFF, count: 12) + [1, 2, 3]), labels, "not the 4294967295x"),
+            (try write("empty", [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3]), labels, "none, or of no pixels"),
+            (
+                try write("images", [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 7, 7]),
+                try write("labels-bad", [0, 0, 8, 1, 0, 0, 0, 2, 1, 200]), "label 1 is 200, beyond the 2 classes"
+            )
+        ]
+        for (images, labels, reason) in cases {
+            #expect {
+                try ImageDataset.idx(images: images, labels: labels, classNames: ["a", "b"])
+            } throws: { "\($0)".contains(root.path) && "\($0)".contains(reason) }
+        }
+        // A tar header whose size field says -1.
+        var header = [UInt8](repeating: 0, count: 512)
+        header.replaceSubrange(0..<5, with: Array("a.png".utf8))
+        header.replaceSubrange(124..<136, with: Array("-0000000001 ".utf8))
+        let tar = root.appendingPathComponent("bad.tar")
+        #expect { try Tar.files(Data(header + [UInt8](repeating: 0, count: 1024)), source: tar) } throws: {
+            "\($0)".contains("bad.tar") && "\($0)".contains("unreadable size")
+        }
+        // 10 MB of zeros gzip to about 10 KB; with a 1 MB limit inflating stops there.
+        let zeros = root.appendingPathComponent("zeros")
+        try Data(count: 10_000_000).write(to: zeros)
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gzip.arguments = [zeros.path]
+        try gzip.run()
+        gzip.waitUntilExit()
+        let packed = try Data(contentsOf: root.appendingPathComponent("zeros.gz"))
+        #expect(try Gzip.decompress(packed, source: zeros).count == 10_000_000)
+        #expect { try Gzip.decompress(packed, source: zeros, limit: 1_000_000) } throws: {
+            "\($0)".contains("zeros") && "\($0)".contains("more than 1000000 bytes")
+        }
+    }
+
     @Test func stratifiedSplitKeepsClassProportionsAndIsSeeded() {
         let labels = (0..<100).map { $0 < 60 ? 0 : 1 }
         let dataset = ImageDataset(

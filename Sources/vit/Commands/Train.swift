@@ -18,8 +18,9 @@ struct Train: ParsableCommand {
             test part when there is one, else none: never the training images. After every epoch OUTPUT holds the \
             model (model.safetensors + config.json, readable by vit predict, vit eval and timm), \
             checkpoint.safetensors (to --resume from), metrics.jsonl and curves.png; each epoch's metrics are also \
-            printed as a JSON line. Ctrl-C saves a checkpoint and exits; run again with --resume to continue exactly \
-            (on the same validation images). Before anything is allocated, one step's memory is estimated and a run \
+            printed as a JSON line. Ctrl-C or SIGTERM saves a checkpoint and exits (130 / 143; a second one quits \
+            without saving, never mid-write); run again with --resume to continue exactly (on the same validation \
+            images). Before anything is allocated, one step's memory is estimated and a run \
             that cannot fit is refused.
             """
     )
@@ -105,6 +106,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         imageLimit.apply()
+        let interrupt = Interrupt()
         let folder = URL(fileURLWithPath: outputPath)
         let trainer = resume ? try resumedTrainer(folder) : try newTrainer(folder)
         trainer.stepLimit = maxSteps
@@ -113,8 +115,8 @@ struct Train: ParsableCommand {
                 "precision: bf16 matrix products, float32 weights, gradients and optimiser state"
                     + (OneDNN.hasNativeBFloat16 ? "" : " (this CPU has no AVX512-BF16 or AMX: bf16 is emulated and slower than fp32)"))
         }
-        let interrupt = Interrupt()
         trainer.shouldStop = { interrupt.requested }
+        interrupt.trainingStarted()
         let batchSize = trainer.options.batchSize, totalEpochs = trainer.options.epochs
         var bar: ProgressBar?
         var lastLog = Date()
@@ -158,7 +160,7 @@ struct Train: ParsableCommand {
             printError(
                 "\nstopped at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch) of \(trainer.stepsPerEpoch); model and checkpoint saved: continue with --resume"
             )
-            if interrupt.requested { throw ExitCode(130) }
+            if interrupt.requested { throw ExitCode(interrupt.exitStatus) }
         }
     }
 
@@ -350,27 +352,50 @@ struct RandAugmentSetting: ExpressibleByArgument {
     static var defaultValueDescription: String { "N,M" }
 }
 
-/// Ctrl-C: the first asks the trainer to save and stop after the current step; a second one exits at once.
+/// Ctrl-C (SIGINT) and SIGTERM. While the data loads nothing has been written, and the first signal ends the process
+/// at once. Once training runs, the first asks the trainer to save and stop after the current step (the command then
+/// exits 130 for SIGINT, 143 for SIGTERM); a second ends the process without saving, from the signal's thread but
+/// never in the middle of writing a file (`AtomicFile.endProcess` waits for a write in progress to be renamed).
 final class Interrupt: @unchecked Sendable {
-    private let source: DispatchSourceSignal
+    private var sources: [DispatchSourceSignal] = []
     private let lock = NSLock()
     private var count = 0
+    private var training = false
+    private var first: Int32 = 0
 
     init() {
-        signal(SIGINT, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [unowned self] in
-            let n = lock.withLock {
-                count += 1; return count
-            }
-            if n == 1 {
-                printError("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit without saving)")
-            } else {
-                Foundation.exit(130)
-            }
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [unowned self] in received(number) }
+            source.resume()
+            sources.append(source)
         }
-        source.resume()
     }
 
+    private func received(_ number: Int32) {
+        let (n, training) = lock.withLock {
+            count += 1
+            if count == 1 { first = number }
+            return (count, self.training)
+        }
+        let name = number == SIGINT ? "interrupted" : "terminated"
+        if !training {
+            printError("\n\(name) while loading: nothing was written")
+            AtomicFile.endProcess(status: 128 + number)
+        } else if n == 1 {
+            printError("\n\(name): saving a checkpoint after this step (Ctrl-C again to quit without saving)")
+        } else {
+            printError("\n\(name) again: quitting without saving (the last checkpoint is kept)")
+            AtomicFile.endProcess(status: 128 + number)
+        }
+    }
+
+    /// From here on the first signal asks for a stop instead of ending the process.
+    func trainingStarted() { lock.withLock { training = true } }
+
     var requested: Bool { lock.withLock { count > 0 } }
+
+    /// 128 + the first signal's number: 130 for SIGINT, 143 for SIGTERM.
+    var exitStatus: Int32 { lock.withLock { 128 + first } }
 }
