@@ -49,24 +49,19 @@ public final class SafetensorsFile {
         try headerData.withUnsafeMutableBytes { buffer in
             if let base = buffer.baseAddress { try Self.read(descriptor, into: base, count: buffer.count, at: 8, url: url) }
         }
-        let headerJSON: Any
+        let header: SafetensorsHeader
         do {
-            headerJSON = try JSONSerialization.jsonObject(with: headerData)
+            header = try headerData.withUnsafeBytes { try SafetensorsHeader($0.bindMemory(to: UInt8.self)) }
         } catch {
-            throw CheckpointError(url, "header is not valid JSON: not a safetensors file?")
+            throw CheckpointError(url, "\(error): not a safetensors file?")
         }
-        guard let header = headerJSON as? [String: Any] else { throw CheckpointError(url, "header is not a JSON object") }
+        headerData = Data()
         var entries: [String: Entry] = [:]
-        var metadata: [String: String] = [:]
+        entries.reserveCapacity(header.entries.count)
         let available = fileSize - dataStart
-        for (name, value) in header {
-            if name == "__metadata__" {
-                metadata = (value as? [String: String]) ?? [:]
-                continue
-            }
-            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
-            else { throw CheckpointError(url, "header entry \(name) is malformed") }
+        for (name, raw) in header.entries {
+            let (dtype, shape, offsets) = (raw.dtype, raw.shape, raw.offsets)
+            guard offsets.count == 2 else { throw CheckpointError(url, "header entry \(name) has \(offsets.count) data_offsets, not 2") }
             guard let elements = Shape.checkedCount(shape) else {
                 throw CheckpointError(url, "tensor \(name) has shape \(shape): a dimension is negative or the product overflows")
             }
@@ -80,8 +75,11 @@ public final class SafetensorsFile {
             guard elements <= available / width, offsets[1] - offsets[0] == elements * width else {
                 throw CheckpointError(url, "tensor \(name) has \(offsets[1] - offsets[0]) bytes for shape \(shape) of \(dtype)")
             }
-            entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
+            guard entries.updateValue(Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1]), forKey: name) == nil else {
+                throw CheckpointError(url, "tensor \(name) appears twice in the header")
+            }
         }
+        let metadata = header.metadata
         self.entries = entries
         self.metadata = metadata
         self.descriptor = descriptor

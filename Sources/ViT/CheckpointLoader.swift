@@ -67,6 +67,12 @@ public struct CheckpointLoader {
     /// Reads the weights in timm's names and layout, with the layout they came in; tensors of rank 2 and more (in
     /// timm's layout) in `matrices` dtype.
     public static func readWeights(_ url: URL, matrices: DType = .float32) throws -> (tensors: [String: Tensor], layout: CheckpointLayout) {
+        func unknownLayout(_ names: [String]) -> CheckpointError {
+            CheckpointError(
+                url,
+                "tensor names match no known ViT layout (timm, Hugging Face, vision_transformer or big_vision npz); first names: \(names.prefix(5).joined(separator: ", "))"
+            )
+        }
         var raw: [String: Tensor]
         let layout: CheckpointLayout?
         if url.pathExtension == "npz" {
@@ -78,17 +84,13 @@ public struct CheckpointLoader {
         } else {
             let file = try SafetensorsFile(contentsOf: url)
             layout = CheckpointLayout.detect(file.entries.keys)
+            guard layout != nil else { throw unknownLayout(file.names) }
             // timm's and Hugging Face's tensors have the ranks they will have in the model, so each can be converted
             // as it is read; the JAX layouts reshape some (attention biases are [heads, head_dim] in the file).
             let keepsRanks = layout == .timm || layout == .huggingFace
             raw = try file.allTensors(matrices: keepsRanks ? matrices : .float32)
         }
-        guard let layout else {
-            throw CheckpointError(
-                url,
-                "tensor names match no known ViT layout (timm, Hugging Face, vision_transformer or big_vision npz); first names: \(raw.keys.sorted().prefix(5).joined(separator: ", "))"
-            )
-        }
+        guard let layout else { throw unknownLayout(raw.keys.sorted()) }
         do {
             var tensors = try layout.toTimm(raw)
             raw.removeAll()

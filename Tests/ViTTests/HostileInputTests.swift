@@ -167,6 +167,45 @@ import TestSupport
         #expect { try Npz.read(url) } throws: { "\($0)".contains(url.path) && "\($0)".contains("CRC-32") }
     }
 
+    /// The header parser reads what JSON allows in names (escapes, \u escapes, surrogate pairs), metadata and unknown
+    /// entry members, and refuses what is not one JSON object of entries.
+    @Test func safetensorsHeadersParseAsJSON() throws {
+        let folder = try makeTemporaryFolder("swiftvit-hostile")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func file(_ header: String, data: Int = 8) throws -> URL {
+            let url = folder.appendingPathComponent("\(UUID().uuidString).safetensors")
+            var bytes = Data()
+            withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(Data(header.utf8))
+            bytes.append(Data(count: data))
+            try bytes.write(to: url)
+            return url
+        }
+        let parsed = try SafetensorsFile(
+            contentsOf: try file(
+                #" { "__metadata__" : {"format": "pt", "k\"ey": "v\n"}, "a\"b\\c\/\u00e9\ud83d\ude00" : { "extra": [1, {"x": null}, true, -2.5e3], "dtype":"F32","shape":[2],"data_offsets":[0,8]} }   "#
+            ))
+        #expect(parsed.names == ["a\"b\\c/é😀"])
+        #expect(parsed.metadata == ["format": "pt", "k\"ey": "v\n"])
+        #expect(try parsed.tensor("a\"b\\c/é😀").shape == [2])
+        for (header, reason) in [
+            (#"[]"#, "expected '{'"), (#"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}} x"#, "text after"),
+            (#"{"a": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}"#, "not an integer"),
+            (#"{"a": {"dtype": "F32", "shape": [99999999999999999999], "data_offsets": [0, 8]}}"#, "overflows"),
+            (#"{"a": {"dtype": "F32", "shape": [2]}}"#, "lacks dtype, shape or data_offsets"),
+            (#"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "x": "#, "ends early"),
+            (#"{"a\ud800": {}}"#, "unpaired surrogate"),
+            ("{\"a\": {\"x\": " + String(repeating: "[", count: 100) + "}}", "nested too deeply"),
+            (
+                #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}"#,
+                "twice"
+            )
+        ] {
+            let url = try file(header)
+            #expect { try SafetensorsFile(contentsOf: url) } throws: { "\($0)".contains(url.path) && "\($0)".contains(reason) }
+        }
+    }
+
     /// safetensors headers: the format's 100 MB cap, and shapes whose product is negative or overflows.
     @Test func safetensorsHeadersAreBoundedAndChecked() throws {
         let folder = try makeTemporaryFolder("swiftvit-hostile")
