@@ -362,7 +362,8 @@ public final class Trainer {
         bad += (averageModel?.namedParameters() ?? []).filter { !$0.1.isAllFinite }.map { "ema.\($0.0)" }
         guard bad.isEmpty else {
             let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
-            throw TrainingError.nonFiniteWeights(names: bad, epoch: state.epoch, checkpoint: kept)
+            // Saved at an epoch's end, the state already counts that epoch as finished (and its batch is 0 again).
+            throw TrainingError.nonFiniteWeights(names: bad, epoch: state.batch == 0 ? state.epoch - 1 : state.epoch, checkpoint: kept)
         }
     }
 

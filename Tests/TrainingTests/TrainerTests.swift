@@ -155,6 +155,32 @@ func temporaryFolder() -> URL {
         #expect(try Data(contentsOf: trainer.checkpointURL) == saved)
     }
 
+    /// Weights that are not all finite are never saved, even when the loss stayed finite (here: the weight average,
+    /// which the loss never sees): the run stops, naming them, and the last good checkpoint and model stay as they were.
+    @Test func nonFiniteWeightsAreNeverSaved() throws {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var options = TrainingOptions()
+        options.epochs = 3
+        options.batchSize = 16
+        options.warmupEpochs = 0
+        options.emaDecay = 0.9
+        let data = quadrantDataset(count: 64, seed: 6)
+        let trainer = try Trainer(model: try tinyModel(seed: 2), options: options, trainSet: data, validationSet: nil, folder: folder)
+        trainer.stepLimit = 4
+        #expect(try trainer.run() == .stopped)
+        let checkpoint = try Data(contentsOf: trainer.checkpointURL)
+        let model = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"))
+        let resumed = try Trainer.resume(folder: folder, trainSet: data, validationSet: nil)
+        resumed.averageModel!.head!.bias!.pointer[1] = .infinity
+        #expect { try resumed.run() } throws: { error in
+            "\(error)".contains("weights became NaN or infinite in epoch 2 (ema.head.bias)")
+                && "\(error)".contains("checkpoint.safetensors")
+        }
+        #expect(try Data(contentsOf: trainer.checkpointURL) == checkpoint)
+        #expect(try Data(contentsOf: folder.appendingPathComponent("model.safetensors")) == model)
+    }
+
     /// The average starts with a warm-up decay of min(decay, (1 + t) / (10 + t)): 0.1 at the first step.
     @Test func weightAverageWarmsUp() throws {
         let folder = temporaryFolder()
