@@ -45,7 +45,8 @@ public enum Tar {
                 guard size <= bytes.count - start else {
                     throw FileError(source, "member \(name) needs \(size) bytes past the end of the archive: truncated")
                 }
-                let contents = data.subdata(in: (data.startIndex + start)..<(data.startIndex + start + size))
+                // A slice: it shares the archive's bytes (no copy of every member while the archive is held).
+                let contents = data[(data.startIndex + start)..<(data.startIndex + start + size)]
                 switch type {
                 case UInt8(ascii: "L"):
                     longName = String(decoding: contents.prefix { $0 != 0 }, as: UTF8.self)

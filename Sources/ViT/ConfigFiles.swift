@@ -32,8 +32,8 @@ public enum ConfigFiles {
         if json["model_args"] != nil || json["pretrained_cfg"] != nil || json["architecture"] != nil {
             return try timm(json, url)
         }
-        if json["hidden_size"] != nil || json["model_type"] != nil { return huggingFace(json, url) }
-        return note(json)
+        if json["hidden_size"] != nil || json["model_type"] != nil { return try huggingFace(json, url) }
+        return try note(json, url)
     }
 
     /// `fields` names what the file stated, so that values it does not state can come from the weights.
@@ -74,13 +74,13 @@ public enum ConfigFiles {
             fields.insert("numClasses")
         }
         if let cfg = json["pretrained_cfg"] as? [String: Any] {
-            if let v = cfg["input_size"] as? [Int], v.count == 3 { config.data.inputSize = v }
-            if let v = cfg["mean"] as? [Double], v.count == 3 { config.data.mean = v.map(Float.init) }
-            if let v = cfg["std"] as? [Double], v.count == 3 { config.data.std = v.map(Float.init) }
+            if let v = try triple(cfg["input_size"], "pretrained_cfg.input_size", url) { config.data.inputSize = v.map { Int($0) } }
+            if let v = try triple(cfg["mean"], "pretrained_cfg.mean", url) { config.data.mean = v }
+            if let v = try triple(cfg["std"], "pretrained_cfg.std", url) { config.data.std = v }
             if let v = (cfg["crop_pct"] as? NSNumber)?.floatValue { config.data.cropPct = v }
             if let v = cfg["interpolation"] as? String, let i = DataConfig.Interpolation(rawValue: v) { config.data.interpolation = i }
-            if int("img_size") == nil, let v = cfg["input_size"] as? [Int], v.count == 3 {
-                config.imageSize = v[2]; fields.insert("imageSize")
+            if int("img_size") == nil, cfg["input_size"] != nil {
+                config.imageSize = config.data.inputSize[2]; fields.insert("imageSize")
             }
         }
         if let labels = (json["label_names"] as? [String]) ?? ((json["pretrained_cfg"] as? [String: Any])?["label_names"] as? [String]) {
@@ -89,7 +89,17 @@ public enum ConfigFiles {
         return (config, fields)
     }
 
-    private static func huggingFace(_ json: [String: Any], _ url: URL) -> (ViTConfig, Set<String>) {
+    /// Three numbers (a mean, a std, an input size), or nil when absent. Present but malformed is an error, not a
+    /// silent fallback to defaults that would change every prediction.
+    private static func triple(_ value: Any?, _ name: String, _ url: URL) throws -> [Float]? {
+        guard let value else { return nil }
+        guard let numbers = value as? [NSNumber], numbers.count == 3, numbers.allSatisfy({ $0.doubleValue.isFinite }) else {
+            throw ConfigError("\(url.path): \(name) is \(value), not three numbers")
+        }
+        return numbers.map { $0.floatValue }
+    }
+
+    private static func huggingFace(_ json: [String: Any], _ url: URL) throws -> (ViTConfig, Set<String>) {
         var config = ViTConfig()
         var fields: Set<String> = []
         func int(_ key: String) -> Int? { (json[key] as? NSNumber)?.intValue }
@@ -124,20 +134,20 @@ public enum ConfigFiles {
         if let data = try? Data(contentsOf: preprocessor),
             let p = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         {
-            if let v = p["image_mean"] as? [Double], v.count == 3 { config.data.mean = v.map(Float.init) }
-            if let v = p["image_std"] as? [Double], v.count == 3 { config.data.std = v.map(Float.init) }
+            if let v = try triple(p["image_mean"], "image_mean", preprocessor) { config.data.mean = v }
+            if let v = try triple(p["image_std"], "image_std", preprocessor) { config.data.std = v }
             if let v = (p["resample"] as? NSNumber)?.intValue { config.data.interpolation = v == 2 ? .bilinear : .bicubic }
         }
         return (config, fields)
     }
 
-    private static func note(_ json: [String: Any]) -> (ViTConfig, Set<String>) {
+    private static func note(_ json: [String: Any], _ url: URL) throws -> (ViTConfig, Set<String>) {
         var config = ViTConfig()
         var fields: Set<String> = []
         if let v = (json["num_heads"] as? NSNumber)?.intValue { config.heads = v; fields.insert("heads") }
         if let v = (json["layer_norm_eps"] as? NSNumber)?.floatValue { config.layerNormEps = v }
-        if let v = json["mean"] as? [Double], v.count == 3 { config.data.mean = v.map(Float.init) }
-        if let v = json["std"] as? [Double], v.count == 3 { config.data.std = v.map(Float.init) }
+        if let v = try triple(json["mean"], "mean", url) { config.data.mean = v }
+        if let v = try triple(json["std"], "std", url) { config.data.std = v }
         return (config, fields)
     }
 
