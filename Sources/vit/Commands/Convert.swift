@@ -6,10 +6,10 @@ import ViT
 /// Any checkpoint SwiftViT reads -> a native folder (model.safetensors + config.json) that timm can load too.
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a timm, Hugging Face or JAX (.npz) checkpoint into a SwiftViT/timm folder."
+        abstract: "Convert a timm, Hugging Face, JAX (.npz) or PyTorch (.pth) checkpoint into a SwiftViT/timm folder."
     )
 
-    @Argument(help: "Checkpoint folder or weights file (.safetensors, .npz).")
+    @Argument(help: "Checkpoint folder or weights file (.safetensors, .npz, .pth/.pt/.bin/.ckpt).")
     var input: String
 
     @Option(name: .shortAndLong, help: "Output folder (model.safetensors and config.json are written there).")
