@@ -4,8 +4,9 @@ import ZIPFoundation
 
 /// NumPy `.npz` archives (a zip of `.npy` files), as the original JAX ViT and big_vision publish weights.
 public enum Npz {
-    /// Every array in the archive as float32 tensors, keyed by name without the `.npy` suffix.
-    public static func read(_ url: URL) throws -> [String: Tensor] {
+    /// Every array in the archive as float32 tensors, keyed by name without the `.npy` suffix. `accept` sees the
+    /// names first (from the zip directory, before anything is inflated) and may refuse the file by throwing.
+    public static func read(_ url: URL, accept: ([String]) throws -> Void = { _ in }) throws -> [String: Tensor] {
         guard FileManager.default.fileExists(atPath: url.path) else { throw CheckpointError(url, "no such file") }
         let archive: Archive
         do {
@@ -13,6 +14,7 @@ public enum Npz {
         } catch {
             throw CheckpointError(url, "is not a readable zip archive (npz): \(error)")
         }
+        try accept(archive.filter { $0.type == .file && $0.path.hasSuffix(".npy") }.map { String($0.path.dropLast(4)) })
         var tensors: [String: Tensor] = [:]
         let members = archive.filter { $0.type == .file && $0.path.hasSuffix(".npy") }
         // A small archive can declare (and deflate to) gigabytes: refuse more than the machine holds before

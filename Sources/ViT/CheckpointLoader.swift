@@ -76,7 +76,9 @@ public struct CheckpointLoader {
         var raw: [String: Tensor]
         let layout: CheckpointLayout?
         if url.pathExtension == "npz" {
-            raw = try Npz.read(url)
+            raw = try Npz.read(url) { names in
+                if CheckpointLayout.detect(names) == nil { throw unknownLayout(names.sorted()) }
+            }
             layout = CheckpointLayout.detect(raw.keys)
         } else if Self.pyTorchExtensions.contains(url.pathExtension) {
             raw = try PyTorchCheckpoint.read(url)

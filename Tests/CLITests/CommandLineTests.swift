@@ -102,6 +102,59 @@ import Testing
         #expect(try vit(["predict", "--model", early.path, data.path]).status == 0)
     }
 
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("ViTTests/Fixtures")
+
+    /// `vit train --init` from a Hugging Face folder and from a PyTorch file runs to a saved model `vit predict` reads.
+    @Test(arguments: ["hf-vit-p8-d64-h4-l2-i32", "pth-vit-p8-d64-l2-i32/deit_style.pth"])
+    func fineTuningFromAPublishedCheckpointEndsInAModelThatPredicts(checkpoint: String) throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("photos"), run = root.appendingPathComponent("run")
+        try photoFolder(data)
+        let train = try vit([
+            "train", "--init", Self.fixtures.appendingPathComponent(checkpoint).path, "--data", data.path, "-o", run.path,
+            "--batch-size", "2", "--epochs", "1", "--max-steps", "2"
+        ])
+        #expect(train.status == 0, "\(train.stderr)")
+        #expect(train.stderr.contains("fine-tuning") && train.stderr.contains("head replaced"), "\(train.stderr)")
+        let predict = try vit(["predict", "--model", run.path, "--json", data.path])
+        #expect(predict.status == 0 && predict.stdout.split(separator: "\n").count == 6, "\(predict.stderr)")
+    }
+
+    /// SIGTERM during training: the step finishes, a checkpoint is saved, the exit status is 143, and --resume
+    /// continues from it.
+    @Test func sigtermSavesAndExits143() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("photos"), run = root.appendingPathComponent("run")
+        try photoFolder(data)
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = [
+            "train", "--data", data.path, "-o", run.path, "--width", "32", "--depth", "1", "--heads", "2", "--batch-size", "2",
+            "--epochs", "100000"
+        ]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        var seen = ""
+        while !seen.contains("epoch 1/") {  // training has started: the signal asks for a stop, it does not end the load
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        kill(process.processIdentifier, SIGTERM)
+        seen += String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 143, "\(seen)")
+        #expect(seen.contains("terminated: saving a checkpoint"), "\(seen)")
+        #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint.safetensors").path))
+        let resumed = try vit(["train", "--data", data.path, "-o", run.path, "--resume", "--max-steps", "1"])
+        #expect(resumed.status == 0 && resumed.stderr.contains("resuming at epoch"), "\(resumed.stderr)")
+    }
+
     @Test func validationIsHeldOutAndSurvivesResume() throws {
         let root = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }
