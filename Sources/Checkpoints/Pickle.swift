@@ -100,6 +100,10 @@ public struct Unpickler {
     let bytes: [UInt8]
     public private(set) var position: Int
 
+    static let maxContainers = 1_000_000
+    /// EMPTY_TUPLE, EMPTY_LIST, EMPTY_DICT, TUPLE, TUPLE1-3, LIST, DICT, EMPTY_SET, FROZENSET, REDUCE, NEWOBJ(_EX), BUILD.
+    static let buildsContainer: Set<UInt8> = [0x29, 0x5D, 0x7D, 0x74, 0x85, 0x86, 0x87, 0x6C, 0x64, 0x8F, 0x91, 0x52, 0x81, 0x92, 0x62]
+
     public init(_ bytes: [UInt8], at position: Int = 0) {
         self.bytes = bytes
         self.position = position
@@ -139,6 +143,16 @@ public struct Unpickler {
         var stack: [PickleValue] = []
         var marks: [Int] = []
         var memo: [Int: PickleValue] = [:]
+        // Every container can nest in the next, and Swift releases nested values recursively: the count bounds the
+        // depth (with `PyTorchCheckpoint`'s large stack) as well as the memory. A state dict with its optimiser
+        // state has some thousands.
+        var containers = 0
+        func container() throws {
+            containers += 1
+            guard containers <= Self.maxContainers else {
+                throw Failure.malformed("more than \(Self.maxContainers) lists, tuples, dicts and objects: not a checkpoint")
+            }
+        }
         func pop() throws -> PickleValue {
             guard let v = stack.popLast() else { throw Failure.malformed("stack underflow at byte \(position)") }
             return v
@@ -173,6 +187,7 @@ public struct Unpickler {
 
         while true {
             let opcode = try byte()
+            if Self.buildsContainer.contains(opcode) { try container() }
             switch opcode {
             case 0x80: _ = try byte()  // PROTO
             case 0x95: _ = try take(8)  // FRAME: a length hint only

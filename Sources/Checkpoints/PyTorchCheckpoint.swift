@@ -14,6 +14,27 @@ public enum PyTorchCheckpoint {
     /// `{'state_dict': ...}` (Lightning), a `module.` prefix (DistributedDataParallel). Everything else a training
     /// script saved beside the weights (optimizer state, epoch, an `argparse.Namespace`) is read as data and left.
     public static func read(_ url: URL) throws -> [String: Tensor] {
+        // A pickle nests containers as deep as it likes (up to `Unpickler.maxContainers`), and Swift releases a nested
+        // value recursively: the whole read runs on a thread whose stack holds the deepest (the default 8 MB
+        // overflowed at a million nested lists).
+        try onLargeStack { try readOnThisThread(url) }
+    }
+
+    static func onLargeStack(_ body: @escaping () throws -> [String: Tensor]) throws -> [String: Tensor] {
+        final class Outcome: @unchecked Sendable { var result: Result<[String: Tensor], Error>? }
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            outcome.result = Result { try body() }
+            done.signal()
+        }
+        thread.stackSize = 1 << 30  // reserved, not committed: pages are touched only as deep as the nesting goes
+        thread.start()
+        done.wait()
+        return try outcome.result!.get()
+    }
+
+    static func readOnThisThread(_ url: URL) throws -> [String: Tensor] {
         guard FileManager.default.fileExists(atPath: url.path) else { throw CheckpointError(url, "no such file") }
         let container: Container
         do {
@@ -192,22 +213,24 @@ public enum PyTorchCheckpoint {
 
         /// Element sizes by storage key (the legacy format's count is in elements).
         static func legacySizes(_ object: PickleValue) -> [String: Int] {
+            // Iterative, and each list and dict visited once: a pickle may nest deeply or hold a container in itself.
             var sizes: [String: Int] = [:]
-            func visit(_ value: PickleValue) {
+            var pending = [object]
+            var seen = Set<ObjectIdentifier>()
+            while let value = pending.popLast() {
                 switch value {
                 case .tensor(let t):
-                    if case .persistent(let pid) = t.storage, let fields = pid.items, let key = fields[2].string,
+                    if case .persistent(let pid) = t.storage, let fields = pid.items, fields.count >= 5, let key = fields[2].string,
                         let element = ElementType(fields[1])
                     {
                         sizes[key] = element.size
                     }
-                case .dict(let d): for e in d.entries { visit(e.value) }
-                case .list(let l): for v in l.items { visit(v) }
-                case .tuple(let items): for v in items { visit(v) }
+                case .dict(let d): if seen.insert(ObjectIdentifier(d)).inserted { pending += d.entries.map(\.value) }
+                case .list(let l): if seen.insert(ObjectIdentifier(l)).inserted { pending += l.items }
+                case .tuple(let items): pending += items
                 default: break
                 }
             }
-            visit(object)
             return sizes
         }
 
@@ -227,15 +250,23 @@ public enum PyTorchCheckpoint {
             var base = 0
             if fields.count > 5, let view = fields[5].items, view.count == 3, let offset = view[1].int { base = offset }
             let available = data.count / element.size
-            guard tensor.shape.allSatisfy({ $0 >= 0 }), tensor.strides.allSatisfy({ $0 >= 0 }), tensor.offset >= 0 else {
+            guard tensor.shape.allSatisfy({ $0 >= 0 }), tensor.strides.allSatisfy({ $0 >= 0 }), tensor.offset >= 0, base >= 0 else {
                 throw Problem("has a negative size, stride or offset")
             }
-            var (count, overflow) = (1, false)
-            for size in tensor.shape where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: size) }
-            guard !overflow else { throw Problem("has shape \(tensor.shape), too many elements") }
-            let last = count == 0 ? 0 : zip(tensor.shape, tensor.strides).reduce(base + tensor.offset) { $0 + ($1.0 - 1) * $1.1 }
-            guard count == 0 || last < available else {
-                throw Problem("reads element \(last) of a storage of \(available): corrupt or truncated")
+            guard tensor.strides.count == tensor.shape.count else {
+                throw Problem("has \(tensor.shape.count) sizes but \(tensor.strides.count) strides")
+            }
+            guard let count = Shape.checkedCount(tensor.shape), count <= Int(ProcessInfo.processInfo.physicalMemory) / 4 else {
+                throw Problem("has shape \(tensor.shape), more elements than this machine's memory holds")
+            }
+            // The last element read, with every product and sum checked (strides and offsets come from the file).
+            var last = base.addingReportingOverflow(tensor.offset)
+            for (size, stride) in zip(tensor.shape, tensor.strides) where count > 0 && !last.overflow {
+                let step = (size - 1).multipliedReportingOverflow(by: stride)
+                last = step.overflow ? step : last.partialValue.addingReportingOverflow(step.partialValue)
+            }
+            guard count == 0 || (!last.overflow && last.partialValue < available) else {
+                throw Problem("reads past the end of a storage of \(available) elements: corrupt or truncated")
             }
             let out = Tensor(uninitializedShape: tensor.shape)
             let dst = out.pointer

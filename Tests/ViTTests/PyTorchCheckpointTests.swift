@@ -76,4 +76,27 @@ import ViT
         try Data("hello".utf8).write(to: text)
         #expect { try PyTorchCheckpoint.read(text) } throws: { "\($0)".contains("not a PyTorch checkpoint") }
     }
+
+    /// Pickles nested a million deep, past the container limit, or holding a list in itself: errors, not a stack
+    /// overflow or an endless walk.
+    @Test func deepAndCyclicPicklesAreErrors() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-pth-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let nested = 999_990
+        let cases: [(String, [UInt8], String)] = [
+            (
+                "nested-lists.pth",
+                [0x80, 2] + [UInt8](repeating: 0x5D, count: nested) + [UInt8](repeating: 0x61, count: nested - 1) + [0x2E], "magic"
+            ),
+            ("nested-tuples.pth", [0x80, 2, 0x4E] + [UInt8](repeating: 0x85, count: nested) + [0x2E], "magic"),
+            ("too-many.pth", [0x80, 2] + [UInt8](repeating: 0x5D, count: 1_000_001) + [0x2E], "more than 1000000"),
+            ("cycle.pth", [0x80, 2, 0x5D, 0x71, 0, 0x68, 0, 0x61, 0x2E], "magic")
+        ]
+        for (name, bytes, reason) in cases {
+            let url = folder.appendingPathComponent(name)
+            try Data(bytes).write(to: url)
+            #expect { try PyTorchCheckpoint.read(url) } throws: { "\($0)".contains(name) && "\($0)".contains(reason) }
+        }
+    }
 }
