@@ -79,6 +79,16 @@ struct SafetensorsHeader {
 
         mutating func string() throws -> String {
             try expect(UInt8(ascii: "\""))
+            // The common case, a name without escapes: validated and made a String at once.
+            var end = i
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+            if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+                guard let text = String(validating: UnsafeBufferPointer(rebasing: bytes[i..<end]), as: UTF8.self) else {
+                    throw fail("a string is not UTF-8")
+                }
+                i = end + 1
+                return text
+            }
             var scalars = String.UnicodeScalarView()
             var start = i
             func flush(_ end: Int) throws {

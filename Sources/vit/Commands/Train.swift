@@ -100,6 +100,24 @@ struct Train: ParsableCommand {
         if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be at least 1") }
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        // Every number of the recipe, named by its option, before any data is read.
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
+        try check(lr > 0 && lr.isFinite, "--lr must be a positive number, got \(lr)")
+        try check(minLR >= 0 && minLR.isFinite, "--min-lr must be zero or more, got \(minLR)")
+        try check(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be zero or more, got \(weightDecay)")
+        try check(labelSmoothing >= 0 && labelSmoothing < 1, "--label-smoothing must be in [0, 1), got \(labelSmoothing)")
+        try check(clipGrad >= 0 && clipGrad.isFinite, "--clip-grad must be zero (off) or more, got \(clipGrad)")
+        try check(dropPath >= 0 && dropPath < 1, "--drop-path must be in [0, 1), got \(dropPath)")
+        try check(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1), got \(dropout)")
+        try check(randomErasing >= 0 && randomErasing <= 1, "--random-erasing must be in [0, 1], got \(randomErasing)")
+        try check(mixup >= 0 && mixup.isFinite && cutmix >= 0 && cutmix.isFinite, "--mixup and --cutmix must be zero (off) or more")
+        try check(cropPadding >= 0, "--crop-padding must be zero or more, got \(cropPadding)")
+        try check(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)")
+        try check(accumulate >= 1, "--accumulate must be at least 1, got \(accumulate)")
+        if let epochs { try check(epochs >= 1, "--epochs must be at least 1, got \(epochs)") }
+        if let warmup { try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)") }
+        if let ema { try check(ema > 0 && ema < 1, "--ema must be in (0, 1), got \(ema)") }
+        if let layerDecay { try check(layerDecay > 0 && layerDecay <= 1, "--layer-decay must be in (0, 1], got \(layerDecay)") }
     }
 
     var outputPath: String { output ?? outAlias! }
