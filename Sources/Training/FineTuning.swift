@@ -53,7 +53,9 @@ public enum FineTuning {
         } else {
             let before = config.numClasses == 0 ? "no head" : "\(config.numClasses) classes"
             let initialised = headInit == .zeros ? "initialised to zero" : "initialised truncated-normal, std 2e-5"
-            report.head = "head replaced (checkpoint: \(before); data: \(classNames.count) classes), \(initialised)"
+            // Same count, other names (CIFAR-10's classes -> Fashion-MNIST's): say so, or "10 classes; 10 classes" puzzles.
+            let why = config.numClasses == classNames.count ? ", other names: \(classNames.prefix(3).joined(separator: ", ")), ..." : ""
+            report.head = "head replaced (checkpoint: \(before); data: \(classNames.count) classes\(why)), \(initialised)"
         }
         config.numClasses = classNames.count
         config.labels = classNames
