@@ -135,19 +135,25 @@ func temporaryFolder() -> URL {
                 })
     }
 
-    @Test func nonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
-        let folder = temporaryFolder()
-        defer { try? FileManager.default.removeItem(at: folder) }
+    /// A 3-epoch run on 64 images stopped after its first epoch (a checkpoint at its end), and the trainer resuming it.
+    func runStoppedAfterOneEpoch(in folder: URL, emaDecay: Float? = nil) throws -> (first: Trainer, resumed: Trainer) {
         var options = TrainingOptions()
         options.epochs = 3
         options.batchSize = 16
         options.warmupEpochs = 0
+        options.emaDecay = emaDecay
         let data = quadrantDataset(count: 64, seed: 6)
         let trainer = try Trainer(model: try tinyModel(seed: 2), options: options, trainSet: data, validationSet: nil, folder: folder)
-        trainer.stepLimit = 4  // one epoch: a checkpoint at its end
+        trainer.stepLimit = 4
         #expect(try trainer.run() == .stopped)
+        return (trainer, try Trainer.resume(folder: folder, trainSet: data, validationSet: nil))
+    }
+
+    @Test func nonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (trainer, resumed) = try runStoppedAfterOneEpoch(in: folder)
         let saved = try Data(contentsOf: trainer.checkpointURL)
-        let resumed = try Trainer.resume(folder: folder, trainSet: data, validationSet: nil)
         resumed.model.head!.weight.pointer[0] = .nan
         #expect { try resumed.run() } throws: { error in
             "\(error)".contains("loss became nan") && "\(error)".contains("checkpoint.safetensors") && "\(error)".contains("epoch 2")
@@ -160,18 +166,9 @@ func temporaryFolder() -> URL {
     @Test func nonFiniteWeightsAreNeverSaved() throws {
         let folder = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        var options = TrainingOptions()
-        options.epochs = 3
-        options.batchSize = 16
-        options.warmupEpochs = 0
-        options.emaDecay = 0.9
-        let data = quadrantDataset(count: 64, seed: 6)
-        let trainer = try Trainer(model: try tinyModel(seed: 2), options: options, trainSet: data, validationSet: nil, folder: folder)
-        trainer.stepLimit = 4
-        #expect(try trainer.run() == .stopped)
+        let (trainer, resumed) = try runStoppedAfterOneEpoch(in: folder, emaDecay: 0.9)
         let checkpoint = try Data(contentsOf: trainer.checkpointURL)
         let model = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"))
-        let resumed = try Trainer.resume(folder: folder, trainSet: data, validationSet: nil)
         resumed.averageModel!.head!.bias!.pointer[1] = .infinity
         #expect { try resumed.run() } throws: { error in
             "\(error)".contains("weights became NaN or infinite in epoch 2 (ema.head.bias)")
