@@ -266,8 +266,7 @@ public final class Trainer {
                 let betweenSteps = state.batch % (options.accumulate ?? 1) == 0
                 if state.batch < loader.batchCount, betweenSteps, shouldStop() || stepsThisRun >= (stepLimit ?? .max) {
                     // The model too, so that a run stopped before its first epoch ends still leaves one to load.
-                    try saveModel()
-                    try saveCheckpoint()
+                    try save()
                     return .stopped
                 }
             }
@@ -352,8 +351,7 @@ public final class Trainer {
         state.seen = 0
         state.trainingSeconds = 0
         onEvent(.epochFinished(record))
-        try saveModel()
-        try saveCheckpoint()
+        try save()
     }
 
     /// Refuses to save weights that are not all finite (a diverged step): the files on disk stay the last good ones.
@@ -367,9 +365,15 @@ public final class Trainer {
         }
     }
 
+    /// The model folder, then the checkpoint, once the weights are known to be finite.
+    private func save() throws {
+        try checkFinite()
+        try saveModel()
+        try saveCheckpoint()
+    }
+
     /// The native folder: model (EMA if on) with its config, metrics and curves.
     private func saveModel() throws {
-        try checkFinite()
         var config = model.config
         config.labels = trainSet.classNames
         try NativeFormat.save(evaluatedModel.stateDict(), config: config, to: folder)
@@ -383,8 +387,7 @@ public final class Trainer {
     }
 
     /// Everything needed to continue, in one file written atomically.
-    public func saveCheckpoint() throws {
-        try checkFinite()
+    private func saveCheckpoint() throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         var tensors: [String: Tensor] = [:]
         for (name, tensor) in model.stateDict() { tensors["model.\(name)"] = tensor }
