@@ -50,6 +50,18 @@ public enum Init {
         GlobalRandom.withGenerator { xavierUniform(shape, using: &$0) }
     }
 
+    /// Normal(0, std²), not truncated (`torch.nn.init.normal_`, what MAE draws its class and mask tokens from).
+    public static func normal(_ shape: [Int], std: Float) -> Tensor {
+        if isSkipped { return Tensor(uninitializedShape: shape) }
+        return GlobalRandom.withGenerator { Tensor.randn(shape, std: std, using: &$0) }
+    }
+
+    /// Redraws an existing weight [out, in, ...] Xavier-uniform, in place.
+    public static func xavierUniform(into weight: Tensor) {
+        if isSkipped { return }
+        weight.assign(xavierUniform(weight.shape))
+    }
+
     public static func zeros(_ shape: [Int]) -> Tensor { isSkipped ? Tensor(uninitializedShape: shape) : Tensor.zeros(shape) }
     public static func ones(_ shape: [Int]) -> Tensor { isSkipped ? Tensor(uninitializedShape: shape) : Tensor.ones(shape) }
 

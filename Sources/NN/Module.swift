@@ -36,6 +36,16 @@ open class Module {
         return result
     }
 
+    /// This module and every module below it, parents before children.
+    public func modules() -> [Module] {
+        var result: [Module] = [self], index = 0
+        while index < result.count {
+            result += result[index].children().map(\.module)
+            index += 1
+        }
+        return result
+    }
+
     private func collect(prefix: String, into result: inout [(String, Tensor)]) {
         for child in Mirror(reflecting: self).allChildren {
             guard let label = child.label, case let tensor as Tensor = unwrap(child.value) else { continue }

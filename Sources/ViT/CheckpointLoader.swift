@@ -107,7 +107,8 @@ public struct CheckpointLoader {
 
     public func load(_ path: URL) throws -> VisionTransformer {
         let (config, read, weightsURL) = try self.read(path)
-        var tensors = read
+        // An MAE (or HPM) checkpoint loads as its encoder: a classifier has no place for a decoder.
+        var tensors = read.filter { !MAECheckpoint.isDecoderTensor($0.key) }
         // The checkpoint's tensors become the parameters: nothing is drawn only to be overwritten, nothing copied.
         let model = try Init.withoutDrawing { try VisionTransformer(config) }
         do {

@@ -66,17 +66,10 @@ public final class VisionTransformer: Module {
             fixedPositions = nil
         }
         posDrop = Dropout(config.dropout)
-        var options = Block.Options()
-        options.mlpRatio = config.mlpRatio
-        options.qkvBias = config.qkvBias
-        options.eps = config.layerNormEps
-        options.dropout = config.dropout
-        options.attentionDropout = config.attentionDropout
-        options.activation = config.exactGELU ? .geluErf : .geluTanh
         blocks = (0..<config.depth).map { i in
             // Stochastic depth rises linearly from 0 to `dropPath` over the blocks, as in timm.
-            options.dropPath = config.depth > 1 ? config.dropPath * Float(i) / Float(config.depth - 1) : config.dropPath
-            return Block(dim: d, heads: config.heads, options: options)
+            let dropPath = config.depth > 1 ? config.dropPath * Float(i) / Float(config.depth - 1) : config.dropPath
+            return Block(dim: d, heads: config.heads, options: config.blockOptions(dropPath: dropPath))
         }
         norm = config.usesFCNorm ? nil : LayerNorm(d, eps: config.layerNormEps)
         fcNorm = config.usesFCNorm ? LayerNorm(d, eps: config.layerNormEps) : nil
@@ -168,6 +161,21 @@ public final class VisionTransformer: Module {
 
     /// Grid size (patches per side) of the position embedding this model was built with.
     public var grid: (h: Int, w: Int) { (config.gridSize, config.gridSize) }
+}
+
+extension ViTConfig {
+    /// The options of this configuration's encoder blocks, with the given stochastic depth rate.
+    func blockOptions(dropPath: Float = 0) -> Block.Options {
+        var options = Block.Options()
+        options.mlpRatio = mlpRatio
+        options.qkvBias = qkvBias
+        options.eps = layerNormEps
+        options.dropout = dropout
+        options.attentionDropout = attentionDropout
+        options.activation = exactGELU ? .geluErf : .geluTanh
+        options.dropPath = dropPath
+        return options
+    }
 }
 
 /// A tensor a module holds that is not a parameter (found by no reflection, saved in no checkpoint).
