@@ -106,3 +106,63 @@ import Testing
         }
     }
 }
+
+/// Hard Patches Mining: the ranking loss against the formula's float64 reference, the masks it draws, the teacher's
+/// decay, and the loss predictor's parameter names (as HPM's checkpoints hold them).
+@Suite struct HardPatchesMiningTests {
+    @Test func rankingLossMatchesReference() throws {
+        let ref = try SafetensorsFile(contentsOf: fixture("losses").appendingPathComponent("reference.safetensors"))
+        let predicted = try ref.tensor("hpm.pred")
+        predicted.requiresGrad = true
+        let loss = HardPatchesMining.rankingLoss(predicted: predicted, target: try ref.tensor("hpm.target"))
+        expectWithin(loss.reshape([1]), try ref.tensor("hpm.loss"), 1e-5, "hpm loss")
+        loss.backward()
+        expectWithin(predicted.grad!, try ref.tensor("hpm.grad_pred"), 1e-6, "hpm gradient")
+    }
+
+    @Test func allTiedTargetsGiveZeroLoss() {
+        let predicted = Tensor([0.3, -1, 2], shape: [1, 3], requiresGrad: true)
+        let loss = HardPatchesMining.rankingLoss(predicted: predicted, target: Tensor([1, 1, 1], shape: [1, 3]))
+        #expect(loss.item() == 0)
+    }
+
+    @Test func masksTakeTheHardestShareAndRandomRest() {
+        var rng = SeededGenerator(seed: 7)
+        // 16 patches, 4 kept, 12 removed; predicted loss = patch index, so the hardest are the highest indices.
+        let predicted = Tensor((0..<32).map { Float($0 % 16) }, shape: [2, 16])
+        let last = HardPatchesMining.mask(predictedLoss: predicted, keep: 4, epoch: 9, epochs: 10, using: &rng)
+        for removed in last.removed {
+            #expect(removed.count == 12)
+            #expect(Set(10..<16).isSubset(of: Set(removed)), "int(12 × 0.5) = 6 hardest removed: \(removed)")
+        }
+        #expect(HardPatchesMining.hardShare(epoch: 0, epochs: 200) == 0.0025)
+        let first = HardPatchesMining.mask(predictedLoss: predicted, keep: 4, epoch: 0, epochs: 200, using: &rng)
+        #expect(first.removed.allSatisfy { $0.count == 12 })
+        #expect(first.removed[0] != first.removed[1], "random masks differ between images")
+    }
+
+    @Test func teacherDecayRisesOverTheFirstHundredEpochs() {
+        #expect(HardPatchesMining.teacherDecay(epoch: 0) == 0.999)
+        #expect(abs(HardPatchesMining.teacherDecay(epoch: 50) - 0.99945) < 1e-7)
+        #expect(HardPatchesMining.teacherDecay(epoch: 100) == 0.9999)
+        #expect(HardPatchesMining.teacherDecay(epoch: 400) == 0.9999)
+    }
+
+    @Test func lossPredictorHasHPMNamesAndPredictsEveryPatch() throws {
+        var encoder = ViTConfig()
+        (encoder.imageSize, encoder.patchSize, encoder.width, encoder.depth, encoder.heads) = (16, 4, 32, 1, 2)
+        var config = MAEConfig(encoder: encoder)
+        (config.decoderWidth, config.decoderDepth, config.decoderHeads, config.lossPredictor) = (16, 1, 2, true)
+        let model = try MaskedAutoencoder(config)
+        let names = Set(model.namedParameters().map(\.name))
+        for name in ["decoder_blocks_losspred.0.attn.qkv.weight", "decoder_norm_losspred.weight", "decoder_pred_losspred.weight"] {
+            #expect(names.contains(name), "\(name)")
+        }
+        var rng = SeededGenerator(seed: 1)
+        let images = Tensor.randn([2, 3, 16, 16], using: &rng)
+        let outputs = model.forward(images, mask: PatchMask.random(batch: 2, patches: 16, keep: config.keptPatches, using: &rng))
+        #expect(outputs.predictedLoss?.shape == [2, 16])
+        let teacher = model.forward(images, mask: .none(batch: 2, patches: 16))
+        #expect(teacher.latent.shape == [2, 17, 32] && teacher.predictedLoss?.shape == [2, 16])
+    }
+}
