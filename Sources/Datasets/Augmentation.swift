@@ -16,6 +16,9 @@ public struct Augmentation: Codable, Equatable, Sendable {
     public var randAugmentMagnitude: Float = 9
     /// Probability that a batch image gets a random rectangle of normal noise (timm `RandomErasing`, pixel mode).
     public var randomErasing: Float = 0
+    /// Random resized crop (torchvision `RandomResizedCrop`, bicubic, as MAE pre-trains): a window of this range
+    /// of the image's area and an aspect ratio in [3/4, 4/3], resized back to the image's size; nil turns it off.
+    public var resizedCropScale: [Float]?
 
     public init() {}
 
@@ -31,6 +34,7 @@ public struct Augmentation: Codable, Equatable, Sendable {
     public func apply(_ image: RGBImage, using rng: inout SeededGenerator) -> RGBImage {
         var out = image
         if randAugmentOps > 0 { out = RandAugment(ops: randAugmentOps, magnitude: randAugmentMagnitude).apply(out, using: &rng) }
+        if let scale = resizedCropScale, scale.count == 2 { out = Self.randomResizedCrop(out, scale: (scale[0], scale[1]), using: &rng) }
         if cropPadding > 0 { out = Self.randomCrop(out, padding: cropPadding, using: &rng) }
         if horizontalFlip && rng.nextFloat() < 0.5 { out = Self.flipHorizontally(out) }
         return out
@@ -55,6 +59,42 @@ public struct Augmentation: Codable, Equatable, Sendable {
             }
         }
         return RGBImage(width: w, height: h, pixels: out)
+    }
+
+    /// torchvision's `RandomResizedCrop.get_params`: up to 10 tries of an area fraction uniform in `scale` and a
+    /// log-uniform aspect ratio in [3/4, 4/3], placed uniformly; if none fits, the central crop of the nearest
+    /// allowed ratio. The window is resized to the image's size (bicubic, Pillow's).
+    static func randomResizedCrop(_ image: RGBImage, scale: (Float, Float), using rng: inout SeededGenerator) -> RGBImage {
+        let (w, h) = (image.width, image.height)
+        let area = Double(w * h), logRatio = (Foundation.log(3.0 / 4.0), Foundation.log(4.0 / 3.0))
+        var window: (x: Int, y: Int, w: Int, h: Int)?
+        for _ in 0..<10 {
+            let target = area * (Double(scale.0) + Double(scale.1 - scale.0) * rng.nextDouble())
+            let ratio = Foundation.exp(logRatio.0 + (logRatio.1 - logRatio.0) * rng.nextDouble())
+            let cw = Int((target * ratio).squareRoot().rounded()), ch = Int((target / ratio).squareRoot().rounded())
+            if cw > 0 && cw <= w && ch > 0 && ch <= h {
+                let y = Int(rng.next() % UInt64(h - ch + 1)), x = Int(rng.next() % UInt64(w - cw + 1))
+                window = (x, y, cw, ch)
+                break
+            }
+        }
+        if window == nil {
+            let ratio = Double(w) / Double(h)
+            var (cw, ch) = (w, h)
+            if ratio < 3.0 / 4.0 {
+                ch = Int((Double(w) / (3.0 / 4.0)).rounded())
+            } else if ratio > 4.0 / 3.0 {
+                cw = Int((Double(h) * 4.0 / 3.0).rounded())
+            }
+            window = ((w - cw) / 2, (h - ch) / 2, cw, ch)
+        }
+        let crop = window!
+        var pixels = [UInt8](repeating: 0, count: crop.w * crop.h * 3)
+        for row in 0..<crop.h {
+            let source = ((crop.y + row) * w + crop.x) * 3
+            pixels.replaceSubrange((row * crop.w * 3)..<((row + 1) * crop.w * 3), with: image.pixels[source..<(source + crop.w * 3)])
+        }
+        return PILResize.resize(RGBImage(width: crop.w, height: crop.h, pixels: pixels), width: w, height: h, filter: .bicubic)
     }
 
     static func flipHorizontally(_ image: RGBImage) -> RGBImage {

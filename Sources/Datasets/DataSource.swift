@@ -47,6 +47,23 @@ extension ImageDataset {
         return result
     }
 
+    /// Images whose labels are not used (self-supervised pre-training): the training part of any data set `load`
+    /// reads (a test part is never included), else every JPEG and PNG under `url` at any depth, labelled 0.
+    public static func loadUnlabelled(_ url: URL, sizing: ImageSizing = .native) throws -> ImageDataset {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
+        let known = files.contains { $0.hasPrefix("train-images-idx3-ubyte") || $0.hasPrefix("data_batch_") || $0 == "train.bin" }
+        let entries = known ? [] : try folderEntries(url)
+        let classFolders = entries.contains { entry in
+            let parts = entry.path.split(separator: "/")
+            let isImage = ["jpg", "jpeg", "png"].contains((entry.path as NSString).pathExtension.lowercased())
+            return isImage && (parts.count == 2 || (parts.count == 3 && parts[0] == "train"))
+        }
+        if known || classFolders, let train = try load(url, parts: [.train], sizing: sizing)[.train] { return train }
+        let imageFiles = entries.filter { ["jpg", "jpeg", "png"].contains(($0.path as NSString).pathExtension.lowercased()) }
+        let sizing: ImageSizing = try resolve(sizing, headersOf: imageFiles.map(\.data)).map { .resize($0) } ?? .native
+        return try imageFolder(entries: entries, root: url, subfolder: nil, sizing: sizing, labelled: false)
+    }
+
     /// Fashion-MNIST's class names, in label order.
     public static let fashionMNISTClasses = [
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",

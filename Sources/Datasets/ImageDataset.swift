@@ -152,20 +152,21 @@ extension ImageDataset {
     /// The images under `subfolder`/<class>/ among `entries`, decoded (and resized, as `sizing` says) on all cores.
     static func imageFolder(
         entries: [(path: String, data: () throws -> Data)], root url: URL,
-        subfolder: String?, sizing: ImageSizing
+        subfolder: String?, sizing: ImageSizing, labelled: Bool = true
     ) throws -> ImageDataset {
-        // <subfolder>/<class>/<file>: keep image files under the subfolder, two levels deep.
+        // <subfolder>/<class>/<file>: keep image files under the subfolder, two levels deep (unlabelled: any depth,
+        // all of one class).
         let prefix = subfolder.map { $0.hasSuffix("/") ? $0 : $0 + "/" } ?? ""
         let images = entries.compactMap { entry -> (className: String, path: String, data: () throws -> Data)? in
             let path = entry.path
             guard path.hasPrefix(prefix) else { return nil }
             let parts = path.dropFirst(prefix.count).split(separator: "/")
             let ext = (parts.last.map(String.init) ?? "").split(separator: ".").last?.lowercased() ?? ""
-            guard parts.count == 2, ["jpg", "jpeg", "png"].contains(ext) else { return nil }
-            return (String(parts[0]), path, entry.data)
+            guard labelled ? parts.count == 2 : !parts.isEmpty, ["jpg", "jpeg", "png"].contains(ext) else { return nil }
+            return (labelled ? String(parts[0]) : "unlabelled", path, entry.data)
         }.sorted { ($0.className, $0.path) < ($1.className, $1.path) }
         guard !images.isEmpty else {
-            throw FileError(url, "holds no images as \(prefix)<class>/<file>.jpg|png")
+            throw FileError(url, labelled ? "holds no images as \(prefix)<class>/<file>.jpg|png" : "holds no .jpg or .png images")
         }
         let classNames = Array(Set(images.map(\.className))).sorted()
         let classIndex = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })

@@ -102,6 +102,30 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
         return makeBatch(nextToProduce)
     }
 
+    /// HWC bytes -> CHW floats, (x / 255 - mean) / std, at `target` (3 · H · W floats).
+    static func write(_ image: RGBImage, into target: UnsafeMutablePointer<Float>, mean: [Float], std: [Float]) {
+        let plane = image.width * image.height
+        image.pixels.withUnsafeBufferPointer { p in
+            for c in 0..<3 {
+                let scale = 1 / (255 * std[c]), shift = mean[c] / std[c]
+                let channel = target + c * plane
+                for k in 0..<plane { channel[k] = Float(p[3 * k + c]) * scale - shift }
+            }
+        }
+    }
+
+    /// Images of one size, normalised, as a batch [B, 3, H, W] (no augmentation).
+    public static func normalisedBatch(_ images: [RGBImage], mean: [Float], std: [Float]) -> Tensor {
+        precondition(!images.isEmpty, "a batch of no images")
+        let (w, h) = (images[0].width, images[0].height)
+        let batch = Tensor(uninitializedShape: [images.count, 3, h, w])
+        for (b, image) in images.enumerated() {
+            precondition(image.width == w && image.height == h, "a batch of images of different sizes")
+            write(image, into: batch.pointer + b * 3 * w * h, mean: mean, std: std)
+        }
+        return batch
+    }
+
     /// Seeds for (seed, epoch, batch) that differ in every argument (SplitMix64 then scrambles them).
     static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
         a &* 0x9E37_79B9_7F4A_7C15 ^ (b &+ 1) &* 0xBF58_476D_1CE4_E5B9 ^ (c &+ 1) &* 0x94D0_49BB_1331_11EB
@@ -117,13 +141,7 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
         let out = images.pointer
         for (b, i) in members.enumerated() {
             let image = options.augmentation.apply(dataset.image(i), using: &rng)
-            image.pixels.withUnsafeBufferPointer { p in
-                for c in 0..<3 {
-                    let scale = 1 / (255 * options.std[c]), shift = options.mean[c] / options.std[c]
-                    let target = out + (b * 3 + c) * plane
-                    for k in 0..<plane { target[k] = Float(p[3 * k + c]) * scale - shift }  // HWC bytes -> CHW
-                }
-            }
+            Self.write(image, into: out + b * 3 * plane, mean: options.mean, std: options.std)
             if options.augmentation.randomErasing > 0 && rng.nextFloat() < options.augmentation.randomErasing {
                 Self.erase(out + b * 3 * plane, width: w, height: h, using: &rng)
             }

@@ -17,6 +17,23 @@ public struct RGBImage: Sendable {
     }
 
     /// Decodes a JPEG or PNG file (recognised by its first bytes, not its name). JPEG EXIF orientation is applied.
+    /// The picture a normalised image [1, 3, H, W] (or [3, H, W]) shows: x · std + mean, scaled to bytes and
+    /// clamped.
+    public init(normalised image: Tensor, mean: [Float], std: [Float]) {
+        let shape = Array(image.shape.suffix(3))
+        precondition(shape.count == 3 && shape[0] == 3 && image.count == 3 * shape[1] * shape[2], "not one RGB image: \(image.shape)")
+        let (h, w) = (shape[1], shape[2])
+        let values = image.toArray()
+        var pixels = [UInt8](repeating: 0, count: w * h * 3)
+        for c in 0..<3 {
+            for k in 0..<(w * h) {
+                let v = (values[c * w * h + k] * std[c] + mean[c]) * 255
+                pixels[k * 3 + c] = UInt8(min(max(v.rounded(), 0), 255))
+            }
+        }
+        self.init(width: w, height: h, pixels: pixels)
+    }
+
     public init(contentsOf url: URL) throws {
         let data: Data
         do {

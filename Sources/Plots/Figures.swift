@@ -202,3 +202,35 @@ public enum Figures {
         return 10 * magnitude
     }
 }
+
+extension Figures {
+    /// `image` enlarged `scale` times by repeating pixels (small images stay sharp).
+    public static func enlarged(_ image: RGBImage, scale: Int) -> RGBImage {
+        guard scale > 1 else { return image }
+        var canvas = Canvas(width: image.width * scale, height: image.height * scale)
+        canvas.draw(image, x: 0, y: 0, scale: scale)
+        return canvas.image
+    }
+
+    /// A grid x grid map of values as a square image of side `size`, each cell one flat viridis colour, scaled by
+    /// the map's own minimum and maximum.
+    public static func cellMap(_ values: [Float], grid: Int, size: Int) -> RGBImage {
+        precondition(values.count == grid * grid && size >= grid, "a cell map needs grid² values and a size of at least the grid")
+        let shades = normalised(values)
+        var canvas = Canvas(width: size, height: size)
+        for y in 0..<size {
+            for x in 0..<size { canvas.set(x, y, Colormap.viridis(shades[(y * grid / size) * grid + x * grid / size])) }
+        }
+        return canvas.image
+    }
+
+    /// Masked-autoencoder reconstructions: one row per image, its panels (original, masked, reconstruction, and
+    /// for HPM the predicted and true per-patch losses) side by side with their captions, under a title; a colour
+    /// bar explains the loss maps when there are any.
+    public static func reconstructions(_ rows: [[(caption: String, image: RGBImage)]], title: String, lossMaps: Bool) -> RGBImage {
+        let columns = rows.first?.count ?? 1
+        let figure = grid(rows.flatMap { $0 }, columns: columns, title: title)
+        guard lossMaps else { return figure }
+        return withColorBar(figure, top: 24, low: "low", high: "high", caption: "per-patch loss, each map to its range")
+    }
+}

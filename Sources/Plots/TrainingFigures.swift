@@ -23,6 +23,17 @@ public enum TrainingFigures {
         return canvas.image
     }
 
+    /// One panel of losses per epoch (pre-training has no accuracy), one line per named series.
+    public static func lossCurves(epochs: [Int], series: [(name: String, values: [Double])], title: String = "loss") -> RGBImage {
+        let width = 640, height = 380
+        var canvas = Canvas(width: width, height: height)
+        let top = series.flatMap(\.values).filter(\.isFinite).max() ?? 1
+        panel(
+            &canvas, x: 0, width: width, height: height, title: title, epochs: epochs, series: series,
+            yMax: Double(Figures.niceCeiling(Float(max(top, 1e-3)))), percent: false)
+        return canvas.image
+    }
+
     private static func panel(
         _ canvas: inout Canvas, x x0: Int, width: Int, height: Int, title: String, epochs: [Int],
         series: [(name: String, values: [Double])], yMax: Double, percent: Bool

@@ -75,13 +75,7 @@ struct InspectOptions: ParsableArguments {
     /// Small inputs are enlarged for display (nearest neighbour) so a 32-pixel image is still visible.
     static func displayScale(_ size: Int) -> Int { max(1, 192 / size) }
 
-    static func enlarged(_ image: RGBImage) -> RGBImage {
-        let scale = displayScale(image.width)
-        guard scale > 1 else { return image }
-        var canvas = Canvas(width: image.width * scale, height: image.height * scale)
-        canvas.draw(image, x: 0, y: 0, scale: scale)
-        return canvas.image
-    }
+    static func enlarged(_ image: RGBImage) -> RGBImage { Figures.enlarged(image, scale: displayScale(image.width)) }
 }
 
 func stem(_ url: URL) -> String { url.deletingPathExtension().lastPathComponent }

@@ -1,0 +1,353 @@
+import Checkpoints
+import Datasets
+import Foundation
+import Images
+import NN
+import Plots
+import Tensors
+import ViT
+
+/// Self-supervised pre-training of a masked autoencoder on unlabelled images: MAE (random masks), or Hard Patches
+/// Mining (masks from an EMA teacher's predicted losses, and the ranking loss of the loss predictor).
+///
+/// The output folder holds the model (`model.safetensors` + `config.json`: the whole autoencoder in the official
+/// names; `vit train --init` takes its encoder), `checkpoint.safetensors` (weights, teacher, optimiser moments and
+/// the `PretrainingState`), `metrics.jsonl`, `curves.png` and each epoch's reconstruction figure
+/// (`reconstructions/epoch-N.png`, the latest also as `reconstruction.png`). `resume` continues exactly.
+public final class Pretrainer {
+    public enum Event {
+        case step(epoch: Int, batch: Int, batches: Int, loss: Double, rankingLoss: Double?, learningRate: Float)
+        case epochFinished(PretrainingRecord)
+        case saved(URL)
+    }
+
+    public let model: MaskedAutoencoder
+    /// HPM's teacher: an exponential moving average of `model`, predicting losses on whole images.
+    public let teacher: MaskedAutoencoder?
+    public let options: PretrainingOptions
+    public private(set) var state: PretrainingState
+    public let data: ImageDataset
+    public let folder: URL
+    let optimizer: AdamW
+    let schedule: WarmupCosineSchedule
+    let random: RandomStream
+    /// The images drawn in each epoch's reconstruction figure, with their fixed mask.
+    let sample: (images: Tensor, mask: PatchMask)
+
+    public var onEvent: (Event) -> Void = { _ in }
+    /// Polled after every step; true saves a checkpoint and stops (Ctrl-C).
+    public var shouldStop: () -> Bool = { false }
+    /// Stop (with a checkpoint) after this many steps of this run.
+    public var stepLimit: Int?
+
+    public var stepsPerEpoch: Int { data.count / options.batchSize }
+    public var checkpointURL: URL { folder.appendingPathComponent("checkpoint.safetensors") }
+
+    public init(model: MaskedAutoencoder, options: PretrainingOptions, data: ImageDataset, folder: URL) throws {
+        try options.validate()
+        guard data.count >= options.batchSize else {
+            throw TrainingError.badOptions("\(data.count) images are fewer than one batch of \(options.batchSize)")
+        }
+        let size = model.config.encoder.imageSize
+        guard data.width == size, data.height == size else {
+            throw TrainingError.badOptions("the model takes \(size)x\(size) images, the data has \(data.width)x\(data.height)")
+        }
+        guard (options.method == .hpm) == model.config.lossPredictor else {
+            throw TrainingError.badOptions(
+                options.method == .hpm ? "HPM needs a model with a loss predictor" : "MAE pre-training of a model with a loss predictor")
+        }
+        self.model = model
+        self.options = options
+        self.data = data
+        self.folder = folder
+        if options.method == .hpm {
+            let teacher = try Init.withoutDrawing { try MaskedAutoencoder(model.config) }
+            try teacher.load(stateDict: model.stateDict().mapValues { $0.copy() })
+            teacher.eval()
+            self.teacher = teacher
+        } else {
+            teacher = nil
+        }
+        optimizer = AdamW(
+            ParameterGroup.standard(model, weightDecay: options.weightDecay, noDecayNames: []),
+            learningRate: options.effectiveLearningRate, beta1: options.beta1, beta2: options.beta2)
+        let steps = options.epochs * (data.count / options.batchSize)
+        schedule = WarmupCosineSchedule(
+            base: options.effectiveLearningRate,
+            warmupSteps: Int(options.effectiveWarmupEpochs * Float(steps / options.epochs)),
+            totalSteps: max(steps, 1), minimum: options.minLearningRate)
+        state = PretrainingState()
+        state.random = SeededGenerator(seed: options.seed ^ 0x3A5C_ED00)
+        random = RandomStream(state.random)
+        // Eight images spread over the data, with one mask drawn once: the same in every epoch's figure.
+        let indices = (0..<min(8, data.count)).map { $0 * data.count / min(8, data.count) }
+        let images = TrainingLoader.normalisedBatch(
+            indices.map { data.image($0) }, mean: model.config.encoder.data.mean, std: model.config.encoder.data.std)
+        var maskRandom = SeededGenerator(seed: options.seed ^ 0xF16)
+        sample = (
+            images,
+            PatchMask.random(
+                batch: indices.count, patches: model.config.encoder.patchCount, keep: model.config.keptPatches, using: &maskRandom)
+        )
+        AtomicFile.removeStaleTemporaries(in: folder)
+    }
+
+    /// Continues the run saved in `folder` on the same images (the epoch count may be raised with `epochs`).
+    public static func resume(folder: URL, data: ImageDataset, epochs: Int? = nil) throws -> Pretrainer {
+        let url = folder.appendingPathComponent("checkpoint.safetensors")
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw TrainingError.badCheckpoint(url, "no such file: no pre-training checkpoint (nothing to resume) in \(folder.path)")
+        }
+        let file = try SafetensorsFile(contentsOf: url)
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = Trainer.SavedRun.nonFiniteNumbers.decoding
+        guard let text = file.metadata["swiftvit_pretraining"], let saved = try? decoder.decode(SavedRun.self, from: Data(text.utf8))
+        else {
+            throw TrainingError.badCheckpoint(url, "has no SwiftViT pre-training state: not written by vit pretrain?")
+        }
+        if saved.dataDigest != Trainer.digest(data.sources) {
+            throw TrainingError.badCheckpoint(
+                url, "the data changed since the run started: it pre-trained on \(saved.dataCount) images, not on these \(data.count)")
+        }
+        var groups: [String: [String: Tensor]] = ["model": [:], "teacher": [:], "optimizer": [:]]
+        for name in file.names {
+            guard let dot = name.firstIndex(of: "."), groups[String(name[..<dot])] != nil else { continue }
+            groups[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
+        }
+        var options = saved.options
+        if let epochs { options.epochs = epochs }
+        let model = try Init.withoutDrawing { try MaskedAutoencoder(saved.config) }
+        let pretrainer: Pretrainer
+        do {
+            try model.load(stateDict: groups["model"]!)
+            pretrainer = try Pretrainer(model: model, options: options, data: data, folder: folder)
+            try pretrainer.optimizer.load(state: groups["optimizer"]!)
+            try pretrainer.teacher?.load(stateDict: groups["teacher"]!)
+        } catch let error as TrainingError {
+            throw error
+        } catch {
+            throw TrainingError.badCheckpoint(url, "\(error)")
+        }
+        pretrainer.state = saved.state
+        pretrainer.random.generator = saved.state.random
+        return pretrainer
+    }
+
+    /// What `checkpoint.safetensors` holds besides tensors.
+    struct SavedRun: Codable {
+        var options: PretrainingOptions
+        var state: PretrainingState
+        var config: MAEConfig
+        var dataCount: Int
+        var dataDigest: String
+    }
+
+    /// Pre-trains until the last epoch, a stop request or the step limit.
+    public func run() throws -> Trainer.Outcome {
+        try GlobalRandom.using(random) { try runEpochs() }
+    }
+
+    private func runEpochs() throws -> Trainer.Outcome {
+        model.train()
+        var stepsThisRun = 0
+        while state.epoch < options.epochs {
+            var loaderOptions = TrainingLoader.Options(
+                batchSize: options.batchSize, mean: model.config.encoder.data.mean, std: model.config.encoder.data.std)
+            loaderOptions.augmentation = options.augmentation
+            loaderOptions.seed = options.seed
+            let loader = TrainingLoader(data, options: loaderOptions, epoch: state.epoch, startBatch: state.batch)
+            defer { loader.stop() }
+            while let batch = loader.next() {
+                let started = Date()
+                try step(batch.images, index: batch.index)
+                state.trainingSeconds += Date().timeIntervalSince(started)
+                stepsThisRun += 1
+                if state.batch < loader.batchCount, shouldStop() || stepsThisRun >= (stepLimit ?? .max) {
+                    try save(figure: false)
+                    return .stopped
+                }
+            }
+            try finishEpoch()
+            if state.epoch < options.epochs, shouldStop() || stepsThisRun == stepLimit { return .stopped }
+        }
+        return .finished
+    }
+
+    /// One optimiser step on images [B, C, H, W].
+    func step(_ images: Tensor, index: Int) throws {
+        optimizer.learningRate = schedule.learningRate(at: state.step)
+        let b = images.shape[0], n = model.config.encoder.patchCount, keep = model.config.keptPatches
+        let mask: PatchMask
+        if let teacher {
+            // The teacher predicts every patch's loss on the whole image; the hardest share of the masked patches
+            // follows those predictions (`engine_pretrain.py`: under no_grad, before the student's forward).
+            let predicted = Autograd.withNoGrad {
+                Autocast.run(options.autocast ?? .float32) { teacher.forward(images, mask: .none(batch: b, patches: n)).predictedLoss! }
+            }
+            mask = HardPatchesMining.mask(
+                predictedLoss: predicted, keep: keep, epoch: state.epoch, epochs: options.epochs, using: &random.generator)
+        } else {
+            mask = PatchMask.random(batch: b, patches: n, keep: keep, using: &random.generator)
+        }
+        let outputs = Autocast.run(options.autocast ?? .float32) { model.forward(images, mask: mask) }
+        let reconstruction = model.reconstructionLoss(images, prediction: outputs.prediction.cast(to: .float32), mask: mask)
+        var loss = reconstruction.loss
+        var ranking: Float?
+        if let predictedLoss = outputs.predictedLoss?.cast(to: .float32) {
+            // HPM: the predictor ranks the removed patches as their true (detached) losses rank them; its gradient
+            // reaches the shared encoder, decoder embedding and mask token too.
+            let predicted = predictedLoss.gather(axis: 1, mask.removed)  // [B, N - K]
+            let target = reconstruction.perPatch.gather(axis: 1, mask.removed)  // [B, N - K]
+            let rankingLoss = HardPatchesMining.rankingLoss(predicted: predicted, target: target)
+            ranking = rankingLoss.item()
+            loss = loss + rankingLoss
+        }
+        let value = reconstruction.loss.item()
+        guard value.isFinite, ranking?.isFinite ?? true else {
+            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
+            throw TrainingError.nonFiniteLoss(value: value.isFinite ? ranking! : value, epoch: state.epoch, batch: index, checkpoint: kept)
+        }
+        loss.backward()
+        optimizer.step()
+        optimizer.zeroGrad()
+        if let teacher {
+            // timm's ModelEma, updated after every step with the epoch's decay.
+            let decay = HardPatchesMining.teacherDecay(epoch: state.epoch)
+            for (t, p) in zip(teacher.parameters(), model.parameters()) { t.device.backend.lerp(t, toward: p, decay: decay) }
+        }
+        state.lossSum += Double(value)
+        state.rankingLossSum += Double(ranking ?? 0)
+        state.steps += 1
+        state.seen += b
+        state.step += 1
+        state.batch = index + 1
+        onEvent(
+            .step(
+                epoch: state.epoch, batch: index, batches: stepsPerEpoch, loss: state.lossSum / Double(state.steps),
+                rankingLoss: ranking.map { _ in state.rankingLossSum / Double(state.steps) }, learningRate: optimizer.learningRate))
+    }
+
+    private func finishEpoch() throws {
+        let record = PretrainingRecord(
+            epoch: state.epoch + 1, loss: state.lossSum / Double(max(state.steps, 1)),
+            rankingLoss: teacher == nil ? nil : state.rankingLossSum / Double(max(state.steps, 1)),
+            learningRate: Double(optimizer.learningRate), imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
+            seconds: state.trainingSeconds)
+        state.history.append(record)
+        state.epoch += 1
+        state.batch = 0
+        state.lossSum = 0
+        state.rankingLossSum = 0
+        state.steps = 0
+        state.seen = 0
+        state.trainingSeconds = 0
+        onEvent(.epochFinished(record))
+        try save(figure: true)
+    }
+
+    /// The model folder, metrics, curves and (at an epoch's end) the reconstruction figure, then the checkpoint;
+    /// nothing is written when a weight is not finite.
+    private func save(figure: Bool) throws {
+        let bad = (model.namedParameters() + (teacher?.namedParameters().map { ("teacher.\($0.name)", $0.tensor) } ?? []))
+            .filter { !$0.1.isAllFinite }.map(\.0)
+        guard bad.isEmpty else {
+            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
+            throw TrainingError.nonFiniteWeights(names: bad, epoch: state.batch == 0 ? state.epoch - 1 : state.epoch, checkpoint: kept)
+        }
+        try MAECheckpoint.save(model, to: folder)
+        let lines = state.history.map { $0.json() }.joined(separator: "\n") + "\n"
+        try AtomicFile.write(Data(lines.utf8), to: folder.appendingPathComponent("metrics.jsonl"))
+        var series = [("reconstruction", state.history.map(\.loss))]
+        if teacher != nil { series.append(("ranking", state.history.map { $0.rankingLoss ?? .nan })) }
+        try PNG.write(
+            TrainingFigures.lossCurves(epochs: state.history.map(\.epoch), series: series, title: "\(options.method.rawValue) loss"),
+            to: folder.appendingPathComponent("curves.png"))
+        if figure {
+            let image = Autograd.withNoGrad {
+                Self.reconstructionFigure(
+                    model: model, images: sample.images, mask: sample.mask,
+                    title: "\(options.method.rawValue.uppercased()), epoch \(state.epoch)")
+            }
+            let folderURL = folder.appendingPathComponent("reconstructions")
+            try FileManager.default.createDirectory(at: folderURL, withIntermediateDirectories: true)
+            try PNG.write(image, to: folderURL.appendingPathComponent(String(format: "epoch-%03d.png", state.epoch)))
+            try PNG.write(image, to: folder.appendingPathComponent("reconstruction.png"))
+        }
+        try saveCheckpoint()
+    }
+
+    private func saveCheckpoint() throws {
+        var tensors: [String: Tensor] = [:]
+        for (name, tensor) in model.stateDict() { tensors["model.\(name)"] = tensor }
+        for (name, tensor) in teacher?.stateDict() ?? [:] { tensors["teacher.\(name)"] = tensor }
+        for (name, tensor) in optimizer.state() { tensors["optimizer.\(name)"] = tensor }
+        var saved = state
+        saved.random = random.generator
+        let run = SavedRun(
+            options: options, state: saved, config: model.config, dataCount: data.count, dataDigest: Trainer.digest(data.sources))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = Trainer.SavedRun.nonFiniteNumbers.encoding
+        let text = String(decoding: try encoder.encode(run), as: UTF8.self)
+        try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT", "swiftvit_pretraining": text], to: checkpointURL)
+        onEvent(.saved(checkpointURL))
+    }
+
+    /// One row per image: the original, what the encoder saw (removed patches grey), the reconstruction with the
+    /// visible patches pasted back, and for a model with a loss predictor its predicted per-patch loss beside the
+    /// true one (on the removed patches; kept patches show the lowest colour). Images are un-normalised with the
+    /// model's mean and std; with `normPixLoss` each patch's prediction is put back on the patch's own mean and
+    /// variance, as MAE's visualisation does.
+    public static func reconstructionFigure(model: MaskedAutoencoder, images: Tensor, mask: PatchMask, title: String) -> RGBImage {
+        let config = model.config, g = config.encoder.gridSize, p = config.encoder.patchSize
+        let outputs = model.forward(images, mask: mask)
+        var prediction = outputs.prediction  // [B, N, P·P·C]
+        let patches = model.patchify(images)  // [B, N, P·P·C]
+        if config.normPixLoss {
+            let values = Float(config.patchValues)
+            let mean = patches.mean(axis: -1, keepDim: true)
+            let variance = (patches - mean).square().sum(axis: -1, keepDim: true) / (values - 1)
+            prediction = prediction * (variance + 1e-6).sqrt() + mean
+        }
+        let removed = mask.tensor.unsqueeze(-1)  // [B, N, 1]
+        let pasted = model.unpatchify(patches * (1 - removed) + prediction * removed)  // [B, C, H, W]
+        let masked = model.unpatchify(patches * (1 - removed))
+        let perPatch = model.reconstructionLoss(images, prediction: outputs.prediction, mask: mask).perPatch.toArray()
+        let predictedLoss = outputs.predictedLoss?.toArray()
+        let (mean, std) = (config.encoder.data.mean, config.encoder.data.std)
+        let scale = max(1, 96 / config.encoder.imageSize)
+        let side = config.encoder.imageSize * scale
+        var rows: [[(caption: String, image: RGBImage)]] = []
+        let n = g * g
+        for i in 0..<images.shape[0] {
+            func picture(_ batch: Tensor, grey: Bool) -> RGBImage {
+                var image = RGBImage(normalised: batch.slice(axis: 0, start: i, length: 1), mean: mean, std: std)
+                if grey {  // removed patches shown grey, as MAE's figures do
+                    for patch in mask.removed[i] {
+                        let (py, px) = (patch / g, patch % g)
+                        for y in 0..<p {
+                            for x in 0..<p { for c in 0..<3 { image.pixels[((py * p + y) * image.width + px * p + x) * 3 + c] = 128 } }
+                        }
+                    }
+                }
+                return Figures.enlarged(image, scale: scale)
+            }
+            var row = [
+                (caption: "original", image: picture(images, grey: false)), (caption: "masked", image: picture(masked, grey: true)),
+                (caption: "rebuilt", image: picture(pasted, grey: false))
+            ]
+            if let predictedLoss {
+                let removedSet = Set(mask.removed[i])
+                func map(_ values: [Float]) -> RGBImage {
+                    let own = Array(values[(i * n)..<((i + 1) * n)])
+                    let low = mask.removed[i].map { own[$0] }.min() ?? 0
+                    return Figures.cellMap((0..<n).map { removedSet.contains($0) ? own[$0] : low }, grid: g, size: side)
+                }
+                row.append((caption: "predicted", image: map(predictedLoss)))
+                row.append((caption: "true", image: map(perPatch)))
+            }
+            rows.append(row)
+        }
+        return Figures.reconstructions(rows, title: title, lossMaps: predictedLoss != nil)
+    }
+}

@@ -1,0 +1,201 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import Tensors
+import Training
+import ViT
+
+/// Self-supervised pre-training (MAE or HPM) on unlabelled images.
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pre-train a ViT as a masked autoencoder (MAE) or with Hard Patches Mining (HPM) on unlabelled images.",
+        discussion: """
+            --data takes any folder (or .tar.gz) of images at any depth; labels are ignored. A labelled data set that \
+            vit train reads (an image folder with train/ and test/, CIFAR binaries, IDX files) gives its training part \
+            only. Images are resized once, when loaded, to --image-size (default: the data's own size when all images \
+            share one square size, else the preset's). The recipe is MAE's: AdamW (betas 0.9, 0.95, weight decay \
+            0.05), lr = --blr x batch / 256 with warm-up then cosine, random resized crops (scale 0.2-1) and flips. \
+            After every epoch OUTPUT holds the model (model.safetensors + config.json: the whole autoencoder in \
+            MAE's names; vit train --init OUTPUT fine-tunes its encoder), checkpoint.safetensors (to --resume from), \
+            metrics.jsonl, curves.png and reconstruction.png (also kept per epoch in reconstructions/). Ctrl-C or \
+            SIGTERM saves a checkpoint and exits (130 / 143); run again with --resume to continue exactly.
+            """
+    )
+    private static let defaults = PretrainingOptions()
+
+    @Option(help: "Images (see above).") var data: String
+    @Option(help: "mae (random masks) or hpm (masks of predicted-hard patches, easy to hard; a loss predictor and an EMA teacher).")
+    var method: PretrainingMethod = .mae
+    @Option(help: "Architecture preset of the encoder.") var arch = "vit_cifar_patch4_32"
+    @Option(help: "Input size in pixels; images are resized to it when loaded (default: the data's size when uniform, else the preset's).")
+    var imageSize: Int?
+    @Option(help: "Override the preset's patch size.") var patchSize: Int?
+    @Option(help: "Override the preset's token width.") var width: Int?
+    @Option(help: "Override the preset's number of blocks.") var depth: Int?
+    @Option(help: "Override the preset's number of attention heads.") var heads: Int?
+    @Option(help: "Override the preset's MLP width / token width.") var mlpRatio: Float?
+    @Option(help: "Decoder token width.") var decoderWidth = 128
+    @Option(help: "Decoder blocks.") var decoderDepth = 2
+    @Option(help: "Decoder attention heads.") var decoderHeads = 4
+    @Option(help: "Fraction of the patches removed.") var maskRatio: Float = 0.75
+    @Flag(help: "Reconstruct each patch normalised by its own mean and variance (MAE's norm_pix_loss).") var normPixLoss = false
+    @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String
+    @Flag(help: "Continue the run saved in --output (same recipe and data; --epochs may raise the epoch count).") var resume = false
+
+    @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
+    @Option(help: "Images per step.") var batchSize = defaults.batchSize
+    @Option(help: "Base learning rate: the peak rate is blr x batch size / 256 (MAE's rule).") var blr = defaults.baseLearningRate
+    @Option(help: "Peak learning rate, instead of --blr's scaling.") var lr: Float?
+    @Option(help: "Learning rate at the end of the cosine decay.") var minLR = defaults.minLearningRate
+    @Option(help: "Warm-up epochs, linear from 0 (default: a tenth of the epochs, at most 40).") var warmup: Float?
+    @Option(help: "AdamW weight decay (not on biases and norms).") var weightDecay = defaults.weightDecay
+    @Option(help: "Seed of the initialisation, data order, augmentation and masks.") var seed = defaults.seed
+    @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
+    @Option(
+        help:
+            "Compute precision: bf16 runs the matrix products in bfloat16 (float32 weights and optimiser state), fp32 everything in float32."
+    )
+    var precision: Precision = .fp32
+    @OptionGroup var imageLimit: ImageLimitOptions
+
+    func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
+        if let imageSize { try check(imageSize >= 1, "--image-size must be at least 1") }
+        if let maxSteps { try check(maxSteps >= 1, "--max-steps must be at least 1") }
+        if let epochs { try check(epochs >= 1, "--epochs must be at least 1, got \(epochs)") }
+        try check(batchSize >= 1, "--batch-size must be at least 1")
+        try check(blr > 0 && blr.isFinite, "--blr must be a positive number, got \(blr)")
+        if let lr { try check(lr > 0 && lr.isFinite, "--lr must be a positive number, got \(lr)") }
+        try check(minLR >= 0 && minLR.isFinite, "--min-lr must be zero or more, got \(minLR)")
+        if let warmup { try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)") }
+        try check(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be zero or more, got \(weightDecay)")
+        try check(maskRatio >= 0 && maskRatio < 1, "--mask-ratio must be in [0, 1), got \(maskRatio)")
+        try check(
+            decoderWidth >= 1 && decoderDepth >= 0 && decoderHeads >= 1,
+            "--decoder-width, --decoder-heads must be at least 1, --decoder-depth 0 or more")
+    }
+
+    func run() throws {
+        imageLimit.apply()
+        let interrupt = Interrupt()
+        let folder = URL(fileURLWithPath: output)
+        let pretrainer = resume ? try resumed(folder) : try newRun(folder)
+        pretrainer.stepLimit = maxSteps
+        pretrainer.shouldStop = { interrupt.requested }
+        interrupt.trainingStarted()
+        let batchSize = pretrainer.options.batchSize, totalEpochs = pretrainer.options.epochs
+        var bar: ProgressBar?
+        var lastLog = Date()
+        pretrainer.onEvent = { event in
+            switch event {
+            case let .step(epoch, batch, batches, loss, rankingLoss, learningRate):
+                if bar == nil {
+                    printError("epoch \(epoch + 1)/\(totalEpochs)")
+                    bar = ProgressBar(total: (batches - batch) * batchSize, unit: "img")
+                }
+                var note = String(format: "loss %.4f", loss)
+                if let rankingLoss { note += String(format: " rank %.4f", rankingLoss) }
+                note += String(format: " lr %.2e", learningRate)
+                bar?.advance(by: batchSize, note: note)
+                if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
+                    lastLog = Date()
+                    printError("  batch \(batch + 1)/\(batches): \(note)")
+                }
+            case .epochFinished(let record):
+                bar = nil
+                var line = String(format: "epoch %d/%d: loss %.4f", record.epoch, totalEpochs, record.loss)
+                if let ranking = record.rankingLoss { line += String(format: " ranking %.4f", ranking) }
+                line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
+                printError(line)
+                print(record.json())
+                fflush(stdout)
+            case .saved:
+                break
+            }
+        }
+        switch try pretrainer.run() {
+        case .finished:
+            printError("done: \(output) (model.safetensors, config.json, metrics.jsonl, curves.png, reconstruction.png)")
+        case .stopped:
+            printError(
+                "\nstopped in epoch \(pretrainer.state.epoch + 1) after batch \(pretrainer.state.batch) of \(pretrainer.stepsPerEpoch); model and checkpoint saved: continue with --resume"
+            )
+            if interrupt.requested { throw ExitCode(interrupt.exitStatus) }
+        }
+    }
+
+    func loadImages(sizing: ImageSizing) throws -> ImageDataset {
+        printError("reading \(data) ...")
+        let started = Date()
+        let images = try ImageDataset.loadUnlabelled(URL(fileURLWithPath: data), sizing: sizing)
+        for failure in images.failures { printError("skipped: \(failure)") }
+        printError(
+            "\(images.count) images of \(images.width)x\(images.height) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+        return images
+    }
+
+    func newRun(_ folder: URL) throws -> Pretrainer {
+        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path) {
+            throw CommandFailure("\(output) already holds a run: add --resume to continue it, or choose another --output")
+        }
+        var options = PretrainingOptions()
+        options.method = method
+        options.epochs = epochs ?? options.epochs
+        options.batchSize = batchSize
+        options.baseLearningRate = blr
+        options.learningRate = lr
+        options.minLearningRate = minLR
+        options.warmupEpochs = warmup
+        options.weightDecay = weightDecay
+        options.seed = seed
+        options.autocast = precision == .bf16 ? .bfloat16 : nil
+        do { try options.validate() } catch { throw CommandFailure("\(error)") }
+
+        var encoder: ViTConfig
+        do { encoder = try ViTConfig.preset(arch) } catch { throw CommandFailure("--arch: \(error)") }
+        if let patchSize { encoder.patchSize = patchSize }
+        if let width { encoder.width = width }
+        if let depth { encoder.depth = depth }
+        if let heads { encoder.heads = heads }
+        if let mlpRatio { encoder.mlpRatio = mlpRatio }
+        let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: encoder.imageSize)
+        let images = try loadImages(sizing: sizing)
+        guard images.width == images.height else {
+            throw CommandFailure("pre-training needs square images, the data has \(images.width)x\(images.height): give --image-size")
+        }
+        encoder.imageSize = images.width
+        encoder.data.inputSize = [3, images.width, images.width]
+        encoder.data.cropPct = 1
+        (encoder.data.mean, encoder.data.std) = images.channelStatistics()
+        var config = MAEConfig(encoder: encoder)
+        config.decoderWidth = decoderWidth
+        config.decoderDepth = decoderDepth
+        config.decoderHeads = decoderHeads
+        config.maskRatio = maskRatio
+        config.normPixLoss = normPixLoss
+        config.lossPredictor = method == .hpm
+        do { try config.validate() } catch { throw CommandFailure("the architecture at \(images.width) px: \(error)") }
+        GlobalRandom.seed(seed)
+        let model = try MaskedAutoencoder(config)
+        let pretrainer = try Pretrainer(model: model, options: options, data: images, folder: folder)
+        let encoderCount = model.encoderStateDict().filter { $0.key != "pos_embed" }.values.reduce(0) { $0 + $1.count }
+        printError(
+            "\(method.rawValue) at \(images.width) px: encoder \(encoderCount) parameters (sees \(config.keptPatches) of \(config.encoder.patchCount) patches), all \(model.parameterCount); \(options.epochs) epochs of \(pretrainer.stepsPerEpoch) steps, lr \(String(format: "%.2e", options.effectiveLearningRate))"
+        )
+        return pretrainer
+    }
+
+    func resumed(_ folder: URL) throws -> Pretrainer {
+        let checkpoint = folder.appendingPathComponent("checkpoint.safetensors")
+        guard FileManager.default.fileExists(atPath: checkpoint.path) else {
+            throw CommandFailure("\(checkpoint.path): no such file: no pre-training run to resume in \(output)")
+        }
+        let config = try MAECheckpoint.load(folder).config
+        let pretrainer = try Pretrainer.resume(
+            folder: folder, data: try loadImages(sizing: .size(config.encoder.imageSize)), epochs: epochs)
+        printError("resuming at epoch \(pretrainer.state.epoch + 1), batch \(pretrainer.state.batch + 1) of \(pretrainer.stepsPerEpoch)")
+        return pretrainer
+    }
+}
+
+extension PretrainingMethod: ExpressibleByArgument {}
