@@ -53,11 +53,12 @@ extension ImageDataset {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
         let known = files.contains { $0.hasPrefix("train-images-idx3-ubyte") || $0.hasPrefix("data_batch_") || $0 == "train.bin" }
         let entries = known ? [] : try folderEntries(url)
-        let classFolders = entries.contains { entry in
-            let parts = entry.path.split(separator: "/")
-            let isImage = ["jpg", "jpeg", "png"].contains((entry.path as NSString).pathExtension.lowercased())
-            return isImage && (parts.count == 2 || (parts.count == 3 && parts[0] == "train"))
-        }
+        // A labelled layout only when every image sits in one: root/<class>/<file>, or train/<class>/<file>.
+        let depths = entries.filter { ["jpg", "jpeg", "png"].contains(($0.path as NSString).pathExtension.lowercased()) }
+            .map { $0.path.split(separator: "/") }
+        let classFolders =
+            !depths.isEmpty
+            && (depths.allSatisfy { $0.count == 2 } || depths.contains { $0.count == 3 && $0[0] == "train" })
         if known || classFolders, let train = try load(url, parts: [.train], sizing: sizing)[.train] { return train }
         let imageFiles = entries.filter { ["jpg", "jpeg", "png"].contains(($0.path as NSString).pathExtension.lowercased()) }
         let sizing: ImageSizing = try resolve(sizing, headersOf: imageFiles.map(\.data)).map { .resize($0) } ?? .native

@@ -122,6 +122,60 @@ import Testing
         #expect(predict.status == 0 && predict.stdout.split(separator: "\n").count == 6, "\(predict.stderr)")
     }
 
+    /// `vit inspect reconstruct` of Hugging Face's ViTMAEForPreTraining with the reference noise: the loss of
+    /// transformers on the same PNGs, and the mask.
+    @Test func reconstructMatchesHuggingFaceLoss() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let official = Self.fixtures.appendingPathComponent("mae-official-p8-d64-l2-i32")
+        let result = try vit([
+            "inspect", "reconstruct", "--model", Self.fixtures.appendingPathComponent("hf-vit-mae-normpix-p8-d64-l2-i32").path,
+            "--noise", official.appendingPathComponent("reference.safetensors").path, "--json", "-o", root.path,
+            official.appendingPathComponent("input0.png").path, official.appendingPathComponent("input1.png").path
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let loss = json?["loss"] as? Double ?? .nan
+        #expect(abs(loss - 1.3708639) < 1e-4, "loss \(loss)")  // transformers: normpix.loss of the reference
+        let mask = json?["mask"] as? [[Int]] ?? []
+        #expect(mask.count == 2 && mask.allSatisfy { $0.count == 16 && $0.reduce(0, +) == 12 })
+        #expect((json?["loss_per_image"] as? [Double])?.count == 2)
+        #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("reconstruction.png").path))
+    }
+
+    /// The whole loop on a folder of photos without labels: pre-train (HPM), look at reconstructions, fine-tune the
+    /// encoder into a classifier that predicts.
+    @Test func pretrainReconstructAndFineTune() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let photos = root.appendingPathComponent("photos"), run = root.appendingPathComponent("pretrained")
+        try photoFolder(photos)
+        let pretrain = try vit([
+            "pretrain", "--method", "hpm", "--data", photos.path, "--image-size", "16", "--patch-size", "4", "--width", "32",
+            "--depth", "1", "--heads", "2", "--decoder-width", "16", "--decoder-depth", "1", "--decoder-heads", "2",
+            "--batch-size", "2", "--epochs", "2", "--norm-pix-loss", "-o", run.path
+        ])
+        #expect(pretrain.status == 0, "\(pretrain.stderr)")
+        #expect(pretrain.stdout.split(separator: "\n").count == 2 && pretrain.stdout.contains("ranking_loss"), "\(pretrain.stdout)")
+        let again = try vit(["pretrain", "--data", photos.path, "-o", run.path])
+        #expect(again.status == 2 && again.stderr.contains("--resume"), "\(again.stderr)")
+        let more = try vit(["pretrain", "--data", photos.path, "-o", run.path, "--resume", "--epochs", "3"])
+        #expect(more.status == 0 && more.stderr.contains("resuming at epoch 3"), "\(more.stderr)")
+        let reconstruct = try vit([
+            "inspect", "reconstruct", "--model", run.path, "--mask-ratio", "0.5", "--json", "-o", root.appendingPathComponent("r").path,
+            photos.path
+        ])
+        #expect(reconstruct.status == 0 && reconstruct.stdout.contains("\"mask\""), "\(reconstruct.stderr)")
+        let tune = root.appendingPathComponent("tuned")
+        let train = try vit([
+            "train", "--init", run.path, "--data", photos.path, "--pooling", "avg", "--layer-decay", "0.75", "--batch-size", "2",
+            "--epochs", "1", "-o", tune.path
+        ])
+        #expect(train.status == 0 && train.stderr.contains("not used: decoder"), "\(train.stderr)")
+        #expect(try vit(["predict", "--model", tune.path, photos.path]).status == 0)
+        #expect(try vit(["inspect", "reconstruct", "--model", tune.path, "-o", root.path, photos.path]).status == 2)
+    }
+
     /// SIGTERM during training: the step finishes, a checkpoint is saved, the exit status is 143, and --resume
     /// continues from it.
     @Test func sigtermSavesAndExits143() throws {
@@ -250,6 +304,8 @@ import Testing
             (["inspect", "attention"], ["--model", "--arch", "--heads", "--image-size", "-o, --output"]),
             (["inspect", "posemb"], ["--model", "-o, --output"]),
             (["train"], ["--data", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--seed"]),
+            (["pretrain"], ["--data", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--seed", "--resume"]),
+            (["inspect", "reconstruct"], ["--model", "--heads", "-o, --output", "--json", "--seed"]),
             (["convert"], ["--arch", "--heads", "--image-size", "-o, --output"]),
             (["create"], ["--arch", "-o, --output", "--seed"]),
             (["bench", "model"], ["--arch", "--batch-size", "--json"])

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import Checkpoints
 import Images
 import Inference
+import NN
 import Plots
 import Tensors
 import Training
@@ -14,7 +16,7 @@ struct Inspect: ParsableCommand {
             "Patch grids, attention maps, attention rollout, mean attention distance, position-embedding similarity and training runs compared, as PNGs and JSON.",
         subcommands: [
             InspectPatches.self, InspectAttention.self, InspectRollout.self, InspectDistance.self, InspectPositions.self,
-            InspectCurves.self
+            InspectCurves.self, InspectReconstruct.self
         ]
     )
 }
@@ -288,5 +290,104 @@ struct InspectCurves: ParsableCommand {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
         printError("wrote \(folder.appendingPathComponent("curves.png").path)")
+    }
+}
+
+struct InspectReconstruct: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reconstruct",
+        abstract:
+            "A masked autoencoder's reconstructions: original | masked | reconstruction (visible patches pasted back), and for HPM the predicted beside the true per-patch loss.",
+        discussion: """
+            --model takes an MAE or HPM checkpoint: a vit pretrain run, facebookresearch/mae's checkpoint-N.pth \
+            (with --heads and --decoder-heads where the widths are not standard), HPM's, or a Hugging Face \
+            ViTMAEForPreTraining folder. Writes OUTPUT/reconstruction.png; --json prints the loss, each image's loss \
+            and the mask (1 = removed) on stdout.
+            """
+    )
+    @Option(help: "The masked autoencoder (see above).") var model: String
+    @Option(help: "Encoder attention heads, when no config.json states them.") var heads: Int?
+    @Option(help: "Decoder attention heads, when no config.json states them (default 16, as every published MAE).")
+    var decoderHeads: Int?
+    @Option(help: "Fraction of the patches removed (default: the model's).") var maskRatio: Float?
+    @Option(
+        help:
+            "A safetensors file with a `noise` tensor [images, patches]: the patches with the smallest noise are kept (Hugging Face's noise argument)."
+    )
+    var noise: String?
+    @Option(help: "Seed of the random mask, without --noise.") var seed: UInt64 = 0
+    @Flag(help: "Print {\"loss\", \"loss_per_image\", \"mask\"} as JSON on stdout.") var json = false
+    @Option(name: .shortAndLong, help: "Output folder (created if needed).") var output: String
+    @OptionGroup var imageLimit: ImageLimitOptions
+    @Argument(help: "Image files or folders.") var images: [String]
+
+    func validate() throws {
+        if let maskRatio, !(maskRatio >= 0 && maskRatio < 1) { throw ValidationError("--mask-ratio must be in [0, 1), got \(maskRatio)") }
+        if let heads, heads < 1 { throw ValidationError("--heads must be at least 1") }
+        if let decoderHeads, decoderHeads < 1 { throw ValidationError("--decoder-heads must be at least 1") }
+    }
+
+    func run() throws {
+        imageLimit.apply()
+        let folder = URL(fileURLWithPath: output)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var autoencoder = try MAECheckpoint.load(
+            try BuiltInModel.resolve(model), heads: heads, decoderHeads: decoderHeads)
+        if let maskRatio, maskRatio != autoencoder.config.maskRatio {
+            var config = autoencoder.config
+            config.maskRatio = maskRatio
+            let resized = try Init.withoutDrawing { try MaskedAutoencoder(config) }
+            try resized.load(stateDict: autoencoder.stateDict())
+            autoencoder = resized
+        }
+        let config = autoencoder.config
+        let data = config.encoder.data
+        let transform = EvalTransform(
+            size: config.encoder.imageSize, cropPct: data.cropPct, filter: data.interpolation == .bilinear ? .bilinear : .bicubic,
+            mean: data.mean, std: data.std)
+        let (files, missing) = try imageFiles(images)
+        var inputs: [Tensor] = [], failed = missing
+        for file in files {
+            do { inputs.append(transform(try RGBImage(contentsOf: file)).unsqueeze(0)) } catch {
+                printError("error: \(error)")
+                failed += 1
+            }
+        }
+        if inputs.isEmpty { try finish(failed: failed, of: failed) }
+        let batch = Tensor.concat(inputs, axis: 0)  // [B, 3, H, W]
+        let n = config.encoder.patchCount
+        let mask: PatchMask
+        if let noise {
+            let url = URL(fileURLWithPath: noise)
+            let tensor = try SafetensorsFile(contentsOf: url).tensor("noise")
+            guard tensor.shape == [inputs.count, n] else {
+                throw CommandFailure("\(noise): noise is \(tensor.shape), expected [\(inputs.count), \(n)] (images, patches)")
+            }
+            mask = PatchMask(noise: tensor, keep: config.keptPatches)
+        } else {
+            var rng = SeededGenerator(seed: seed)
+            mask = PatchMask.random(batch: inputs.count, patches: n, keep: config.keptPatches, using: &rng)
+        }
+        let (figure, loss) = Autograd.withNoGrad {
+            (
+                Pretrainer.reconstructionFigure(
+                    model: autoencoder, images: batch, mask: mask,
+                    title: "\(config.lossPredictor ? "HPM" : "MAE") reconstructions, \(Int(config.maskRatio * 100))% masked"),
+                autoencoder.reconstructionLoss(batch, prediction: autoencoder.forward(batch, mask: mask).prediction, mask: mask)
+            )
+        }
+        let url = folder.appendingPathComponent("reconstruction.png")
+        try PNG.write(figure, to: url)
+        printError("wrote \(url.path); loss \(loss.loss.item()) over the removed patches")
+        if json {
+            let maskValues = mask.tensor.toArray()
+            let record: [String: Any] = [
+                "loss": Double(loss.loss.item()), "loss_per_image": loss.perImage.map(Double.init),
+                "mask": (0..<inputs.count).map { b in (0..<n).map { Int(maskValues[b * n + $0]) } },
+                "files": files.map(\.path)
+            ]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
+        }
+        try finish(failed: failed, of: files.count + missing)
     }
 }
