@@ -53,6 +53,42 @@ public struct SGDUpdate: Sendable {
     }
 }
 
+/// The window of a 2-D convolution or pooling over [B, C, H, W]: kernel, stride, padding before and after each
+/// spatial axis (unequal for TensorFlow's "same" padding), dilation (1: none) and, for convolutions, groups.
+public struct WindowGeometry: Hashable, Sendable, CustomStringConvertible {
+    /// [kH, kW]
+    public var kernel: [Int]
+    public var stride: [Int]
+    /// [top, left]
+    public var paddingBefore: [Int]
+    /// [bottom, right]
+    public var paddingAfter: [Int]
+    public var dilation: [Int]
+    public var groups: Int
+
+    public init(kernel: [Int], stride: [Int], paddingBefore: [Int], paddingAfter: [Int], dilation: [Int] = [1, 1], groups: Int = 1) {
+        (self.kernel, self.stride, self.paddingBefore, self.paddingAfter, self.dilation, self.groups) =
+            (kernel, stride, paddingBefore, paddingAfter, dilation, groups)
+    }
+
+    /// The output's [H, W] for an input of [H, W] (floor division, as PyTorch without ceil_mode).
+    public func outputSize(_ input: [Int]) -> [Int] {
+        (0..<2).map { axis in
+            let span = dilation[axis] * (kernel[axis] - 1) + 1
+            return (input[axis] + paddingBefore[axis] + paddingAfter[axis] - span) / stride[axis] + 1
+        }
+    }
+
+    public var description: String {
+        "k\(kernel) s\(stride) p\(paddingBefore)\(paddingAfter) d\(dilation) g\(groups)"
+    }
+}
+
+/// Max pooling, or average pooling counting the padding in the divisor (PyTorch's default) or not.
+public enum PoolingKind: String, Sendable {
+    case max, average, averageExcludingPadding
+}
+
 /// The raw math under the ops: each function reads its input tensors and returns new ones, never recording
 /// gradients. The ops (`Ops/`) add autograd on top and are all that models call; optimisers, weight averages and
 /// tensor factories write through the in-place kernels at the end. A second backend (a GPU) is a new conformance
@@ -103,6 +139,30 @@ public protocol Backend {
     func attention(qkv: Tensor, heads: Int, scale: Float) -> (output: Tensor, probabilities: Tensor)
     /// d(loss)/d(qkv) [B, N, 3·D] of `attention`, given d(loss)/d(output) [B, N, D].
     func attentionBackward(gradOutput: Tensor, qkv: Tensor, probabilities: Tensor, heads: Int, scale: Float) -> Tensor
+
+    /// 2-D convolution (cross-correlation, as PyTorch's): x [B, Cin, H, W], weight [Cout, Cin / groups, kH, kW],
+    /// bias [Cout] -> [B, Cout, H', W'].
+    func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, _ geometry: WindowGeometry) -> Tensor
+    /// The gradients of `convolution` with respect to its input (when `inputGradient`), weight and bias (when
+    /// `biasGradient`), given d(loss)/d(output).
+    func convolutionBackward(
+        gradOutput: Tensor, input: Tensor, weight: Tensor, _ geometry: WindowGeometry, inputGradient: Bool, biasGradient: Bool
+    ) -> (input: Tensor?, weight: Tensor, bias: Tensor?)
+    /// Pooling over each channel's H x W: [B, C, H, W] -> [B, C, H', W'], and what the backward pass needs beyond the
+    /// input (max pooling's choices), in a form only this backend reads.
+    func pooling(_ x: Tensor, _ kind: PoolingKind, _ geometry: WindowGeometry) -> (output: Tensor, workspace: Tensor?)
+    func poolingBackward(gradOutput: Tensor, input: Tensor, workspace: Tensor?, _ kind: PoolingKind, _ geometry: WindowGeometry)
+        -> Tensor
+    /// Batch normalisation over [B, C, H, W] per channel: with `statistics` (evaluation) those are used; without,
+    /// the batch's own mean and biased variance are, and returned.
+    func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, statistics: (mean: Tensor, variance: Tensor)?, eps: Float)
+        -> (output: Tensor, mean: Tensor, variance: Tensor)
+    /// The gradients of `batchNorm`; `fixedStatistics` when the forward pass used given statistics (their
+    /// dependence on the input is then none).
+    func batchNormBackward(
+        gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, eps: Float,
+        fixedStatistics: Bool
+    ) -> (input: Tensor, weight: Tensor?, bias: Tensor?)
 
     // MARK: In place: dtypes, fills and the training updates (what optimisers and weight averages call)
 

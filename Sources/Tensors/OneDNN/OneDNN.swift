@@ -137,6 +137,9 @@ enum Arg {
     static let diffDst = Int32(DNNL_ARG_DIFF_DST_0)
     static let diffScale = Int32(DNNL_ARG_DIFF_SCALE)
     static let diffShift = Int32(DNNL_ARG_DIFF_SHIFT)
+    static let diffWeights = Int32(DNNL_ARG_DIFF_WEIGHTS_0)
+    static let diffBias = Int32(DNNL_ARG_DIFF_BIAS)
+    static let workspace = Int32(DNNL_ARG_WORKSPACE)
     static func multipleSrc(_ i: Int) -> Int32 { Int32(DNNL_ARG_MULTIPLE_SRC) + Int32(i) }
 }
 

@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+@testable import Tensors
+import TestSupport
+
+/// Convolution, pooling and the normalisations: oneDNN against the loop references, gradients against finite
+/// differences, and the small cases worked by hand.
+@Suite struct ConvolutionTests {
+    let fast = CPUBackend(), reference = ReferenceBackend()
+
+    func expectClose(
+        _ a: Tensor?, _ b: Tensor?, _ tolerance: Float = 1e-4, _ what: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        guard let a, let b else {
+            #expect(a == nil && b == nil, "\(what): one side missing", sourceLocation: sourceLocation)
+            return
+        }
+        #expect(a.shape == b.shape, "\(what): \(a.shape) vs \(b.shape)", sourceLocation: sourceLocation)
+        let worst = zip(a.toArray(), b.toArray()).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= tolerance, "\(what): max difference \(worst)", sourceLocation: sourceLocation)
+    }
+
+    static let geometries: [(String, kernel: Int, stride: Int, before: [Int], after: [Int], dilation: Int, groups: Int)] = [
+        ("3x3 pad 1", 3, 1, [1, 1], [1, 1], 1, 1), ("7x7 stride 2 pad 3", 7, 2, [3, 3], [3, 3], 1, 1),
+        ("1x1 stride 2", 1, 2, [0, 0], [0, 0], 1, 1), ("same-style asymmetric", 3, 2, [0, 0], [1, 1], 1, 1),
+        ("dilated", 3, 1, [2, 2], [2, 2], 2, 1), ("grouped", 3, 1, [1, 1], [1, 1], 1, 2)
+    ]
+
+    @Test func convolutionKernelsAgreeWithTheReference() {
+        for (name, k, s, before, after, d, groups) in Self.geometries {
+            let g = WindowGeometry(
+                kernel: [k, k], stride: [s, s], paddingBefore: before, paddingAfter: after, dilation: [d, d], groups: groups)
+            let x = random([2, 4, 9, 8], seed: 1), w = random([6, 4 / groups, k, k], seed: 2), b = random([6], seed: 3)
+            let out = fast.convolution(x, weight: w, bias: b, g)
+            expectClose(out, reference.convolution(x, weight: w, bias: b, g), 1e-4, "\(name) forward")
+            let grad = random(out.shape, seed: 4)
+            let f = fast.convolutionBackward(gradOutput: grad, input: x, weight: w, g, inputGradient: true, biasGradient: true)
+            let r = reference.convolutionBackward(gradOutput: grad, input: x, weight: w, g, inputGradient: true, biasGradient: true)
+            expectClose(f.input, r.input, 1e-4, "\(name) input gradient")
+            expectClose(f.weight, r.weight, 1e-3, "\(name) weight gradient")
+            expectClose(f.bias, r.bias, 1e-4, "\(name) bias gradient")
+        }
+    }
+
+    @Test func poolingKernelsAgreeWithTheReference() {
+        let x = random([2, 3, 9, 9], seed: 5)
+        for kind in [PoolingKind.max, .average, .averageExcludingPadding] {
+            for (k, s, p) in [(3, 2, 1), (2, 2, 0), (3, 1, 1)] {
+                let g = WindowGeometry(kernel: [k, k], stride: [s, s], paddingBefore: [p, p], paddingAfter: [p, p])
+                let f = fast.pooling(x, kind, g), r = reference.pooling(x, kind, g)
+                expectClose(f.output, r.output, 1e-6, "\(kind) k\(k) s\(s) p\(p)")
+                let grad = random(f.output.shape, seed: 6)
+                expectClose(
+                    fast.poolingBackward(gradOutput: grad, input: x, workspace: f.workspace, kind, g),
+                    reference.poolingBackward(gradOutput: grad, input: x, workspace: r.workspace, kind, g), 1e-6,
+                    "\(kind) k\(k) s\(s) p\(p) backward")
+            }
+        }
+    }
+
+    @Test func batchNormKernelsAgreeWithTheReference() {
+        let x = random([3, 4, 5, 5], seed: 7, low: -2, high: 3), w = random([4], seed: 8), b = random([4], seed: 9)
+        for fixed in [false, true] {
+            let statistics = fixed ? (random([4], seed: 10), random([4], seed: 11, low: 0.5, high: 2)) : nil
+            let f = fast.batchNorm(x, weight: w, bias: b, statistics: statistics, eps: 1e-5)
+            let r = reference.batchNorm(x, weight: w, bias: b, statistics: statistics, eps: 1e-5)
+            expectClose(f.output, r.output, 1e-4, "batch norm (fixed: \(fixed))")
+            expectClose(f.variance, r.variance, 1e-4, "batch variance")
+            let grad = random(x.shape, seed: 12)
+            let fb = fast.batchNormBackward(
+                gradOutput: grad, input: x, mean: f.mean, variance: f.variance, weight: w, bias: b, eps: 1e-5, fixedStatistics: fixed)
+            let rb = reference.batchNormBackward(
+                gradOutput: grad, input: x, mean: r.mean, variance: r.variance, weight: w, bias: b, eps: 1e-5, fixedStatistics: fixed)
+            expectClose(fb.input, rb.input, 1e-4, "batch norm input gradient (fixed: \(fixed))")
+            expectClose(fb.weight, rb.weight, 1e-4, "batch norm weight gradient")
+            expectClose(fb.bias, rb.bias, 1e-4, "batch norm bias gradient")
+        }
+    }
+
+    @Test func gradientsMatchFiniteDifferences() {
+        let x = random([2, 4, 6, 6], seed: 13), w = random([4, 2, 3, 3], seed: 14), b = random([4], seed: 15)
+        checkGradients([x, w, b]) { $0[0].conv2d(weight: $0[1], bias: $0[2], stride: 2, padding: .same, groups: 2) }
+        checkGradients([x, w]) { $0[0].conv2d(weight: $0[1], padding: .symmetric(2), dilation: 2, groups: 2) }
+        // Max pooling on distinct values (a tie would make the finite difference meaningless).
+        let distinct = Tensor((0..<72).map { Float(($0 * 37) % 72) / 10 }, shape: [1, 2, 6, 6])
+        checkGradients([distinct]) { $0[0].maxPool2d(kernel: 3, stride: 2, padding: .symmetric(1)) }
+        checkGradients([x]) { $0[0].avgPool2d(kernel: 2) }
+        checkGradients([x]) { $0[0].avgPool2d(kernel: 3, stride: 1, padding: .symmetric(1), countIncludePad: false) }
+        let gamma = random([4], seed: 16), beta = random([4], seed: 17)
+        checkGradients([x, gamma, beta]) {
+            $0[0].batchNorm(weight: $0[1], bias: $0[2], runningMean: Tensor.zeros([4]), runningVariance: Tensor.ones([4]), training: true)
+        }
+        checkGradients([x, gamma, beta]) {
+            $0[0].batchNorm(
+                weight: $0[1], bias: $0[2], runningMean: Tensor.full([4], 0.2), runningVariance: Tensor.full([4], 1.5), training: false)
+        }
+        checkGradients([x, gamma, beta]) { $0[0].groupNorm(groups: 2, weight: $0[1], bias: $0[2]) }
+        let weight = random([3, 2, 3, 3], seed: 18)
+        checkGradients([weight]) { $0[0].standardized(eps: 1e-8) }
+        checkGradients([weight]) { $0[0].standardized(eps: 1e-5, epsOnStandardDeviation: true) }
+    }
+
+    /// The running statistics move by the momentum toward the batch's mean and unbiased variance, as PyTorch's.
+    @Test func runningStatisticsUpdateWithUnbiasedVariance() {
+        let x = Tensor([1, 2, 3, 4, 10, 20, 30, 40], shape: [2, 2, 2, 1])  // channel 0: 1, 2, 10, 20; channel 1: 3, 4, 30, 40
+        let mean = Tensor.zeros([2]), variance = Tensor.ones([2])
+        _ = x.batchNorm(weight: nil, bias: nil, runningMean: mean, runningVariance: variance, training: true, momentum: 0.1)
+        let m0 = (1 + 2 + 10 + 20) / 4.0, v0 = [1.0, 2, 10, 20].map { ($0 - m0) * ($0 - m0) }.reduce(0, +) / 3
+        #expect(abs(Double(mean.toArray()[0]) - 0.1 * m0) < 1e-5)
+        #expect(abs(Double(variance.toArray()[0]) - (0.9 + 0.1 * v0)) < 1e-4)
+    }
+
+    /// TensorFlow's SAME padding: ceil(size / stride) outputs, the smaller half of the padding first.
+    @Test func samePaddingSplitsAsTensorFlow() {
+        let (before, after) = SpatialPadding.same.resolved(input: [224, 225], kernel: [7, 7], stride: [2, 2], dilation: [1, 1])
+        #expect(before == [2, 3] && after == [3, 3])
+        let x = random([1, 1, 7, 7], seed: 19)
+        #expect(x.conv2d(weight: random([1, 1, 3, 3], seed: 20), stride: 2, padding: .same).shape == [1, 1, 4, 4])
+    }
+}
