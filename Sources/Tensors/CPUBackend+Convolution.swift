@@ -43,7 +43,7 @@ extension CPUBackend {
                         &op, dnnl_forward_training, dnnl_convolution_direct, &d.src, &d.weights, bias, &d.dst, d.strides, d.dilates,
                         d.padBefore, d.padAfter), "describing \(key)")
             }
-            return PrimitiveCache.descriptor(&op, "creating \(key)")
+            return PrimitiveCache.descriptorWithOwnScratchpad(&op, "creating \(key)")
         }
         return (primitive, d)
     }
@@ -72,7 +72,7 @@ extension CPUBackend {
                     dnnl_dilated_convolution_backward_data_desc_init(
                         &op, dnnl_convolution_direct, &d.src, &d.weights, &d.dst, d.strides, d.dilates, d.padBefore, d.padAfter),
                     "describing \(key)")
-                return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
+                return PrimitiveCache.descriptorWithOwnScratchpad(&op, hint: forward.descriptor, "creating \(key)")
             }
             let out = Tensor(uninitializedShape: input.shape)
             OneDNN.execute(
@@ -89,7 +89,7 @@ extension CPUBackend {
                         &op, dnnl_convolution_direct, &d.src, &d.weights, bias, &d.dst, d.strides, d.dilates, d.padBefore, d.padAfter),
                     "describing \(key)")
             }
-            return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
+            return PrimitiveCache.descriptorWithOwnScratchpad(&op, hint: forward.descriptor, "creating \(key)")
         }
         let gradWeight = Tensor(uninitializedShape: weight.shape)
         let gradBias = biasGradient ? Tensor(uninitializedShape: [weight.shape[0]]) : nil
@@ -125,7 +125,7 @@ extension CPUBackend {
                 dnnl_pooling_v2_forward_desc_init(
                     &op, dnnl_forward_training, poolingAlgorithm(kind), &src, &dst, strides, kernel, dilation, before, after),
                 "describing \(key)")
-            return PrimitiveCache.descriptor(&op, "creating \(key)")
+            return PrimitiveCache.descriptorWithOwnScratchpad(&op, "creating \(key)")
         }
         let workspace = dnnl_primitive_desc_query_md(primitive.descriptor, dnnl_query_workspace_md, 0).pointee
         return (primitive, src, dst, dnnl_memory_desc_get_size([workspace]) > 0 ? workspace : nil)
@@ -162,7 +162,7 @@ extension CPUBackend {
                 dnnl_pooling_v2_backward_desc_init(
                     &op, poolingAlgorithm(kind), &diffSrc, &diffDst, strides, kernel, dilation, before, after),
                 "describing \(key)")
-            return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
+            return PrimitiveCache.descriptorWithOwnScratchpad(&op, hint: forward.descriptor, "creating \(key)")
         }
         let out = Tensor(uninitializedShape: input.shape)
         var args = [(Arg.diffDst, dst, gradOutput.raw), (Arg.diffSrc, src, out.raw)]
@@ -187,7 +187,7 @@ extension CPUBackend {
         let primitive = PrimitiveCache.get(key) {
             var op = dnnl_batch_normalization_desc_t()
             OneDNN.check(dnnl_batch_normalization_forward_desc_init(&op, dnnl_forward_training, &data, eps, flags), "describing \(key)")
-            return PrimitiveCache.descriptor(&op, "creating \(key)")
+            return PrimitiveCache.descriptorWithOwnScratchpad(&op, "creating \(key)")
         }
         return (primitive, data)
     }
@@ -223,7 +223,7 @@ extension CPUBackend {
             var diff = data, d = data
             let kind = weight != nil || bias != nil ? dnnl_backward : dnnl_backward_data
             OneDNN.check(dnnl_batch_normalization_backward_desc_init(&op, kind, &diff, &d, eps, flags), "describing \(key)")
-            return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
+            return PrimitiveCache.descriptorWithOwnScratchpad(&op, hint: forward.descriptor, "creating \(key)")
         }
         let gradInput = Tensor(uninitializedShape: input.shape)
         let gradWeight = weight.map { _ in Tensor(uninitializedShape: [channels]) }

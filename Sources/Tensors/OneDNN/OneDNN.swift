@@ -88,6 +88,18 @@ public enum OneDNN {
             memories.append(memory)
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: memory))
         }
+        // A primitive made with a scratchpad of its own (`descriptorWithOwnScratchpad`) gets one for this execution.
+        var pd: const_dnnl_primitive_desc_t?
+        check(dnnl_primitive_get_primitive_desc(primitive, &pd), "reading a primitive's descriptor")
+        var scratchpad: UnsafeMutableRawPointer?
+        if let md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0), dnnl_memory_desc_get_size(md) > 0 {
+            scratchpad = UnsafeMutableRawPointer.allocate(byteCount: dnnl_memory_desc_get_size(md), alignment: 64)
+            var memory: dnnl_memory_t?
+            check(dnnl_memory_create(&memory, md, engine, scratchpad), "wrapping a scratchpad as oneDNN memory")
+            memories.append(memory)
+            execArgs.append(dnnl_exec_arg_t(arg: Int32(DNNL_ARG_SCRATCHPAD), memory: memory))
+        }
+        defer { scratchpad?.deallocate() }
         timed {
             check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), "executing a primitive")
             check(dnnl_stream_wait(stream), "waiting for the stream")

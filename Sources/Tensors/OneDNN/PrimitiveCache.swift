@@ -76,6 +76,19 @@ enum PrimitiveCache {
         return pd!
     }
 
+    /// `descriptor(...)` with a scratchpad of its own for every execution (`dnnl_scratchpad_mode_user`;
+    /// `OneDNN.execute` allocates it). Debian's oneDNN shares one library scratchpad between primitives, which
+    /// corrupts convolutions (im2col buffers) run from two threads at once; a per-execution scratchpad cannot be shared.
+    static func descriptorWithOwnScratchpad<D>(_ opDesc: inout D, hint: dnnl_primitive_desc_t? = nil, _ what: String)
+        -> dnnl_primitive_desc_t
+    {
+        var attributes: dnnl_primitive_attr_t?
+        OneDNN.check(dnnl_primitive_attr_create(&attributes), "creating primitive attributes")
+        defer { dnnl_primitive_attr_destroy(attributes) }
+        OneDNN.check(dnnl_primitive_attr_set_scratchpad_mode(attributes, dnnl_scratchpad_mode_user), "choosing the scratchpad mode")
+        return descriptor(&opDesc, attributes: attributes, hint: hint, what)
+    }
+
     static var count: Int { lock.withLock { primitives.count } }
 }
 

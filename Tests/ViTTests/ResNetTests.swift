@@ -1,0 +1,55 @@
+import Checkpoints
+import Foundation
+import NN
+import Tensors
+import Testing
+@testable import ViT
+
+/// timm's ResNet against the fixture (`../shared/fixtures/timm-resnet-basic1111-w16-i32`): evaluation logits with the
+/// running statistics; one training-mode forward's logits, loss, every gradient and the updated running statistics.
+@Suite struct ResNetTests {
+    static let folder = "timm-resnet-basic1111-w16-i32"
+
+    func load() throws -> ResNet {
+        let url = fixture(Self.folder)
+        let tensors = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors")).allTensors(matrices: .float32)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("config.json"))) as! [String: Any]
+        return try ResNet.load(tensors: tensors, json: json)
+    }
+
+    @Test func evaluationLogitsMatchTimm() throws {
+        let model = try load()
+        #expect(model.config.block == .basic && model.config.layers == [1, 1, 1, 1] && model.config.stemWidth == 64)
+        let ref = try reference(Self.folder)
+        let logits = Autograd.withNoGrad { model(try! ref.tensor("input")) }
+        expectWithin(logits, try ref.tensor("eval_logits"), 1e-4, "eval logits")
+    }
+
+    @Test func trainingStepMatchesTimm() throws {
+        let model = try load()
+        model.train()
+        let ref = try reference(Self.folder)
+        let logits = model(try ref.tensor("input"))
+        expectWithin(logits, try ref.tensor("train_logits"), 1e-4, "train logits")
+        let loss = logits.crossEntropy(targets: try ref.integers("labels"))
+        expectWithin(loss.reshape([1]), try ref.tensor("train_loss"), 1e-4, "train loss")
+        loss.backward()
+        var checked = 0
+        for (name, parameter) in model.namedParameters() where parameter.requiresGrad {
+            let expected = try ref.tensor("grad.\(name)")
+            let scale = max(expected.toArray().map(abs).max() ?? 0, 1e-12)
+            let worst = zip(parameter.grad!.toArray(), expected.toArray()).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-4 * scale, "grad.\(name): max difference \(worst), scale \(scale)")
+            checked += 1
+        }
+        #expect(checked == ref.names.filter { $0.hasPrefix("grad.") }.count)
+        let state = model.stateDict()
+        var statistics = 0
+        for name in ref.names where name.hasPrefix("after_train_step.") {
+            let key = String(name.dropFirst("after_train_step.".count))
+            expectWithin(state[key]!, try ref.tensor(name), 1e-4, key)
+            statistics += 1
+        }
+        #expect(statistics == 26)
+    }
+}
