@@ -211,6 +211,31 @@ public struct CheckpointLoader {
                 throw ConfigError("\(name) has shape \(t.shape), expected \(rank) non-empty axes")
             }
         }
+        // A hybrid: the ResNet's stages from the tensor names, the image channels from its stem.
+        if let stem = tensors["patch_embed.backbone.stem.conv.weight"] {
+            guard stem.rank == 4, !stem.shape.contains(0) else {
+                throw ConfigError("patch_embed.backbone.stem.conv.weight has shape \(stem.shape)")
+            }
+            let prefix = "patch_embed.backbone.stages."
+            var blocks: [Int: Set<Int>] = [:]
+            for key in tensors.keys where key.hasPrefix(prefix) {
+                let parts = key.dropFirst(prefix.count).split(separator: ".")
+                if parts.count > 2, let stage = Int(parts[0]), parts[1] == "blocks", let block = Int(parts[2]) {
+                    blocks[stage, default: []].insert(block)
+                }
+            }
+            let layers = (0..<blocks.count).map { blocks[$0]?.count ?? 0 }
+            if stated.contains("backbone"), config.backbone?.layers != layers {
+                problems.append("the configuration's backbone has layers \(config.backbone?.layers ?? []), the weights \(layers)")
+            }
+            var backbone = config.backbone ?? HybridBackbone(layers: layers)
+            backbone.layers = layers
+            backbone.stemWidth = stem.shape[0]
+            config.backbone = backbone
+        } else if config.backbone != nil {
+            problems.append("the configuration describes a hybrid's backbone, the weights have none")
+            config.backbone = nil
+        }
         settle("width", \.width, patch.shape[0])
         // No weight's shape records the number of heads. timm's standard ViTs all use 64-wide heads; for another
         // width the count is a guess that would change every logit, so it must be stated.
@@ -223,7 +248,7 @@ public struct CheckpointLoader {
             config.heads = heads
         }
         settle("patchSize", \.patchSize, patch.shape[2])
-        config.channels = patch.shape[1]
+        config.channels = tensors["patch_embed.backbone.stem.conv.weight"]?.shape[1] ?? patch.shape[1]
         let depth = Set(
             tensors.keys.compactMap { key -> Int? in
                 guard key.hasPrefix("blocks.") else { return nil }
@@ -253,7 +278,8 @@ public struct CheckpointLoader {
                     "pos_embed has shape \(pos.shape): not [1, \(config.noEmbedClass ? "" : "\(config.prefixTokens) + ")a square grid, \(patch.shape[0])]"
                 )
             } else {
-                settle("imageSize", \.imageSize, side * patch.shape[2])  // the weights' patch size: the config's may be anything
+                // The weights' patch size (the config's may be anything), times a hybrid backbone's stride.
+                settle("imageSize", \.imageSize, side * patch.shape[2] * (config.backbone?.stride ?? 1))
             }
             config.positionEmbedding = .learned
         } else if !stated.contains("positionEmbedding") {

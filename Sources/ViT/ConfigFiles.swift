@@ -58,6 +58,10 @@ public enum ConfigFiles {
         if let v = args["fc_norm"] as? Bool { config.fcNorm = v }
         if let v = int("representation_size") { config.representationSize = v }
         if let v = float("drop_path_rate") { config.dropPath = v }
+        if let backbone = args["backbone"] as? [String: Any] {
+            config.backbone = try hybridBackbone(backbone, url)
+            fields.insert("backbone")
+        }
         if let v = args["pos_embed"] as? String {
             config.positionEmbedding = v == "none" ? .none : .learned
             fields.insert("positionEmbedding")
@@ -87,6 +91,24 @@ public enum ConfigFiles {
             config.labels = labels
         }
         return (config, fields)
+    }
+
+    /// A hybrid's ResNet as timm-style `model_args.backbone` describes it (the fixtures' and SwiftViT's own files):
+    /// only the non-pre-activation ResNetV2 with "same" padding, standardised convolutions and group norm that the
+    /// published hybrids use is built; anything else is refused rather than built wrong.
+    private static func hybridBackbone(_ json: [String: Any], _ url: URL) throws -> HybridBackbone {
+        func refuse(_ why: String) -> ConfigError { ConfigError("\(url.path): model_args.backbone: \(why)") }
+        guard let layers = json["layers"] as? [Int] else { throw refuse("no layers") }
+        if let name = json["name"] as? String, name != "resnetv2" { throw refuse("'\(name)' is not a ResNetV2") }
+        if json["preact"] as? Bool == true { throw refuse("pre-activation backbones are not supported (the hybrids use preact=False)") }
+        if let stem = json["stem_type"] as? String, stem != "same" { throw refuse("stem_type '\(stem)' (only 'same')") }
+        if let norm = json["norm"] as? String, norm != "GroupNorm" { throw refuse("norm '\(norm)' (only GroupNorm)") }
+        var backbone = HybridBackbone(layers: layers)
+        if let v = (json["conv_eps"] as? NSNumber)?.floatValue { backbone.convEps = v }
+        if let v = (json["norm_groups"] as? NSNumber)?.intValue { backbone.normGroups = v }
+        if let v = (json["norm_eps"] as? NSNumber)?.floatValue { backbone.normEps = v }
+        if let v = (json["stem_width"] as? NSNumber)?.intValue { backbone.stemWidth = v }
+        return backbone
     }
 
     /// Three numbers (a mean, a std, an input size), or nil when absent. Present but malformed is an error, not a
@@ -167,6 +189,14 @@ public enum ConfigFiles {
         if let fc = config.fcNorm { modelArgs["fc_norm"] = fc }
         if config.positionEmbedding == .none { modelArgs["pos_embed"] = "none" }
         if let size = config.representationSize { modelArgs["representation_size"] = size }
+        if let b = config.backbone {
+            modelArgs["backbone"] =
+                [
+                    "name": "resnetv2", "layers": b.layers, "preact": false, "stem_type": "same", "conv": "StdConv2dSame",
+                    "conv_eps": b.convEps, "norm": "GroupNorm", "norm_groups": b.normGroups, "norm_eps": b.normEps,
+                    "stem_width": b.stemWidth
+                ] as [String: Any]
+        }
         var json: [String: Any] = [
             "architecture": name,
             "num_classes": config.numClasses,

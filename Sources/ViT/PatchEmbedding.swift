@@ -18,18 +18,24 @@ public final class PatchProjection: Module {
 
 /// Image -> patch tokens: cut into P x P patches, each projected linearly to the token width. Computed as one matmul
 /// over the flattened patches, which equals the conv with kernel = stride = P.
+///
+/// In a hybrid ViT (timm `HybridEmbed`) a ResNet runs first and its feature map is what is cut into patches.
 public final class PatchEmbedding: Module {
+    public let backbone: ResNetV2?
     public let proj: PatchProjection
     public let patchSize: Int
 
-    public init(width: Int, channels: Int, patchSize: Int) {
-        proj = PatchProjection(width: width, channels: channels, patchSize: patchSize)
+    public init(width: Int, channels: Int, patchSize: Int, backbone: HybridBackbone? = nil) {
+        self.backbone = backbone.map { ResNetV2($0, channels: channels) }
+        proj = PatchProjection(width: width, channels: backbone?.outChannels ?? channels, patchSize: patchSize)
         self.patchSize = patchSize
         super.init()
     }
 
-    /// images [B, C, H, W] -> tokens [B, (H/P)·(W/P), D], patches in row-major order.
-    public func callAsFunction(_ images: Tensor) -> Tensor {
+    /// images [B, C, H, W] -> tokens [B, (H/P)·(W/P), D], patches in row-major order (a hybrid: H and W of the
+    /// backbone's feature map).
+    public func callAsFunction(_ input: Tensor) -> Tensor {
+        let images = backbone.map { $0(input) } ?? input  // hybrid: [B, C', H / stride, W / stride]
         precondition(images.rank == 4, "images must be [B, C, H, W], got \(images.shape)")
         let (b, c, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
         let p = patchSize

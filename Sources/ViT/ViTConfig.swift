@@ -53,11 +53,16 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     public var data = DataConfig()
     /// Class names, index order.
     public var labels: [String]?
+    /// A hybrid ViT's ResNet (ViT paper, Section 3.1): its last feature map, cut into `patchSize` patches (1 in the
+    /// published hybrids), is the token sequence; nil for a plain ViT.
+    public var backbone: HybridBackbone?
 
     public init() {}
 
+    /// Input pixels per patch side: the patch size, times the backbone's stride in a hybrid.
+    public var pixelsPerPatch: Int { patchSize * (backbone?.stride ?? 1) }
     /// Patches per side.
-    public var gridSize: Int { imageSize / patchSize }
+    public var gridSize: Int { imageSize / pixelsPerPatch }
     public var patchCount: Int { gridSize * gridSize }
     /// Class and distillation tokens in front of the patches.
     public var prefixTokens: Int { (classToken ? 1 : 0) + (distillationToken ? 1 : 0) }
@@ -96,10 +101,13 @@ public struct ViTConfig: Codable, Equatable, Sendable {
             problems.append("std \(data.std) is not three positive numbers")
         }
         if !problems.isEmpty { throw ConfigError(problems.joined(separator: "; ")) }
-        if imageSize % patchSize != 0 {
-            problems.append("image size \(imageSize) is not a multiple of patch size \(patchSize)")
+        if let backbone { try backbone.validate() }
+        if imageSize % pixelsPerPatch != 0 {
+            problems.append(
+                "image size \(imageSize) is not a multiple of patch size \(patchSize)"
+                    + (backbone.map { " x the backbone's stride \($0.stride)" } ?? ""))
         }
-        if imageSize % patchSize == 0 { within("patches per image", patchCount, 1...65536) }
+        if imageSize % pixelsPerPatch == 0 { within("patches per image", patchCount, 1...65536) }
         if heads <= 0 || width % heads != 0 { problems.append("width \(width) is not divisible by \(heads) heads") }
         if depth < 0 { problems.append("depth \(depth) is negative") }
         if pooling == .token && !classToken { problems.append("token pooling needs a class token") }

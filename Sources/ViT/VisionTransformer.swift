@@ -48,7 +48,7 @@ public final class VisionTransformer: Module {
         try config.validate()
         self.config = config
         let d = config.width
-        patchEmbed = PatchEmbedding(width: d, channels: config.channels, patchSize: config.patchSize)
+        patchEmbed = PatchEmbedding(width: d, channels: config.channels, patchSize: config.patchSize, backbone: config.backbone)
         clsToken = config.classToken ? Init.truncatedNormal([1, 1, d], std: 1e-6) : nil
         distToken = config.distillationToken ? Init.truncatedNormal([1, 1, d], std: 0.02) : nil
         let positions = config.patchCount + (config.noEmbedClass ? 0 : config.prefixTokens)

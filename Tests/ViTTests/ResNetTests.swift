@@ -53,3 +53,46 @@ import Testing
         #expect(statistics == 26)
     }
 }
+
+/// timm's hybrid ViT (a ResNetV2's feature map as the patches) against its fixture: the backbone's features, the
+/// logits, the loss and every parameter's gradient.
+@Suite struct HybridViTTests {
+    static let folder = "timm-vit-hybrid-r11-d64-l2-i32"
+
+    @Test func hybridMatchesTimm() throws {
+        let model = try CheckpointLoader().load(fixture(Self.folder))
+        #expect(model.config.backbone?.layers == [1, 1] && model.config.gridSize == 4 && model.config.channels == 3)
+        let ref = try reference(Self.folder)
+        let input = try ref.tensor("input")
+        let features = Autograd.withNoGrad { model.patchEmbed.backbone!(input) }
+        expectWithin(features, try ref.tensor("backbone_features"), 1e-4, "backbone features")
+        model.train()
+        let logits = model(input)
+        expectWithin(logits, try ref.tensor("logits"), 1e-4, "logits")
+        let loss = logits.crossEntropy(targets: try ref.integers("labels"))
+        expectWithin(loss.reshape([1]), try ref.tensor("loss"), 1e-4, "loss")
+        loss.backward()
+        var checked = 0
+        for (name, parameter) in model.namedParameters() {
+            let expected = try ref.tensor("grad.\(name)")
+            let scale = max(expected.toArray().map(abs).max() ?? 0, 1e-12)
+            let worst = zip(parameter.grad!.toArray(), expected.toArray()).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-4 * scale, "grad.\(name): max difference \(worst), scale \(scale)")
+            checked += 1
+        }
+        #expect(checked == ref.names.filter { $0.hasPrefix("grad.") }.count)
+    }
+
+    /// The native folder keeps the backbone in config.json and loads back to the same logits.
+    @Test func nativeFolderRoundTrip() throws {
+        let model = try CheckpointLoader().load(fixture(Self.folder))
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hybrid-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try NativeFormat.save(model, to: folder)
+        let again = try CheckpointLoader().load(folder)
+        #expect(again.config.backbone == model.config.backbone)
+        let input = try reference(Self.folder).tensor("input")
+        let (a, b) = Autograd.withNoGrad { (model(input), again(input)) }
+        expectWithin(a, b, 0, "logits after a round trip")
+    }
+}
