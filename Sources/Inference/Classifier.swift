@@ -31,27 +31,29 @@ public struct PreprocessingOverrides: Sendable {
 ///         print(prediction.label, prediction.probability)
 ///     }
 public final class Classifier {
-    public let model: VisionTransformer
+    public let model: any ImageModel
+    /// The model as a ViT, for what only a ViT has (attention maps, tokens); nil for a convnet.
+    public var vit: VisionTransformer? { model as? VisionTransformer }
     /// timm's evaluation transform with the checkpoint's data config (and any overrides).
     public let transform: EvalTransform
     /// One name per class: the checkpoint's, else ImageNet's for 1000 classes, else the index.
     public let labels: [String]
 
-    /// `precision` other than float32 converts the model's weights once (`VisionTransformer.convertWeights`).
-    public init(model: VisionTransformer, overrides: PreprocessingOverrides = .init(), precision: DType = .float32) {
+    /// `precision` other than float32 converts the model's weights once (`ImageModel.convertWeights`).
+    public init(model: any ImageModel, overrides: PreprocessingOverrides = .init(), precision: DType = .float32) {
         self.model = model
         model.eval()
         model.convertWeights(to: precision)
         model.freezeForInference()
-        let data = model.config.data
+        let data = model.architecture.data
         transform = EvalTransform(
-            size: model.config.imageSize,
+            size: model.architecture.imageSize,
             cropPct: overrides.cropPct ?? data.cropPct,
             filter: overrides.interpolation ?? (data.interpolation == .bilinear ? .bilinear : .bicubic),
             mean: overrides.mean ?? data.mean,
             std: overrides.std ?? data.std)
-        let classes = model.config.numClasses
-        if let own = model.config.labels, own.count == classes {
+        let classes = model.architecture.numClasses
+        if let own = model.architecture.labels, own.count == classes {
             labels = own
         } else if classes == 1000 {
             labels = ImageNetClasses.names
@@ -67,7 +69,7 @@ public final class Classifier {
     ) throws {
         var loader = loader
         loader.weightDType = precision  // converted as read: no float32 copy of the weights is ever whole
-        self.init(model: try loader.load(checkpoint), overrides: overrides, precision: precision)
+        self.init(model: try loader.loadModel(checkpoint), overrides: overrides, precision: precision)
     }
 
     /// Normalised images [B, 3, S, S] -> logits [B, classes].

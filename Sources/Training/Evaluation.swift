@@ -91,7 +91,7 @@ extension Evaluation {
     /// Runs `model` (in evaluation mode, no gradients) over `dataset`, normalised with `mean`/`std`.
     /// `progress` is called with the number of images done after each batch.
     public static func run(
-        _ model: VisionTransformer, on dataset: ImageDataset, batchSize: Int = 256,
+        _ model: any ImageModel, on dataset: ImageDataset, batchSize: Int = 256,
         mean: [Float], std: [Float], progress: ((Int) -> Void)? = nil
     ) -> Evaluation {
         let wasTraining = model.training

@@ -105,6 +105,55 @@ public struct CheckpointLoader {
         }
     }
 
+    /// Any model a checkpoint holds: a timm ResNet (`conv1.weight`, `layer1.0...`) or, in every layout `load` reads,
+    /// a ViT.
+    public func loadModel(_ path: URL) throws -> any ImageModel {
+        let (weightsURL, configURL) = try Self.locate(path)
+        guard let tensors = try Self.resNetTensors(weightsURL) else { return try load(path) }
+        let nonFinite = tensors.filter { !$0.value.isAllFinite }.keys.sorted()
+        if !nonFinite.isEmpty {
+            throw CheckpointError(
+                weightsURL, "\(nonFinite.count) tensors hold NaN or infinite values (\(nonFinite.prefix(3).joined(separator: ", ")))")
+        }
+        var json: [String: Any] = [:]
+        if let configURL {
+            guard let data = try? Data(contentsOf: configURL), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            else { throw CheckpointError(configURL, "cannot be read as a JSON object") }
+            json = object
+        }
+        do {
+            let model = try ResNet.load(tensors: tensors, json: json)
+            if let imageSize, imageSize != model.config.imageSize {
+                var config = model.config
+                config.imageSize = imageSize  // a convnet takes any size; the data config follows
+                config.data.inputSize = [3, imageSize, imageSize]
+                let resized = try Init.withoutDrawing { try ResNet(config) }
+                try resized.load(stateDict: model.stateDict(), takingStorage: true)
+                resized.eval()
+                return resized
+            }
+            return model
+        } catch let error as CheckpointError {
+            throw error
+        } catch {
+            throw CheckpointError(weightsURL, "\(error)")
+        }
+    }
+
+    /// A timm ResNet's tensors (by its tell-tale names), or nil for any other checkpoint.
+    static func resNetTensors(_ url: URL) throws -> [String: Tensor]? {
+        func isResNet(_ names: some Collection<String>) -> Bool {
+            names.contains("conv1.weight") && names.contains("layer1.0.conv1.weight")
+        }
+        if url.pathExtension == "npz" { return nil }
+        if pyTorchExtensions.contains(url.pathExtension) {
+            let tensors = try PyTorchCheckpoint.read(url)
+            return isResNet(tensors.keys) ? tensors : nil
+        }
+        let file = try SafetensorsFile(contentsOf: url)
+        return isResNet(file.entries.keys) ? try file.allTensors(matrices: .float32) : nil
+    }
+
     public func load(_ path: URL) throws -> VisionTransformer {
         let (config, read, weightsURL) = try self.read(path)
         // An MAE (or HPM) checkpoint loads as its encoder: a classifier has no place for a decoder.

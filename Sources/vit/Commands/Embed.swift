@@ -39,8 +39,11 @@ struct Embed: ParsableCommand {
             for error in batch.failures { printError("error: \(error)") }
             failures += batch.failures.count
             if let tensor = batch.images {
-                let outputs = Autograd.withNoGrad { classifier.model.forward(tensor) }
-                let features = tokens ? outputs.finalTokens : outputs.preLogits  // [B, N, D] or [B, D]
+                let features = try Autograd.withNoGrad {  // [B, N, D] or [B, D]
+                    guard tokens else { return classifier.model.classify(tensor).features }
+                    guard let vit = classifier.vit else { throw CommandFailure("--tokens needs a ViT; \(modelOptions.model) is a convnet") }
+                    return vit.forward(tensor).finalTokens
+                }
                 for (row, file) in batch.files.enumerated() {
                     perImage.append((file.path, features.slice(axis: 0, start: row, length: 1).squeeze(0).copy()))
                 }

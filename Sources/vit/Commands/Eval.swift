@@ -31,7 +31,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         let classifier = try modelOptions.classifier()
-        let network = classifier.model, config = network.config
+        let network = classifier.model, config = network.architecture
         let transform = classifier.transform
         let sizing = ImageSizing.resize(.init(size: transform.size, cropPct: transform.cropPct, filter: transform.filter))
         let loaded = try ImageDataset.load(URL(fileURLWithPath: data), parts: [part], sizing: sizing)

@@ -55,12 +55,20 @@ struct InspectOptions: ParsableArguments {
 
     /// Each block's attention probabilities for one image [1, heads, T, T].
     func attentions(_ classifier: Classifier, _ input: Tensor) -> [Tensor] {
-        Autograd.withNoGrad { classifier.model.forward(input, collectAttentions: true).attentions }
+        Autograd.withNoGrad { classifier.vit?.forward(input, collectAttentions: true).attentions ?? [] }
     }
 
     /// Attention figures read the class token's row: models without one are refused.
     func requireClassToken(_ config: ViTConfig) throws {
         guard config.classToken else { throw CommandFailure("this model has no class token to read attention from") }
+    }
+
+    /// The model as a ViT: attention, patches and position embeddings are a ViT's.
+    func vit(_ classifier: Classifier) throws -> VisionTransformer {
+        guard let vit = classifier.vit else {
+            throw CommandFailure("\(modelOptions.model) is a convnet: this view looks at a ViT's patches, attention or position embeddings")
+        }
+        return vit
     }
 
     func write(json: Any, to name: String) throws {
@@ -91,7 +99,7 @@ struct InspectPatches: ParsableCommand {
 
     func run() throws {
         let classifier = try options.prepare()
-        let config = classifier.model.config
+        let config = try options.vit(classifier).config
         let (loaded, failed) = try options.images(images, classifier)
         for (file, cropped, _) in loaded {
             let grid = Figures.patches(cropped, patchSize: config.patchSize, scale: max(2, 256 / cropped.width))
@@ -129,7 +137,7 @@ struct InspectAttention: ParsableCommand {
 
     func run() throws {
         let classifier = try options.prepare()
-        let config = classifier.model.config
+        let config = try options.vit(classifier).config
         try options.requireClassToken(config)
         let chosen =
             try layers.map { text in
@@ -175,7 +183,7 @@ struct InspectRollout: ParsableCommand {
 
     func run() throws {
         let classifier = try options.prepare()
-        let config = classifier.model.config
+        let config = try options.vit(classifier).config
         try options.requireClassToken(config)
         let (loaded, failed) = try options.images(images, classifier)
         for (file, cropped, input) in loaded {
@@ -203,7 +211,7 @@ struct InspectDistance: ParsableCommand {
 
     func run() throws {
         let classifier = try options.prepare()
-        let config = classifier.model.config
+        let config = try options.vit(classifier).config
         let (loaded, failed) = try options.images(images, classifier)
         var sums = [[Float]](repeating: [Float](repeating: 0, count: config.heads), count: config.depth)
         for (_, _, input) in loaded {
@@ -239,7 +247,7 @@ struct InspectPositions: ParsableCommand {
 
     func run() throws {
         let classifier = try options.prepare()
-        let model = classifier.model, config = model.config
+        let model = try options.vit(classifier), config = model.config
         guard let posEmbed = model.posEmbed else { throw CommandFailure("this model has no learned position embeddings") }
         let prefix = config.noEmbedClass ? 0 : config.prefixTokens
         let similarity = AttentionAnalysis.positionSimilarity(posEmbed, prefixTokens: prefix)

@@ -127,7 +127,7 @@ struct ModelOptions: ParsableArguments {
         // fails to load gets its one error line).
         var loader = architecture.loader
         loader.weightDType = (precision ?? .automatic).dtype
-        let model = try loader.load(try BuiltInModel.resolve(self.model))
+        let model = try loader.loadModel(try BuiltInModel.resolve(self.model))
         return Classifier(model: model, overrides: overrides, precision: Precision.resolve(precision).dtype)
     }
 }
