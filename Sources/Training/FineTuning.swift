@@ -93,8 +93,9 @@ public enum FineTuning {
 
     /// Only the head trains (a linear probe): every other parameter stops requiring gradients, so the backbone is
     /// run forward only and no optimiser state is kept for it.
-    public static func freezeAllButHead(_ model: VisionTransformer) {
-        for (name, parameter) in model.namedParameters() where !name.hasPrefix("head.") && !name.hasPrefix("head_dist.") {
+    public static func freezeAllButHead(_ model: any ImageModel) {
+        let heads = ["head.", "head_dist.", "fc."]  // a ViT's (and DeiT's second) head, a ResNet's
+        for (name, parameter) in model.namedParameters() where !heads.contains(where: { name.hasPrefix($0) }) {
             parameter.requiresGrad = false
         }
     }

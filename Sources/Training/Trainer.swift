@@ -31,9 +31,9 @@ public final class Trainer {
         case stopped
     }
 
-    public let model: VisionTransformer
+    public let model: any ImageModel
     /// The weight average that is evaluated and saved when `emaDecay` is set.
-    public let averageModel: VisionTransformer?
+    public let averageModel: (any ImageModel)?
     public let options: TrainingOptions
     public private(set) var state: TrainingState
     public let trainSet: ImageDataset
@@ -58,7 +58,7 @@ public final class Trainer {
 
     /// A new run: `model` as initialised, writing into `folder`.
     public init(
-        model: VisionTransformer, options: TrainingOptions, trainSet: ImageDataset,
+        model: any ImageModel, options: TrainingOptions, trainSet: ImageDataset,
         validationSet: ImageDataset?, validationSource: ValidationSource? = nil, folder: URL
     ) throws {
         try options.validate()
@@ -69,12 +69,13 @@ public final class Trainer {
         guard trainSet.count >= options.batchSize else {
             throw TrainingError.badOptions("\(trainSet.count) training images are fewer than one batch of \(options.batchSize)")
         }
-        guard model.config.numClasses == trainSet.classNames.count else {
-            throw TrainingError.badOptions("the model has \(model.config.numClasses) classes, the data \(trainSet.classNames.count)")
+        let architecture = model.architecture
+        guard architecture.numClasses == trainSet.classNames.count else {
+            throw TrainingError.badOptions("the model has \(architecture.numClasses) classes, the data \(trainSet.classNames.count)")
         }
-        guard model.config.imageSize == trainSet.width, trainSet.width == trainSet.height else {
+        guard architecture.imageSize == trainSet.width, trainSet.width == trainSet.height else {
             throw TrainingError.badOptions(
-                "the model takes \(model.config.imageSize)x\(model.config.imageSize) images, the data has \(trainSet.width)x\(trainSet.height)"
+                "the model takes \(architecture.imageSize)x\(architecture.imageSize) images, the data has \(trainSet.width)x\(trainSet.height)"
             )
         }
         self.model = model
@@ -84,9 +85,12 @@ public final class Trainer {
         self.validationSource = validationSource ?? (validationSet == nil ? .none : .testPart)
         self.folder = folder
         if options.headOnly == true { FineTuning.freezeAllButHead(model) }
+        if options.layerDecay != nil && architecture.vit == nil {
+            throw TrainingError.badOptions("layer-wise learning-rate decay counts a ViT's blocks; this model is a convnet")
+        }
         let groups =
             options.layerDecay.map { decay in
-                ParameterGroup.layerDecayed(model, depth: model.config.depth, weightDecay: options.weightDecay, layerDecay: decay)
+                ParameterGroup.layerDecayed(model, depth: architecture.vit?.depth ?? 0, weightDecay: options.weightDecay, layerDecay: decay)
             } ?? ParameterGroup.standard(model, weightDecay: options.weightDecay)
         switch options.optimizer ?? .adamw {
         case .adamw: optimizer = AdamW(groups, learningRate: options.learningRate)
@@ -97,7 +101,7 @@ public final class Trainer {
             base: options.learningRate, warmupSteps: Int(options.effectiveWarmupEpochs * Float(steps / options.epochs)),
             totalSteps: max(steps, 1), minimum: options.minLearningRate)
         if options.emaDecay != nil {
-            let average = try VisionTransformer(model.config)
+            let average = try Init.withoutDrawing { try architecture.build() }
             try average.load(stateDict: model.stateDict().mapValues { $0.copy() })
             average.eval()
             averageModel = average
@@ -137,7 +141,7 @@ public final class Trainer {
         guard saved.classNames == trainSet.classNames else {
             throw TrainingError.badCheckpoint(url, "was trained on classes \(saved.classNames), the data has \(trainSet.classNames)")
         }
-        let model = try VisionTransformer(saved.config)
+        let model = try Init.withoutDrawing { try saved.architecture.build() }
         do {
             try model.load(stateDict: tensors["model"]!)
         } catch {
@@ -174,15 +178,15 @@ public final class Trainer {
         guard !chosen.isEmpty else {
             throw TrainingError.badCheckpoint(url, "has no \(which) weights (the run had no --ema)")
         }
-        var config = saved.config
-        config.labels = saved.classNames
-        let model = try VisionTransformer(config)
+        var architecture = try saved.architecture
+        architecture.labels = saved.classNames
+        let model = try Init.withoutDrawing { try architecture.build() }
         do {
             try model.load(stateDict: chosen)
         } catch {
             throw TrainingError.badCheckpoint(url, "\(which) weights: \(error)")
         }
-        try NativeFormat.save(model, to: output)
+        try architecture.save(model.stateDict(), to: output)
     }
 
     /// What a run in `folder` was started with (recipe, architecture, classes, validation), without its tensors.
@@ -223,10 +227,22 @@ public final class Trainer {
         )
         public var options: TrainingOptions
         public var state: TrainingState
-        public var config: ViTConfig
+        /// A ViT run's configuration (every run before convnets could be trained has it).
+        public var config: ViTConfig?
+        /// The architecture (nil in runs saved before it was recorded: those are ViTs, `config`).
+        public var model: Architecture?
         public var classNames: [String]
         /// nil in runs saved before validation sources were recorded.
         public var validation: ValidationSource?
+        /// What the run trains.
+        public var architecture: Architecture {
+            get throws {
+                guard let architecture = model ?? config.map(Architecture.vit) else {
+                    throw TrainingError.badOptions("the run's checkpoint names no architecture")
+                }
+                return architecture
+            }
+        }
         /// The training images' count and `digest` of their sources (nil in older runs).
         public var trainingCount: Int?
         public var trainingDigest: String?
@@ -249,7 +265,7 @@ public final class Trainer {
     private func runEpochs() throws -> Outcome {
         model.train()
         var stepsThisRun = 0
-        let normalisation = (mean: model.config.data.mean, std: model.config.data.std)
+        let normalisation = (mean: model.architecture.data.mean, std: model.architecture.data.std)
         while state.epoch < options.epochs {
             var loaderOptions = TrainingLoader.Options(batchSize: options.batchSize, mean: normalisation.mean, std: normalisation.std)
             loaderOptions.augmentation = options.augmentation
@@ -318,12 +334,12 @@ public final class Trainer {
     }
 
     /// average = decay · average + (1 - decay) · weights, parameter by parameter.
-    static func updateAverage(_ average: VisionTransformer, toward model: VisionTransformer, decay: Float) {
+    static func updateAverage(_ average: any ImageModel, toward model: any ImageModel, decay: Float) {
         for (a, p) in zip(average.parameters(), model.parameters()) { a.device.backend.lerp(a, toward: p, decay: decay) }
     }
 
     /// The model that is evaluated and saved: the EMA when there is one.
-    public var evaluatedModel: VisionTransformer { averageModel ?? model }
+    public var evaluatedModel: any ImageModel { averageModel ?? model }
 
     private func finishEpoch() throws {
         let started = Date()
@@ -336,7 +352,7 @@ public final class Trainer {
         if let validationSet {
             onEvent(.evaluating(epoch: state.epoch))
             let result = Autocast.run(options.autocast ?? .float32) {
-                Evaluation.run(evaluatedModel, on: validationSet, mean: model.config.data.mean, std: model.config.data.std)
+                Evaluation.run(evaluatedModel, on: validationSet, mean: model.architecture.data.mean, std: model.architecture.data.std)
             }
             record.validationLoss = result.loss
             record.validationTop1 = result.top1
@@ -374,9 +390,9 @@ public final class Trainer {
 
     /// The native folder: model (EMA if on) with its config, metrics and curves.
     private func saveModel() throws {
-        var config = model.config
-        config.labels = trainSet.classNames
-        try NativeFormat.save(evaluatedModel.stateDict(), config: config, to: folder)
+        var architecture = model.architecture
+        architecture.labels = trainSet.classNames
+        try architecture.save(evaluatedModel.stateDict(), to: folder)
         let lines = state.history.map { $0.json() }.joined(separator: "\n") + "\n"
         try AtomicFile.write(Data(lines.utf8), to: folder.appendingPathComponent("metrics.jsonl"))
         let figure = TrainingFigures.curves(
@@ -396,7 +412,7 @@ public final class Trainer {
         var saved = state
         saved.random = random.generator
         let run = SavedRun(
-            options: options, state: saved, config: model.config, classNames: trainSet.classNames,
+            options: options, state: saved, config: model.architecture.vit, model: model.architecture, classNames: trainSet.classNames,
             validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.sources))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import NN
 import Tensors
@@ -188,6 +189,15 @@ extension ResNet {
         } else {
             config.numClasses = 0
         }
+        if let native = json["swiftvit_resnet"], let data = try? JSONSerialization.data(withJSONObject: native),
+            let saved = try? JSONDecoder().decode(ResNetConfig.self, from: data)
+        {
+            guard saved.layers == config.layers, saved.channels == config.channels, saved.block == config.block else {
+                throw ConfigError(
+                    "config.json describes \(saved.block) blocks \(saved.layers), the weights \(config.block) \(config.layers)")
+            }
+            return saved
+        }
         let args = json["model_args"] as? [String: Any] ?? [:]
         if let architecture = json["architecture"] as? String, let (block, layers) = presets[architecture],
             block != config.block || layers != config.layers
@@ -198,6 +208,7 @@ extension ResNet {
             throw ConfigError("config.json says layers \(layers), the weights have \(config.layers)")
         }
         if let eps = (args["bn_eps"] as? NSNumber)?.floatValue { config.batchNormEps = eps }
+        if let cifar = args["cifar_stem"] as? Bool { config.cifarStem = cifar }
         if let cfg = json["pretrained_cfg"] as? [String: Any] {
             if let size = cfg["input_size"] as? [Int], size.count == 3 { config.imageSize = size[2]; config.data.inputSize = size }
             if let mean = cfg["mean"] as? [Double], mean.count == 3 { config.data.mean = mean.map(Float.init) }
@@ -219,5 +230,51 @@ extension ResNet {
         tensors.removeAll()
         model.eval()
         return model
+    }
+}
+
+extension ResNet {
+    /// Writes weights named as `ResNet` names them (running statistics included) with a timm hub-style config.json
+    /// (`architecture` the timm name when the shape is a registered one, `model_args` the whole shape,
+    /// `pretrained_cfg` the data config) and SwiftViT's own `swiftvit_resnet` entry.
+    public static func save(_ tensors: [String: Tensor], config: ResNetConfig, to folder: URL) throws {
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+            throw CheckpointError(folder, "cannot be created: \(error.localizedDescription)")
+        }
+        try Safetensors.write(
+            tensors, metadata: ["format": "pt", "producer": "SwiftViT"], to: folder.appendingPathComponent("model.safetensors"))
+        let registered = presets.first { $0.value.0 == config.block && $0.value.1 == config.layers }?.key
+        let standard = config.channels == [64, 128, 256, 512] && config.stemWidth == 64 && !config.cifarStem
+        var json: [String: Any] = [
+            "architecture": (standard ? registered : nil) ?? "resnet_custom",
+            "num_classes": config.numClasses,
+            "global_pool": "avg",
+            "model_args": [
+                "block": config.block == .basic ? "BasicBlock" : "Bottleneck", "layers": config.layers, "channels": config.channels,
+                "stem_width": config.stemWidth, "cifar_stem": config.cifarStem, "bn_eps": config.batchNormEps
+            ] as [String: Any],
+            "pretrained_cfg": [
+                "input_size": config.data.inputSize, "mean": config.data.mean, "std": config.data.std, "crop_pct": config.data.cropPct,
+                "interpolation": config.data.interpolation.rawValue, "num_classes": config.numClasses, "first_conv": "conv1",
+                "classifier": "fc"
+            ] as [String: Any],
+            "swiftvit_resnet": try JSONSerialization.jsonObject(with: JSONEncoder().encode(config))
+        ]
+        if let labels = config.labels { json["label_names"] = labels }
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
+            to: folder.appendingPathComponent("config.json"))
+    }
+}
+
+extension Architecture {
+    /// Writes `tensors` (a model of this architecture's state dict) as the architecture's native folder.
+    public func save(_ tensors: [String: Tensor], to folder: URL) throws {
+        switch self {
+        case .vit(let config): try NativeFormat.save(tensors, config: config, to: folder)
+        case .resnet(let config): try ResNet.save(tensors, config: config, to: folder)
+        }
     }
 }

@@ -48,7 +48,7 @@ import ViT
             model: try tinyModel(seed: 31), options: options, trainSet: quadrantDataset(count: 240, seed: 32), validationSet: nil,
             folder: folder)
         _ = try trainer.run()
-        var config = trainer.model.config
+        var config = (trainer.model as! VisionTransformer).config
         config.labels = ["a", "b", "c", "d"]
         return (config, trainer.model.stateDict().mapValues { $0.copy() })
     }
@@ -77,7 +77,7 @@ import ViT
         let mae = try FineTuning.model(
             checkpointConfig: config, tensors: tensors, classNames: ["x", "y"], pooling: nil, dropout: 0, dropPath: 0,
             headInit: .truncNormal)
-        let values = mae.model.head!.weight.toArray()
+        let values = (mae.model as! VisionTransformer).head!.weight.toArray()
         #expect(values.allSatisfy { abs($0) <= 4e-5 } && values.contains { $0 != 0 } && mae.report.head.contains("std 2e-5"))
         // Same count, other names: a head trained for other classes is not kept.
         let renamed = try FineTuning.model(

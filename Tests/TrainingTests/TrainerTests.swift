@@ -154,7 +154,7 @@ func temporaryFolder() -> URL {
         defer { try? FileManager.default.removeItem(at: folder) }
         let (trainer, resumed) = try runStoppedAfterOneEpoch(in: folder)
         let saved = try Data(contentsOf: trainer.checkpointURL)
-        resumed.model.head!.weight.pointer[0] = .nan
+        (resumed.model as! VisionTransformer).head!.weight.pointer[0] = .nan
         #expect { try resumed.run() } throws: { error in
             "\(error)".contains("loss became nan") && "\(error)".contains("checkpoint.safetensors") && "\(error)".contains("epoch 2")
         }
@@ -169,7 +169,7 @@ func temporaryFolder() -> URL {
         let (trainer, resumed) = try runStoppedAfterOneEpoch(in: folder, emaDecay: 0.9)
         let checkpoint = try Data(contentsOf: trainer.checkpointURL)
         let model = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"))
-        resumed.averageModel!.head!.bias!.pointer[1] = .infinity
+        (resumed.averageModel as! VisionTransformer).head!.bias!.pointer[1] = .infinity
         #expect { try resumed.run() } throws: { error in
             "\(error)".contains("weights became NaN or infinite in epoch 2 (ema.head.bias)")
                 && "\(error)".contains("checkpoint.safetensors")
@@ -262,5 +262,38 @@ func temporaryFolder() -> URL {
         #expect(json.contains("\"confusion\": [[1, 0, 0], [0, 0, 1], [0, 1, 0]]"))
         #expect((try? JSONSerialization.jsonObject(with: Data(json.utf8))) != nil)
         #expect(evaluation.confusionText().split(separator: "\n").count == 4)
+    }
+}
+
+/// The trainer takes any `ImageModel`: a small ResNet (CIFAR stem) learns the quadrant images, its run folder loads
+/// back as a ResNet with the same predictions, and an EMA of it (running statistics included) is kept.
+@Suite struct ConvnetTrainingTests {
+    @Test func resNetLearnsAndItsRunLoadsBack() throws {
+        var config = ResNetConfig()
+        (config.layers, config.channels, config.stemWidth, config.cifarStem) = ([1, 1, 1, 1], [8, 8, 8, 8], 8, true)
+        (config.imageSize, config.numClasses, config.labels) = (8, 4, ["a", "b", "c", "d"])
+        config.data.mean = [0.3, 0.3, 0.3]
+        config.data.std = [0.3, 0.3, 0.3]
+        GlobalRandom.seed(4)
+        let model = try ResNet(config)
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.learningRate, options.warmupEpochs, options.emaDecay) = (5, 32, 1e-2, 0.5, 0.9)
+        options.weightDecay = 0
+        options.augmentation = .none
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let trainer = try Trainer(
+            model: model, options: options, trainSet: quadrantDataset(count: 384, seed: 1),
+            validationSet: quadrantDataset(count: 256, seed: 2), folder: folder)
+        #expect(try trainer.run() == .finished)
+        let accuracy = trainer.state.history.last!.validationTop1!
+        #expect(accuracy > 0.6, "held-out accuracy \(trainer.state.history.map { ($0.trainAccuracy, $0.validationTop1!) }) (chance 0.25)")
+        let loaded = try CheckpointLoader().loadModel(folder)
+        #expect(loaded is ResNet && loaded.architecture == trainer.evaluatedModel.architecture)
+        let images = TrainingLoader.normalisedBatch(
+            (0..<4).map { quadrantDataset(count: 4, seed: 3).image($0) }, mean: config.data.mean, std: config.data.std)
+        trainer.evaluatedModel.eval()
+        let (a, b) = Autograd.withNoGrad { (trainer.evaluatedModel(images), loaded(images)) }
+        #expect(a.toArray() == b.toArray())
     }
 }

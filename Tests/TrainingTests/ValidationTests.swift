@@ -77,7 +77,7 @@ import ViT
         let model = try CheckpointLoader().load(folder)
         #expect(model.config.labels == ["a", "b", "c", "d"])
         let weights = try SafetensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors")).tensor("head.weight").toArray()
-        #expect(weights == trainer.model.head!.weight.toArray())
+        #expect(weights == (trainer.model as! VisionTransformer).head!.weight.toArray())
     }
 
     @Test func theDefaultWarmUpFitsAnyEpochCount() throws {

@@ -55,6 +55,7 @@ struct Train: ParsableCommand {
             "Input size in pixels; images are resized to it when loaded (default: the data's size when all images share one square size, else the preset's)."
     )
     var imageSize: Int?
+    @Flag(help: "A ResNet with CIFAR's stem (one 3x3 stride-1 convolution, no max pool) for 32 px images.") var cifarStem = false
     @Option(help: "Override the preset's patch size.") var patchSize: Int?
     @Option(help: "Override the preset's token width.") var width: Int?
     @Option(help: "Override the preset's number of blocks.") var depth: Int?
@@ -190,6 +191,20 @@ struct Train: ParsableCommand {
         let options = try recipe()
         if let initialCheckpoint { return try fineTuningTrainer(folder, from: initialCheckpoint, options: options) }
         if linearProbe { throw CommandFailure("--linear-probe trains the head of a pretrained model: give --init CHECKPOINT") }
+        if let (block, layers) = ResNet.presets[presetAlias ?? arch] {
+            // A convnet (a teacher for distillation, or a baseline): timm's ResNet, optionally with CIFAR's stem.
+            var config = ResNetConfig()
+            (config.block, config.layers, config.cifarStem) = (block, layers, cifarStem)
+            let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
+            let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
+            let model = try makeModel(.resnet(config), for: trainSet)
+            let trainer = try checkedTrainer(model, options, trainSet, validationSet, source, folder).trainer
+            printError(
+                "\(presetAlias ?? arch)\(cifarStem ? " (CIFAR stem)" : "") at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps"
+            )
+            return trainer
+        }
+        if cifarStem { throw CommandFailure("--cifar-stem is a ResNet's option (--arch resnet18, resnet34, resnet50, ...)") }
         var config = try architecture()
         if let imageSize {
             // Refuse before reading any data when the size is known.
@@ -198,23 +213,24 @@ struct Train: ParsableCommand {
         }
         let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
         let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
-        let model = try makeModel(config, for: trainSet)
+        let model = try makeModel(.vit(config), for: trainSet)
         let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
         printError(
-            "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+            "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps\(estimate.map { String(format: "; about %.1f GiB a step", $0.totalBytes / 1_073_741_824) } ?? "")"
         )
         return trainer
     }
 
     /// The trainer of a new run, once one step's memory (the data's included) is known to fit.
+    /// (The estimate covers ViTs; a convnet's activations are not estimated.)
     func checkedTrainer(
-        _ model: VisionTransformer, _ options: TrainingOptions, _ trainSet: ImageDataset, _ validationSet: ImageDataset?,
+        _ model: any ImageModel, _ options: TrainingOptions, _ trainSet: ImageDataset, _ validationSet: ImageDataset?,
         _ source: ValidationSource, _ folder: URL
-    ) throws -> (Trainer, MemoryEstimate) {
-        let estimate = MemoryEstimate(
-            config: model.config, batchSize: options.batchSize,
-            dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
-        try estimate.check(available: MemoryEstimate.availableBytes())
+    ) throws -> (trainer: Trainer, estimate: MemoryEstimate?) {
+        let estimate = model.architecture.vit.map {
+            MemoryEstimate(config: $0, batchSize: options.batchSize, dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
+        }
+        try estimate?.check(available: MemoryEstimate.availableBytes())
         let trainer = try Trainer(
             model: model, options: options, trainSet: trainSet, validationSet: validationSet, validationSource: source,
             folder: folder)
@@ -240,7 +256,7 @@ struct Train: ParsableCommand {
         let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
         let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }
         printError(
-            "\(model.config.width)-wide, \(model.config.depth) blocks at \(trainSet.width) px, \(model.config.pooling.rawValue) pooling: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+            "\(model.config.width)-wide, \(model.config.depth) blocks at \(trainSet.width) px, \(model.config.pooling.rawValue) pooling: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", (estimate?.totalBytes ?? 0) / 1_073_741_824)) GiB a step"
         )
         return trainer
     }
@@ -262,7 +278,7 @@ struct Train: ParsableCommand {
                     "the run in \(outputPath) was started without --val-split; --val-split \(valSplit) would change its validation images")
             }
         }
-        let (trainSet, validationSet, source) = try loadData(sizing: .size(saved.config.imageSize), split: split)
+        let (trainSet, validationSet, source) = try loadData(sizing: .size(try saved.architecture.imageSize), split: split)
         let trainer = try Trainer.resume(
             folder: folder, trainSet: trainSet, validationSet: validationSet,
             validationSource: source, epochs: epochs)
@@ -310,21 +326,32 @@ struct Train: ParsableCommand {
         return config
     }
 
-    /// `config` at the data's image size and class count, with the data's own normalisation.
-    func makeModel(_ base: ViTConfig, for data: ImageDataset) throws -> VisionTransformer {
-        var config = base
+    /// `architecture` at the data's image size and class count, with the data's own normalisation.
+    func makeModel(_ architecture: Architecture, for data: ImageDataset) throws -> any ImageModel {
         guard data.width == data.height else {
             throw CommandFailure("training needs square images, the data has \(data.width)x\(data.height): give --image-size")
         }
-        config.imageSize = data.width
-        config.data.inputSize = [3, data.width, data.width]
-        config.data.cropPct = 1
-        config.numClasses = data.classNames.count
-        config.labels = data.classNames
-        (config.data.mean, config.data.std) = data.channelStatistics()
-        do { try config.validate() } catch { throw CommandFailure("the architecture at \(data.width) px: \(error)") }
+        var dataConfig = architecture.data
+        dataConfig.inputSize = [3, data.width, data.width]
+        dataConfig.cropPct = 1
+        (dataConfig.mean, dataConfig.std) = data.channelStatistics()
+        var sized: Architecture
+        switch architecture {
+        case .vit(var config):
+            (config.imageSize, config.numClasses, config.labels, config.data) = (
+                data.width, data.classNames.count, data.classNames, dataConfig
+            )
+            do { try config.validate() } catch { throw CommandFailure("the architecture at \(data.width) px: \(error)") }
+            sized = .vit(config)
+        case .resnet(var config):
+            (config.imageSize, config.numClasses, config.labels, config.data) = (
+                data.width, data.classNames.count, data.classNames, dataConfig
+            )
+            do { try config.validate() } catch { throw CommandFailure("the architecture at \(data.width) px: \(error)") }
+            sized = .resnet(config)
+        }
         GlobalRandom.seed(seed)
-        return try VisionTransformer(config)
+        return try sized.build()
     }
 
     func recipe() throws -> TrainingOptions {
