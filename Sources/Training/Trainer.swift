@@ -35,6 +35,8 @@ public final class Trainer {
     /// The weight average that is evaluated and saved when `emaDecay` is set.
     public let averageModel: (any ImageModel)?
     public let options: TrainingOptions
+    /// DeiT's teacher (`options.distillation`), run in evaluation mode on each training batch.
+    public let teacher: (any ImageModel)?
     public private(set) var state: TrainingState
     public let trainSet: ImageDataset
     public let validationSet: ImageDataset?
@@ -59,9 +61,21 @@ public final class Trainer {
     /// A new run: `model` as initialised, writing into `folder`.
     public init(
         model: any ImageModel, options: TrainingOptions, trainSet: ImageDataset,
-        validationSet: ImageDataset?, validationSource: ValidationSource? = nil, folder: URL
+        validationSet: ImageDataset?, validationSource: ValidationSource? = nil, folder: URL, teacher: (any ImageModel)? = nil
     ) throws {
         try options.validate()
+        if options.distillation != nil {
+            guard let teacher else { throw TrainingError.badOptions("distillation needs a teacher model") }
+            guard teacher.architecture.numClasses == trainSet.classNames.count else {
+                throw TrainingError.badOptions(
+                    "the teacher has \(teacher.architecture.numClasses) classes, the data \(trainSet.classNames.count)")
+            }
+            guard model.architecture.vit?.distillationToken == true else {
+                throw TrainingError.badOptions("distillation trains a ViT's distillation token: the student needs one (--distilled)")
+            }
+            teacher.eval()
+        }
+        self.teacher = options.distillation == nil ? nil : teacher
         // A split names its images, so overlap is checkable (other sources name images of other parts).
         if case .split = validationSource, let validationSet, !Set(validationSet.sources).isDisjoint(with: trainSet.sources) {
             throw TrainingError.badOptions("the validation images overlap the training images")
@@ -118,7 +132,7 @@ public final class Trainer {
     /// The split must be the saved one (`savedRun(in:)` tells the caller which images to hold out).
     public static func resume(
         folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
-        validationSource: ValidationSource? = nil, epochs: Int? = nil
+        validationSource: ValidationSource? = nil, epochs: Int? = nil, teacher: (any ImageModel)? = nil
     ) throws -> Trainer {
         let (url, saved, tensors) = try readCheckpoint(in: folder)
         if let savedSource = saved.validation, let validationSource, savedSource != validationSource {
@@ -149,7 +163,7 @@ public final class Trainer {
         }
         let trainer = try Trainer(
             model: model, options: options, trainSet: trainSet, validationSet: validationSet,
-            validationSource: validationSource ?? saved.validation, folder: folder)
+            validationSource: validationSource ?? saved.validation, folder: folder, teacher: teacher)
         do {
             try trainer.optimizer.load(state: tensors["optimizer"]!)
             try trainer.averageModel?.load(stateDict: tensors["ema"]!)
@@ -299,10 +313,17 @@ public final class Trainer {
         let stepsNow = (batch.index + 1) % accumulate == 0 || batch.index + 1 == stepsPerEpoch
         // The rate of the accumulation's first batch: N accumulated batches step as one batch N times larger would.
         optimizer.learningRate = schedule.learningRate(at: state.step - batch.index % accumulate)
-        let logits = Autocast.run(options.autocast ?? .float32) { model(batch.images) }  // [B, classes], float32
-        let loss =
-            batch.targets.map { logits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
-            ?? logits.crossEntropy(targets: batch.labels, labelSmoothing: options.labelSmoothing)
+        let outputs = Autocast.run(options.autocast ?? .float32) { model.classify(batch.images) }  // float32
+        // The class head learns the labels; with a teacher, DeiT's distillation head learns the teacher.
+        let classLogits = teacher == nil ? outputs.logits : outputs.classHeadLogits ?? outputs.logits  // [B, classes]
+        var loss =
+            batch.targets.map { classLogits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
+            ?? classLogits.crossEntropy(targets: batch.labels, labelSmoothing: options.labelSmoothing)
+        if let teacher, let distillation = options.distillation, let distillationLogits = outputs.distillationHeadLogits {
+            let teacherLogits = Autograd.withNoGrad { teacher(Self.teacherInput(batch.images, student: model, teacher: teacher)) }
+            loss = distillation.loss(base: loss, distillationLogits: distillationLogits, teacherLogits: teacherLogits)
+        }
+        let logits = outputs.logits
         let value = loss.item()
         guard value.isFinite else {
             let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
@@ -331,6 +352,29 @@ public final class Trainer {
             .step(
                 epoch: state.epoch, batch: batch.index, batches: stepsPerEpoch, loss: state.lossSum / Double(state.seen),
                 accuracy: Double(state.correct) / Double(state.seen), learningRate: optimizer.learningRate))
+    }
+
+    /// The student's batch as the teacher takes it (DeiT runs the teacher on the same augmented images): resized
+    /// (bicubic) when the input sizes differ, renormalised when the teacher's mean and std differ from the student's.
+    static func teacherInput(_ images: Tensor, student: any ImageModel, teacher: any ImageModel) -> Tensor {
+        let (from, to) = (student.architecture.data, teacher.architecture.data)
+        let size = teacher.architecture.imageSize
+        var x = images  // [B, 3, H, W]
+        if from.mean != to.mean || from.std != to.std {
+            let scale = (0..<3).map { from.std[$0] / to.std[$0] }, shift = (0..<3).map { (from.mean[$0] - to.mean[$0]) / to.std[$0] }
+            x = x * Tensor(scale, shape: [1, 3, 1, 1]) + Tensor(shift, shape: [1, 3, 1, 1])
+        }
+        guard x.shape[2] != size || x.shape[3] != size else { return x }
+        let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+        let channelsLast = x.permute([0, 2, 3, 1]).toArray()  // [B, H, W, 3]
+        var out: [Float] = []
+        out.reserveCapacity(b * size * size * 3)
+        for i in 0..<b {
+            out += Resampling.resample(
+                Array(channelsLast[(i * h * w * 3)..<((i + 1) * h * w * 3)]), height: h, width: w, channels: 3, newHeight: size,
+                newWidth: size, filter: .bicubic)
+        }
+        return Tensor(out, shape: [b, size, size, 3]).permute([0, 3, 1, 2])
     }
 
     /// average = decay · average + (1 - decay) · weights, parameter by parameter.

@@ -35,6 +35,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var accumulate: Int?
     /// Train the head only (a linear probe of the features); nil or false trains everything.
     public var headOnly: Bool?
+    /// DeiT: the distillation head learns from `teacher` (a checkpoint path, loaded again on resume); nil trains
+    /// without a teacher.
+    public var distillation: Distillation?
+    public var teacher: String?
     /// Mixed precision: the dtype matrix products run in (`Autocast`, bf16), with float32 master weights, gradients
     /// and optimiser state; nil trains in float32 throughout.
     public var autocast: DType?
@@ -59,6 +63,11 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         if let layerDecay, !(layerDecay > 0 && layerDecay <= 1) { problems.append("layer decay must be in (0, 1]") }
         if let momentum, !(momentum >= 0 && momentum < 1) { problems.append("momentum must be in [0, 1)") }
         if let accumulate, accumulate < 1 { problems.append("accumulation must be at least 1 batch") }
+        if let distillation {
+            if !(distillation.alpha >= 0 && distillation.alpha <= 1) { problems.append("distillation alpha must be in [0, 1]") }
+            if !(distillation.tau > 0 && distillation.tau.isFinite) { problems.append("distillation temperature must be positive") }
+            if teacher == nil { problems.append("distillation needs a teacher") }
+        }
         if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
     }
 }

@@ -176,6 +176,31 @@ import Testing
         #expect(try vit(["inspect", "reconstruct", "--model", tune.path, "-o", root.path, photos.path]).status == 2)
     }
 
+    /// A ResNet trains from the command line and teaches a distilled ViT (DeiT); both predict.
+    @Test func resNetTeachesADistilledViT() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let photos = root.appendingPathComponent("photos"), resnet = root.appendingPathComponent("resnet")
+        let student = root.appendingPathComponent("deit")
+        try photoFolder(photos)
+        let common = ["--data", photos.path, "--image-size", "16", "--batch-size", "2", "--epochs", "1", "--max-steps", "2"]
+        let teacher = try vit(["train", "--arch", "resnet18", "--cifar-stem", "-o", resnet.path] + common)
+        #expect(teacher.status == 0 && teacher.stderr.contains("resnet18 (CIFAR stem)"), "\(teacher.stderr)")
+        #expect(try vit(["predict", "--model", resnet.path, photos.path]).status == 0)
+        let refused = try vit(["train", "--teacher", resnet.path, "-o", student.path] + common)
+        #expect(refused.status == 2 && refused.stderr.contains("--distilled"), "\(refused.stderr)")
+        let distilled = try vit(
+            [
+                "train", "--distilled", "--teacher", resnet.path, "--distillation", "soft", "--tau", "2", "--patch-size", "4", "-o",
+                student.path
+            ]
+                + common)
+        #expect(
+            distilled.status == 0 && distilled.stderr.contains("teacher: ") && distilled.stderr.contains("soft distillation"),
+            "\(distilled.stderr)")
+        #expect(try vit(["predict", "--model", student.path, photos.path]).status == 0)
+    }
+
     /// SIGTERM during training: the step finishes, a checkpoint is saved, the exit status is 143, and --resume
     /// continues from it.
     @Test func sigtermSavesAndExits143() throws {

@@ -55,6 +55,17 @@ struct Train: ParsableCommand {
             "Input size in pixels; images are resized to it when loaded (default: the data's size when all images share one square size, else the preset's)."
     )
     var imageSize: Int?
+    @Option(
+        help:
+            "DeiT: distil from this classifier (any model vit reads, ViT or ResNet, with the data's classes) into the distillation token's head (the student needs --distilled)."
+    )
+    var teacher: String?
+    @Option(help: "hard (cross-entropy against the teacher's top class) or soft (KL divergence at temperature --tau).")
+    var distillation: Distillation.Kind = .hard
+    @Option(help: "Weight of the distillation loss: (1 - alpha) x the label loss + alpha x the distillation loss.")
+    var distillationAlpha: Float = 0.5
+    @Option(help: "Soft distillation's temperature.") var tau: Float = 1
+    @Flag(help: "Give the ViT a distillation token and head (DeiT); evaluation averages both heads.") var distilled = false
     @Flag(help: "A ResNet with CIFAR's stem (one 3x3 stride-1 convolution, no max pool) for 32 px images.") var cifarStem = false
     @Option(help: "Override the preset's patch size.") var patchSize: Int?
     @Option(help: "Override the preset's token width.") var width: Int?
@@ -119,6 +130,11 @@ struct Train: ParsableCommand {
         if let warmup { try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)") }
         if let ema { try check(ema > 0 && ema < 1, "--ema must be in (0, 1), got \(ema)") }
         if let layerDecay { try check(layerDecay > 0 && layerDecay <= 1, "--layer-decay must be in (0, 1], got \(layerDecay)") }
+        try check(distillationAlpha >= 0 && distillationAlpha <= 1, "--distillation-alpha must be in [0, 1], got \(distillationAlpha)")
+        try check(tau > 0 && tau.isFinite, "--tau must be positive, got \(tau)")
+        if teacher != nil && !distilled && initialCheckpoint == nil {
+            throw ValidationError("--teacher distils into a distillation token: add --distilled")
+        }
     }
 
     var outputPath: String { output ?? outAlias! }
@@ -233,8 +249,18 @@ struct Train: ParsableCommand {
         try estimate?.check(available: MemoryEstimate.availableBytes())
         let trainer = try Trainer(
             model: model, options: options, trainSet: trainSet, validationSet: validationSet, validationSource: source,
-            folder: folder)
+            folder: folder, teacher: try loadTeacher(options))
         return (trainer, estimate)
+    }
+
+    /// The teacher of a distillation run (`options.teacher`), as any model vit reads.
+    func loadTeacher(_ options: TrainingOptions) throws -> (any ImageModel)? {
+        guard options.distillation != nil, let path = options.teacher else { return nil }
+        let teacher = try CheckpointLoader().loadModel(try BuiltInModel.resolve(path))
+        printError(
+            "teacher: \(path) (\(teacher.architecture.summary), \(teacher.architecture.imageSize) px), \(options.distillation!.kind.rawValue) distillation, alpha \(options.distillation!.alpha)"
+        )
+        return teacher
     }
 
     /// A fine-tune of `checkpoint`: its architecture at --image-size (default: its own), the data resized to it.
@@ -281,7 +307,7 @@ struct Train: ParsableCommand {
         let (trainSet, validationSet, source) = try loadData(sizing: .size(try saved.architecture.imageSize), split: split)
         let trainer = try Trainer.resume(
             folder: folder, trainSet: trainSet, validationSet: validationSet,
-            validationSource: source, epochs: epochs)
+            validationSource: source, epochs: epochs, teacher: try loadTeacher(saved.options))
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
         return trainer
     }
@@ -323,6 +349,7 @@ struct Train: ParsableCommand {
         config.dropPath = dropPath
         config.dropout = dropout
         if let pooling { config.pooling = pooling }
+        config.distillationToken = distilled
         return config
     }
 
@@ -380,6 +407,10 @@ struct Train: ParsableCommand {
         options.layerDecay = layerDecay
         options.headOnly = linearProbe ? true : nil
         options.accumulate = accumulate == 1 ? nil : accumulate
+        if let teacher {
+            options.teacher = teacher
+            options.distillation = Distillation(kind: distillation, alpha: distillationAlpha, tau: tau)
+        }
         try options.validate()
         return options
     }
@@ -444,3 +475,5 @@ final class Interrupt: @unchecked Sendable {
     /// 128 + the first signal's number: 130 for SIGINT, 143 for SIGTERM.
     var exitStatus: Int32 { lock.withLock { 128 + first } }
 }
+
+extension Distillation.Kind: ExpressibleByArgument {}
