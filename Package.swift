@@ -46,6 +46,8 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["CCompression", "Images", "Tensors"]),
         // Training: the trainer (schedule, EMA, checkpoints, exact resume), evaluation and its metrics.
         .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots"]),
+        // CLIP: the tokenizer (and, later, the text tower and zero-shot classification).
+        .target(name: "CLIP", dependencies: ["Datasets", "Tensors", "NN", "ViT", "Checkpoints"]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The command-line tool.
@@ -71,6 +73,7 @@ let package = Package(
             name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
+        .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors"], resources: [.copy("Fixtures")]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
         .testTarget(name: "CLITests", dependencies: ["vit", "Images"]),
         .testTarget(
