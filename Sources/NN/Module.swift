@@ -25,7 +25,7 @@ open class Module {
         var result: [(String, Module)] = []
         for child in Mirror(reflecting: self).allChildren {
             guard let label = child.label else { continue }
-            let name = Module.checkpointName(label)
+            let name = checkpointNames[label] ?? Module.checkpointName(label)
             switch unwrap(child.value) {
             case let module as Module: result.append((name, module))
             case let modules as [Module]:
@@ -49,10 +49,13 @@ open class Module {
     private func collect(prefix: String, into result: inout [(String, Tensor)]) {
         for child in Mirror(reflecting: self).allChildren {
             guard let label = child.label, case let tensor as Tensor = unwrap(child.value) else { continue }
-            result.append((prefix + Module.checkpointName(label), tensor))
+            result.append((prefix + (checkpointNames[label] ?? Module.checkpointName(label)), tensor))
         }
         for (name, module) in children() { module.collect(prefix: prefix + name + ".", into: &result) }
     }
+
+    /// Property labels whose checkpoint names the snake_case rule cannot spell (OpenAI's `ln_1`): label -> name.
+    open var checkpointNames: [String: String] { [:] }
 
     /// Switches this module and all below it to training (true) or evaluation (false) mode.
     public func train(_ on: Bool = true) {

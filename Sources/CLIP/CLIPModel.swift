@@ -1,0 +1,240 @@
+import Foundation
+import NN
+import Tensors
+
+/// The shape of a CLIP (open_clip's `model_cfg`): the image tower (a ViT), the text tower (a causal transformer over
+/// BPE tokens), the shared embedding width.
+public struct CLIPConfig: Codable, Equatable, Sendable {
+    public var embedDim = 512
+    public var quickGELU = true
+    public var imageSize = 224, patchSize = 32, visionWidth = 768, visionLayers = 12, visionHeadWidth = 64
+    public var contextLength = 77, vocabSize = 49408, textWidth = 512, textHeads = 8, textLayers = 12
+    /// CLIP's image normalisation.
+    public var mean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    public var std: [Float] = [0.26862954, 0.26130258, 0.27577711]
+
+    public init() {}
+
+    public var visionHeads: Int { visionWidth / visionHeadWidth }
+    public var gridSize: Int { imageSize / patchSize }
+
+    /// From open_clip's `open_clip_config.json` (`model_cfg`, `preprocess_cfg`).
+    public init(openCLIP json: [String: Any]) throws {
+        let model = json["model_cfg"] as? [String: Any] ?? json
+        let vision = model["vision_cfg"] as? [String: Any] ?? [:], text = model["text_cfg"] as? [String: Any] ?? [:]
+        func int(_ d: [String: Any], _ key: String) -> Int? { (d[key] as? NSNumber)?.intValue }
+        guard let embed = int(model, "embed_dim") else { throw CLIPError("open_clip config has no model_cfg.embed_dim") }
+        embedDim = embed
+        quickGELU = model["quick_gelu"] as? Bool ?? false
+        imageSize = int(vision, "image_size") ?? imageSize
+        patchSize = int(vision, "patch_size") ?? patchSize
+        visionWidth = int(vision, "width") ?? visionWidth
+        visionLayers = int(vision, "layers") ?? visionLayers
+        visionHeadWidth = int(vision, "head_width") ?? visionHeadWidth
+        contextLength = int(text, "context_length") ?? contextLength
+        vocabSize = int(text, "vocab_size") ?? vocabSize
+        textWidth = int(text, "width") ?? textWidth
+        textHeads = int(text, "heads") ?? textHeads
+        textLayers = int(text, "layers") ?? textLayers
+        if let pre = json["preprocess_cfg"] as? [String: Any] {
+            if let m = pre["mean"] as? [Double], m.count == 3 { mean = m.map(Float.init) }
+            if let s = pre["std"] as? [Double], s.count == 3 { std = s.map(Float.init) }
+        }
+    }
+}
+
+public struct CLIPError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Multi-head attention with OpenAI's packed in-projection (`in_proj_weight` [3D, D]: q, k, v stacked, as timm's qkv)
+/// and `out_proj`; `causal` masks each token from the ones after it (the text tower).
+public final class CLIPAttention: Module {
+    public let inProjWeight: Tensor  // [3D, D]
+    public let inProjBias: Tensor  // [3D]
+    public let outProj: Linear
+    let heads: Int
+
+    init(width: Int, heads: Int) {
+        inProjWeight = Init.truncatedNormal([3 * width, width])
+        inProjBias = Init.zeros([3 * width])
+        outProj = Linear(width, width)
+        self.heads = heads
+        super.init()
+        inProjWeight.requiresGrad = true
+        inProjBias.requiresGrad = true
+    }
+
+    /// x [B, T, D] -> [B, T, D]
+    func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
+        let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2])
+        let headDim = d / heads, scale = 1 / Float(headDim).squareRoot()
+        let qkv = x.linear(weight: inProjWeight, bias: inProjBias)  // [B, T, 3D]
+        guard causal else { return outProj(qkv.multiHeadAttention(heads: heads, scale: scale).output) }
+        let parts = qkv.reshape([b, t, 3, heads, headDim]).permute([2, 0, 3, 1, 4])  // [3, B, H, T, hd]
+        let q = parts.slice(axis: 0, start: 0, length: 1).squeeze(0), k = parts.slice(axis: 0, start: 1, length: 1).squeeze(0)
+        let v = parts.slice(axis: 0, start: 2, length: 1).squeeze(0)
+        // -inf above the diagonal (a large negative number: exp gives 0 and no NaN appears).
+        let mask = Tensor((0..<(t * t)).map { $0 % t > $0 / t ? -1e30 : 0 }, shape: [1, 1, t, t])
+        let probabilities = (q.matmul(k, transposeOther: true) * scale + mask).softmax()  // [B, H, T, T]
+        let mixed = probabilities.matmul(v).permute([0, 2, 1, 3]).reshape([b, t, d])  // [B, T, D]
+        return outProj(mixed)
+    }
+}
+
+/// OpenAI's `ResidualAttentionBlock`: x + attn(ln_1(x)); x + mlp(ln_2(x)), the MLP c_fc -> (Quick)GELU -> c_proj.
+public final class ResidualAttentionBlock: Module {
+    public let lnAttention: LayerNorm
+    public let attn: CLIPAttention
+    public let lnMLP: LayerNorm
+    public let mlp: CLIPMLP
+
+    public override var checkpointNames: [String: String] { ["lnAttention": "ln_1", "lnMLP": "ln_2"] }
+
+    init(width: Int, heads: Int, quickGELU: Bool) {
+        lnAttention = LayerNorm(width, eps: 1e-5)
+        attn = CLIPAttention(width: width, heads: heads)
+        lnMLP = LayerNorm(width, eps: 1e-5)
+        mlp = CLIPMLP(width: width, quickGELU: quickGELU)
+        super.init()
+    }
+
+    func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor {
+        let h = x + attn(lnAttention(x), causal: causal)
+        return h + mlp(lnMLP(h))
+    }
+}
+
+public final class CLIPMLP: Module {
+    public let cFc: Linear
+    public let cProj: Linear
+    let quickGELU: Bool
+
+    init(width: Int, quickGELU: Bool) {
+        cFc = Linear(width, 4 * width)
+        cProj = Linear(4 * width, width)
+        self.quickGELU = quickGELU
+        super.init()
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = cFc(x)
+        // QuickGELU, OpenAI's: x · sigmoid(1.702 x).
+        return cProj(quickGELU ? h * (h * 1.702).sigmoid() : h.gelu())
+    }
+}
+
+public final class CLIPTransformer: Module {
+    public let resblocks: [ResidualAttentionBlock]
+    init(width: Int, layers: Int, heads: Int, quickGELU: Bool) {
+        resblocks = (0..<layers).map { _ in ResidualAttentionBlock(width: width, heads: heads, quickGELU: quickGELU) }
+        super.init()
+    }
+    func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor { resblocks.reduce(x) { $1($0, causal: causal) } }
+}
+
+/// A convolution weight without bias (CLIP's patch embedding `conv1`).
+public final class BiasFreePatchConv: Module {
+    public let weight: Tensor  // [D, 3, P, P]
+    init(width: Int, patchSize: Int) {
+        weight = Init.truncatedNormal([width, 3, patchSize, patchSize])
+        super.init()
+        weight.requiresGrad = true
+    }
+}
+
+/// CLIP's image tower (open_clip `VisionTransformer`): patches -> [class] + positions -> ln_pre -> blocks -> ln_post on
+/// the class token -> projection.
+public final class CLIPVisionTower: Module {
+    public let conv1: BiasFreePatchConv
+    public let classEmbedding: Tensor  // [D]
+    public let positionalEmbedding: Tensor  // [1 + N, D]
+    public let lnPre: LayerNorm
+    public let transformer: CLIPTransformer
+    public let lnPost: LayerNorm
+    public let proj: Tensor  // [D, E]
+    let patchSize: Int
+
+    init(_ c: CLIPConfig) {
+        let d = c.visionWidth
+        conv1 = BiasFreePatchConv(width: d, patchSize: c.patchSize)
+        classEmbedding = Init.truncatedNormal([d])
+        positionalEmbedding = Init.truncatedNormal([1 + c.gridSize * c.gridSize, d])
+        lnPre = LayerNorm(d, eps: 1e-5)
+        transformer = CLIPTransformer(width: d, layers: c.visionLayers, heads: c.visionHeads, quickGELU: c.quickGELU)
+        lnPost = LayerNorm(d, eps: 1e-5)
+        proj = Init.truncatedNormal([d, c.embedDim])
+        patchSize = c.patchSize
+        super.init()
+        for p in [classEmbedding, positionalEmbedding, proj] { p.requiresGrad = true }
+    }
+
+    /// images [B, 3, S, S] (normalised) -> image embeddings [B, E] (projected, not normalised).
+    func callAsFunction(_ images: Tensor) -> Tensor {
+        let b = images.shape[0], d = classEmbedding.count
+        let x = images.conv2d(weight: conv1.weight, stride: patchSize)  // [B, D, g, g]
+        let patches = x.reshape([b, d, -1]).permute([0, 2, 1])  // [B, N, D]
+        let cls = classEmbedding.reshape([1, 1, d]).expand(to: [b, 1, d])
+        var h = Tensor.concat([cls, patches], axis: 1) + positionalEmbedding  // [B, 1 + N, D]
+        h = transformer(lnPre(h), causal: false)
+        let pooled = lnPost(h.slice(axis: 1, start: 0, length: 1).squeeze(1))  // [B, D]
+        return pooled.matmul(proj)  // [B, E]
+    }
+}
+
+public final class TokenEmbedding: Module {
+    public let weight: Tensor  // [vocab, W]
+    init(vocab: Int, width: Int) {
+        weight = Init.normal([vocab, width], std: 0.02)
+        super.init()
+        weight.requiresGrad = true
+    }
+}
+
+/// CLIP with open_clip's (= OpenAI's) parameter names: `visual.*`, `token_embedding.weight`, `positional_embedding`,
+/// `transformer.resblocks.i.*`, `ln_final`, `text_projection`, `logit_scale`.
+public final class CLIPModel: Module {
+    public let config: CLIPConfig
+    public let visual: CLIPVisionTower
+    public let tokenEmbedding: TokenEmbedding
+    public let positionalEmbedding: Tensor  // [context, W]
+    public let transformer: CLIPTransformer
+    public let lnFinal: LayerNorm
+    public let textProjection: Tensor  // [W, E]
+    public let logitScale: Tensor  // []
+
+    public init(_ config: CLIPConfig) {
+        self.config = config
+        visual = CLIPVisionTower(config)
+        tokenEmbedding = TokenEmbedding(vocab: config.vocabSize, width: config.textWidth)
+        positionalEmbedding = Init.normal([config.contextLength, config.textWidth], std: 0.01)
+        transformer = CLIPTransformer(
+            width: config.textWidth, layers: config.textLayers, heads: config.textHeads, quickGELU: config.quickGELU)
+        lnFinal = LayerNorm(config.textWidth, eps: 1e-5)
+        textProjection = Init.normal([config.textWidth, config.embedDim], std: 1 / Float(config.textWidth).squareRoot())
+        logitScale = Tensor(scalar: Float(Foundation.log(1 / 0.07)))
+        super.init()
+        for p in [positionalEmbedding, textProjection, logitScale] { p.requiresGrad = true }
+    }
+
+    /// images [B, 3, S, S] -> [B, E], projected, not normalised (open_clip `encode_image`).
+    public func encodeImage(_ images: Tensor) -> Tensor { visual(images) }
+
+    /// token ids (each `contextLength` long, `CLIPTokenizer.tokenize`) -> [T, E], projected, not normalised
+    /// (`encode_text`): the features at each text's end-of-text token (its largest id).
+    public func encodeText(_ tokens: [[Int]]) -> Tensor {
+        let t = config.contextLength, w = config.textWidth
+        let x = tokenEmbedding.weight.indexSelect(axis: 0, tokens.flatMap { $0 }).reshape([tokens.count, t, w]) + positionalEmbedding
+        let h = lnFinal(transformer(x, causal: true))  // [T, context, W]
+        let ends = tokens.map { ids in ids.indices.max { ids[$0] < ids[$1] }! }
+        let pooled = h.gather(axis: 1, ends.map { [$0] }).squeeze(1)  // [T, W]
+        return pooled.matmul(textProjection)  // [T, E]
+    }
+
+    /// exp(logit_scale) · normalised images · normalised textsᵀ: [images, texts].
+    public func logits(imageEmbeddings: Tensor, textEmbeddings: Tensor) -> Tensor {
+        func normalised(_ x: Tensor) -> Tensor { x / x.square().sum(axis: -1, keepDim: true).sqrt() }
+        return normalised(imageEmbeddings).matmul(normalised(textEmbeddings), transposeOther: true) * logitScale.exp()
+    }
+}
