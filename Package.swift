@@ -47,14 +47,17 @@ let package = Package(
         // Training: the trainer (schedule, EMA, checkpoints, exact resume), evaluation and its metrics.
         .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots"]),
         // CLIP: the tokenizer (and, later, the text tower and zero-shot classification).
-        .target(name: "CLIP", dependencies: ["Datasets", "Tensors", "NN", "ViT", "Checkpoints"]),
+        // OpenAI's BPE merges (MIT) ship with it, for CLIP folders that carry no tokenizer files.
+        .target(
+            name: "CLIP", dependencies: ["Datasets", "Tensors", "NN", "ViT", "Checkpoints", "Images"],
+            resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The command-line tool.
         .executableTarget(
             name: "vit",
             dependencies: [
-                "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training",
+                "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training", "CLIP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ], resources: [.copy("Resources/cifar10-vit")]),
         // Shared test helpers: finite-difference gradient checks, closeness expectations.
@@ -73,7 +76,7 @@ let package = Package(
             name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
-        .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images"], resources: [.copy("Fixtures")]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
         .testTarget(name: "CLITests", dependencies: ["vit", "Images"]),
         .testTarget(

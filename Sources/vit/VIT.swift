@@ -10,7 +10,10 @@ struct VIT: ParsableCommand {
             Exit status: 0 all done; 1 ran, but some inputs failed (each named on stderr); 2 nothing could be done \
             (bad data, model or options: one line says which file and why); 130 interrupted.
             """,
-        subcommands: [Predict.self, Train.self, Pretrain.self, Eval.self, Embed.self, Inspect.self, Convert.self, Create.self, Bench.self]
+        subcommands: [
+            Predict.self, ZeroShot.self, Tokenize.self, Train.self, Pretrain.self, Eval.self, Embed.self, Inspect.self, Convert.self,
+            Create.self, Bench.self
+        ]
     )
 
     /// Runs the command, mapping failures to the exit statuses above: a wrong command line gets the parser's

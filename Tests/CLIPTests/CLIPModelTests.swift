@@ -30,3 +30,37 @@ import Testing
         try close(Autograd.withNoGrad { model.logits(imageEmbeddings: image, textEmbeddings: text) }, "logits_per_image")
     }
 }
+
+/// Zero-shot classification: prompt ensembling as CLIP's paper, the template sets, and the folder loader.
+@Suite struct ZeroShotTests {
+    @Test func templateSetsAreCLIPs() {
+        #expect(PromptTemplates.cifar10.count == 18 && PromptTemplates.imagenet.count == 80)
+        #expect(
+            Set(PromptTemplates.imagenet).count == 80
+                && (PromptTemplates.cifar10 + PromptTemplates.imagenet).allSatisfy { $0.contains("{}") })
+    }
+
+    @Test func ensemblingAndLogitsFollowCLIP() throws {
+        let folder = TokenizerTests.fixture("open_clip_model.safetensors").deletingLastPathComponent()
+        let model = try CLIPModel.load(folder)
+        let tokenizer = try CLIPTokenizer.forModel(in: folder)  // the fixture's vocab.json + merges.txt
+        let ref = try SafetensorsFile(contentsOf: TokenizerTests.fixture("openclip-reference.safetensors"))
+        let images = try ref.tensor("image_input")
+        // One template: each class is its prompt's normalised embedding; logits are 100 x cosine.
+        let single = ZeroShotClassifier(model: model, tokenizer: tokenizer, classNames: ["cat", "dog"], templates: ["a photo of a {}."])
+        let (logits, direct) = Autograd.withNoGrad {
+            let text = model.encodeText(["a photo of a cat.", "a photo of a dog."].map { tokenizer.tokenize($0) })
+            return (
+                single.logits(images),
+                model.logits(imageEmbeddings: model.encodeImage(images), textEmbeddings: text) / model.logitScale.exp() * 100
+            )
+        }
+        let worst = zip(logits.toArray(), direct.toArray()).map { abs($0 - $1) }.max() ?? 1
+        #expect(worst < 1e-3, "max difference \(worst)")
+        // Several templates: each class row is the renormalised mean of unit vectors.
+        let ensemble = ZeroShotClassifier(
+            model: model, tokenizer: tokenizer, classNames: ["cat", "dog", "ship"], templates: PromptTemplates.cifar10)
+        let norms = Autograd.withNoGrad { ensemble.classEmbeddings.square().sum(axis: 1) }.toArray()
+        #expect(ensemble.classEmbeddings.shape == [3, 24] && norms.allSatisfy { abs($0 - 1) < 1e-5 })
+    }
+}

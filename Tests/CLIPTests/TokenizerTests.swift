@@ -11,7 +11,7 @@ import Testing
         Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures")!
     }
 
-    static let openAI = try! CLIPTokenizer(mergesFile: fixture("bpe_simple_vocab_16e6.txt.gz"))
+    static let openAI = try! CLIPTokenizer.openAI()  // the merges file shipped with SwiftViT (the open_clip wheel's)
     static let huggingFace = try! CLIPTokenizer(vocabulary: fixture("vocab.json"), merges: fixture("merges.txt"))
 
     @Test func idsMatchOpenCLIP() throws {

@@ -201,6 +201,22 @@ import Testing
         #expect(try vit(["predict", "--model", student.path, photos.path]).status == 0)
     }
 
+    /// `vit tokenize` gives open_clip's ids; `vit zeroshot` classifies into named classes with an open_clip folder
+    /// and refuses a run without classes.
+    @Test func tokenizeAndZeroShot() throws {
+        let tokens = try vit(["tokenize", "--json", "a photo of a cat."])
+        #expect(tokens.status == 0 && tokens.stdout.contains("[49406,320,1125,539,320,2368,269,49407,0,"), "\(tokens.stdout)")
+        let clip = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CLIPTests/Fixtures").path
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let photos = root.appendingPathComponent("photos")
+        try photoFolder(photos)
+        let zeroshot = try vit(["zeroshot", "--model", clip, "--classes", "cat,dog", "--templates", "cifar10", "--json", photos.path])
+        #expect(zeroshot.status == 0 && zeroshot.stdout.split(separator: "\n").count == 6, "\(zeroshot.stderr)")
+        #expect(try vit(["zeroshot", "--model", clip, photos.path]).status == 2)
+    }
+
     /// SIGTERM during training: the step finishes, a checkpoint is saved, the exit status is 143, and --resume
     /// continues from it.
     @Test func sigtermSavesAndExits143() throws {

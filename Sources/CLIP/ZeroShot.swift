@@ -1,0 +1,94 @@
+import Checkpoints
+import Foundation
+import Images
+import NN
+import Tensors
+
+extension CLIPTokenizer {
+    /// OpenAI's merges file as SwiftViT ships it.
+    public static func openAI() throws -> CLIPTokenizer {
+        guard let url = Bundle.module.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "gz") else {
+            throw CLIPError("the BPE merges file is missing beside this build (SwiftViT_CLIP.resources)")
+        }
+        return try CLIPTokenizer(mergesFile: url)
+    }
+
+    /// The tokenizer a CLIP folder carries (`bpe_simple_vocab_16e6.txt.gz`, or Hugging Face's `vocab.json` +
+    /// `merges.txt`), else the shipped one (every OpenAI and open_clip CLIP uses it).
+    public static func forModel(in folder: URL) throws -> CLIPTokenizer {
+        let files = FileManager.default
+        let merges = folder.appendingPathComponent("bpe_simple_vocab_16e6.txt.gz")
+        if files.fileExists(atPath: merges.path) { return try CLIPTokenizer(mergesFile: merges) }
+        let vocab = folder.appendingPathComponent("vocab.json"), hfMerges = folder.appendingPathComponent("merges.txt")
+        if files.fileExists(atPath: vocab.path) && files.fileExists(atPath: hfMerges.path) {
+            return try CLIPTokenizer(vocabulary: vocab, merges: hfMerges)
+        }
+        return try openAI()
+    }
+}
+
+extension CLIPModel {
+    /// An open_clip folder: `open_clip_config.json` beside `open_clip_model.safetensors` (or
+    /// `open_clip_pytorch_model.bin`), OpenAI's names.
+    public static func load(_ folder: URL) throws -> CLIPModel {
+        let configURL = folder.appendingPathComponent("open_clip_config.json")
+        guard let data = try? Data(contentsOf: configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CheckpointError(configURL, "no readable open_clip_config.json: not an open_clip CLIP folder")
+        }
+        let config = try CLIPConfig(openCLIP: json)
+        let candidates = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors"].map {
+            folder.appendingPathComponent($0)
+        }
+        guard let weights = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+            throw CheckpointError(folder, "holds no open_clip_model.safetensors or open_clip_pytorch_model.bin")
+        }
+        let tensors =
+            weights.pathExtension == "bin"
+            ? try PyTorchCheckpoint.read(weights) : try SafetensorsFile(contentsOf: weights).allTensors(matrices: .float32)
+        let model = try Init.withoutDrawing { CLIPModel(config) }
+        do {
+            try model.load(stateDict: tensors.filter { !$0.key.hasSuffix("attn_mask") }, takingStorage: true)
+        } catch {
+            throw CheckpointError(weights, "\(error)")
+        }
+        model.eval()
+        return model
+    }
+
+    /// CLIP's image preprocessing: the shorter side resized to the input size (bicubic), centre-cropped, normalised
+    /// with CLIP's mean and std.
+    public var transform: EvalTransform {
+        EvalTransform(size: config.imageSize, cropPct: 1, filter: .bicubic, mean: config.mean, std: config.std)
+    }
+}
+
+/// Zero-shot classification (CLIP's prompt ensembling): each class's text embedding is the renormalised mean of its
+/// normalised template embeddings; an image's logits are 100 × its normalised embedding · each class's.
+public struct ZeroShotClassifier {
+    public let model: CLIPModel
+    public let classNames: [String]
+    /// [classes, E], unit rows.
+    public let classEmbeddings: Tensor
+
+    public init(model: CLIPModel, tokenizer: CLIPTokenizer, classNames: [String], templates: [String]) {
+        self.model = model
+        self.classNames = classNames
+        let rows: [Tensor] = Autograd.withNoGrad {
+            classNames.map { name in
+                let tokens = templates.map {
+                    tokenizer.tokenize($0.replacingOccurrences(of: "{}", with: name), contextLength: model.config.contextLength)
+                }
+                let embeddings = Self.normalised(model.encodeText(tokens))  // [templates, E]
+                return Self.normalised(embeddings.mean(axis: 0, keepDim: true))  // [1, E]
+            }
+        }
+        classEmbeddings = Tensor.concat(rows, axis: 0)
+    }
+
+    static func normalised(_ x: Tensor) -> Tensor { x / x.square().sum(axis: -1, keepDim: true).sqrt() }
+
+    /// Normalised images [B, 3, S, S] -> logits [B, classes].
+    public func logits(_ images: Tensor) -> Tensor {
+        Autograd.withNoGrad { Self.normalised(model.encodeImage(images)).matmul(classEmbeddings, transposeOther: true) * 100 }
+    }
+}
