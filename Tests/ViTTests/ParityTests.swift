@@ -26,6 +26,27 @@ func expectWithin(
     #expect(worst <= tolerance, "\(what): max difference \(worst) > \(tolerance)", sourceLocation: sourceLocation)
 }
 
+/// Every parameter's gradient (those that require one) against the reference's `grad.<name>`, each within 1e-4 of
+/// the tensor's largest value, and the reference has no gradient the model lacks. Returns how many were checked.
+@discardableResult
+func expectGradients(
+    of model: Module, match ref: SafetensorsFile, _ what: String, sourceLocation: SourceLocation = #_sourceLocation
+) -> Int {
+    var checked = 0
+    for (name, parameter) in model.namedParameters() where parameter.requiresGrad {
+        guard let expected = try? ref.tensor("grad.\(name)"), let grad = parameter.grad else {
+            Issue.record("\(what) grad.\(name): missing in the reference or not computed", sourceLocation: sourceLocation)
+            continue
+        }
+        let scale = max(expected.toArray().map(abs).max() ?? 0, 1e-12)
+        let worst = zip(grad.toArray(), expected.toArray()).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= 1e-4 * scale, "\(what) grad.\(name): max difference \(worst), scale \(scale)", sourceLocation: sourceLocation)
+        checked += 1
+    }
+    #expect(checked == ref.names.filter { $0.hasPrefix("grad.") }.count, "\(what): gradients checked", sourceLocation: sourceLocation)
+    return checked
+}
+
 @Suite struct ParityTests {
     /// Logits, block outputs, attention probabilities, final tokens and pre-logits of a timm reference.
     func checkForward(_ folder: String, weights: String? = nil, intermediates: Bool) throws {
@@ -54,15 +75,7 @@ func expectWithin(
         let loss = model(try ref.tensor("input")).crossEntropy(targets: try ref.integers("labels"))
         expectWithin(loss.reshape([1]), try ref.tensor("loss"), 1e-4, "\(folder) loss")
         loss.backward()
-        var checked = 0
-        for (name, parameter) in model.namedParameters() {
-            let expected = try ref.tensor("grad.\(name)")
-            let scale = max(expected.toArray().map(abs).max() ?? 0, 1e-12)
-            let worst = zip(parameter.grad!.toArray(), expected.toArray()).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= 1e-4 * scale, "\(folder) grad.\(name): max difference \(worst), scale \(scale)")
-            checked += 1
-        }
-        #expect(checked == ref.names.filter { $0.hasPrefix("grad.") }.count)
+        expectGradients(of: model, match: ref, folder)
     }
 
     @Test func timmViT() throws {
