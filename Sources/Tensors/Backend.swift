@@ -140,8 +140,11 @@ public protocol Backend {
     /// d(loss)/d(qkv) [B, N, 3·D] of `attention`, given d(loss)/d(output) [B, N, D].
     func attentionBackward(gradOutput: Tensor, qkv: Tensor, probabilities: Tensor, heads: Int, scale: Float) -> Tensor
 
+    /// The channel block b of the layout [B, C / b, H, W, b] this backend's convolutions run fastest on, or 1 when
+    /// that is channels-first [B, C, H, W]. The image kernels below take either layout and keep it.
+    var preferredChannelBlock: Int { get }
     /// 2-D convolution (cross-correlation, as PyTorch's): x [B, Cin, H, W], weight [Cout, Cin / groups, kH, kW],
-    /// bias [Cout] -> [B, Cout, H', W'].
+    /// bias [Cout] -> [B, Cout, H', W'] (channel-blocked: [B, Cin / b, H, W, b] -> [B, Cout / b, H', W', b]).
     func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, _ geometry: WindowGeometry) -> Tensor
     /// The gradients of `convolution` with respect to its input (when `inputGradient`), weight and bias (when
     /// `biasGradient`), given d(loss)/d(output).

@@ -92,7 +92,7 @@ public final class CPUBackend: Backend {
             var plain = bDesc
             let blocked = chosen.format_kind == dnnl_blocked && chosen.format_desc.blocking.inner_nblks > 0
             if blocked && dnnl_memory_desc_equal(&chosen, &plain) == 0 {
-                let pack = b.packedCopies[packedKey] ?? PackedWeights(b.raw, plain: bDesc, packed: chosen)
+                let pack = b.packedCopies[packedKey] ?? PackedWeights(b.raw, plain: bDesc, packed: chosen, key: packedKey)
                 b.packedCopies[packedKey] = pack
                 weights = (pack.desc, pack.pointer)
                 primitive = free

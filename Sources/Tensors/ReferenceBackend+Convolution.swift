@@ -1,7 +1,69 @@
 import Foundation
 
 /// Convolution, pooling and batch normalisation as the plainest loops (float32 values, double sums).
+/// Also the channel-blocked variants, by way of channels-first.
 extension ReferenceBackend {
+    /// A channel-blocked [B, C / b, H, W, b] tensor as channels-first [B, C, H, W] (a plain tensor as it is).
+    private func channelsFirst(_ x: Tensor) -> Tensor {
+        guard x.rank == 5 else { return x }
+        let (b, blocks, h, w, block) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        return permute(x, [0, 1, 4, 2, 3]).rawView([b, blocks * block, h, w])
+    }
+
+    /// Channels-first [B, C, H, W] in blocks of `block` channels (1: as it is).
+    private func channelBlocked(_ x: Tensor, _ block: Int) -> Tensor {
+        guard block > 1 else { return x }
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        return permute(x.rawView([b, c / block, block, h, w]), [0, 1, 3, 4, 2])
+    }
+
+    /// The loops read channels-first memory.
+    public var preferredChannelBlock: Int { 1 }
+
+    // Channel-blocked images are computed channels-first and blocked again: the loops below read [B, C, H, W].
+
+    public func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, _ g: WindowGeometry) -> Tensor {
+        channelBlocked(plainConvolution(channelsFirst(x), weight: weight, bias: bias, g), x.channelBlock)
+    }
+
+    public func convolutionBackward(
+        gradOutput: Tensor, input: Tensor, weight: Tensor, _ g: WindowGeometry, inputGradient: Bool, biasGradient: Bool
+    ) -> (input: Tensor?, weight: Tensor, bias: Tensor?) {
+        let grads = plainConvolutionBackward(
+            gradOutput: channelsFirst(gradOutput), input: channelsFirst(input), weight: weight, g, inputGradient: inputGradient,
+            biasGradient: biasGradient)
+        return (grads.input.map { channelBlocked($0, input.channelBlock) }, grads.weight, grads.bias)
+    }
+
+    public func pooling(_ x: Tensor, _ kind: PoolingKind, _ g: WindowGeometry) -> (output: Tensor, workspace: Tensor?) {
+        let (output, workspace) = plainPooling(channelsFirst(x), kind, g)
+        return (channelBlocked(output, x.channelBlock), workspace)
+    }
+
+    public func poolingBackward(gradOutput: Tensor, input: Tensor, workspace: Tensor?, _ kind: PoolingKind, _ g: WindowGeometry)
+        -> Tensor
+    {
+        let grad = plainPoolingBackward(gradOutput: channelsFirst(gradOutput), input: channelsFirst(input), workspace: workspace, kind, g)
+        return channelBlocked(grad, input.channelBlock)
+    }
+
+    public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, statistics: (mean: Tensor, variance: Tensor)?, eps: Float)
+        -> (output: Tensor, mean: Tensor, variance: Tensor)
+    {
+        let (output, mean, variance) = plainBatchNorm(channelsFirst(x), weight: weight, bias: bias, statistics: statistics, eps: eps)
+        return (channelBlocked(output, x.channelBlock), mean, variance)
+    }
+
+    public func batchNormBackward(
+        gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, eps: Float,
+        fixedStatistics: Bool
+    ) -> (input: Tensor, weight: Tensor?, bias: Tensor?) {
+        let grads = plainBatchNormBackward(
+            gradOutput: channelsFirst(gradOutput), input: channelsFirst(input), mean: mean, variance: variance, weight: weight,
+            bias: bias, eps: eps, fixedStatistics: fixedStatistics)
+        return (channelBlocked(grads.input, input.channelBlock), grads.weight, grads.bias)
+    }
+
     /// For output position `o` along one axis, the input positions the window's taps read (nil where padding).
     private func taps(_ o: Int, axis: Int, _ g: WindowGeometry, size: Int) -> [Int?] {
         (0..<g.kernel[axis]).map { k in
@@ -10,7 +72,7 @@ extension ReferenceBackend {
         }
     }
 
-    public func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, _ g: WindowGeometry) -> Tensor {
+    private func plainConvolution(_ x: Tensor, weight: Tensor, bias: Tensor?, _ g: WindowGeometry) -> Tensor {
         let (b, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         let out = g.outputSize([h, w]), (oh, ow) = (out[0], out[1])
@@ -45,7 +107,7 @@ extension ReferenceBackend {
         return make([b, cout, oh, ow], .float32, result)
     }
 
-    public func convolutionBackward(
+    private func plainConvolutionBackward(
         gradOutput: Tensor, input: Tensor, weight: Tensor, _ g: WindowGeometry, inputGradient: Bool, biasGradient: Bool
     ) -> (input: Tensor?, weight: Tensor, bias: Tensor?) {
         let (b, cin, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
@@ -86,7 +148,7 @@ extension ReferenceBackend {
         )
     }
 
-    public func pooling(_ x: Tensor, _ kind: PoolingKind, _ g: WindowGeometry) -> (output: Tensor, workspace: Tensor?) {
+    private func plainPooling(_ x: Tensor, _ kind: PoolingKind, _ g: WindowGeometry) -> (output: Tensor, workspace: Tensor?) {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let out = g.outputSize([h, w]), (oh, ow) = (out[0], out[1])
         let xs = x.toArray()
@@ -114,7 +176,7 @@ extension ReferenceBackend {
         return (make([b, c, oh, ow], .float32, result), kind == .max ? make([b, c, oh, ow], .float32, chosen) : nil)
     }
 
-    public func poolingBackward(gradOutput: Tensor, input: Tensor, workspace: Tensor?, _ kind: PoolingKind, _ g: WindowGeometry)
+    private func plainPoolingBackward(gradOutput: Tensor, input: Tensor, workspace: Tensor?, _ kind: PoolingKind, _ g: WindowGeometry)
         -> Tensor
     {
         let (b, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
@@ -140,7 +202,7 @@ extension ReferenceBackend {
         return make(input.shape, .float32, gx.map(Float.init))
     }
 
-    public func batchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, statistics: (mean: Tensor, variance: Tensor)?, eps: Float)
+    private func plainBatchNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, statistics: (mean: Tensor, variance: Tensor)?, eps: Float)
         -> (output: Tensor, mean: Tensor, variance: Tensor)
     {
         let (b, c) = (x.shape[0], x.shape[1]), plane = x.count / (b * c)
@@ -175,7 +237,7 @@ extension ReferenceBackend {
         return (make(x.shape, .float32, out), make([c], .float32, mean), make([c], .float32, variance))
     }
 
-    public func batchNormBackward(
+    private func plainBatchNormBackward(
         gradOutput: Tensor, input: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, eps: Float,
         fixedStatistics: Bool
     ) -> (input: Tensor, weight: Tensor?, bias: Tensor?) {

@@ -131,8 +131,17 @@ public final class ResNet: Module {
     }
 
     /// images [B, 3, H, W] -> the last stage's feature map [B, C, H/32, W/32] (H/8 with the CIFAR stem).
-    public func featureMap(_ images: Tensor) -> Tensor {
-        var x = bn1(conv1(images)).relu()
+    public func featureMap(_ images: Tensor) -> Tensor { blockedFeatureMap(images).channelsFirst() }
+
+    /// The feature map in the layout the backend's convolutions run fastest on: after the stem's first
+    /// convolution (3 input channels) the activations are channel-blocked, [B, C / b, H, W, b], when every width
+    /// is a multiple of the block; channels-first otherwise.
+    private func blockedFeatureMap(_ images: Tensor) -> Tensor {
+        var x = conv1(images)  // [B, stem, H', W']
+        let block = images.preferredChannelBlock
+        let widths = [config.stemWidth] + config.channels + config.channels.map { $0 * config.expansion }
+        if widths.allSatisfy({ $0 % block == 0 }) { x = x.channelBlocked(block) }
+        x = bn1(x).relu()
         if !config.cifarStem { x = x.maxPool2d(kernel: 3, stride: 2, padding: .symmetric(1)) }
         for block in layer1 + layer2 + layer3 + layer4 { x = block(x) }
         return x
@@ -140,7 +149,8 @@ public final class ResNet: Module {
 
     /// images -> (logits [B, classes] (the features when there is no head), pooled features [B, C]).
     public func forward(_ images: Tensor) -> (logits: Tensor, features: Tensor) {
-        let features = featureMap(images).mean(axes: [2, 3])  // [B, C]
+        // Global average pooling: [B, C, h, w] -> [B, C], or [B, C / b, h, w, b] -> [B, C / b, b] = [B, C].
+        let features = blockedFeatureMap(images).mean(axes: [2, 3]).reshape([images.shape[0], config.featureWidth])
         return (fc.map { $0(features) } ?? features, features)
     }
 

@@ -100,6 +100,74 @@ import TestSupport
         checkGradients([weight]) { $0[0].standardized(eps: 1e-5, epsOnStandardDeviation: true) }
     }
 
+    /// Channel-blocked images [B, C / b, H, W, b] (oneDNN's nChw8c / nChw16c) through every image kernel give the
+    /// channels-first results, blocked; the reference computes them by way of channels-first.
+    @Test func channelBlockedKernelsAgreeWithChannelsFirst() {
+        let x = random([2, 16, 9, 8], seed: 21, low: -2, high: 3), w = random([32, 16, 3, 3], seed: 22), b = random([32], seed: 23)
+        #expect(x.channelBlocked(8).channelsFirst().toArray() == x.toArray())
+        // Blocked [0, 0, 0, w, lane] is channel `lane` at row 0, column w: flat index lane · 72 + w channels-first.
+        let values = x.toArray(), blockedValues = x.channelBlocked(8).toArray()
+        let expected: [Float] = (0..<16).map { (i: Int) -> Float in values[(i % 8) * 72 + i / 8] }
+        #expect(Array(blockedValues[..<16]) == expected)
+        for block in [8, 16] {
+            let blocked = x.channelBlocked(block)
+            let g = WindowGeometry(kernel: [3, 3], stride: [2, 2], paddingBefore: [1, 1], paddingAfter: [1, 1])
+            for backend in [fast, reference] as [Backend] {
+                let name = "\(type(of: backend)) nChw\(block)c"
+                let plainOut = fast.convolution(x, weight: w, bias: b, g)
+                let out = backend.convolution(blocked, weight: w, bias: b, g)
+                #expect(out.shape == [2, 32 / block, 5, 4, block])
+                expectClose(out.channelsFirst(), plainOut, 1e-4, "\(name) convolution")
+                let grad = random(plainOut.shape, seed: 24)
+                let plain = fast.convolutionBackward(gradOutput: grad, input: x, weight: w, g, inputGradient: true, biasGradient: true)
+                let grads = backend.convolutionBackward(
+                    gradOutput: grad.channelBlocked(block), input: blocked, weight: w, g, inputGradient: true, biasGradient: true)
+                expectClose(grads.input?.channelsFirst(), plain.input, 1e-4, "\(name) input gradient")
+                expectClose(grads.weight, plain.weight, 1e-3, "\(name) weight gradient")
+                expectClose(grads.bias, plain.bias, 1e-4, "\(name) bias gradient")
+
+                let pool = WindowGeometry(kernel: [3, 3], stride: [2, 2], paddingBefore: [1, 1], paddingAfter: [1, 1])
+                let pooled = backend.pooling(blocked, .max, pool), plainPooled = fast.pooling(x, .max, pool)
+                expectClose(pooled.output.channelsFirst(), plainPooled.output, 0, "\(name) max pooling")
+                let poolGrad = random(plainPooled.output.shape, seed: 25)
+                expectClose(
+                    backend.poolingBackward(
+                        gradOutput: poolGrad.channelBlocked(block), input: blocked, workspace: pooled.workspace, .max, pool
+                    ).channelsFirst(),
+                    fast.poolingBackward(gradOutput: poolGrad, input: x, workspace: plainPooled.workspace, .max, pool), 1e-6,
+                    "\(name) max pooling backward")
+
+                let gamma = random([16], seed: 26), beta = random([16], seed: 27)
+                let normed = backend.batchNorm(blocked, weight: gamma, bias: beta, statistics: nil, eps: 1e-5)
+                let plainNormed = fast.batchNorm(x, weight: gamma, bias: beta, statistics: nil, eps: 1e-5)
+                expectClose(normed.output.channelsFirst(), plainNormed.output, 1e-4, "\(name) batch norm")
+                expectClose(normed.variance, plainNormed.variance, 1e-4, "\(name) batch variance")
+                let normGrad = random(x.shape, seed: 28)
+                let nb = backend.batchNormBackward(
+                    gradOutput: normGrad.channelBlocked(block), input: blocked, mean: normed.mean, variance: normed.variance, weight: gamma,
+                    bias: beta, eps: 1e-5, fixedStatistics: false)
+                let pb = fast.batchNormBackward(
+                    gradOutput: normGrad, input: x, mean: plainNormed.mean, variance: plainNormed.variance, weight: gamma, bias: beta,
+                    eps: 1e-5, fixedStatistics: false)
+                expectClose(nb.input.channelsFirst(), pb.input, 1e-4, "\(name) batch norm input gradient")
+                expectClose(nb.weight, pb.weight, 1e-4, "\(name) batch norm weight gradient")
+            }
+        }
+        // Through autograd: blocking, a blocked convolution, batch norm and unblocking, against finite differences.
+        let small = random([2, 8, 5, 5], seed: 29), kernel = random([8, 8, 3, 3], seed: 30)
+        checkGradients([small, kernel]) {
+            $0[0].channelBlocked(8).conv2d(weight: $0[1], padding: .symmetric(1))
+                .batchNorm(weight: nil, bias: nil, runningMean: Tensor.zeros([8]), runningVariance: Tensor.ones([8]), training: true)
+                .channelsFirst()
+        }
+    }
+
+    /// The backend names the block its convolutions prefer: 8 or 16 on x86 oneDNN, 1 for the reference loops.
+    @Test func preferredChannelBlockIsOneDNNs() {
+        #expect([8, 16].contains(fast.preferredChannelBlock))
+        #expect(reference.preferredChannelBlock == 1)
+    }
+
     /// The running statistics move by the momentum toward the batch's mean and unbiased variance, as PyTorch's.
     @Test func runningStatisticsUpdateWithUnbiasedVariance() {
         let x = Tensor([1, 2, 3, 4, 10, 20, 30, 40], shape: [2, 2, 2, 1])  // channel 0: 1, 2, 10, 20; channel 1: 3, 4, 30, 40

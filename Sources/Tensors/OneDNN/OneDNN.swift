@@ -75,6 +75,45 @@ public enum OneDNN {
         return md
     }
 
+    /// The memory of an image tensor: [B, C, H, W] channels-first (nchw), or a channel-blocked [B, C/b, H, W, b]
+    /// (oneDNN's nChw8c / nChw16c: channel c at block c / b, lane c % b), whose logical dims are [B, C, H, W].
+    static func imageDesc(_ shape: [Int]) -> dnnl_memory_desc_t {
+        guard shape.count == 5 else { return memoryDesc(shape) }
+        let block = shape[4]
+        let tag: dnnl_format_tag_t
+        switch block {
+        case 8: tag = dnnl_nChw8c
+        case 16: tag = dnnl_nChw16c
+        default: preconditionFailure("channel blocks of 8 or 16, got \(shape)")
+        }
+        var md = dnnl_memory_desc_t()
+        let d = [shape[0], shape[1] * block, shape[2], shape[3]].map { dnnl_dim_t($0) }
+        check(dnnl_memory_desc_init_by_tag(&md, 4, d, dnnl_f32, tag), "describing channel-blocked images \(shape)")
+        return md
+    }
+
+    /// The channel block of a layout oneDNN chose for images (8 for nChw8c, 16 for nChw16c), or 1 for any other.
+    static func channelBlock(of md: dnnl_memory_desc_t) -> Int {
+        guard md.format_kind == dnnl_blocked else { return 1 }
+        let blocking = md.format_desc.blocking
+        guard blocking.inner_nblks == 1, blocking.inner_idxs.0 == 1, blocking.strides.1 > blocking.strides.2 else { return 1 }
+        return Int(blocking.inner_blks.0)
+    }
+
+    /// Copies memory from one layout to another (`key` names the pair, for the primitive cache).
+    static func reorder(
+        _ key: String, from source: dnnl_memory_desc_t, _ sourcePointer: UnsafeMutableRawPointer,
+        to destination: dnnl_memory_desc_t, _ destinationPointer: UnsafeMutableRawPointer
+    ) {
+        let primitive = PrimitiveCache.get("reorder " + key) {
+            var pd: dnnl_primitive_desc_t?
+            var s = source, d = destination
+            check(dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, nil), "creating reorder \(key)")
+            return pd!
+        }
+        execute(primitive.primitive, [(Arg.src, source, sourcePointer), (Arg.dst, destination, destinationPointer)])
+    }
+
     /// Runs a primitive on the given (argument, memory descriptor, pointer) triples and waits for it.
     static func execute(_ primitive: dnnl_primitive_t, _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)]) {
         var memories: [dnnl_memory_t?] = []

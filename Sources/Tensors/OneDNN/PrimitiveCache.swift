@@ -92,26 +92,27 @@ enum PrimitiveCache {
     static var count: Int { lock.withLock { primitives.count } }
 }
 
-/// A weight matrix copied once into the layout a matmul primitive chose for it (blocked for its kernels), with
-/// that layout's descriptor. Owned by the weight tensor (`Tensor.packedCopies`).
+/// A weight copied into the layout a primitive chose for it (blocked for its kernels), with that layout's descriptor.
+/// A frozen weight owns its copies (`Tensor.packedCopies`); a trained one is packed for each use, and a convolution's
+/// weight gradient is written in the primitive's layout before it is reordered into the plain tensor.
 final class PackedWeights {
     let pointer: UnsafeMutableRawPointer
     let desc: dnnl_memory_desc_t
 
-    /// Reorders `source` (described by `plain`) into `packed`.
-    init(_ source: UnsafeMutableRawPointer, plain: dnnl_memory_desc_t, packed: dnnl_memory_desc_t) {
-        var packed = packed, plain = plain
-        let bytes = max(Int(dnnl_memory_desc_get_size(&packed)), 64)
+    /// Uninitialised memory in the layout `desc`.
+    init(_ desc: dnnl_memory_desc_t) {
+        var desc = desc
+        let bytes = max(Int(dnnl_memory_desc_get_size(&desc)), 64)
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else { fatalError("out of memory packing \(bytes) bytes of weights") }
         pointer = raw
-        desc = packed
-        var pd: dnnl_primitive_desc_t?
-        OneDNN.check(
-            dnnl_reorder_primitive_desc_create(&pd, &plain, OneDNN.engine, &packed, OneDNN.engine, nil), "creating a weight-packing reorder"
-        )
-        let reorder = CachedPrimitive(descriptor: pd!)
-        OneDNN.execute(reorder.primitive, [(Arg.src, plain, source), (Arg.dst, packed, raw)])
+        self.desc = desc
+    }
+
+    /// Reorders `source` (described by `plain`) into `packed`; `key` names the pair for the primitive cache.
+    convenience init(_ source: UnsafeMutableRawPointer, plain: dnnl_memory_desc_t, packed: dnnl_memory_desc_t, key: String) {
+        self.init(packed)
+        OneDNN.reorder("packing " + key, from: plain, source, to: packed, pointer)
     }
 
     deinit { free(pointer) }

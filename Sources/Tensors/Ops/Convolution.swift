@@ -29,27 +29,53 @@ public enum SpatialPadding: Hashable, Sendable {
 }
 
 extension Tensor {
+    /// The channel block b of a channel-blocked image [B, C / b, H, W, b]; 1 for channels-first [B, C, H, W].
+    public var channelBlock: Int { rank == 5 ? shape[4] : 1 }
+
+    /// C of an image, channels-first or channel-blocked.
+    public var imageChannels: Int { rank == 5 ? shape[1] * shape[4] : shape[1] }
+
+    /// The channel block this tensor's backend runs convolutions fastest on (1: channels-first).
+    public var preferredChannelBlock: Int { device.backend.preferredChannelBlock }
+
+    /// Channels-first images [B, C, H, W] as channel-blocked [B, C / b, H, W, b]: channel c at block c / b, lane
+    /// c % b, oneDNN's nChw8c / nChw16c. Convolutions, pooling, batch norm and every elementwise op keep the layout,
+    /// so a convnet reorders once at its input and once at its features instead of around every op.
+    public func channelBlocked(_ block: Int) -> Tensor {
+        precondition(rank == 4 && block >= 1 && shape[1] % block == 0, "\(shape) cannot be split into channel blocks of \(block)")
+        guard block > 1 else { return self }
+        return reshape([shape[0], shape[1] / block, block, shape[2], shape[3]]).permute([0, 1, 3, 4, 2])
+    }
+
+    /// Channel-blocked images [B, C / b, H, W, b] back as channels-first [B, C, H, W] (channels-first as they are).
+    public func channelsFirst() -> Tensor {
+        guard rank == 5 else { return self }
+        return permute([0, 1, 4, 2, 3]).reshape([shape[0], shape[1] * shape[4], shape[2], shape[3]])
+    }
+
     private func window(kernel: [Int], stride: Int, padding: SpatialPadding, dilation: Int, groups: Int) -> WindowGeometry {
-        precondition(rank == 4, "expected images [B, C, H, W], got \(shape)")
+        precondition(rank == 4 || rank == 5, "expected images [B, C, H, W] or [B, C / b, H, W, b], got \(shape)")
+        let size = [shape[2], shape[3]]
         let strides = [stride, stride], dilations = [dilation, dilation]
-        let (before, after) = padding.resolved(input: Array(shape[2...]), kernel: kernel, stride: strides, dilation: dilations)
+        let (before, after) = padding.resolved(input: size, kernel: kernel, stride: strides, dilation: dilations)
         let g = WindowGeometry(
             kernel: kernel, stride: strides, paddingBefore: before, paddingAfter: after, dilation: dilations, groups: groups)
         precondition(
             stride >= 1 && dilation >= 1 && before.allSatisfy { $0 >= 0 } && after.allSatisfy { $0 >= 0 }
-                && g.outputSize(Array(shape[2...])).allSatisfy { $0 >= 1 },
+                && g.outputSize(size).allSatisfy { $0 >= 1 },
             "window \(g) does not fit an input of \(shape)")
         return g
     }
 
     /// 2-D convolution: self [B, Cin, H, W], weight [Cout, Cin / groups, kH, kW], bias [Cout] ->
-    /// [B, Cout, H', W']. Runs in float32 (a bf16 input is widened).
+    /// [B, Cout, H', W']; channel-blocked, [B, Cin / b, H, W, b] -> [B, Cout / b, H', W', b]. Runs in float32 (a
+    /// bf16 input is widened).
     public func conv2d(
         weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: SpatialPadding = .symmetric(0), dilation: Int = 1,
         groups: Int = 1
     ) -> Tensor {
         precondition(
-            weight.rank == 4 && shape[1] == weight.shape[1] * groups && weight.shape[0] % groups == 0,
+            weight.rank == 4 && imageChannels == weight.shape[1] * groups && weight.shape[0] % groups == 0,
             "conv2d: input \(shape) does not fit weight \(weight.shape) in \(groups) groups")
         let x = cast(to: .float32), w = weight.cast(to: .float32), b = bias?.cast(to: .float32)
         let g = x.window(kernel: Array(weight.shape[2...]), stride: stride, padding: padding, dilation: dilation, groups: groups)
@@ -90,12 +116,12 @@ extension Tensor {
         weight: Tensor?, bias: Tensor?, runningMean: Tensor, runningVariance: Tensor, training: Bool, momentum: Float = 0.1,
         eps: Float = 1e-5
     ) -> Tensor {
-        precondition(rank >= 2 && runningMean.shape == [shape[1]], "batchNorm: \(shape) against \(runningMean.shape) statistics")
+        precondition(rank >= 2 && runningMean.shape == [imageChannels], "batchNorm: \(shape) against \(runningMean.shape) statistics")
         let x = cast(to: .float32)
         let (out, mean, variance) = backend.batchNorm(
             x, weight: weight, bias: bias, statistics: training ? nil : (runningMean, runningVariance), eps: eps)
         if training {
-            let n = Float(x.count / x.shape[1])
+            let n = Float(x.count / x.imageChannels)
             backend.lerp(runningMean, toward: mean, decay: 1 - momentum)
             backend.lerp(
                 runningVariance, toward: backend.unary(.affine(scale: n / Swift.max(n - 1, 1), shift: 0), variance), decay: 1 - momentum)
@@ -112,7 +138,7 @@ extension Tensor {
     /// Group normalisation (Wu & He 2018, `torch.nn.functional.group_norm`): each image's channels in `groups`
     /// groups, each group normalised over its channels and positions, then a per-channel scale and shift.
     public func groupNorm(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
-        precondition(rank >= 2 && shape[1] % groups == 0, "groupNorm: \(shape[1]) channels in \(groups) groups")
+        precondition(rank >= 2 && rank != 5 && shape[1] % groups == 0, "groupNorm: \(shape) in \(groups) groups (channels first)")
         let b = shape[0], c = shape[1]
         var out = reshape([b, groups, count / (b * groups)]).layerNorm(weight: nil, bias: nil, eps: eps).reshape(shape)
         let perChannel = [1, c] + [Int](repeating: 1, count: rank - 2)  // [1, C, 1, 1]
