@@ -44,9 +44,10 @@ let package = Package(
         .target(name: "Plots", dependencies: ["Images"]),
         // Datasets: image folders (directories or .tar.gz), CIFAR binary, IDX; in memory; stratified splits.
         .target(name: "Datasets", dependencies: ["CCompression", "Images", "Tensors"]),
-        // Training: the trainer (schedule, EMA, checkpoints, exact resume), evaluation and its metrics.
-        .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots"]),
-        // CLIP: the tokenizer (and, later, the text tower and zero-shot classification).
+        // Training: the trainers (supervised, masked pre-training, contrastive; schedule, EMA, checkpoints, exact resume),
+        // evaluation and its metrics.
+        .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP"]),
+        // CLIP: the tokenizer, the model (image and text towers), zero-shot classification, the contrastive loss.
         // OpenAI's BPE merges (MIT) ship with it, for CLIP folders that carry no tokenizer files.
         .target(
             name: "CLIP", dependencies: ["Datasets", "Tensors", "NN", "ViT", "Checkpoints", "Images"],
@@ -73,7 +74,7 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors"]),
         .testTarget(
-            name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints"],
+            name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints", "CLIP"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images"], resources: [.copy("Fixtures")]),

@@ -28,33 +28,6 @@ extension CLIPTokenizer {
 }
 
 extension CLIPModel {
-    /// An open_clip folder: `open_clip_config.json` beside `open_clip_model.safetensors` (or
-    /// `open_clip_pytorch_model.bin`), OpenAI's names.
-    public static func load(_ folder: URL) throws -> CLIPModel {
-        let configURL = folder.appendingPathComponent("open_clip_config.json")
-        guard let data = try? Data(contentsOf: configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw CheckpointError(configURL, "no readable open_clip_config.json: not an open_clip CLIP folder")
-        }
-        let config = try CLIPConfig(openCLIP: json)
-        let candidates = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors"].map {
-            folder.appendingPathComponent($0)
-        }
-        guard let weights = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
-            throw CheckpointError(folder, "holds no open_clip_model.safetensors or open_clip_pytorch_model.bin")
-        }
-        let tensors =
-            weights.pathExtension == "bin"
-            ? try PyTorchCheckpoint.read(weights) : try SafetensorsFile(contentsOf: weights).allTensors(matrices: .float32)
-        let model = try Init.withoutDrawing { CLIPModel(config) }
-        do {
-            try model.load(stateDict: tensors.filter { !$0.key.hasSuffix("attn_mask") }, takingStorage: true)
-        } catch {
-            throw CheckpointError(weights, "\(error)")
-        }
-        model.eval()
-        return model
-    }
-
     /// CLIP's image preprocessing: the shorter side resized to the input size (bicubic), centre-cropped, normalised
     /// with CLIP's mean and std.
     public var transform: EvalTransform {

@@ -30,6 +30,8 @@ public struct TrainingBatch {
     public let targets: Tensor?
     /// Position of the batch within its epoch.
     public let index: Int
+    /// The data set's indices of the batch's images, in batch order (what else belongs to them: captions).
+    public let members: [Int]
 }
 
 /// Batches of a data set held in memory, prepared on a background thread while the model computes.
@@ -151,7 +153,7 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
         if options.mixing.enabled && members.count > 1 && rng.nextFloat() < options.mixing.probability {
             targets = mix(images, labels: labels, using: &rng)
         }
-        return TrainingBatch(images: images, labels: labels, targets: targets, index: index)
+        return TrainingBatch(images: images, labels: labels, targets: targets, index: index, members: members)
     }
 
     /// timm's RandomErasing in pixel mode: one rectangle of 2%-33% of the area, aspect ratio 0.3-3.3, filled with

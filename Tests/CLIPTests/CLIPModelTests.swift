@@ -64,3 +64,69 @@ import Testing
         #expect(ensemble.classEmbeddings.shape == [3, 24] && norms.allSatisfy { abs($0 - 1) < 1e-5 })
     }
 }
+
+/// CLIP's contrastive loss against its definition, its gradients against finite differences, and the clamp of the
+/// temperature.
+@Suite struct ContrastiveLossTests {
+    func tiny() -> CLIPModel {
+        var config = CLIPConfig.small(imageSize: 8)
+        (config.patchSize, config.visionWidth, config.visionLayers, config.visionHeadWidth) = (4, 16, 1, 8)
+        (config.textWidth, config.textHeads, config.textLayers, config.contextLength, config.embedDim) = (16, 2, 1, 8, 4)
+        return CLIPModel(config)
+    }
+
+    @Test func lossIsTheMeanOfBothDirectionsCrossEntropies() {
+        let model = tiny()
+        model.logitScale.assign(Tensor(scalar: 1.5))
+        let images: [[Float]] = [[1, 0, 0, 0], [0, 2, 0, 0], [1, 1, 1, 0]]
+        let texts: [[Float]] = [[1, 0.1, 0, 0], [0, 1, 0.5, 0], [0, 0, 1, 1]]
+        let loss = model.contrastiveLoss(
+            imageEmbeddings: Tensor(images.flatMap { $0 }, shape: [3, 4]), textEmbeddings: Tensor(texts.flatMap { $0 }, shape: [3, 4])
+        ).item()
+        func unit(_ v: [Float]) -> [Double] {
+            let n = v.map { Double($0 * $0) }.reduce(0, +).squareRoot()
+            return v.map { Double($0) / n }
+        }
+        let scale = Foundation.exp(1.5)
+        let logits = images.map { i in texts.map { t in zip(unit(i), unit(t)).map(*).reduce(0, +) * scale } }
+        func crossEntropy(_ rows: [[Double]]) -> Double {
+            rows.indices.map { r in Foundation.log(rows[r].map(Foundation.exp).reduce(0, +)) - rows[r][r] }.reduce(0, +)
+                / Double(rows.count)
+        }
+        let columns = (0..<3).map { c in logits.map { $0[c] } }
+        let expected = (crossEntropy(logits) + crossEntropy(columns)) / 2
+        #expect(abs(Double(loss) - expected) < 1e-5, "\(loss) vs \(expected)")
+    }
+
+    @Test func gradientsMatchFiniteDifferences() {
+        let model = tiny()
+        var rng = SeededGenerator(seed: 3)
+        let images = Tensor.randn([5, 4], using: &rng), texts = Tensor.randn([5, 4], using: &rng)
+        for x in [images, texts, model.logitScale] { x.requiresGrad = true }
+        model.contrastiveLoss(imageEmbeddings: images, textEmbeddings: texts).backward()
+        let analytic = [images.grad!.toArray(), texts.grad!.toArray(), model.logitScale.grad!.toArray()]
+        for (k, x) in [images, texts, model.logitScale].enumerated() {
+            for i in 0..<x.count {
+                func loss(_ delta: Float) -> Double {
+                    var values = x.toArray()
+                    values[i] += delta
+                    x.assign(Tensor(values, shape: x.shape))
+                    defer { values[i] -= delta; x.assign(Tensor(values, shape: x.shape)) }
+                    return Double(Autograd.withNoGrad { model.contrastiveLoss(imageEmbeddings: images, textEmbeddings: texts).item() })
+                }
+                let numeric = (loss(1e-2) - loss(-1e-2)) / 2e-2
+                #expect(abs(numeric - Double(analytic[k][i])) < 2e-3, "input \(k) element \(i): \(numeric) vs \(analytic[k][i])")
+            }
+        }
+    }
+
+    @Test func logitScaleIsClampedAtAHundred() {
+        let model = tiny()
+        model.logitScale.assign(Tensor(scalar: 5))
+        model.clampLogitScale()
+        #expect(abs(model.logitScale.item() - Float(Foundation.log(100.0))) < 1e-6)
+        model.logitScale.assign(Tensor(scalar: 2))
+        model.clampLogitScale()
+        #expect(model.logitScale.item() == 2)
+    }
+}

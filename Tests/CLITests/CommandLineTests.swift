@@ -143,6 +143,36 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("reconstruction.png").path))
     }
 
+    /// Contrastive training on images with captions beside them, then zero-shot classification with what it wrote
+    /// (an open_clip folder); a second run into the same folder is refused, --resume continues it.
+    @Test func trainCLIPThenClassifyZeroShot() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let photos = root.appendingPathComponent("photos"), run = root.appendingPathComponent("clip")
+        try photoFolder(photos)
+        for name in ["cat", "dog"] {
+            for n in 0..<3 {
+                try "a photo of a \(name)".write(
+                    to: photos.appendingPathComponent("\(name)/\(n).txt"), atomically: true, encoding: .utf8)
+            }
+        }
+        let train = try vit([
+            "train-clip", "--data", photos.path, "--image-size", "16", "--patch-size", "8", "--width", "32", "--depth", "1",
+            "--heads", "2", "--text-width", "32", "--text-depth", "1", "--text-heads", "2", "--context-length", "8", "--embed-dim",
+            "16", "--batch-size", "3", "--epochs", "2", "-o", run.path
+        ])
+        #expect(train.status == 0, "\(train.stderr)")
+        #expect(train.stdout.split(separator: "\n").count == 2 && train.stdout.contains("logit_scale"), "\(train.stdout)")
+        let again = try vit(["train-clip", "--data", photos.path, "-o", run.path])
+        #expect(again.status == 2 && again.stderr.contains("--resume"), "\(again.stderr)")
+        let more = try vit(["train-clip", "--data", photos.path, "-o", run.path, "--resume", "--epochs", "3"])
+        #expect(more.status == 0 && more.stderr.contains("resuming at epoch 3"), "\(more.stderr)")
+        let zeroshot = try vit([
+            "zeroshot", "--model", run.path, "--classes", "cat,dog", "--json", photos.appendingPathComponent("cat/0.png").path
+        ])
+        #expect(zeroshot.status == 0 && zeroshot.stdout.contains("cat") && zeroshot.stdout.contains("dog"), "\(zeroshot.stderr)")
+    }
+
     /// The whole loop on a folder of photos without labels: pre-train (HPM), look at reconstructions, fine-tune the
     /// encoder into a classifier that predicts.
     @Test func pretrainReconstructAndFineTune() throws {
@@ -347,6 +377,7 @@ import Testing
             (["train"], ["--data", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--seed"]),
             (["pretrain"], ["--data", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--seed", "--resume"]),
             (["inspect", "reconstruct"], ["--model", "--heads", "-o, --output", "--json", "--seed"]),
+            (["train-clip"], ["--data", "--heads", "--image-size", "--batch-size", "-o, --output", "--seed", "--resume", "--templates"]),
             (["convert"], ["--arch", "--heads", "--image-size", "-o, --output"]),
             (["create"], ["--arch", "-o, --output", "--seed"]),
             (["bench", "model"], ["--arch", "--batch-size", "--json"])

@@ -1,0 +1,84 @@
+import Foundation
+import Images
+import Tensors
+
+/// Images with captions, in memory, for contrastive (CLIP) training: each image has one or more captions and each
+/// step draws one of them. Read from a JSONL file of `{"image": PATH, "caption": TEXT}` lines (paths relative to the
+/// file; an image on several lines has several captions), from a folder (or `.tar.gz`) where each image has a
+/// `.txt` beside it with the same stem (each non-empty line a caption), or made from a labelled data set and
+/// templates ("a photo of a {}.") with each class name.
+public struct ImageCaptions: Sendable {
+    /// The images (their labels: the class index when captions come from classes, else 0).
+    public let images: ImageDataset
+    /// captions[i]: the captions of image i.
+    public let captions: [[String]]
+
+    public init(images: ImageDataset, captions: [[String]]) {
+        precondition(images.count == captions.count && captions.allSatisfy { !$0.isEmpty }, "every image needs a caption")
+        self.images = images
+        self.captions = captions
+    }
+
+    public var count: Int { images.count }
+
+    /// Each image of a labelled set captioned with every template, `{}` replaced by its class name (underscores as
+    /// spaces, as CLIP's class names are written).
+    public static func fromClasses(_ data: ImageDataset, templates: [String]) -> ImageCaptions {
+        let names = data.classNames.map { $0.replacingOccurrences(of: "_", with: " ") }
+        let byClass = names.map { name in templates.map { $0.replacingOccurrences(of: "{}", with: name) } }
+        return ImageCaptions(images: data, captions: data.labels.map { byClass[$0] })
+    }
+
+    /// A JSONL file or a folder / archive of images with `.txt` captions beside them. Images that cannot be read,
+    /// or that have no caption, are listed in `images.failures` and left out.
+    public static func load(_ url: URL, sizing: ImageSizing = .native) throws -> ImageCaptions {
+        let isJSONL = ["jsonl", "json"].contains(url.pathExtension.lowercased())
+        var captionsByPath: [String: [String]] = [:]
+        var entries: [(path: String, data: () throws -> Data)]
+        var uncaptioned: [FileError] = []
+        if isJSONL {
+            guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+                throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read as UTF-8 text" : "no such file")
+            }
+            let base = url.deletingLastPathComponent()
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.isEmpty { continue }
+                guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any],
+                    let image = object["image"] as? String, let caption = object["caption"] as? String
+                else {
+                    throw FileError(url, "line \(number + 1) is not {\"image\": PATH, \"caption\": TEXT}")
+                }
+                captionsByPath[image, default: []].append(caption)
+            }
+            entries = captionsByPath.keys.sorted().map { path in
+                let file = path.hasPrefix("/") ? URL(fileURLWithPath: path) : base.appendingPathComponent(path)
+                return (path, { try Data(contentsOf: file) })
+            }
+        } else {
+            let all = try ImageDataset.folderEntries(url)
+            let texts = Dictionary(
+                all.filter { $0.path.lowercased().hasSuffix(".txt") }.map { (($0.path as NSString).deletingPathExtension, $0.data) },
+                uniquingKeysWith: { first, _ in first })
+            entries = []
+            for entry in all where ["jpg", "jpeg", "png"].contains((entry.path as NSString).pathExtension.lowercased()) {
+                let stem = (entry.path as NSString).deletingPathExtension
+                let lines = (try? texts[stem]?()).flatMap { String(data: $0, encoding: .utf8) }?
+                    .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                guard let lines, !lines.isEmpty else {
+                    uncaptioned.append(FileError(url.appendingPathComponent(entry.path), "has no caption (\(stem).txt beside it)"))
+                    continue
+                }
+                captionsByPath[entry.path] = lines
+                entries.append(entry)
+            }
+            guard !entries.isEmpty else {
+                throw FileError(url, "holds no captioned images (each image needs a .txt of the same name beside it)")
+            }
+        }
+        var images = try ImageDataset.imageFolder(
+            entries: entries, root: isJSONL ? url.deletingLastPathComponent() : url, subfolder: nil, sizing: sizing, labelled: false)
+        images.failures = uncaptioned + images.failures
+        return ImageCaptions(images: images, captions: images.sources.map { captionsByPath[$0]! })
+    }
+}

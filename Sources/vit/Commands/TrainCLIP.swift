@@ -1,0 +1,218 @@
+import ArgumentParser
+import CLIP
+import Datasets
+import Foundation
+import Tensors
+import Training
+
+/// Contrastive image-text training of a CLIP.
+struct TrainCLIP: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-clip",
+        abstract: "Train a CLIP (image and text towers) contrastively on image-caption pairs, from scratch or from a checkpoint.",
+        discussion: """
+            --data takes image-caption pairs: a JSONL file of {"image": PATH, "caption": TEXT} lines (paths relative to \
+            the file; an image on several lines has several captions), or a folder (or .tar.gz) where each image has a \
+            .txt of the same name beside it (each line a caption). Or a labelled data set (as vit train reads) with \
+            --caption-templates: each training image is captioned with every template ({} = its class name), and \
+            each step draws one caption per image; after every epoch the test part is classified zero-shot with \
+            --templates, and the top-1 goes to metrics.jsonl and curves.png. The recipe is open_clip's: AdamW (betas \
+            0.9, 0.98, eps 1e-6, weight decay 0.2 on weights), warm-up then cosine, CLIP's symmetric cross-entropy \
+            with a learned temperature clamped at 100. A new model is CLIPConfig.small (image tower: patch 4, width \
+            192, 6 blocks; text: width 128, 4 blocks, 32 tokens; embeddings 128) unless the options change it; --init \
+            starts from an open_clip folder instead. OUTPUT is an open_clip folder after every epoch (vit zeroshot \
+            --model OUTPUT reads it) with checkpoint.safetensors, metrics.jsonl and curves.png. Ctrl-C or SIGTERM \
+            saves a checkpoint and exits (130 / 143); run again with --resume to continue exactly.
+            """
+    )
+    private static let defaults = ContrastiveOptions()
+
+    @Option(help: "Image-caption pairs, or a labelled data set with --caption-templates (see above).") var data: String
+    @Option(help: "Caption a labelled --data from templates: cifar10 (18), imagenet (80), or a file of templates with {} for the class.")
+    var captionTemplates: String?
+    @Option(help: "Zero-shot prompt templates for the test part of a labelled --data: cifar10, imagenet, or a file.")
+    var templates = "cifar10"
+    @Option(help: "Start from this CLIP (an open_clip folder) instead of a new one.") var `init`: String?
+    @Option(help: "Input size in pixels; images are resized to it when loaded (default: the data's size when uniform, else 224).")
+    var imageSize: Int?
+    @Option(help: "Image tower: patch size.") var patchSize = CLIPConfig.small().patchSize
+    @Option(help: "Image tower: token width.") var width = CLIPConfig.small().visionWidth
+    @Option(help: "Image tower: blocks.") var depth = CLIPConfig.small().visionLayers
+    @Option(help: "Image tower: attention heads.") var heads = CLIPConfig.small().visionWidth / CLIPConfig.small().visionHeadWidth
+    @Option(help: "Text tower: token width.") var textWidth = CLIPConfig.small().textWidth
+    @Option(help: "Text tower: blocks.") var textDepth = CLIPConfig.small().textLayers
+    @Option(help: "Text tower: attention heads.") var textHeads = CLIPConfig.small().textHeads
+    @Option(help: "Text tower: tokens per caption, with start and end (longer captions are cut).") var contextLength = CLIPConfig.small()
+        .contextLength
+    @Option(help: "Width of the shared image-text embedding.") var embedDim = CLIPConfig.small().embedDim
+    @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String
+    @Flag(help: "Continue the run saved in --output (same recipe and data; --epochs may raise the epoch count).") var resume = false
+    @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
+    @Option(help: "Image-caption pairs per step.") var batchSize = defaults.batchSize
+    @Option(help: "Peak learning rate (AdamW).") var lr = defaults.learningRate
+    @Option(help: "Learning rate at the end of the cosine decay.") var minLR = defaults.minLearningRate
+    @Option(help: "Warm-up epochs, linear from 0.") var warmup = defaults.warmupEpochs
+    @Option(help: "AdamW weight decay (not on biases, norms, the class embedding, logit_scale).") var weightDecay = defaults.weightDecay
+    @Option(help: "Seed of the initialisation, data order, augmentation and caption choice.") var seed = defaults.seed
+    @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
+    @OptionGroup var imageLimit: ImageLimitOptions
+
+    func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
+        if let imageSize { try check(imageSize >= 1, "--image-size must be at least 1") }
+        if let maxSteps { try check(maxSteps >= 1, "--max-steps must be at least 1") }
+        if let epochs { try check(epochs >= 1, "--epochs must be at least 1, got \(epochs)") }
+        try check(batchSize >= 2, "--batch-size must be at least 2 (a contrastive batch compares pairs)")
+        try check(lr > 0 && lr.isFinite, "--lr must be a positive number, got \(lr)")
+        try check(minLR >= 0 && minLR.isFinite, "--min-lr must be zero or more, got \(minLR)")
+        try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)")
+        try check(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be zero or more, got \(weightDecay)")
+        try check(
+            [patchSize, width, depth, heads, textWidth, textDepth, textHeads, embedDim].allSatisfy { $0 >= 1 },
+            "tower sizes must be at least 1")
+        try check(width % heads == 0, "--width \(width) is not a multiple of --heads \(heads)")
+        try check(textWidth % textHeads == 0, "--text-width \(textWidth) is not a multiple of --text-heads \(textHeads)")
+        try check(contextLength >= 2, "--context-length must hold the start and end tokens (at least 2)")
+    }
+
+    func run() throws {
+        imageLimit.apply()
+        let interrupt = Interrupt()
+        let folder = URL(fileURLWithPath: output)
+        let trainer = resume ? try resumed(folder) : try newRun(folder)
+        trainer.stepLimit = maxSteps
+        trainer.shouldStop = { interrupt.requested }
+        interrupt.trainingStarted()
+        let batchSize = trainer.options.batchSize, totalEpochs = trainer.options.epochs
+        var bar: ProgressBar?
+        var lastLog = Date()
+        trainer.onEvent = { event in
+            switch event {
+            case let .step(epoch, batch, batches, loss, learningRate):
+                if bar == nil {
+                    printError("epoch \(epoch + 1)/\(totalEpochs)")
+                    bar = ProgressBar(total: (batches - batch) * batchSize, unit: "img")
+                }
+                let note = String(format: "loss %.4f lr %.2e", loss, learningRate)
+                bar?.advance(by: batchSize, note: note)
+                if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
+                    lastLog = Date()
+                    printError("  batch \(batch + 1)/\(batches): \(note)")
+                }
+            case .evaluating(let images):
+                bar = nil
+                printError("zero-shot on \(images) held-out images ...")
+            case .epochFinished(let record):
+                bar = nil
+                var line = String(
+                    format: "epoch %d/%d: loss %.4f, logit scale %.1f", record.epoch, totalEpochs, record.loss, record.logitScale)
+                if let top1 = record.zeroShotTop1 { line += String(format: ", zero-shot top-1 %.2f%%", top1) }
+                line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
+                printError(line)
+                print(record.json())
+                fflush(stdout)
+            case .saved:
+                break
+            }
+        }
+        switch try trainer.run() {
+        case .finished:
+            printError("done: \(output) (open_clip_config.json, open_clip_model.safetensors, metrics.jsonl, curves.png)")
+        case .stopped:
+            printError(
+                "\nstopped in epoch \(trainer.state.epoch + 1) after batch \(trainer.state.batch) of \(trainer.stepsPerEpoch); model and checkpoint saved: continue with --resume"
+            )
+            if interrupt.requested { throw ExitCode(interrupt.exitStatus) }
+        }
+    }
+
+    /// The pairs, and the held-out labelled images of a labelled --data.
+    func loadData(sizing: ImageSizing) throws -> (ImageCaptions, ContrastiveTrainer.ZeroShotEvaluation?) {
+        printError("reading \(data) ...")
+        let started = Date()
+        let url = URL(fileURLWithPath: data)
+        let pairs: ImageCaptions
+        var evaluation: ContrastiveTrainer.ZeroShotEvaluation?
+        if let captionTemplates {
+            let captionSet = try PromptTemplates.named(captionTemplates)
+            let parts = try ImageDataset.load(url, parts: [.train, .test], sizing: sizing)
+            guard let train = parts[.train] else { throw CommandFailure("\(data) has no training images to caption") }
+            for failure in train.failures { printError("skipped: \(failure)") }
+            pairs = ImageCaptions.fromClasses(train, templates: captionSet)
+            if let test = parts[.test] {
+                evaluation = .init(images: test, templates: try PromptTemplates.named(templates))
+            }
+        } else {
+            pairs = try ImageCaptions.load(url, sizing: sizing)
+            for failure in pairs.images.failures { printError("skipped: \(failure)") }
+        }
+        let captionCount = pairs.captions.reduce(0) { $0 + $1.count }
+        printError(
+            "\(pairs.count) images of \(pairs.images.width)x\(pairs.images.height) with \(captionCount) captions"
+                + (evaluation.map { ", \($0.images.count) held out for zero-shot" } ?? "")
+                + " (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+        return (pairs, evaluation)
+    }
+
+    func newRun(_ folder: URL) throws -> ContrastiveTrainer {
+        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path) {
+            throw CommandFailure("\(output) already holds a run: add --resume to continue it, or choose another --output")
+        }
+        var options = ContrastiveOptions()
+        options.epochs = epochs ?? options.epochs
+        options.batchSize = batchSize
+        options.learningRate = lr
+        options.minLearningRate = minLR
+        options.warmupEpochs = warmup
+        options.weightDecay = weightDecay
+        options.seed = seed
+        do { try options.validate() } catch { throw CommandFailure("\(error)") }
+
+        let start = try `init`.map { try CLIPModel.load(URL(fileURLWithPath: $0)) }
+        let sizing: ImageSizing = (imageSize ?? start?.config.imageSize).map { .size($0) } ?? .nativeIfUniform(fallback: 224)
+        var (pairs, evaluation) = try loadData(sizing: sizing)
+        guard pairs.images.width == pairs.images.height else {
+            throw CommandFailure(
+                "CLIP training needs square images, the data has \(pairs.images.width)x\(pairs.images.height): give --image-size")
+        }
+        GlobalRandom.seed(seed)
+        let model: CLIPModel
+        if let start {
+            model = start
+            model.train()
+            for parameter in model.parameters() { parameter.requiresGrad = true }
+        } else {
+            var config = CLIPConfig.small(imageSize: pairs.images.width)
+            (config.patchSize, config.visionWidth, config.visionLayers, config.visionHeadWidth) = (patchSize, width, depth, width / heads)
+            (config.textWidth, config.textLayers, config.textHeads, config.contextLength) = (textWidth, textDepth, textHeads, contextLength)
+            config.embedDim = embedDim
+            (config.mean, config.std) = pairs.images.channelStatistics()
+            guard config.imageSize % config.patchSize == 0 else {
+                throw CommandFailure("--patch-size \(patchSize) does not divide the \(config.imageSize) px images")
+            }
+            model = CLIPModel(config)
+        }
+        if evaluation != nil, evaluation!.images.width != model.config.imageSize { evaluation = nil }
+        let tokenizer = try `init`.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0)) } ?? CLIPTokenizer.openAI()
+        let trainer = try ContrastiveTrainer(
+            model: model, tokenizer: tokenizer, options: options, data: pairs, evaluation: evaluation, folder: folder)
+        let c = model.config
+        printError(
+            "CLIP at \(c.imageSize) px: image tower patch \(c.patchSize) width \(c.visionWidth) x \(c.visionLayers), text width \(c.textWidth) x \(c.textLayers) over \(c.contextLength) tokens, embeddings \(c.embedDim); \(model.parameterCount) parameters; \(options.epochs) epochs of \(trainer.stepsPerEpoch) steps"
+        )
+        return trainer
+    }
+
+    func resumed(_ folder: URL) throws -> ContrastiveTrainer {
+        let checkpoint = folder.appendingPathComponent("checkpoint.safetensors")
+        guard FileManager.default.fileExists(atPath: checkpoint.path) else {
+            throw CommandFailure("\(checkpoint.path): no such file: no contrastive training run to resume in \(output)")
+        }
+        let config = try CLIPModel.load(folder).config
+        let (pairs, evaluation) = try loadData(sizing: .size(config.imageSize))
+        let trainer = try ContrastiveTrainer.resume(
+            folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder), data: pairs, evaluation: evaluation, epochs: epochs)
+        printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
+        return trainer
+    }
+}
