@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images"], resources: [.copy("Fixtures")]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
-        .testTarget(name: "CLITests", dependencies: ["vit", "Images"]),
+        .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Tensors"]),
         .testTarget(
             name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
             resources: [.copy("Fixtures")])

@@ -292,30 +292,12 @@ public final class ContrastiveTrainer {
                 learningRate: optimizer.learningRate))
     }
 
-    /// Zero-shot top-1 (%) of the model on labelled images: prompts from `templates` and the class names.
-    public static func zeroShotAccuracy(
-        model: CLIPModel, tokenizer: CLIPTokenizer, images: ImageDataset, templates: [String], batchSize: Int = 256
-    ) -> Double {
-        let wasTraining = model.training
-        model.eval()
-        defer { if wasTraining { model.train() } }
-        let names = images.classNames.map { $0.replacingOccurrences(of: "_", with: " ") }
-        let classifier = ZeroShotClassifier(model: model, tokenizer: tokenizer, classNames: names, templates: templates)
-        var correct = 0
-        for start in stride(from: 0, to: images.count, by: batchSize) {
-            let indices = Array(start..<min(start + batchSize, images.count))
-            let batch = TrainingLoader.normalisedBatch(indices.map { images.image($0) }, mean: model.config.mean, std: model.config.std)
-            let predicted = classifier.logits(batch).argmax(axis: 1)
-            correct += zip(predicted, indices).filter { $0 == images.labels[$1] }.count
-        }
-        return 100 * Double(correct) / Double(max(images.count, 1))
-    }
-
     private func finishEpoch() throws {
         var top1: Double?
         if let evaluation {
             onEvent(.evaluating(images: evaluation.images.count))
-            top1 = Self.zeroShotAccuracy(model: model, tokenizer: tokenizer, images: evaluation.images, templates: evaluation.templates)
+            top1 =
+                100 * Evaluation.zeroShot(model, tokenizer: tokenizer, templates: evaluation.templates, on: evaluation.images).top1
         }
         let record = ContrastiveRecord(
             epoch: state.epoch + 1, loss: state.lossSum / Double(max(state.steps, 1)),

@@ -1,5 +1,7 @@
+import CLIP
 import Datasets
 import Foundation
+import NN
 import Tensors
 import ViT
 
@@ -94,6 +96,26 @@ extension Evaluation {
         _ model: any ImageModel, on dataset: ImageDataset, batchSize: Int = 256,
         mean: [Float], std: [Float], progress: ((Int) -> Void)? = nil
     ) -> Evaluation {
+        run(model, logits: { model($0) }, on: dataset, batchSize: batchSize, mean: mean, std: std, progress: progress)
+    }
+
+    /// A CLIP classifying `dataset` zero-shot: the classes are the data's class names (underscores as spaces) in
+    /// prompts from `templates`; the logits are 100 x cosine similarity, as CLIP's.
+    public static func zeroShot(
+        _ model: CLIPModel, tokenizer: CLIPTokenizer, templates: [String], on dataset: ImageDataset, batchSize: Int = 256,
+        progress: ((Int) -> Void)? = nil
+    ) -> Evaluation {
+        let names = dataset.classNames.map { $0.replacingOccurrences(of: "_", with: " ") }
+        let classifier = ZeroShotClassifier(model: model, tokenizer: tokenizer, classNames: names, templates: templates)
+        return run(
+            model, logits: { classifier.logits($0) }, on: dataset, batchSize: batchSize, mean: model.config.mean, std: model.config.std,
+            progress: progress)
+    }
+
+    private static func run(
+        _ model: Module, logits: (Tensor) -> Tensor, on dataset: ImageDataset, batchSize: Int, mean: [Float], std: [Float],
+        progress: ((Int) -> Void)?
+    ) -> Evaluation {
         let wasTraining = model.training
         model.eval()
         defer { model.train(wasTraining) }
@@ -103,7 +125,7 @@ extension Evaluation {
         var evaluation = Evaluation(classNames: dataset.classNames)
         Autograd.withNoGrad {
             for batch in TrainingLoader(dataset, options: options) {
-                evaluation.add(logits: model(batch.images), labels: batch.labels)
+                evaluation.add(logits: logits(batch.images), labels: batch.labels)
                 progress?(evaluation.count)
             }
         }

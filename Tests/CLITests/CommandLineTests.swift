@@ -1,5 +1,7 @@
+import Checkpoints
 import Foundation
 import Images
+import Tensors
 import Testing
 
 /// The `vit` executable as a user runs it: one vocabulary across commands, images of any size, exit statuses that
@@ -245,6 +247,42 @@ import Testing
         let zeroshot = try vit(["zeroshot", "--model", clip, "--classes", "cat,dog", "--templates", "cifar10", "--json", photos.path])
         #expect(zeroshot.status == 0 && zeroshot.stdout.split(separator: "\n").count == 6, "\(zeroshot.stderr)")
         #expect(try vit(["zeroshot", "--model", clip, photos.path]).status == 2)
+
+        // vit eval --zeroshot scores a labelled folder by its class folder names.
+        let eval = try vit([
+            "eval", "--zeroshot", "--model", clip, "--data", photos.path, "--templates", "cifar10", "--json", "-o", root.path
+        ])
+        #expect(eval.status == 0 && eval.stdout.contains("\"count\": 6"), "\(eval.stderr)")
+    }
+
+    /// `vit embed` with a CLIP folder writes open_clip's image and text embeddings (the fixture's, within 1e-4).
+    @Test func embedWritesCLIPImageAndTextEmbeddings() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CLIPTests/Fixtures")
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let reference = try SafetensorsFile(contentsOf: fixtures.appendingPathComponent("openclip-reference.safetensors"))
+        let texts = ["a photo of a cat.", "A photo of a DOG!", "a blurry photo of the automobile.", "it's   a  truck, isn't it?"]
+        let textsOut = root.appendingPathComponent("texts.safetensors")
+        let embedTexts = try vit(["embed", "--model", fixtures.path, "--stack", "-o", textsOut.path, "--text"] + texts)
+        #expect(embedTexts.status == 0, "\(embedTexts.stderr)")
+        let textFile = try SafetensorsFile(contentsOf: textsOut)
+        #expect(textFile.metadata["texts"]?.contains("DOG!") == true && textFile.metadata["features"] == "text_embeds")
+        let textEmbeddings = try textFile.tensor("embeddings").toArray(), expectedText = try reference.tensor("text_embeds").toArray()
+        #expect(textEmbeddings.count == expectedText.count)
+        #expect(zip(textEmbeddings, expectedText).map { abs($0 - $1) }.max() ?? 1 < 1e-4)
+
+        let imagesOut = root.appendingPathComponent("images.safetensors")
+        let images = ["input0.png", "input1.png"].map { fixtures.appendingPathComponent($0).path }
+        let embedImages = try vit(["embed", "--model", fixtures.path, "--stack", "-o", imagesOut.path] + images)
+        #expect(embedImages.status == 0, "\(embedImages.stderr)")
+        let imageEmbeddings = try SafetensorsFile(contentsOf: imagesOut).tensor("embeddings").toArray()
+        let expectedImages = try reference.tensor("image_embeds").toArray()
+        #expect(imageEmbeddings.count == expectedImages.count)
+        #expect(zip(imageEmbeddings, expectedImages).map { abs($0 - $1) }.max() ?? 1 < 1e-4)
+        // Texts need a CLIP; images and texts together are refused.
+        #expect(try vit(["embed", "-o", textsOut.path, "--text", "a cat"]).status != 0)
+        #expect(try vit(["embed", "--model", fixtures.path, "-o", textsOut.path, images[0], "--text", "a cat"]).status == 2)
     }
 
     /// SIGTERM during training: the step finishes, a checkpoint is saved, the exit status is 143, and --resume
@@ -370,8 +408,8 @@ import Testing
     @Test func everyCommandSpeaksOneVocabulary() throws {
         let expected: [([String], [String])] = [
             (["predict"], ["--model", "--arch", "--heads", "--image-size", "--batch-size", "--json"]),
-            (["eval"], ["--model", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--data", "--json"]),
-            (["embed"], ["--model", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output"]),
+            (["eval"], ["--model", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--data", "--json", "--templates"]),
+            (["embed"], ["--model", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--text"]),
             (["inspect", "attention"], ["--model", "--arch", "--heads", "--image-size", "-o, --output"]),
             (["inspect", "posemb"], ["--model", "-o, --output"]),
             (["train"], ["--data", "--arch", "--heads", "--image-size", "--batch-size", "-o, --output", "--seed"]),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIP
 import Datasets
 import Foundation
 import Images
@@ -12,7 +13,7 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a classifier on labelled data: top-1, top-5, per-class accuracy and the confusion matrix.",
         discussion:
-            "--data takes the same layouts as vit train; the test part is used when there is one (--part train for the training part; a folder of only <class>/ folders is scored whole). Images of any size are brought to the model's input as timm's evaluation transform does (shorter side to size / crop-pct, centre crop). The confusion matrix is printed and drawn to confusion.png in --output (default: the model folder, or the current folder)."
+            "--data takes the same layouts as vit train; with --zeroshot, --model is a CLIP (open_clip folder) and the class folder names, in prompts from --templates, are the classes. The test part is used when there is one (--part train for the training part; a folder of only <class>/ folders is scored whole). Images of any size are brought to the model's input as timm's evaluation transform does (shorter side to size / crop-pct, centre crop). The confusion matrix is printed and drawn to confusion.png in --output (default: the model folder, or the current folder)."
     )
 
     @OptionGroup var modelOptions: ModelOptions
@@ -24,34 +25,62 @@ struct Eval: ParsableCommand {
         help: "Folder for confusion.png (default: the model folder, or the current folder for the built-in model or a weights file).")
     var output: String?
     @Flag(help: "Print one JSON object: top1, top5, count, loss, per_class, confusion.") var json = false
+    @Flag(help: "Classify zero-shot with a CLIP --model (an open_clip folder): the classes are the data's class folder names.")
+    var zeroshot = false
+    @Option(help: "With --zeroshot, the prompt templates: cifar10 (18), imagenet (80), or a file of templates with {} for the class.")
+    var templates = "imagenet"
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
-    func run() throws {
-        let classifier = try modelOptions.classifier()
-        let network = classifier.model, config = network.architecture
-        let transform = classifier.transform
+    /// The labelled part of --data, each image brought to the model's input as `transform` does.
+    func loadData(_ transform: EvalTransform) throws -> ImageDataset {
         let sizing = ImageSizing.resize(.init(size: transform.size, cropPct: transform.cropPct, filter: transform.filter))
         let loaded = try ImageDataset.load(URL(fileURLWithPath: data), parts: [part], sizing: sizing)
         guard let dataset = loaded[part] else { throw CommandFailure("\(data) has no \(part) part") }
         for failure in dataset.failures { printError("skipped: \(failure)") }
-        guard config.numClasses == dataset.classNames.count else {
-            throw CommandFailure("the model has \(config.numClasses) classes, \(data) has \(dataset.classNames.count)")
-        }
-        // Labels are indices into the data's (sorted) class names; say so when the model names them otherwise.
-        if let labels = config.labels, labels != dataset.classNames {
-            printError("note: the model's class names \(labels) differ from the data's \(dataset.classNames); scoring by index")
+        return dataset
+    }
+
+    func run() throws {
+        let dataset: ImageDataset
+        let bar: ProgressBar
+        var done = 0
+        let started: Date
+        let result: Evaluation
+        if zeroshot {
+            let folder = URL(fileURLWithPath: modelOptions.model)
+            let clip = try CLIPModel.load(folder)
+            let tokenizer = try CLIPTokenizer.forModel(in: folder)
+            let prompts = try PromptTemplates.named(templates)
+            dataset = try loadData(clip.transform)
+            bar = ProgressBar(total: dataset.count, unit: "img")
+            started = Date()
+            result = Evaluation.zeroShot(clip, tokenizer: tokenizer, templates: prompts, on: dataset, batchSize: batchSize) { count in
+                bar.advance(by: count - done)
+                done = count
+            }
+        } else {
+            let classifier = try modelOptions.classifier()
+            let network = classifier.model, config = network.architecture
+            let transform = classifier.transform
+            dataset = try loadData(transform)
+            guard config.numClasses == dataset.classNames.count else {
+                throw CommandFailure("the model has \(config.numClasses) classes, \(data) has \(dataset.classNames.count)")
+            }
+            // Labels are indices into the data's (sorted) class names; say so when the model names them otherwise.
+            if let labels = config.labels, labels != dataset.classNames {
+                printError("note: the model's class names \(labels) differ from the data's \(dataset.classNames); scoring by index")
+            }
+            bar = ProgressBar(total: dataset.count, unit: "img")
+            started = Date()
+            result = Evaluation.run(network, on: dataset, batchSize: batchSize, mean: transform.mean, std: transform.std) { count in
+                bar.advance(by: count - done)
+                done = count
+            }
         }
         let classNames = dataset.classNames
-        let bar = ProgressBar(total: dataset.count, unit: "img")
-        var done = 0
-        let started = Date()
-        let result = Evaluation.run(network, on: dataset, batchSize: batchSize, mean: transform.mean, std: transform.std) { count in
-            bar.advance(by: count - done)
-            done = count
-        }
         let seconds = Date().timeIntervalSince(started)
         var isDirectory: ObjCBool = false
         let model = modelOptions.model
