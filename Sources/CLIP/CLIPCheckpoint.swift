@@ -3,35 +3,134 @@ import Foundation
 import NN
 import Tensors
 
-/// CLIP's checkpoint layout: an open_clip folder, `open_clip_config.json` (`model_cfg`, `preprocess_cfg`) beside
-/// `open_clip_model.safetensors` (or `open_clip_pytorch_model.bin`) with OpenAI's tensor names. `vit train-clip`
-/// writes the same layout, so open_clip (`create_model_and_transforms("local-dir:OUTPUT")`) reads what it trains.
+/// CLIP's checkpoint layouts: an open_clip folder, `open_clip_config.json` (`model_cfg`, `preprocess_cfg`) beside
+/// `open_clip_model.safetensors` (or `open_clip_pytorch_model.bin`) with OpenAI's tensor names, and Hugging Face's
+/// `CLIPModel` folders, read by mapping their names. `vit train-clip` writes the open_clip layout, so open_clip (`create_model_and_transforms("local-dir:OUTPUT")`) reads what it trains.
 extension CLIPModel {
-    /// An open_clip folder: `open_clip_config.json` beside `open_clip_model.safetensors` (or
-    /// `open_clip_pytorch_model.bin`), OpenAI's names.
+    /// Whether `folder` holds a CLIP that `load` reads: an open_clip folder, or a Hugging Face one whose config.json
+    /// says `"model_type": "clip"`.
+    public static func isCLIPFolder(_ folder: URL) -> Bool {
+        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("open_clip_config.json").path) { return true }
+        return huggingFaceConfig(folder)?["model_type"] as? String == "clip"
+    }
+
+    static func huggingFaceConfig(_ folder: URL) -> [String: Any]? {
+        guard let data = try? Data(contentsOf: folder.appendingPathComponent("config.json")) else { return nil }
+        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
+    /// A CLIP folder: open_clip's (`open_clip_config.json` beside `open_clip_model.safetensors` or
+    /// `open_clip_pytorch_model.bin`, OpenAI's names) or Hugging Face's `CLIPModel` (`config.json` beside
+    /// `model.safetensors` or `pytorch_model.bin`, `preprocessor_config.json` for the normalisation), whose names are
+    /// mapped to OpenAI's as they are read.
     public static func load(_ folder: URL) throws -> CLIPModel {
-        let configURL = folder.appendingPathComponent("open_clip_config.json")
-        guard let data = try? Data(contentsOf: configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw CheckpointError(configURL, "no readable open_clip_config.json: not an open_clip CLIP folder")
+        let openCLIPConfig = folder.appendingPathComponent("open_clip_config.json")
+        let config: CLIPConfig
+        let weightFiles: [String]
+        var huggingFace = false
+        if let data = try? Data(contentsOf: openCLIPConfig) {
+            guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw CheckpointError(openCLIPConfig, "is not a JSON object")
+            }
+            config = try CLIPConfig(openCLIP: json)
+            weightFiles = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors"]
+        } else if let json = huggingFaceConfig(folder), json["model_type"] as? String == "clip" {
+            var preprocessing: [String: Any]?
+            if let data = try? Data(contentsOf: folder.appendingPathComponent("preprocessor_config.json")) {
+                preprocessing = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            }
+            do {
+                config = try CLIPConfig(huggingFace: json, preprocessing: preprocessing)
+            } catch {
+                throw CheckpointError(folder.appendingPathComponent("config.json"), "\(error)")
+            }
+            weightFiles = ["model.safetensors", "pytorch_model.bin"]
+            huggingFace = true
+        } else {
+            throw CheckpointError(
+                folder, "is not a CLIP folder: no open_clip_config.json, and no config.json of a Hugging Face CLIPModel (model_type clip)")
         }
-        let config = try CLIPConfig(openCLIP: json)
-        let candidates = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors"].map {
-            folder.appendingPathComponent($0)
-        }
+        let candidates = weightFiles.map { folder.appendingPathComponent($0) }
         guard let weights = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
-            throw CheckpointError(folder, "holds no open_clip_model.safetensors or open_clip_pytorch_model.bin")
+            throw CheckpointError(folder, "holds no weights (\(weightFiles.joined(separator: ", ")))")
         }
-        let tensors =
+        var tensors =
             weights.pathExtension == "bin"
             ? try PyTorchCheckpoint.read(weights) : try SafetensorsFile(contentsOf: weights).allTensors(matrices: .float32)
         let model = try Init.withoutDrawing { CLIPModel(config) }
         do {
+            if huggingFace { tensors = try huggingFaceToOpenAI(tensors) }
             try model.load(stateDict: tensors.filter { !$0.key.hasSuffix("attn_mask") }, takingStorage: true)
         } catch {
             throw CheckpointError(weights, "\(error)")
         }
         model.eval()
         return model
+    }
+
+    /// Hugging Face `CLIPModel` names -> OpenAI's: `text_model.*` / `vision_model.*` blocks with separate q, k, v
+    /// projections (stacked into `in_proj_weight`), `layer_norm1/2` (`ln_1/2`), `mlp.fc1/fc2` (`c_fc/c_proj`),
+    /// `pre_layrnorm` (sic) and `post_layernorm`; the projections are Linear weights [E, W], transposed to OpenAI's
+    /// [W, E]. The `position_ids` buffers of older checkpoints are dropped.
+    static func huggingFaceToOpenAI(_ tensors: [String: Tensor]) throws -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        let renames = [
+            "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+            "text_model.embeddings.position_embedding.weight": "positional_embedding",
+            "vision_model.embeddings.class_embedding": "visual.class_embedding",
+            "vision_model.embeddings.patch_embedding.weight": "visual.conv1.weight",
+            "vision_model.embeddings.position_embedding.weight": "visual.positional_embedding", "logit_scale": "logit_scale"
+        ]
+        let prefixes = [
+            ("text_model.final_layer_norm.", "ln_final."), ("vision_model.pre_layrnorm.", "visual.ln_pre."),
+            ("vision_model.post_layernorm.", "visual.ln_post."), ("text_model.encoder.layers.", "transformer.resblocks."),
+            ("vision_model.encoder.layers.", "visual.transformer.resblocks.")
+        ]
+        let blockParts = [
+            ("self_attn.out_proj.", "attn.out_proj."), ("layer_norm1.", "ln_1."), ("layer_norm2.", "ln_2."), ("mlp.fc1.", "mlp.c_fc."),
+            ("mlp.fc2.", "mlp.c_proj.")
+        ]
+        var projections: [String: [String: Tensor]] = [:]  // block prefix -> "q_proj.weight" ... -> tensor
+        for (name, tensor) in tensors {
+            if name.hasSuffix("position_ids") { continue }
+            if let renamed = renames[name] {
+                out[renamed] = tensor
+                continue
+            }
+            if name == "text_projection.weight" || name == "visual_projection.weight" {
+                guard tensor.rank == 2 else { throw CLIPError("\(name) is \(tensor.shape), not [embed, width]") }
+                out[name == "text_projection.weight" ? "text_projection" : "visual.proj"] = tensor.transpose(0, 1)
+                continue
+            }
+            guard let (from, to) = prefixes.first(where: { name.hasPrefix($0.0) }) else {
+                throw CLIPError("\(name) is not a Hugging Face CLIPModel tensor")
+            }
+            var rest = String(name.dropFirst(from.count))
+            guard to.hasSuffix("resblocks.") else {
+                out[to + rest] = tensor
+                continue
+            }
+            let index = rest.prefix { $0 != "." }
+            rest = String(rest.dropFirst(index.count + 1))
+            let block = to + index + "."
+            if rest.hasPrefix("self_attn.q_proj.") || rest.hasPrefix("self_attn.k_proj.") || rest.hasPrefix("self_attn.v_proj.") {
+                projections[block, default: [:]][String(rest.dropFirst("self_attn.".count))] = tensor
+                continue
+            }
+            guard let (part, openAI) = blockParts.first(where: { rest.hasPrefix($0.0) }) else {
+                throw CLIPError("\(name) is not a Hugging Face CLIPModel tensor")
+            }
+            out[block + openAI + rest.dropFirst(part.count)] = tensor
+        }
+        for (block, parts) in projections {
+            for kind in ["weight", "bias"] {
+                guard let q = parts["q_proj.\(kind)"], let k = parts["k_proj.\(kind)"], let v = parts["v_proj.\(kind)"] else {
+                    throw CLIPError("\(block)attention lacks one of its q, k, v projections' \(kind)")
+                }
+                out[block + "attn.in_proj_\(kind)"] = Tensor.concat([q, k, v], axis: 0)  // [3W, W] or [3W]
+            }
+        }
+        return out
     }
 
     /// Writes `open_clip_config.json` and `open_clip_model.safetensors` into `folder` (each through a temporary
@@ -47,6 +146,41 @@ extension CLIPModel {
 }
 
 extension CLIPConfig {
+    /// From a Hugging Face `CLIPModel` config.json (`projection_dim`, `text_config`, `vision_config`) and its
+    /// `preprocessor_config.json` (`image_mean`, `image_std`). The MLPs must be 4x wide, as every CLIP's are here.
+    public init(huggingFace json: [String: Any], preprocessing: [String: Any]?) throws {
+        self.init()
+        let vision = json["vision_config"] as? [String: Any] ?? [:], text = json["text_config"] as? [String: Any] ?? [:]
+        func int(_ d: [String: Any], _ key: String, _ fallback: Int) -> Int { (d[key] as? NSNumber)?.intValue ?? fallback }
+        // transformers' defaults where a key is absent (its CLIPTextConfig / CLIPVisionConfig).
+        embedDim = int(json, "projection_dim", 512)
+        quickGELU = (text["hidden_act"] as? String ?? "quick_gelu") == "quick_gelu"
+        imageSize = int(vision, "image_size", 224)
+        patchSize = int(vision, "patch_size", 32)
+        visionWidth = int(vision, "hidden_size", 768)
+        visionLayers = int(vision, "num_hidden_layers", 12)
+        let visionHeads = int(vision, "num_attention_heads", 12)
+        contextLength = int(text, "max_position_embeddings", 77)
+        vocabSize = int(text, "vocab_size", 49408)
+        textWidth = int(text, "hidden_size", 512)
+        textHeads = int(text, "num_attention_heads", 8)
+        textLayers = int(text, "num_hidden_layers", 12)
+        guard visionHeads > 0, visionWidth % visionHeads == 0, textHeads > 0, textWidth % textHeads == 0 else {
+            throw CLIPError("widths \(visionWidth), \(textWidth) do not split into \(visionHeads), \(textHeads) heads")
+        }
+        visionHeadWidth = visionWidth / visionHeads
+        for (name, width, tower) in [("vision", visionWidth, vision), ("text", textWidth, text)] {
+            let mlp = int(tower, "intermediate_size", 4 * width)
+            guard mlp == 4 * width else { throw CLIPError("the \(name) MLP is \(mlp) wide, not 4 x \(width): not supported") }
+        }
+        if (vision["hidden_act"] as? String ?? "quick_gelu") != (text["hidden_act"] as? String ?? "quick_gelu") {
+            throw CLIPError(
+                "the towers use different activations (\(vision["hidden_act"] ?? "-"), \(text["hidden_act"] ?? "-")): not supported")
+        }
+        if let m = preprocessing?["image_mean"] as? [Double], m.count == 3 { mean = m.map(Float.init) }
+        if let s = preprocessing?["image_std"] as? [Double], s.count == 3 { std = s.map(Float.init) }
+    }
+
     /// open_clip's `open_clip_config.json`: what `init(openCLIP:)` reads back.
     public func openCLIPJSON() -> [String: Any] {
         [

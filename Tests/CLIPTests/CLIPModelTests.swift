@@ -29,6 +29,31 @@ import Testing
         try close(text, "text_embeds")
         try close(Autograd.withNoGrad { model.logits(imageEmbeddings: image, textEmbeddings: text) }, "logits_per_image")
     }
+
+    /// A Hugging Face `CLIPModel` folder (transformers' save_pretrained; `Fixtures/hf-clip/make.py`): the names are
+    /// mapped to OpenAI's, the config and normalisation read, and the embeddings and logits equal transformers'.
+    @Test func huggingFaceFolderMatchesTransformers() throws {
+        let folder = TokenizerTests.fixture("hf-clip")
+        #expect(CLIPModel.isCLIPFolder(folder))
+        let model = try CLIPModel.load(folder)
+        #expect(model.config.embedDim == 24 && model.config.visionHeads == 4 && model.config.textHeads == 2 && model.config.quickGELU)
+        #expect(model.config.mean == [0.48145466, 0.4578275, 0.40821073])
+        let ref = try SafetensorsFile(contentsOf: folder.appendingPathComponent("reference.safetensors"))
+        let tokens = try ref.tensor("text_tokens").toArray().map { Int($0) }
+        let texts = (0..<4).map { Array(tokens[($0 * 77)..<(($0 + 1) * 77)]) }
+        let (image, text) = Autograd.withNoGrad { (model.encodeImage(try! ref.tensor("image_input")), model.encodeText(texts)) }
+        for (a, name) in [(image, "image_embeds"), (text, "text_embeds")] {
+            let b = try ref.tensor(name)
+            #expect(a.shape == b.shape, "\(name) shape \(a.shape)")
+            let worst = zip(a.toArray(), b.toArray()).map { abs($0 - $1) }.max() ?? 1
+            #expect(worst <= 1e-4, "\(name): max difference \(worst)")
+        }
+        let logits = Autograd.withNoGrad { model.logits(imageEmbeddings: image, textEmbeddings: text) }
+        let worst = zip(logits.toArray(), try ref.tensor("logits_per_image").toArray()).map { abs($0 - $1) }.max() ?? 1
+        #expect(worst <= 1e-4, "logits: max difference \(worst)")
+        // The tokenizer comes from the folder's vocab.json + merges.txt.
+        #expect(try CLIPTokenizer.forModel(in: folder).tokenize("a photo of a cat.") == Array(tokens[0..<77]))
+    }
 }
 
 /// Zero-shot classification: prompt ensembling as CLIP's paper, the template sets, and the folder loader.

@@ -11,7 +11,7 @@ struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write each image's pre-logits features (or all its tokens) to a safetensors file.",
         discussion:
-            "By default one tensor per image, named by its path. With --stack, one tensor 'embeddings' [N, ...] whose row order is the JSON list in the metadata key 'files'. With a CLIP --model (an open_clip folder) the embeddings are CLIP's image embeddings (projected, before normalisation), or with --text / --text-file its text embeddings, named by their text (with --stack, the order is the metadata key 'texts')."
+            "By default one tensor per image, named by its path. With --stack, one tensor 'embeddings' [N, ...] whose row order is the JSON list in the metadata key 'files'. With a CLIP --model (an open_clip or Hugging Face CLIPModel folder) the embeddings are CLIP's image embeddings (projected, before normalisation), or with --text / --text-file its text embeddings, named by their text (with --stack, the order is the metadata key 'texts')."
     )
 
     @OptionGroup var modelOptions: ModelOptions
@@ -44,11 +44,13 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         let modelFolder = URL(fileURLWithPath: modelOptions.model)
-        if FileManager.default.fileExists(atPath: modelFolder.appendingPathComponent("open_clip_config.json").path) {
+        if CLIPModel.isCLIPFolder(modelFolder) {
             try runCLIP(modelFolder)
             return
         }
-        if !text.isEmpty || textFile != nil { throw CommandFailure("--text and --text-file need a CLIP --model (an open_clip folder)") }
+        if !text.isEmpty || textFile != nil {
+            throw CommandFailure("--text and --text-file need a CLIP --model (an open_clip or Hugging Face CLIPModel folder)")
+        }
         let (files, missing) = try imageFiles(images)
         let classifier = try modelOptions.classifier()
         var failures = missing

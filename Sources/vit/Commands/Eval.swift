@@ -13,7 +13,7 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a classifier on labelled data: top-1, top-5, per-class accuracy and the confusion matrix.",
         discussion:
-            "--data takes the same layouts as vit train; with --zeroshot, --model is a CLIP (open_clip folder) and the class folder names, in prompts from --templates, are the classes. The test part is used when there is one (--part train for the training part; a folder of only <class>/ folders is scored whole). Images of any size are brought to the model's input as timm's evaluation transform does (shorter side to size / crop-pct, centre crop). The confusion matrix is printed and drawn to confusion.png in --output (default: the model folder, or the current folder)."
+            "--data takes the same layouts as vit train; with --zeroshot, --model is a CLIP (open_clip or Hugging Face CLIPModel folder) and the class folder names, in prompts from --templates, are the classes. The test part is used when there is one (--part train for the training part; a folder of only <class>/ folders is scored whole). Images of any size are brought to the model's input as timm's evaluation transform does (shorter side to size / crop-pct, centre crop). The confusion matrix is printed and drawn to confusion.png in --output (default: the model folder, or the current folder)."
     )
 
     @OptionGroup var modelOptions: ModelOptions
@@ -25,7 +25,7 @@ struct Eval: ParsableCommand {
         help: "Folder for confusion.png (default: the model folder, or the current folder for the built-in model or a weights file).")
     var output: String?
     @Flag(help: "Print one JSON object: top1, top5, count, loss, per_class, confusion.") var json = false
-    @Flag(help: "Classify zero-shot with a CLIP --model (an open_clip folder): the classes are the data's class folder names.")
+    @Flag(help: "Classify zero-shot with a CLIP --model (open_clip or Hugging Face folder): the classes are the data's class folder names.")
     var zeroshot = false
     @Option(help: "With --zeroshot, the prompt templates: cifar10 (18), imagenet (80), or a file of templates with {} for the class.")
     var templates = "imagenet"

@@ -32,7 +32,7 @@ struct TrainCLIP: ParsableCommand {
     var captionTemplates: String?
     @Option(help: "Zero-shot prompt templates for the test part of a labelled --data: cifar10, imagenet, or a file.")
     var templates = "cifar10"
-    @Option(help: "Start from this CLIP (an open_clip folder) instead of a new one.") var `init`: String?
+    @Option(help: "Start from this CLIP (an open_clip or Hugging Face CLIPModel folder) instead of a new one.") var `init`: String?
     @Option(help: "Input size in pixels; images are resized to it when loaded (default: the data's size when uniform, else 224).")
     var imageSize: Int?
     @Option(help: "Image tower: patch size.") var patchSize = CLIPConfig.small().patchSize

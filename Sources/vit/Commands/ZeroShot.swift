@@ -11,7 +11,7 @@ struct ZeroShot: ParsableCommand {
         abstract: "Classify images into classes named in text with a CLIP model (no training): prompt ensembling, as CLIP's paper.",
         discussion: """
             --model takes an open_clip folder (open_clip_config.json + open_clip_model.safetensors or \
-            open_clip_pytorch_model.bin); the tokenizer comes from the folder (bpe_simple_vocab_16e6.txt.gz, or \
+            open_clip_pytorch_model.bin) or a Hugging Face CLIPModel folder (config.json + model.safetensors); the tokenizer comes from the folder (bpe_simple_vocab_16e6.txt.gz, or \
             vocab.json + merges.txt), else the one shipped with vit. Each class's text embedding is the renormalised \
             mean of its templates' normalised embeddings; logits are 100 x the normalised image embedding . each \
             class's.
