@@ -77,7 +77,7 @@ let package = Package(
             name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints", "CLIP"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
-        .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images", "ViT"], resources: [.copy("Fixtures")]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
         .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Tensors"]),
         .testTarget(

@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import NN
 import Tensors
+import ViT
 
 /// CLIP's checkpoint layouts: an open_clip folder, `open_clip_config.json` (`model_cfg`, `preprocess_cfg`) beside
 /// `open_clip_model.safetensors` (or `open_clip_pytorch_model.bin`) with OpenAI's tensor names, and Hugging Face's
@@ -147,7 +148,7 @@ extension CLIPModel {
 
 extension CLIPConfig {
     /// From a Hugging Face `CLIPModel` config.json (`projection_dim`, `text_config`, `vision_config`) and its
-    /// `preprocessor_config.json` (`image_mean`, `image_std`). The MLPs must be 4x wide, as every CLIP's are here.
+    /// `preprocessor_config.json` (`image_mean`, `image_std`). The text tower's MLP must be 4x wide.
     public init(huggingFace json: [String: Any], preprocessing: [String: Any]?) throws {
         self.init()
         let vision = json["vision_config"] as? [String: Any] ?? [:], text = json["text_config"] as? [String: Any] ?? [:]
@@ -169,16 +170,31 @@ extension CLIPConfig {
             throw CLIPError("widths \(visionWidth), \(textWidth) do not split into \(visionHeads), \(textHeads) heads")
         }
         visionHeadWidth = visionWidth / visionHeads
-        for (name, width, tower) in [("vision", visionWidth, vision), ("text", textWidth, text)] {
-            let mlp = int(tower, "intermediate_size", 4 * width)
-            guard mlp == 4 * width else { throw CLIPError("the \(name) MLP is \(mlp) wide, not 4 x \(width): not supported") }
-        }
+        visionMLPRatio = Float(int(vision, "intermediate_size", 4 * visionWidth)) / Float(visionWidth)
+        let textMLP = int(text, "intermediate_size", 4 * textWidth)
+        guard textMLP == 4 * textWidth else { throw CLIPError("the text MLP is \(textMLP) wide, not 4 x \(textWidth): not supported") }
         if (vision["hidden_act"] as? String ?? "quick_gelu") != (text["hidden_act"] as? String ?? "quick_gelu") {
             throw CLIPError(
                 "the towers use different activations (\(vision["hidden_act"] ?? "-"), \(text["hidden_act"] ?? "-")): not supported")
         }
         if let m = preprocessing?["image_mean"] as? [Double], m.count == 3 { mean = m.map(Float.init) }
         if let s = preprocessing?["image_std"] as? [Double], s.count == 3 { std = s.map(Float.init) }
+    }
+
+    /// This configuration with the image tower shaped as `vit` (patch, width, depth, heads, image size) and the
+    /// ViT's normalisation and MLP ratio, for `CLIPModel.loadImageTower(from:)`. The ViT must have a class token and
+    /// plain patches (no convolutional backbone), and its GELU be this CLIP's. Its LayerNorms' eps (timm: 1e-6) becomes CLIP's 1e-5.
+    public func withImageTower(of vit: ViTConfig) throws -> CLIPConfig {
+        guard vit.classToken, !vit.distillationToken, vit.backbone == nil, vit.qkvBias, vit.exactGELU == !quickGELU else {
+            throw CLIPError(
+                "the image tower takes a ViT with a class token, q/k/v biases, plain patches and \(quickGELU ? "QuickGELU" : "GELU")")
+        }
+        var c = self
+        (c.imageSize, c.patchSize, c.visionWidth, c.visionLayers) = (vit.imageSize, vit.patchSize, vit.width, vit.depth)
+        c.visionHeadWidth = vit.width / vit.heads
+        c.visionMLPRatio = vit.mlpRatio
+        (c.mean, c.std) = (vit.data.mean, vit.data.std)
+        return c
     }
 
     /// open_clip's `open_clip_config.json`: what `init(openCLIP:)` reads back.
@@ -188,7 +204,7 @@ extension CLIPConfig {
                 "embed_dim": embedDim, "quick_gelu": quickGELU,
                 "vision_cfg": [
                     "image_size": imageSize, "patch_size": patchSize, "width": visionWidth, "layers": visionLayers,
-                    "head_width": visionHeadWidth
+                    "head_width": visionHeadWidth, "mlp_ratio": Double(visionMLPRatio)
                 ],
                 "text_cfg": [
                     "context_length": contextLength, "vocab_size": vocabSize, "width": textWidth, "heads": textHeads,
@@ -209,5 +225,54 @@ extension CLIPConfig {
         (c.imageSize, c.patchSize, c.visionWidth, c.visionLayers, c.visionHeadWidth) = (imageSize, 4, 192, 6, 64)
         (c.contextLength, c.textWidth, c.textHeads, c.textLayers) = (32, 128, 4, 4)
         return c
+    }
+}
+
+extension CLIPModel {
+    /// Starts the image tower from a ViT encoder (a supervised or MAE pre-trained run, any checkpoint SwiftViT reads
+    /// as a ViT with a class token): patch embedding, class token, position embeddings, blocks and final norm (as
+    /// `ln_post`) are copied; the patch embedding's bias, which CLIP's convolution lacks, is added to the patch
+    /// positions' embeddings (the same sums). Not copied: `ln_pre`, which plain ViTs lack (it stays at its
+    /// initialisation, a normalisation the copied blocks never saw, so the start is close to but not the encoder's
+    /// function), and the projection, which is new. The tower's shape must be the ViT's (`CLIPConfig.withImageTower(of:)`).
+    public func loadImageTower(from encoder: [String: Tensor]) throws {
+        let c = config
+        func take(_ name: String, _ shape: [Int]) throws -> Tensor {
+            guard let t = encoder[name] else { throw CLIPError("the encoder has no \(name)") }
+            guard t.count == shape.reduce(1, *) else { throw CLIPError("the encoder's \(name) is \(t.shape), the tower needs \(shape)") }
+            return t.reshape(shape)
+        }
+        let d = c.visionWidth, tokens = 1 + c.gridSize * c.gridSize
+        var state: [String: Tensor] = [:]
+        state["visual.conv1.weight"] = try take("patch_embed.proj.weight", [d, 3, c.patchSize, c.patchSize])
+        state["visual.class_embedding"] = try take("cls_token", [d])
+        var positions = try take("pos_embed", [tokens, d])  // [1 + N, D]
+        if let bias = encoder["patch_embed.proj.bias"] {
+            let onPatches = Tensor.concat([Tensor.zeros([1, d]), bias.reshape([1, d]).expand(to: [tokens - 1, d])], axis: 0)
+            positions = positions + onPatches
+        }
+        state["visual.positional_embedding"] = positions
+        for i in 0..<c.visionLayers {
+            let (from, to) = ("blocks.\(i).", "visual.transformer.resblocks.\(i).")
+            for (timm, openAI) in [
+                ("norm1", "ln_1"), ("norm2", "ln_2"), ("attn.proj", "attn.out_proj"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")
+            ] {
+                for kind in ["weight", "bias"] {
+                    guard let t = encoder[from + timm + "." + kind] else { throw CLIPError("the encoder has no \(from + timm).\(kind)") }
+                    state[to + openAI + "." + kind] = t
+                }
+            }
+            state[to + "attn.in_proj_weight"] = try take(from + "attn.qkv.weight", [3 * d, d])
+            state[to + "attn.in_proj_bias"] = try take(from + "attn.qkv.bias", [3 * d])
+        }
+        state["visual.ln_post.weight"] = try take("norm.weight", [d])
+        state["visual.ln_post.bias"] = try take("norm.bias", [d])
+        let own = Dictionary(uniqueKeysWithValues: namedParameters())
+        for (name, tensor) in state {
+            guard let target = own[name], target.shape == tensor.shape else {
+                throw CLIPError("\(name): the encoder gives \(tensor.shape), the tower has \(own[name]?.shape ?? [])")
+            }
+            target.assign(tensor.cast(to: target.dtype))
+        }
     }
 }

@@ -8,6 +8,8 @@ public struct CLIPConfig: Codable, Equatable, Sendable {
     public var embedDim = 512
     public var quickGELU = true
     public var imageSize = 224, patchSize = 32, visionWidth = 768, visionLayers = 12, visionHeadWidth = 64
+    /// The image tower's MLP width / token width (open_clip's `vision_cfg.mlp_ratio`); the text tower's is 4.
+    public var visionMLPRatio: Float = 4
     public var contextLength = 77, vocabSize = 49408, textWidth = 512, textHeads = 8, textLayers = 12
     /// CLIP's image normalisation.
     public var mean: [Float] = [0.48145466, 0.4578275, 0.40821073]
@@ -31,6 +33,7 @@ public struct CLIPConfig: Codable, Equatable, Sendable {
         visionWidth = int(vision, "width") ?? visionWidth
         visionLayers = int(vision, "layers") ?? visionLayers
         visionHeadWidth = int(vision, "head_width") ?? visionHeadWidth
+        visionMLPRatio = (vision["mlp_ratio"] as? NSNumber)?.floatValue ?? visionMLPRatio
         contextLength = int(text, "context_length") ?? contextLength
         vocabSize = int(text, "vocab_size") ?? vocabSize
         textWidth = int(text, "width") ?? textWidth
@@ -92,11 +95,11 @@ public final class ResidualAttentionBlock: Module {
 
     public override var checkpointNames: [String: String] { ["lnAttention": "ln_1", "lnMLP": "ln_2"] }
 
-    init(width: Int, heads: Int, quickGELU: Bool) {
+    init(width: Int, heads: Int, mlpWidth: Int, quickGELU: Bool) {
         lnAttention = LayerNorm(width, eps: 1e-5)
         attn = CLIPAttention(width: width, heads: heads)
         lnMLP = LayerNorm(width, eps: 1e-5)
-        mlp = CLIPMLP(width: width, quickGELU: quickGELU)
+        mlp = CLIPMLP(width: width, hidden: mlpWidth, quickGELU: quickGELU)
         super.init()
     }
 
@@ -111,9 +114,9 @@ public final class CLIPMLP: Module {
     public let cProj: Linear
     let quickGELU: Bool
 
-    init(width: Int, quickGELU: Bool) {
-        cFc = Linear(width, 4 * width)
-        cProj = Linear(4 * width, width)
+    init(width: Int, hidden: Int, quickGELU: Bool) {
+        cFc = Linear(width, hidden)
+        cProj = Linear(hidden, width)
         self.quickGELU = quickGELU
         super.init()
     }
@@ -127,8 +130,9 @@ public final class CLIPMLP: Module {
 
 public final class CLIPTransformer: Module {
     public let resblocks: [ResidualAttentionBlock]
-    init(width: Int, layers: Int, heads: Int, quickGELU: Bool) {
-        resblocks = (0..<layers).map { _ in ResidualAttentionBlock(width: width, heads: heads, quickGELU: quickGELU) }
+    init(width: Int, layers: Int, heads: Int, mlpRatio: Float = 4, quickGELU: Bool) {
+        let hidden = Int(Float(width) * mlpRatio)
+        resblocks = (0..<layers).map { _ in ResidualAttentionBlock(width: width, heads: heads, mlpWidth: hidden, quickGELU: quickGELU) }
         super.init()
     }
     func callAsFunction(_ x: Tensor, causal: Bool) -> Tensor { resblocks.reduce(x) { $1($0, causal: causal) } }
@@ -162,7 +166,8 @@ public final class CLIPVisionTower: Module {
         classEmbedding = Init.truncatedNormal([d])
         positionalEmbedding = Init.truncatedNormal([1 + c.gridSize * c.gridSize, d])
         lnPre = LayerNorm(d, eps: 1e-5)
-        transformer = CLIPTransformer(width: d, layers: c.visionLayers, heads: c.visionHeads, quickGELU: c.quickGELU)
+        transformer = CLIPTransformer(
+            width: d, layers: c.visionLayers, heads: c.visionHeads, mlpRatio: c.visionMLPRatio, quickGELU: c.quickGELU)
         lnPost = LayerNorm(d, eps: 1e-5)
         proj = Init.truncatedNormal([d, c.embedDim])
         patchSize = c.patchSize

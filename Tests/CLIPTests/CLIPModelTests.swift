@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import Tensors
 import Testing
+import ViT
 @testable import CLIP
 
 /// CLIP against open_clip (`../shared/fixtures/openclip-vit-p8-w64-l2-text32x2-i32`): image and text embeddings and the
@@ -153,5 +154,43 @@ import Testing
         model.logitScale.assign(Tensor(scalar: 2))
         model.clampLogitScale()
         #expect(model.logitScale.item() == 2)
+    }
+}
+
+/// A ViT encoder starting CLIP's image tower, and CLIP folders written and read back.
+@Suite struct CLIPImageTowerTests {
+    @Test func aViTEncoderBecomesTheImageTower() throws {
+        var vit = ViTConfig()
+        (vit.imageSize, vit.patchSize, vit.width, vit.depth, vit.heads, vit.mlpRatio, vit.numClasses) = (16, 4, 32, 2, 2, 2, 0)
+        (vit.data.mean, vit.data.std) = ([0.4, 0.4, 0.4], [0.2, 0.2, 0.2])
+        GlobalRandom.seed(3)
+        let encoder = try VisionTransformer(vit).stateDict()
+        let config = try CLIPConfig.small(imageSize: 16).withImageTower(of: vit)
+        #expect(config.visionLayers == 2 && config.visionHeads == 2 && config.visionMLPRatio == 2 && config.mean == [0.4, 0.4, 0.4])
+        let clip = CLIPModel(config)
+        try clip.loadImageTower(from: encoder)
+        let own = Dictionary(uniqueKeysWithValues: clip.namedParameters())
+        #expect(own["visual.transformer.resblocks.1.attn.in_proj_weight"]!.toArray() == encoder["blocks.1.attn.qkv.weight"]!.toArray())
+        #expect(own["visual.transformer.resblocks.0.mlp.c_proj.bias"]!.toArray() == encoder["blocks.0.mlp.fc2.bias"]!.toArray())
+        #expect(own["visual.ln_post.weight"]!.toArray() == encoder["norm.weight"]!.toArray())
+        #expect(own["visual.class_embedding"]!.toArray() == encoder["cls_token"]!.toArray())
+        // The patch bias moves into the patch positions' embeddings: row 0 (the class token's) is the ViT's own.
+        let positions = own["visual.positional_embedding"]!.toArray(), vitPositions = encoder["pos_embed"]!.toArray()
+        let bias = encoder["patch_embed.proj.bias"]!.toArray()
+        #expect(Array(positions[0..<32]) == Array(vitPositions[0..<32]))
+        #expect(zip(positions[32..<64], zip(vitPositions[32..<64], bias)).allSatisfy { abs($0 - ($1.0 + $1.1)) < 1e-6 })
+        // A ViT without a class token cannot start the tower.
+        var pooled = vit
+        pooled.classToken = false
+        pooled.pooling = .avg
+        #expect(throws: CLIPError.self) { _ = try CLIPConfig.small(imageSize: 16).withImageTower(of: pooled) }
+
+        // Saved as an open_clip folder and read back: the same configuration (MLP ratio included) and weights.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-clip-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try clip.save(to: folder)
+        let loaded = try CLIPModel.load(folder)
+        #expect(loaded.config == clip.config)
+        #expect(loaded.visual.proj.toArray() == clip.visual.proj.toArray())
     }
 }

@@ -4,6 +4,7 @@ import Datasets
 import Foundation
 import Tensors
 import Training
+import ViT
 
 /// Contrastive image-text training of a CLIP.
 struct TrainCLIP: ParsableCommand {
@@ -20,7 +21,7 @@ struct TrainCLIP: ParsableCommand {
             0.9, 0.98, eps 1e-6, weight decay 0.2 on weights), warm-up then cosine, CLIP's symmetric cross-entropy \
             with a learned temperature clamped at 100. A new model is CLIPConfig.small (image tower: patch 4, width \
             192, 6 blocks; text: width 128, 4 blocks, 32 tokens; embeddings 128) unless the options change it; --init \
-            starts from an open_clip folder instead. OUTPUT is an open_clip folder after every epoch (vit zeroshot \
+            starts from a CLIP folder instead, and --image-init starts the image tower from a ViT (e.g. a vit pretrain run). OUTPUT is an open_clip folder after every epoch (vit zeroshot \
             --model OUTPUT reads it) with checkpoint.safetensors, metrics.jsonl and curves.png. Ctrl-C or SIGTERM \
             saves a checkpoint and exits (130 / 143); run again with --resume to continue exactly.
             """
@@ -33,6 +34,11 @@ struct TrainCLIP: ParsableCommand {
     @Option(help: "Zero-shot prompt templates for the test part of a labelled --data: cifar10, imagenet, or a file.")
     var templates = "cifar10"
     @Option(help: "Start from this CLIP (an open_clip or Hugging Face CLIPModel folder) instead of a new one.") var `init`: String?
+    @Option(
+        help:
+            "Start a new CLIP's image tower from this ViT (a vit train or vit pretrain run, or any ViT checkpoint with a class token); its shape and normalisation follow the ViT."
+    )
+    var imageInit: String?
     @Option(help: "Input size in pixels; images are resized to it when loaded (default: the data's size when uniform, else 224).")
     var imageSize: Int?
     @Option(help: "Image tower: patch size.") var patchSize = CLIPConfig.small().patchSize
@@ -168,8 +174,16 @@ struct TrainCLIP: ParsableCommand {
         options.seed = seed
         do { try options.validate() } catch { throw CommandFailure("\(error)") }
 
+        if `init` != nil && imageInit != nil { throw CommandFailure("--init and --image-init exclude each other") }
         let start = try `init`.map { try CLIPModel.load(URL(fileURLWithPath: $0)) }
-        let sizing: ImageSizing = (imageSize ?? start?.config.imageSize).map { .size($0) } ?? .nativeIfUniform(fallback: 224)
+        let encoder = try imageInit.map { path -> VisionTransformer in
+            guard let vit = try CheckpointLoader().loadModel(URL(fileURLWithPath: path)) as? VisionTransformer else {
+                throw CommandFailure("--image-init \(path): not a ViT (a convnet cannot start CLIP's image tower)")
+            }
+            return vit
+        }
+        let sizing: ImageSizing =
+            (imageSize ?? start?.config.imageSize ?? encoder?.config.imageSize).map { .size($0) } ?? .nativeIfUniform(fallback: 224)
         var (pairs, evaluation) = try loadData(sizing: sizing)
         guard pairs.images.width == pairs.images.height else {
             throw CommandFailure(
@@ -187,10 +201,21 @@ struct TrainCLIP: ParsableCommand {
             (config.textWidth, config.textLayers, config.textHeads, config.contextLength) = (textWidth, textDepth, textHeads, contextLength)
             config.embedDim = embedDim
             (config.mean, config.std) = pairs.images.channelStatistics()
+            if let encoder {
+                do { config = try config.withImageTower(of: encoder.config) } catch { throw CommandFailure("--image-init: \(error)") }
+                guard config.imageSize == pairs.images.width else {
+                    throw CommandFailure("--image-init: the ViT takes \(config.imageSize) px images, the data is \(pairs.images.width) px")
+                }
+            }
             guard config.imageSize % config.patchSize == 0 else {
-                throw CommandFailure("--patch-size \(patchSize) does not divide the \(config.imageSize) px images")
+                throw CommandFailure("--patch-size \(config.patchSize) does not divide the \(config.imageSize) px images")
             }
             model = CLIPModel(config)
+            if let encoder {
+                do { try model.loadImageTower(from: encoder.stateDict()) } catch { throw CommandFailure("--image-init: \(error)") }
+                printError(
+                    "image tower from \(imageInit!): patch embedding, class token, positions, \(config.visionLayers) blocks, final norm")
+            }
         }
         if evaluation != nil, evaluation!.images.width != model.config.imageSize { evaluation = nil }
         let tokenizer = try `init`.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0)) } ?? CLIPTokenizer.openAI()
