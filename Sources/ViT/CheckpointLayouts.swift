@@ -127,6 +127,11 @@ enum JaxLayout {
         // Per block, the LayerNorm / attention / MLP module names in order (their numbers differ between
         // vision_transformer (LayerNorm_0, MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3) and big_vision).
         var norms: [Int: Set<String>] = [:]
+        // [kH, kW, in, out] (HWIO) -> [out, in, kH, kW]
+        func convolutionWeight(_ kernel: Tensor, _ name: String) throws -> Tensor {
+            let kernel = try checked(kernel, name, rank: 4)
+            return Autograd.withNoGrad { kernel.permute([3, 2, 0, 1]) }
+        }
         // [in, out] -> [out, in]
         func linearWeight(_ kernel: Tensor, _ name: String) throws -> Tensor {
             let kernel = try checked(kernel, name, rank: 2)
@@ -151,6 +156,34 @@ enum JaxLayout {
             case ["head", "bias"]: out["head.bias"] = tensor
             case ["pre_logits", "kernel"]: out["pre_logits.fc.weight"] = try linearWeight(tensor, original)
             case ["pre_logits", "bias"]: out["pre_logits.fc.bias"] = tensor
+            case ["conv_root", "kernel"]: out["patch_embed.backbone.stem.conv.weight"] = try convolutionWeight(tensor, original)
+            case ["gn_root", "scale"]: out["patch_embed.backbone.stem.norm.weight"] = tensor.reshape([tensor.count])
+            case ["gn_root", "bias"]: out["patch_embed.backbone.stem.norm.bias"] = tensor.reshape([tensor.count])
+            case let p where p.count == 4 && p[0].hasPrefix("block") && p[1].hasPrefix("unit"):
+                // The R50+ViT's ResNet: block<stage>/unit<block>/{conv1..3, gn1..3, conv_proj, gn_proj}/{kernel, scale, bias},
+                // stages and blocks counted from 1.
+                guard let stage = Int(p[0].dropFirst("block".count)), let unit = Int(p[1].dropFirst("unit".count)), stage >= 1, unit >= 1
+                else {
+                    out[original] = tensor
+                    continue
+                }
+                let block = "patch_embed.backbone.stages.\(stage - 1).blocks.\(unit - 1)."
+                let layer: String
+                switch p[2] {
+                case "conv_proj": layer = "downsample.conv"
+                case "gn_proj": layer = "downsample.norm"
+                case let name where name.hasPrefix("conv") || name.hasPrefix("gn"):
+                    layer = name.hasPrefix("conv") ? name : "norm" + name.dropFirst("gn".count)
+                default:
+                    out[original] = tensor
+                    continue
+                }
+                switch p[3] {
+                case "kernel": out[block + layer + ".weight"] = try convolutionWeight(tensor, original)
+                case "scale": out[block + layer + ".weight"] = tensor.reshape([tensor.count])
+                case "bias": out[block + layer + ".bias"] = tensor.reshape([tensor.count])
+                default: out[original] = tensor
+                }
             default:
                 guard path.count >= 3, path[0].hasPrefix("encoderblock_"), let index = Int(path[0].dropFirst("encoderblock_".count)) else {
                     out[original] = tensor

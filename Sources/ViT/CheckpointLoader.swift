@@ -280,6 +280,11 @@ public struct CheckpointLoader {
             var backbone = config.backbone ?? HybridBackbone(layers: layers)
             backbone.layers = layers
             backbone.stemWidth = stem.shape[0]
+            if layout == .vitJax && !stated.contains("backbone") {
+                // The original R50+ViT standardises as its JAX StdConv: (w - mean) / (std + 1e-5).
+                backbone.convEps = 1e-5
+                backbone.convEpsOnStandardDeviation = true
+            }
             config.backbone = backbone
         } else if config.backbone != nil {
             problems.append("the configuration describes a hybrid's backbone, the weights have none")

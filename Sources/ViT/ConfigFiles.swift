@@ -105,6 +105,7 @@ public enum ConfigFiles {
         if let norm = json["norm"] as? String, norm != "GroupNorm" { throw refuse("norm '\(norm)' (only GroupNorm)") }
         var backbone = HybridBackbone(layers: layers)
         if let v = (json["conv_eps"] as? NSNumber)?.floatValue { backbone.convEps = v }
+        if let v = json["conv_eps_on_std"] as? Bool { backbone.convEpsOnStandardDeviation = v }
         if let v = (json["norm_groups"] as? NSNumber)?.intValue { backbone.normGroups = v }
         if let v = (json["norm_eps"] as? NSNumber)?.floatValue { backbone.normEps = v }
         if let v = (json["stem_width"] as? NSNumber)?.intValue { backbone.stemWidth = v }
@@ -194,7 +195,7 @@ public enum ConfigFiles {
                 [
                     "name": "resnetv2", "layers": b.layers, "preact": false, "stem_type": "same", "conv": "StdConv2dSame",
                     "conv_eps": b.convEps, "norm": "GroupNorm", "norm_groups": b.normGroups, "norm_eps": b.normEps,
-                    "stem_width": b.stemWidth
+                    "stem_width": b.stemWidth, "conv_eps_on_std": b.convEpsOnStandardDeviation ?? false
                 ] as [String: Any]
         }
         var json: [String: Any] = [

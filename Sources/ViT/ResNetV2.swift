@@ -12,10 +12,18 @@ public struct HybridBackbone: Codable, Equatable, Sendable {
     /// Stage i outputs 256 · 2^i channels (a quarter of that inside its bottlenecks).
     public var baseWidth = 256
     public var convEps: Float = 1e-8
+    /// Where the standardisation's eps goes: nil or false, inside the square root (timm's `StdConv2dSame`); true,
+    /// added to the standard deviation (the JAX `StdConv` of the original R50+ViT, with eps 1e-5).
+    public var convEpsOnStandardDeviation: Bool?
     public var normGroups = 32
     public var normEps: Float = 1e-5
 
     public init(layers: [Int] = [3, 4, 9]) { self.layers = layers }
+
+    /// How the backbone's convolutions standardise their weights.
+    public var standardization: WeightStandardization {
+        WeightStandardization(eps: convEps, epsOnStandardDeviation: convEpsOnStandardDeviation ?? false)
+    }
 
     /// Input pixels per feature-map position: 4 from the stem, then 2 per stage after the first.
     public var stride: Int { 4 << max(layers.count - 1, 0) }
@@ -42,7 +50,7 @@ public final class ResNetV2Stem: Module {
     public let norm: GroupNorm
 
     init(_ b: HybridBackbone, channels: Int) {
-        conv = Conv2d(channels, b.stemWidth, kernel: 7, stride: 2, padding: .same, standardization: .init(eps: b.convEps))
+        conv = Conv2d(channels, b.stemWidth, kernel: 7, stride: 2, padding: .same, standardization: b.standardization)
         norm = GroupNorm(groups: b.normGroups, channels: b.stemWidth, eps: b.normEps, relu: true)
         super.init()
     }
@@ -58,7 +66,7 @@ public final class ResNetV2Downsample: Module {
     public let norm: GroupNorm
 
     init(_ b: HybridBackbone, in inChannels: Int, out: Int, stride: Int) {
-        conv = Conv2d(inChannels, out, kernel: 1, stride: stride, padding: .same, standardization: .init(eps: b.convEps))
+        conv = Conv2d(inChannels, out, kernel: 1, stride: stride, padding: .same, standardization: b.standardization)
         norm = GroupNorm(groups: b.normGroups, channels: out, eps: b.normEps)
         super.init()
     }
@@ -77,7 +85,7 @@ public final class ResNetV2Bottleneck: Module {
 
     init(_ b: HybridBackbone, in inChannels: Int, out: Int, stride: Int) {
         let mid = out / 4
-        let standardization = WeightStandardization(eps: b.convEps)
+        let standardization = b.standardization
         downsample = stride != 1 || inChannels != out ? ResNetV2Downsample(b, in: inChannels, out: out, stride: stride) : nil
         conv1 = Conv2d(inChannels, mid, kernel: 1, padding: .same, standardization: standardization)
         norm1 = GroupNorm(groups: b.normGroups, channels: mid, eps: b.normEps, relu: true)

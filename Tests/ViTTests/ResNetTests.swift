@@ -67,6 +67,25 @@ import Testing
         expectGradients(of: model, match: ref, "hybrid")
     }
 
+    /// The original JAX R50+ViT npz layout (`conv_root`, `gn_root`, `block<s>/unit<b>/...`, HWIO kernels): the
+    /// fixture's npz (written from the timm fixture and read back exactly by timm's own `_load_weights`) loads to
+    /// the timm fixture's tensors, with the JAX StdConv's standardisation (eps 1e-5 on the standard deviation), and
+    /// gives the logits of timm's model with that standardisation.
+    @Test func jaxNpzLayoutLoads() throws {
+        let jaxFolder = fixture("jax-vit-hybrid-r11-d64-l2-i32")
+        let model = try CheckpointLoader(heads: 4).load(jaxFolder.appendingPathComponent("R11-ViT.npz"))
+        let backbone = try #require(model.config.backbone)
+        #expect(backbone.layers == [1, 1] && backbone.convEps == 1e-5 && backbone.convEpsOnStandardDeviation == true)
+        let timm = try CheckpointLoader().load(fixture(Self.folder))
+        let own = Dictionary(uniqueKeysWithValues: model.namedParameters())
+        for (name, tensor) in timm.namedParameters() {
+            #expect(own[name]?.toArray() == tensor.toArray(), "\(name) differs from timm's")
+        }
+        let ref = try SafetensorsFile(contentsOf: jaxFolder.appendingPathComponent("reference.safetensors"))
+        let logits = Autograd.withNoGrad { model(try! ref.tensor("input")) }
+        expectWithin(logits, try ref.tensor("logits_jax"), 1e-4, "logits with JAX's standardisation")
+    }
+
     /// The native folder keeps the backbone in config.json and loads back to the same logits.
     @Test func nativeFolderRoundTrip() throws {
         let model = try CheckpointLoader().load(fixture(Self.folder))
