@@ -11,8 +11,8 @@ func tinyCLIP(seed: UInt64) -> CLIPModel {
     (config.patchSize, config.visionWidth, config.visionLayers, config.visionHeadWidth) = (4, 32, 2, 16)
     (config.textWidth, config.textHeads, config.textLayers, config.contextLength, config.embedDim) = (32, 2, 2, 8, 16)
     (config.mean, config.std) = ([0.3, 0.3, 0.3], [0.3, 0.3, 0.3])
-    GlobalRandom.seed(seed)
-    return CLIPModel(config)
+    // A stream of its own: suites running in parallel draw from the shared generator between a seed and a build.
+    return GlobalRandom.using(RandomStream(SeededGenerator(seed: seed))) { CLIPModel(config) }
 }
 
 /// The quadrant images with their colours as class names, captioned "a red square." etc.

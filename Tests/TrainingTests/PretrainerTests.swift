@@ -17,8 +17,8 @@ func tinyAutoencoder(seed: UInt64, lossPredictor: Bool) throws -> MaskedAutoenco
     var config = MAEConfig(encoder: encoder)
     (config.decoderWidth, config.decoderDepth, config.decoderHeads, config.normPixLoss) = (16, 1, 2, true)
     config.lossPredictor = lossPredictor
-    GlobalRandom.seed(seed)
-    return try MaskedAutoencoder(config)
+    // A stream of its own: suites running in parallel draw from the shared generator between a seed and a build.
+    return try GlobalRandom.using(RandomStream(SeededGenerator(seed: seed))) { try MaskedAutoencoder(config) }
 }
 
 func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> PretrainingOptions {
