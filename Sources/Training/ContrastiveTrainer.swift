@@ -69,7 +69,7 @@ public struct ContrastiveRecord: Codable, Equatable, Sendable {
     public func json() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = Trainer.SavedRun.nonFiniteNumbers.encoding
+        encoder.nonConformingFloatEncodingStrategy = RunCheckpoint.nonFiniteNumbers.encoding
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 }
@@ -186,26 +186,13 @@ public final class ContrastiveTrainer {
     public static func resume(
         folder: URL, tokenizer: CLIPTokenizer, data: ImageCaptions, evaluation: ZeroShotEvaluation?, epochs: Int? = nil
     ) throws -> ContrastiveTrainer {
-        let url = folder.appendingPathComponent("checkpoint.safetensors")
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw TrainingError.badCheckpoint(url, "no such file: no contrastive training checkpoint (nothing to resume) in \(folder.path)")
-        }
-        let file = try SafetensorsFile(contentsOf: url)
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = Trainer.SavedRun.nonFiniteNumbers.decoding
-        guard let text = file.metadata["swiftvit_contrastive"], let saved = try? decoder.decode(SavedRun.self, from: Data(text.utf8))
-        else {
-            throw TrainingError.badCheckpoint(url, "has no SwiftViT contrastive training state: not written by vit train-clip?")
-        }
+        let (url, saved, groups) = try RunCheckpoint.read(
+            in: folder, key: "swiftvit_contrastive", groups: ["model", "optimizer"], as: SavedRun.self, run: "contrastive training",
+            writer: "vit train-clip")
         if saved.dataDigest != digest(data) {
             throw TrainingError.badCheckpoint(
                 url, "the data changed since the run started: it trained on \(saved.dataCount) captioned images, not on these \(data.count)"
             )
-        }
-        var groups: [String: [String: Tensor]] = ["model": [:], "optimizer": [:]]
-        for name in file.names {
-            guard let dot = name.firstIndex(of: "."), groups[String(name[..<dot])] != nil else { continue }
-            groups[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
@@ -329,23 +316,15 @@ public final class ContrastiveTrainer {
         var figure = TrainingFigures.lossCurves(
             epochs: epochs, series: [("contrastive loss", state.history.map(\.loss))], title: "CLIP loss")
         if evaluation != nil {
-            figure = TrainingFigures.lossCurves(
-                epochs: epochs,
-                series: [
-                    ("contrastive loss", state.history.map(\.loss)),
-                    ("zero-shot error / 100", state.history.map { ($0.zeroShotTop1.map { 1 - $0 / 100 }) ?? .nan })
-                ], title: "CLIP training")
+            // Beside the loss, the zero-shot top-1 on the held-out labelled images (a percentage in the record).
+            figure = TrainingFigures.curves(
+                epochs: epochs, loss: [("contrastive", state.history.map(\.loss))],
+                accuracy: [("zero-shot top-1, held out", state.history.map { ($0.zeroShotTop1.map { $0 / 100 }) ?? .nan })])
         }
         try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
-        var tensors: [String: Tensor] = [:]
-        for (name, tensor) in model.stateDict() { tensors["model.\(name)"] = tensor }
-        for (name, tensor) in optimizer.state() { tensors["optimizer.\(name)"] = tensor }
         let run = SavedRun(options: options, state: state, config: model.config, dataCount: data.count, dataDigest: Self.digest(data))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = Trainer.SavedRun.nonFiniteNumbers.encoding
-        let text = String(decoding: try encoder.encode(run), as: UTF8.self)
-        try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT", "swiftvit_contrastive": text], to: checkpointURL)
+        try RunCheckpoint.write(
+            ["model": model.stateDict(), "optimizer": optimizer.state()], state: run, key: "swiftvit_contrastive", to: checkpointURL)
         onEvent(.saved(checkpointURL))
     }
 }

@@ -94,25 +94,12 @@ public final class Pretrainer {
 
     /// Continues the run saved in `folder` on the same images (the epoch count may be raised with `epochs`).
     public static func resume(folder: URL, data: ImageDataset, epochs: Int? = nil) throws -> Pretrainer {
-        let url = folder.appendingPathComponent("checkpoint.safetensors")
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw TrainingError.badCheckpoint(url, "no such file: no pre-training checkpoint (nothing to resume) in \(folder.path)")
-        }
-        let file = try SafetensorsFile(contentsOf: url)
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = Trainer.SavedRun.nonFiniteNumbers.decoding
-        guard let text = file.metadata["swiftvit_pretraining"], let saved = try? decoder.decode(SavedRun.self, from: Data(text.utf8))
-        else {
-            throw TrainingError.badCheckpoint(url, "has no SwiftViT pre-training state: not written by vit pretrain?")
-        }
+        let (url, saved, groups) = try RunCheckpoint.read(
+            in: folder, key: "swiftvit_pretraining", groups: ["model", "teacher", "optimizer"], as: SavedRun.self,
+            run: "pre-training", writer: "vit pretrain")
         if saved.dataDigest != Trainer.digest(data.sources) {
             throw TrainingError.badCheckpoint(
                 url, "the data changed since the run started: it pre-trained on \(saved.dataCount) images, not on these \(data.count)")
-        }
-        var groups: [String: [String: Tensor]] = ["model": [:], "teacher": [:], "optimizer": [:]]
-        for name in file.names {
-            guard let dot = name.firstIndex(of: "."), groups[String(name[..<dot])] != nil else { continue }
-            groups[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
@@ -277,19 +264,13 @@ public final class Pretrainer {
     }
 
     private func saveCheckpoint() throws {
-        var tensors: [String: Tensor] = [:]
-        for (name, tensor) in model.stateDict() { tensors["model.\(name)"] = tensor }
-        for (name, tensor) in teacher?.stateDict() ?? [:] { tensors["teacher.\(name)"] = tensor }
-        for (name, tensor) in optimizer.state() { tensors["optimizer.\(name)"] = tensor }
         var saved = state
         saved.random = random.generator
         let run = SavedRun(
             options: options, state: saved, config: model.config, dataCount: data.count, dataDigest: Trainer.digest(data.sources))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = Trainer.SavedRun.nonFiniteNumbers.encoding
-        let text = String(decoding: try encoder.encode(run), as: UTF8.self)
-        try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT", "swiftvit_pretraining": text], to: checkpointURL)
+        try RunCheckpoint.write(
+            ["model": model.stateDict(), "teacher": teacher?.stateDict() ?? [:], "optimizer": optimizer.state()], state: run,
+            key: "swiftvit_pretraining", to: checkpointURL)
         onEvent(.saved(checkpointURL))
     }
 

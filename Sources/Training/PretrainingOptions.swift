@@ -80,7 +80,7 @@ public struct PretrainingRecord: Codable, Equatable, Sendable {
     public func json() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = Trainer.SavedRun.nonFiniteNumbers.encoding
+        encoder.nonConformingFloatEncodingStrategy = RunCheckpoint.nonFiniteNumbers.encoding
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 }

@@ -210,35 +210,13 @@ public final class Trainer {
 
     /// The training state and the tensors of `folder/checkpoint.safetensors`, grouped by prefix (model, ema, optimizer).
     private static func readCheckpoint(in folder: URL) throws -> (URL, SavedRun, [String: [String: Tensor]]) {
-        let url = folder.appendingPathComponent("checkpoint.safetensors")
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw TrainingError.badCheckpoint(url, "no such file: no training checkpoint (nothing to resume) in \(folder.path)")
-        }
-        let file = try SafetensorsFile(contentsOf: url)
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = SavedRun.nonFiniteNumbers.decoding
-        guard let text = file.metadata["swiftvit_training"], let saved = try? decoder.decode(SavedRun.self, from: Data(text.utf8))
-        else {
-            throw TrainingError.badCheckpoint(url, "has no SwiftViT training state: not written by vit train?")
-        }
-        var tensors: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optimizer": [:]]
-        for name in file.names {
-            guard let dot = name.firstIndex(of: "."), tensors[String(name[..<dot])] != nil else { continue }
-            tensors[String(name[..<dot])]![String(name[name.index(after: dot)...])] = try file.tensor(name)
-        }
-        return (url, saved, tensors)
+        try RunCheckpoint.read(
+            in: folder, key: "swiftvit_training", groups: ["model", "ema", "optimizer"], as: SavedRun.self, run: "training",
+            writer: "vit train")
     }
 
     /// What `checkpoint.safetensors` holds besides tensors.
     public struct SavedRun: Codable {
-        /// A validation loss can overflow even when every weight is finite; JSON has no NaN or infinity, so they are
-        /// written as strings rather than making the run unsavable.
-        static let nonFiniteNumbers = (
-            encoding: JSONEncoder.NonConformingFloatEncodingStrategy.convertToString(
-                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan"),
-            decoding: JSONDecoder.NonConformingFloatDecodingStrategy.convertFromString(
-                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        )
         public var options: TrainingOptions
         public var state: TrainingState
         /// A ViT run's configuration (every run before convnets could be trained has it).
@@ -448,21 +426,14 @@ public final class Trainer {
 
     /// Everything needed to continue, in one file written atomically.
     private func saveCheckpoint() throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        var tensors: [String: Tensor] = [:]
-        for (name, tensor) in model.stateDict() { tensors["model.\(name)"] = tensor }
-        for (name, tensor) in averageModel?.stateDict() ?? [:] { tensors["ema.\(name)"] = tensor }
-        for (name, tensor) in optimizer.state() { tensors["optimizer.\(name)"] = tensor }
         var saved = state
         saved.random = random.generator
         let run = SavedRun(
             options: options, state: saved, config: model.architecture.vit, model: model.architecture, classNames: trainSet.classNames,
             validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.sources))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = SavedRun.nonFiniteNumbers.encoding
-        let text = String(decoding: try encoder.encode(run), as: UTF8.self)
-        try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT", "swiftvit_training": text], to: checkpointURL)
+        try RunCheckpoint.write(
+            ["model": model.stateDict(), "ema": averageModel?.stateDict() ?? [:], "optimizer": optimizer.state()], state: run,
+            key: "swiftvit_training", to: checkpointURL)
         onEvent(.saved(checkpointURL))
     }
 }

@@ -100,7 +100,7 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public func json() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = Trainer.SavedRun.nonFiniteNumbers.encoding
+        encoder.nonConformingFloatEncodingStrategy = RunCheckpoint.nonFiniteNumbers.encoding
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 }

@@ -100,7 +100,7 @@ import Testing
         // A run stopped before its first epoch ends still has a model (the step limit stops mid-epoch here).
         let early = root.appendingPathComponent("early")
         let stopped = try vit(["train", "--data", data.path, "-o", early.path, "--max-steps", "1"] + tiny)
-        #expect(stopped.status == 0 && stopped.stderr.contains("stopped at epoch 1"), "\(stopped.stderr)")
+        #expect(stopped.status == 0 && stopped.stderr.contains("stopped in epoch 1"), "\(stopped.stderr)")
         #expect(try vit(["predict", "--model", early.path, data.path]).status == 0)
     }
 
@@ -216,8 +216,15 @@ import Testing
         let student = root.appendingPathComponent("deit")
         try photoFolder(photos)
         let common = ["--data", photos.path, "--image-size", "16", "--batch-size", "2", "--epochs", "1", "--max-steps", "2"]
-        let teacher = try vit(["train", "--arch", "resnet18", "--cifar-stem", "-o", resnet.path] + common)
+        let deeper = try vit(["train", "--arch", "resnet18", "--depth", "4", "-o", resnet.path] + common)
+        #expect(deeper.status == 2 && deeper.stderr.contains("--depth shapes a ViT"), "\(deeper.stderr)")
+        let teacher = try vit(["train", "--arch", "resnet18", "--cifar-stem", "--width", "8", "-o", resnet.path] + common)
         #expect(teacher.status == 0 && teacher.stderr.contains("resnet18 (CIFAR stem)"), "\(teacher.stderr)")
+        // --width narrows every stage: 8, 16, 32, 64 channels (timm's widths 64...512 at an eighth).
+        let config = try String(contentsOf: resnet.appendingPathComponent("config.json"), encoding: .utf8)
+        #expect(
+            config.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "\n", with: "").contains("\"channels\":[8,16,32,64]"),
+            "\(config)")
         #expect(try vit(["predict", "--model", resnet.path, photos.path]).status == 0)
         let refused = try vit(["train", "--teacher", resnet.path, "-o", student.path] + common)
         #expect(refused.status == 2 && refused.stderr.contains("--distilled"), "\(refused.stderr)")

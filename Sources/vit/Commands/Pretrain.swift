@@ -83,45 +83,26 @@ struct Pretrain: ParsableCommand {
         pretrainer.stepLimit = maxSteps
         pretrainer.shouldStop = { interrupt.requested }
         interrupt.trainingStarted()
-        let batchSize = pretrainer.options.batchSize, totalEpochs = pretrainer.options.epochs
-        var bar: ProgressBar?
-        var lastLog = Date()
+        let progress = TrainingProgress(batchSize: pretrainer.options.batchSize, epochs: pretrainer.options.epochs)
         pretrainer.onEvent = { event in
             switch event {
             case let .step(epoch, batch, batches, loss, rankingLoss, learningRate):
-                if bar == nil {
-                    printError("epoch \(epoch + 1)/\(totalEpochs)")
-                    bar = ProgressBar(total: (batches - batch) * batchSize, unit: "img")
-                }
                 var note = String(format: "loss %.4f", loss)
                 if let rankingLoss { note += String(format: " rank %.4f", rankingLoss) }
                 note += String(format: " lr %.2e", learningRate)
-                bar?.advance(by: batchSize, note: note)
-                if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
-                    lastLog = Date()
-                    printError("  batch \(batch + 1)/\(batches): \(note)")
-                }
+                progress.step(epoch: epoch, batch: batch, of: batches, note: note)
             case .epochFinished(let record):
-                bar = nil
-                var line = String(format: "epoch %d/%d: loss %.4f", record.epoch, totalEpochs, record.loss)
+                var line = String(format: "epoch %d/%d: loss %.4f", record.epoch, progress.epochs, record.loss)
                 if let ranking = record.rankingLoss { line += String(format: " ranking %.4f", ranking) }
                 line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
-                printError(line)
-                print(record.json())
-                fflush(stdout)
+                progress.epochFinished(line, json: record.json())
             case .saved:
                 break
             }
         }
-        switch try pretrainer.run() {
-        case .finished:
-            printError("done: \(output) (model.safetensors, config.json, metrics.jsonl, curves.png, reconstruction.png)")
-        case .stopped:
-            printError(
-                "\nstopped in epoch \(pretrainer.state.epoch + 1) after batch \(pretrainer.state.batch) of \(pretrainer.stepsPerEpoch); model and checkpoint saved: continue with --resume"
-            )
-            if interrupt.requested { throw ExitCode(interrupt.exitStatus) }
-        }
+        try TrainingProgress.finish(
+            try pretrainer.run(), output: output, files: "model.safetensors, config.json, metrics.jsonl, curves.png, reconstruction.png",
+            epoch: pretrainer.state.epoch, batch: pretrainer.state.batch, stepsPerEpoch: pretrainer.stepsPerEpoch, interrupt: interrupt)
     }
 
     func loadImages(sizing: ImageSizing) throws -> ImageDataset {

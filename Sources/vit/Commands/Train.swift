@@ -68,7 +68,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Give the ViT a distillation token and head (DeiT); evaluation averages both heads.") var distilled = false
     @Flag(help: "A ResNet with CIFAR's stem (one 3x3 stride-1 convolution, no max pool) for 32 px images.") var cifarStem = false
     @Option(help: "Override the preset's patch size.") var patchSize: Int?
-    @Option(help: "Override the preset's token width.") var width: Int?
+    @Option(help: "Override the preset's token width (a ResNet: the stem's and first stage's width, doubled at each stage).") var width:
+        Int?
     @Option(help: "Override the preset's number of blocks.") var depth: Int?
     @Option(help: "Override the preset's number of attention heads.") var heads: Int?
     @Option(help: "Override the preset's MLP width / token width.") var mlpRatio: Float?
@@ -152,51 +153,31 @@ struct Train: ParsableCommand {
         }
         trainer.shouldStop = { interrupt.requested }
         interrupt.trainingStarted()
-        let batchSize = trainer.options.batchSize, totalEpochs = trainer.options.epochs
-        var bar: ProgressBar?
-        var lastLog = Date()
+        let progress = TrainingProgress(batchSize: trainer.options.batchSize, epochs: trainer.options.epochs)
         trainer.onEvent = { event in
             switch event {
             case let .step(epoch, batch, batches, loss, accuracy, learningRate):
-                if bar == nil {
-                    printError("epoch \(epoch + 1)/\(totalEpochs)")
-                    bar = ProgressBar(total: (batches - batch) * batchSize, unit: "img")
-                }
-                let note = String(format: "loss %.4f acc %.1f%% lr %.2e", loss, accuracy * 100, learningRate)
-                bar?.advance(by: batchSize, note: note)
-                // In a log (no terminal, no bar), a line every minute instead.
-                if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
-                    lastLog = Date()
-                    printError("  batch \(batch + 1)/\(batches): \(note)")
-                }
+                progress.step(
+                    epoch: epoch, batch: batch, of: batches,
+                    note: String(format: "loss %.4f acc %.1f%% lr %.2e", loss, accuracy * 100, learningRate))
             case .evaluating:
-                bar = nil
+                progress.endSteps()
             case .epochFinished(let record):
-                bar = nil
                 var line = String(
-                    format: "epoch %d/%d: train loss %.4f acc %.2f%%", record.epoch, totalEpochs,
+                    format: "epoch %d/%d: train loss %.4f acc %.2f%%", record.epoch, progress.epochs,
                     record.trainLoss, record.trainAccuracy * 100)
                 if let top1 = record.validationTop1, let top5 = record.validationTop5, let loss = record.validationLoss {
                     line += String(format: " | val loss %.4f top-1 %.2f%% top-5 %.2f%%", loss, top1 * 100, top5 * 100)
                 }
                 line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
-                printError(line)
-                print(record.json())
-                fflush(stdout)
+                progress.epochFinished(line, json: record.json())
             case .saved:
                 break
             }
         }
-        let outcome = try trainer.run()
-        switch outcome {
-        case .finished:
-            printError("done: \(outputPath) (model.safetensors, config.json, metrics.jsonl, curves.png)")
-        case .stopped:
-            printError(
-                "\nstopped at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch) of \(trainer.stepsPerEpoch); model and checkpoint saved: continue with --resume"
-            )
-            if interrupt.requested { throw ExitCode(interrupt.exitStatus) }
-        }
+        try TrainingProgress.finish(
+            try trainer.run(), output: outputPath, files: "model.safetensors, config.json, metrics.jsonl, curves.png",
+            epoch: trainer.state.epoch, batch: trainer.state.batch, stepsPerEpoch: trainer.stepsPerEpoch, interrupt: interrupt)
     }
 
     /// A new run: the data at the chosen size, the validation images, a model that fits in memory.
@@ -211,6 +192,19 @@ struct Train: ParsableCommand {
             // A convnet (a teacher for distillation, or a baseline): timm's ResNet, optionally with CIFAR's stem.
             var config = ResNetConfig()
             (config.block, config.layers, config.cifarStem) = (block, layers, cifarStem)
+            if let width {
+                // timm's ResNets double the width at each stage from the stem's: --width scales them all (a narrow
+                // teacher costs a quarter of the arithmetic at half the width).
+                (config.stemWidth, config.channels) = (width, [width, 2 * width, 4 * width, 8 * width])
+            }
+            let vitOnly = [
+                ("--patch-size", patchSize != nil), ("--depth", depth != nil), ("--heads", heads != nil), ("--mlp-ratio", mlpRatio != nil)
+            ]
+            if let (name, _) = vitOnly.first(where: \.1) {
+                throw CommandFailure(
+                    "\(name) shapes a ViT; a ResNet's depth is its preset (resnet18, resnet34, ...) and --width its stem's width")
+            }
+            if distilled { throw CommandFailure("--distilled gives a ViT a distillation token; a ResNet has none") }
             let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
             let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
             let model = try makeModel(.resnet(config), for: trainSet)

@@ -89,47 +89,27 @@ struct TrainCLIP: ParsableCommand {
         trainer.stepLimit = maxSteps
         trainer.shouldStop = { interrupt.requested }
         interrupt.trainingStarted()
-        let batchSize = trainer.options.batchSize, totalEpochs = trainer.options.epochs
-        var bar: ProgressBar?
-        var lastLog = Date()
+        let progress = TrainingProgress(batchSize: trainer.options.batchSize, epochs: trainer.options.epochs)
         trainer.onEvent = { event in
             switch event {
             case let .step(epoch, batch, batches, loss, learningRate):
-                if bar == nil {
-                    printError("epoch \(epoch + 1)/\(totalEpochs)")
-                    bar = ProgressBar(total: (batches - batch) * batchSize, unit: "img")
-                }
-                let note = String(format: "loss %.4f lr %.2e", loss, learningRate)
-                bar?.advance(by: batchSize, note: note)
-                if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
-                    lastLog = Date()
-                    printError("  batch \(batch + 1)/\(batches): \(note)")
-                }
+                progress.step(epoch: epoch, batch: batch, of: batches, note: String(format: "loss %.4f lr %.2e", loss, learningRate))
             case .evaluating(let images):
-                bar = nil
+                progress.endSteps()
                 printError("zero-shot on \(images) held-out images ...")
             case .epochFinished(let record):
-                bar = nil
                 var line = String(
-                    format: "epoch %d/%d: loss %.4f, logit scale %.1f", record.epoch, totalEpochs, record.loss, record.logitScale)
+                    format: "epoch %d/%d: loss %.4f, logit scale %.1f", record.epoch, progress.epochs, record.loss, record.logitScale)
                 if let top1 = record.zeroShotTop1 { line += String(format: ", zero-shot top-1 %.2f%%", top1) }
                 line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
-                printError(line)
-                print(record.json())
-                fflush(stdout)
+                progress.epochFinished(line, json: record.json())
             case .saved:
                 break
             }
         }
-        switch try trainer.run() {
-        case .finished:
-            printError("done: \(output) (open_clip_config.json, open_clip_model.safetensors, metrics.jsonl, curves.png)")
-        case .stopped:
-            printError(
-                "\nstopped in epoch \(trainer.state.epoch + 1) after batch \(trainer.state.batch) of \(trainer.stepsPerEpoch); model and checkpoint saved: continue with --resume"
-            )
-            if interrupt.requested { throw ExitCode(interrupt.exitStatus) }
-        }
+        try TrainingProgress.finish(
+            try trainer.run(), output: output, files: "open_clip_config.json, open_clip_model.safetensors, metrics.jsonl, curves.png",
+            epoch: trainer.state.epoch, batch: trainer.state.batch, stepsPerEpoch: trainer.stepsPerEpoch, interrupt: interrupt)
     }
 
     /// The pairs, and the held-out labelled images of a labelled --data.
