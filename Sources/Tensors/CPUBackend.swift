@@ -411,6 +411,17 @@ public final class CPUBackend: Backend {
                     &ds, &dd, &d, 1), "describing \(key)")
             return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
         }
+        if primitive.isReference && !log && output.dtype == .float32 {
+            // oneDNN 2.6 has a jit softmax backward for AVX-512 only; its loop reference elsewhere takes 27 ms for the
+            // attention of an MAE decoder step (66560 rows of 65) where these passes of jit kernels take a third:
+            // dx = y ⊙ (dy − Σⱼ dyⱼ yⱼ), the row sums as a product with a vector of ones.
+            let y = output.rawView([rows, columns]), dy = gradOutput.rawView([rows, columns])
+            binary(.mul, dy, y, into: out.rawView([rows, columns]))  // dy ⊙ y
+            let dots = sumAsMatmul(out.rawView([rows, columns]), to: [rows, 1], mean: false)!  // [R, 1]
+            binary(.sub, dy, dots, into: out.rawView([rows, columns]))  // dy − Σ
+            binary(.mul, out.rawView([rows, columns]), y, into: out.rawView([rows, columns]))
+            return out
+        }
         OneDNN.execute(
             primitive.primitive,
             [

@@ -19,8 +19,8 @@ import Testing
     @Test func captionFilesBesideImages() throws {
         let root = try folder()
         defer { try? FileManager.default.removeItem(at: root) }
-        try "a dark square\n\n  a black tile \n".write(to: root.appendingPathComponent("photos/0.txt"), atomically: true, encoding: .utf8)
-        try "a light square".write(to: root.appendingPathComponent("photos/2.txt"), atomically: true, encoding: .utf8)
+        try "a dark square\n\n  a black tile \n".write(to: root.appendingPathComponent("photos/0.txt"), atomically: false, encoding: .utf8)
+        try "a light square".write(to: root.appendingPathComponent("photos/2.txt"), atomically: false, encoding: .utf8)
         let pairs = try ImageCaptions.load(root)
         #expect(pairs.count == 2)
         #expect(pairs.images.sources == ["photos/0.png", "photos/2.png"])
@@ -38,12 +38,12 @@ import Testing
             #"{"image": "photos/1.png", "caption": "mid grey"}"#, #"{"image": "photos/0.png", "caption": "black"}"#
         ]
         let file = root.appendingPathComponent("pairs.jsonl")
-        try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        try lines.joined(separator: "\n").write(to: file, atomically: false, encoding: .utf8)
         let pairs = try ImageCaptions.load(file)
         #expect(pairs.images.sources == ["photos/0.png", "photos/1.png"])
         #expect(pairs.captions == [["black"], ["a grey square", "mid grey"]])
 
-        try (lines + [#"{"image": "photos/2.png"}"#]).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        try (lines + [#"{"image": "photos/2.png"}"#]).joined(separator: "\n").write(to: file, atomically: false, encoding: .utf8)
         #expect {
             _ = try ImageCaptions.load(file)
         } throws: { "\($0)".contains("pairs.jsonl") && "\($0)".contains("line 5") }

@@ -7,12 +7,21 @@ final class CachedPrimitive {
     let descriptor: dnnl_primitive_desc_t
     let primitive: dnnl_primitive_t
 
+    /// The kernel oneDNN chose, as ONEDNN_VERBOSE names it ("jit:avx2", "gemm:jit", "ref:any", ...).
+    let implementation: String
+
     init(descriptor: dnnl_primitive_desc_t) {
         var primitive: dnnl_primitive_t?
         OneDNN.check(dnnl_primitive_create(&primitive, descriptor), "creating a primitive")
         self.descriptor = descriptor
         self.primitive = primitive!
+        var name: UnsafePointer<CChar>?
+        let found = withUnsafeMutablePointer(to: &name) { dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, $0) }
+        implementation = found == dnnl_success ? name.map { String(cString: $0) } ?? "" : ""
     }
+
+    /// oneDNN's loop reference, many times slower than its jit kernels.
+    var isReference: Bool { implementation.hasPrefix("ref") }
 
     deinit {
         dnnl_primitive_destroy(primitive)
