@@ -412,8 +412,8 @@ public final class CPUBackend: Backend {
             return PrimitiveCache.descriptor(&op, hint: forward.descriptor, "creating \(key)")
         }
         if primitive.isReference && !log && output.dtype == .float32 {
-            // oneDNN 2.6 has a jit softmax backward for AVX-512 only; its loop reference elsewhere takes 27 ms for the
-            // attention of an MAE decoder step (66560 rows of 65) where these passes of jit kernels take a third:
+            // Where oneDNN 2.6 has no jit softmax backward (as on this AVX2 host), its loop reference takes 48 ms on one
+            // thread for the attention of an MAE decoder step (66560 rows of 65), these passes of jit kernels 22 ms:
             // dx = y ⊙ (dy − Σⱼ dyⱼ yⱼ), the row sums as a product with a vector of ones.
             let y = output.rawView([rows, columns]), dy = gradOutput.rawView([rows, columns])
             binary(.mul, dy, y, into: out.rawView([rows, columns]))  // dy ⊙ y
