@@ -20,9 +20,22 @@ public enum PyTorchCheckpoint {
         try onLargeStack { try readOnThisThread(url) }
     }
 
-    static func onLargeStack(_ body: @escaping () throws -> [String: Tensor]) throws -> [String: Tensor] {
-        final class Outcome: @unchecked Sendable { var result: Result<[String: Tensor], Error>? }
-        let outcome = Outcome()
+    /// The names `read` would give the file's tensors, from its pickle alone: no tensor's bytes are read or
+    /// converted (what telling one kind of model from another needs).
+    public static func tensorNames(_ url: URL) throws -> Set<String> {
+        try onLargeStack {
+            let (_, stateDict) = try open(url)
+            let names = stateDict.entries.compactMap { $0.value.tensor != nil ? $0.key.string : nil }
+            let prefix = wrapperPrefix(names)
+            return Set(names.map { String($0.dropFirst(prefix.count)) })
+        }
+    }
+
+    /// A result handed from the reading thread to the caller.
+    private final class Outcome<T>: @unchecked Sendable { var result: Result<T, Error>? }
+
+    static func onLargeStack<T>(_ body: @escaping () throws -> T) throws -> T {
+        let outcome = Outcome<T>()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
             outcome.result = Result { try body() }
@@ -34,7 +47,9 @@ public enum PyTorchCheckpoint {
         return try outcome.result!.get()
     }
 
-    static func readOnThisThread(_ url: URL) throws -> [String: Tensor] {
+    /// The file's container and its state dict; a missing file, another format or a file without tensors is a
+    /// `CheckpointError` naming it.
+    static func open(_ url: URL) throws -> (Container, PickleDict) {
         guard FileManager.default.fileExists(atPath: url.path) else { throw CheckpointError(url, "no such file") }
         let container: Container
         do {
@@ -48,6 +63,11 @@ public enum PyTorchCheckpoint {
             let keys = container.object.dict?.keys.joined(separator: ", ") ?? "not a dict"
             throw CheckpointError(url, "holds no state dict of tensors (top level: \(keys))")
         }
+        return (container, stateDict)
+    }
+
+    static func readOnThisThread(_ url: URL) throws -> [String: Tensor] {
+        let (container, stateDict) = try open(url)
         var tensors: [String: Tensor] = [:]
         for (key, value) in stateDict.entries {
             guard let name = key.string, let tensor = value.tensor else { continue }
@@ -74,14 +94,20 @@ public enum PyTorchCheckpoint {
         return nil
     }
 
-    /// Drops a prefix every name shares that no model has: `module.` (DistributedDataParallel), `model.` (Lightning
-    /// modules and wrappers that hold the network as `model`).
-    static func withoutWrapperPrefix(_ tensors: [String: Tensor]) -> [String: Tensor] {
-        for prefix in ["module.", "model."] where !tensors.isEmpty && tensors.keys.allSatisfy({ $0.hasPrefix(prefix) }) {
-            return withoutWrapperPrefix(
-                Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(prefix.count)), $0.value) }))
+    /// A prefix every name shares that no model has: `module.` (DistributedDataParallel), `model.` (Lightning
+    /// modules and wrappers that hold the network as `model`), or both.
+    static func wrapperPrefix(_ names: [String]) -> String {
+        for prefix in ["module.", "model."] where !names.isEmpty && names.allSatisfy({ $0.hasPrefix(prefix) }) {
+            return prefix + wrapperPrefix(names.map { String($0.dropFirst(prefix.count)) })
         }
-        return tensors
+        return ""
+    }
+
+    /// The tensors without their `wrapperPrefix`.
+    static func withoutWrapperPrefix(_ tensors: [String: Tensor]) -> [String: Tensor] {
+        let prefix = wrapperPrefix(Array(tensors.keys))
+        if prefix.isEmpty { return tensors }
+        return Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
     }
 
     /// A storage's element type, from its class name (`torch.FloatStorage`).

@@ -147,8 +147,8 @@ public struct CheckpointLoader {
         }
         if url.pathExtension == "npz" { return nil }
         if pyTorchExtensions.contains(url.pathExtension) {
-            let tensors = try PyTorchCheckpoint.read(url)
-            return isResNet(tensors.keys) ? tensors : nil
+            // The pickle alone tells: a ViT's tensors are read once, by the ViT loader.
+            return isResNet(try PyTorchCheckpoint.tensorNames(url)) ? try PyTorchCheckpoint.read(url) : nil
         }
         let file = try SafetensorsFile(contentsOf: url)
         return isResNet(file.entries.keys) ? try file.allTensors(matrices: .float32) : nil

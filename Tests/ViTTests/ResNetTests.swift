@@ -25,6 +25,17 @@ import Testing
         expectWithin(logits, try ref.tensor("eval_logits"), 1e-4, "eval logits")
     }
 
+    /// A training script's `torch.save` of the same weights (`{'model': {'module.<name>': ...}}`, `pth-resnet-*`) loads
+    /// through `loadModel` as the same ResNet: the names come from the pickle alone before the tensors are read once.
+    @Test func pyTorchTrainingCheckpointLoads() throws {
+        let file = fixture("pth-resnet-basic1111-w16-i32").appendingPathComponent("checkpoint.pth")
+        #expect(try PyTorchCheckpoint.tensorNames(file).contains("layer1.0.conv1.weight"))
+        let loaded = try #require(try CheckpointLoader().loadModel(file) as? ResNet)
+        let ref = try reference(Self.folder)
+        let logits = Autograd.withNoGrad { loaded(try! ref.tensor("input")) }
+        expectWithin(logits, try ref.tensor("eval_logits"), 1e-4, "eval logits from the .pth")
+    }
+
     @Test func trainingStepMatchesTimm() throws {
         let model = try load()
         model.train()
