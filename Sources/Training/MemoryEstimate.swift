@@ -1,51 +1,122 @@
 import Foundation
 import ViT
 
-/// What one training step of a ViT will hold in memory, estimated before anything is allocated, so that a run that
-/// cannot fit is refused with numbers instead of being killed by the kernel an hour later.
+/// What one training step will hold in memory, estimated before anything is allocated, so that a run that cannot
+/// fit is refused with numbers instead of being killed by the kernel an hour later.
 ///
-/// Per block the autograd tape keeps, for B images of T tokens of width D (MLP width M, H heads), about
+/// A ViT: per block the autograd tape keeps, for B images of T tokens of width D (MLP width M, H heads), about
 /// 16·B·T·D floats (norm inputs and outputs, q/k/v and their head-major copies, attention output, projections,
 /// residuals), 2·B·T·M (fc1 and GELU) and 2·B·H·T² (scores and softmax); the weights take 16 bytes a parameter
 /// (weights, gradients, two AdamW moments). Checked against the peak RSS of `vit bench model --train`:
 /// vit_cifar_patch4_32 at batch 128 estimates 1.53 GiB, measured 1.35 GiB; vit_small_patch16_224 at batch 16
 /// estimates 2.32 GiB, measured 2.22 GiB (the estimate errs high).
+///
+/// A ResNet: each convolution keeps its output (the batch norm's input) and the batch norm's output, and the
+/// ReLU after it its own; a block's sum and final ReLU two more maps; times 1.35 for what the backward pass and the
+/// kernels' layouts add. Parameters take 20 bytes (the four of a ViT's, and each weight reordered into the kernel's
+/// layout). Against the peak RSS of `vit train --max-steps` (AdamW): resnet18 with the CIFAR stem at 32 px estimates
+/// 1.73 GiB at batch 128 (measured 1.62) and 3.03 GiB at batch 256 (2.87); resnet50 at 64 px 1.19 GiB at batch 32
+/// (1.20) and 2.17 GiB at batch 96 (2.02).
 public struct MemoryEstimate: Sendable {
-    public let config: ViTConfig
+    public let architecture: Architecture
     public let batchSize: Int
     /// Bytes of the data set held in memory (8-bit images).
     public let dataBytes: Int
 
-    public init(config: ViTConfig, batchSize: Int, dataBytes: Int = 0) {
-        self.config = config
+    public init(architecture: Architecture, batchSize: Int, dataBytes: Int = 0) {
+        self.architecture = architecture
         self.batchSize = batchSize
         self.dataBytes = dataBytes
     }
 
-    /// Activations of one step, in bytes (grows with the square of the token count through attention).
+    public init(config: ViTConfig, batchSize: Int, dataBytes: Int = 0) {
+        self.init(architecture: .vit(config), batchSize: batchSize, dataBytes: dataBytes)
+    }
+
+    /// Activations of one step, in bytes (a ViT's grow with the square of the token count through attention).
     public var activationBytes: Double {
-        let b = Double(batchSize), t = Double(config.tokenCount), d = Double(config.width)
-        let m = Double(config.mlpHiddenSize), h = Double(config.heads)
-        let perBlock = 16 * b * t * d + 2 * b * t * m + 2 * b * h * t * t
-        return 4 * 1.1 * perBlock * Double(config.depth)
+        let b = Double(batchSize)
+        switch architecture {
+        case .vit(let config):
+            let t = Double(config.tokenCount), d = Double(config.width)
+            let m = Double(config.mlpHiddenSize), h = Double(config.heads)
+            let perBlock = 16 * b * t * d + 2 * b * t * m + 2 * b * h * t * t
+            return 4 * 1.1 * perBlock * Double(config.depth)
+        case .resnet(let config):
+            return 4 * 1.35 * b * Self.keptFloatsPerImage(config)
+        }
+    }
+
+    /// The floats a ResNet's tape keeps for one image: 3 maps per convolution + norm + ReLU, 2 per convolution + norm
+    /// before a sum, 2 per sum + ReLU, 1 for the max pool.
+    static func keptFloatsPerImage(_ config: ResNetConfig) -> Double {
+        var size = config.cifarStem ? config.imageSize : (config.imageSize + 1) / 2  // after the stem's convolution
+        var kept = 3.0 * Double(config.stemWidth * size * size)
+        if !config.cifarStem {
+            size = (size + 1) / 2  // 3x3 stride-2 max pool, padding 1
+            kept += Double(config.stemWidth * size * size)
+        }
+        var inChannels = config.stemWidth
+        for (stage, (count, planes)) in zip(config.layers, config.channels).enumerated() {
+            for i in 0..<count {
+                let stride = i == 0 && stage > 0 ? 2 : 1
+                let inSize = size
+                size = (size + stride - 1) / stride
+                let out = planes * config.expansion, area = Double(size * size)
+                switch config.block {
+                case .basic:
+                    kept += 3 * Double(planes) * area + 2 * Double(out) * area  // conv1-bn-relu, conv2-bn
+                case .bottleneck:
+                    // conv1 1x1 at the input's resolution, conv2 3x3 carries the stride, conv3 1x1 widens.
+                    kept += 3 * Double(planes * inSize * inSize) + 3 * Double(planes) * area + 2 * Double(out) * area
+                }
+                if stride != 1 || inChannels != out { kept += 2 * Double(out) * area }  // downsample conv-bn
+                kept += 2 * Double(out) * area  // sum, ReLU
+                inChannels = out
+            }
+        }
+        return kept
     }
 
     public var parameterCount: Double {
-        let d = Double(config.width), m = Double(config.mlpHiddenSize)
-        let perBlock = 4 * d * d + 2 * d * m
-        let patch = Double(config.channels * config.patchSize * config.patchSize) * d
-        return perBlock * Double(config.depth) + patch + Double(config.tokenCount) * d + d * Double(max(config.numClasses, 1))
+        switch architecture {
+        case .vit(let config):
+            let d = Double(config.width), m = Double(config.mlpHiddenSize)
+            let perBlock = 4 * d * d + 2 * d * m
+            let patch = Double(config.channels * config.patchSize * config.patchSize) * d
+            return perBlock * Double(config.depth) + patch + Double(config.tokenCount) * d + d * Double(max(config.numClasses, 1))
+        case .resnet(let config):
+            var count = (config.cifarStem ? 9 : 49) * 3 * config.stemWidth
+            var inChannels = config.stemWidth
+            for (stage, (blocks, planes)) in zip(config.layers, config.channels).enumerated() {
+                for i in 0..<blocks {
+                    let out = planes * config.expansion
+                    count +=
+                        config.block == .basic
+                        ? 9 * inChannels * planes + 9 * planes * planes : inChannels * planes + 9 * planes * planes + planes * out
+                    if (i == 0 && stage > 0) || inChannels != out { count += inChannels * out }
+                    inChannels = out
+                }
+            }
+            return Double(count + inChannels * max(config.numClasses, 1))
+        }
+    }
+
+    /// Bytes a parameter takes while training.
+    private var bytesPerParameter: Double {
+        if case .resnet = architecture { return 20 }
+        return 16
     }
 
     /// Everything: activations, weights with their gradients and optimiser state, the data, and the process itself.
-    public var totalBytes: Double { activationBytes + 16 * parameterCount + Double(dataBytes) + 200 * 1024 * 1024 }
+    public var totalBytes: Double { activationBytes + bytesPerParameter * parameterCount + Double(dataBytes) + 200 * 1024 * 1024 }
 
     /// The largest batch size whose step fits in `bytes`, or nil if not even one image does.
     public func largestBatch(fitting bytes: Double) -> Int? {
         var fits: Int?
         var candidate = 1
         while candidate <= batchSize {
-            guard MemoryEstimate(config: config, batchSize: candidate, dataBytes: dataBytes).totalBytes <= bytes else { break }
+            guard MemoryEstimate(architecture: architecture, batchSize: candidate, dataBytes: dataBytes).totalBytes <= bytes else { break }
             fits = candidate
             candidate *= 2
         }
@@ -68,10 +139,18 @@ public struct MemoryEstimate: Sendable {
         func gib(_ bytes: Double) -> String { String(format: "%.1f GiB", bytes / 1_073_741_824) }
         var advice: [String] = []
         if let batch = largestBatch(fitting: available), batch < batchSize { advice.append("--batch-size \(batch) fits") }
-        advice.append("a smaller --image-size or a larger --patch-size shortens the \(config.tokenCount)-token sequence")
+        let what: String
+        switch architecture {
+        case .vit(let config):
+            advice.append("a smaller --image-size or a larger --patch-size shortens the \(config.tokenCount)-token sequence")
+            what =
+                "\(config.tokenCount) tokens of width \(config.width), \(config.depth) blocks, batch \(batchSize), \(config.imageSize) px images"
+        case .resnet(let config):
+            advice.append("a smaller --image-size or --width shrinks every feature map")
+            what = "a ResNet of \(config.layers.reduce(0, +)) \(config.block) blocks, batch \(batchSize), \(config.imageSize) px images"
+        }
         throw TrainingError.badOptions(
-            "one training step needs about \(gib(totalBytes)) (\(config.tokenCount) tokens of width \(config.width), "
-                + "\(config.depth) blocks, batch \(batchSize), \(config.imageSize) px images), more than the \(gib(available)) "
-                + "available; " + advice.joined(separator: "; "))
+            "one training step needs about \(gib(totalBytes)) (\(what)), more than the \(gib(available)) available; "
+                + advice.joined(separator: "; "))
     }
 }

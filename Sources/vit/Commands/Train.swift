@@ -205,12 +205,18 @@ struct Train: ParsableCommand {
                     "\(name) shapes a ViT; a ResNet's depth is its preset (resnet18, resnet34, ...) and --width its stem's width")
             }
             if distilled { throw CommandFailure("--distilled gives a ViT a distillation token; a ResNet has none") }
+            if let imageSize {
+                // Refuse before reading any data when the size is known.
+                config.imageSize = imageSize
+                try MemoryEstimate(architecture: .resnet(config), batchSize: options.batchSize).check(
+                    available: MemoryEstimate.availableBytes())
+            }
             let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
             let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
             let model = try makeModel(.resnet(config), for: trainSet)
-            let trainer = try checkedTrainer(model, options, trainSet, validationSet, source, folder).trainer
+            let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
             printError(
-                "\(presetAlias ?? arch)\(cifarStem ? " (CIFAR stem)" : "") at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps"
+                "\(presetAlias ?? arch)\(cifarStem ? " (CIFAR stem)" : "") at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
             )
             return trainer
         }
@@ -226,21 +232,20 @@ struct Train: ParsableCommand {
         let model = try makeModel(.vit(config), for: trainSet)
         let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
         printError(
-            "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps\(estimate.map { String(format: "; about %.1f GiB a step", $0.totalBytes / 1_073_741_824) } ?? "")"
+            "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
         )
         return trainer
     }
 
     /// The trainer of a new run, once one step's memory (the data's included) is known to fit.
-    /// (The estimate covers ViTs; a convnet's activations are not estimated.)
     func checkedTrainer(
         _ model: any ImageModel, _ options: TrainingOptions, _ trainSet: ImageDataset, _ validationSet: ImageDataset?,
         _ source: ValidationSource, _ folder: URL
-    ) throws -> (trainer: Trainer, estimate: MemoryEstimate?) {
-        let estimate = model.architecture.vit.map {
-            MemoryEstimate(config: $0, batchSize: options.batchSize, dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
-        }
-        try estimate?.check(available: MemoryEstimate.availableBytes())
+    ) throws -> (trainer: Trainer, estimate: MemoryEstimate) {
+        let estimate = MemoryEstimate(
+            architecture: model.architecture, batchSize: options.batchSize,
+            dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
+        try estimate.check(available: MemoryEstimate.availableBytes())
         let trainer = try Trainer(
             model: model, options: options, trainSet: trainSet, validationSet: validationSet, validationSource: source,
             folder: folder, teacher: try loadTeacher(options))
@@ -276,7 +281,7 @@ struct Train: ParsableCommand {
         let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
         let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }
         printError(
-            "\(model.config.width)-wide, \(model.config.depth) blocks at \(trainSet.width) px, \(model.config.pooling.rawValue) pooling: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", (estimate?.totalBytes ?? 0) / 1_073_741_824)) GiB a step"
+            "\(model.config.width)-wide, \(model.config.depth) blocks at \(trainSet.width) px, \(model.config.pooling.rawValue) pooling: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
         )
         return trainer
     }
