@@ -1,0 +1,57 @@
+#!/bin/bash
+# The CIFAR-10 pre-training experiment (README, "Pre-training"): MAE and HPM pre-trained 100 epochs on the 50,000
+# training images without labels, each fine-tuned 30 epochs and linearly probed, against the same ViT trained 30
+# epochs from scratch with the same recipe. Validation is the 10,000 test images, which no stage trains on.
+#
+# Each stage continues its run (--resume) when the run has a checkpoint and is skipped when metrics.jsonl holds its
+# last epoch, so the script can be started again after any stop: it picks up where the last one left off. Stages
+# run one after another (never two trainings at once on this 2-core machine).
+#
+#   VIT=runs/bin/vit bash docs/pretraining/experiment.sh [STAGE ...]     # default: every stage, in this order
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VIT=${VIT:-.build/release/vit}
+DATA=${DATA:-../shared/data/cifar10-jpg.tar.gz}
+mkdir -p runs
+
+# The pre-training recipe: MAE's defaults with a base rate of 1e-3, normalised pixel targets, a one-block decoder
+# 128 wide (the encoder is the built-in model's architecture, vit_cifar_patch4_32).
+PRETRAIN="--data $DATA --epochs 100 --blr 1e-3 --norm-pix-loss --decoder-depth 1 --decoder-width 128 --decoder-heads 4"
+# The supervised recipe, shared by the run from scratch and the fine-tunes: the built-in model's augmentation and
+# regularisation, average pooling with fc_norm (MAE's fine-tuning), 30 epochs. The fine-tunes add MAE's layer-wise
+# rate decay, which a model from scratch has no use for.
+SUPERVISED="--data $DATA --epochs 30 --warmup 3 --pooling avg --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1"
+PROBE="--data $DATA --epochs 10 --warmup 1 --pooling avg --linear-probe --weight-decay 0"
+
+# run NAME EPOCHS COMMAND...: runs/NAME from where it stands to EPOCHS epochs.
+run() {
+    local name=$1 epochs=$2
+    shift 2
+    local folder=runs/$name
+    if [ -f "$folder/metrics.jsonl" ] && [ "$(tail -n 1 "$folder/metrics.jsonl" | sed 's/.*"epoch":\([0-9]*\).*/\1/')" -ge "$epochs" ]; then
+        echo "$name: done ($epochs epochs)"
+        return
+    fi
+    local resume=""
+    [ -f "$folder/checkpoint.safetensors" ] && resume="--resume"
+    echo "$name: $VIT $* -o $folder $resume  (log: $folder/log)"
+    mkdir -p "$folder"
+    "$VIT" "$@" -o "$folder" $resume >> "$folder/log" 2>&1
+}
+
+stage() {
+    case $1 in
+    mae) run mae-cifar 100 pretrain --method mae $PRETRAIN ;;
+    scratch) run ft-scratch 30 train $SUPERVISED ;;
+    mae-finetune) run ft-mae 30 train --init runs/mae-cifar --layer-decay 0.75 $SUPERVISED ;;
+    mae-probe) run probe-mae 10 train --init runs/mae-cifar $PROBE ;;
+    hpm) run hpm-cifar 100 pretrain --method hpm $PRETRAIN ;;
+    hpm-finetune) run ft-hpm 30 train --init runs/hpm-cifar --layer-decay 0.75 $SUPERVISED ;;
+    hpm-probe) run probe-hpm 10 train --init runs/hpm-cifar $PROBE ;;
+    *) echo "unknown stage $1 (mae scratch mae-finetune mae-probe hpm hpm-finetune hpm-probe)" >&2; exit 2 ;;
+    esac
+}
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(mae scratch mae-finetune mae-probe hpm hpm-finetune hpm-probe)
+for s in "${stages[@]}"; do stage "$s"; done
