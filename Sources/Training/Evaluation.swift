@@ -14,6 +14,10 @@ public struct Evaluation: Codable, Equatable, Sendable {
     public var top5Correct = 0
     public var lossSum: Double = 0
     public var confusion: [[Int]]
+    /// A DeiT with a distillation token: the images each head alone classifies right (the scores above are those of
+    /// the two heads' average, as DeiT evaluates). nil for a model with one head.
+    public var classHeadTop1Correct: Int?
+    public var distillationHeadTop1Correct: Int?
 
     public init(classNames: [String]) {
         self.classNames = classNames
@@ -23,6 +27,9 @@ public struct Evaluation: Codable, Equatable, Sendable {
     public var top1: Double { count > 0 ? Double(top1Correct) / Double(count) : 0 }
     public var top5: Double { count > 0 ? Double(top5Correct) / Double(count) : 0 }
     public var loss: Double { count > 0 ? lossSum / Double(count) : 0 }
+    /// Top-1 of a distilled model's class head alone, and of its distillation head alone.
+    public var classHeadTop1: Double? { classHeadTop1Correct.map { count > 0 ? Double($0) / Double(count) : 0 } }
+    public var distillationHeadTop1: Double? { distillationHeadTop1Correct.map { count > 0 ? Double($0) / Double(count) : 0 } }
     /// Accuracy of each class (NaN for a class with no images).
     public var perClass: [Double] {
         confusion.enumerated().map { c, row in
@@ -58,7 +65,19 @@ public struct Evaluation: Codable, Equatable, Sendable {
         }
     }
 
-    /// `{"top1": …, "top5": …, "count": …, "loss": …, "per_class": {"cat": …}, "confusion": [[…]]}`.
+    /// Adds a distilled model's batch: the average's scores as `add(logits:labels:)`, and each head's top-1.
+    public mutating func add(_ classification: Classification, labels: [Int]) {
+        add(logits: classification.logits, labels: labels)
+        guard let classHead = classification.classHeadLogits, let distillationHead = classification.distillationHeadLogits else { return }
+        func correct(_ logits: Tensor) -> Int {
+            zip(logits.argmax(axis: 1), labels).filter { $0 == $1 }.count
+        }
+        classHeadTop1Correct = (classHeadTop1Correct ?? 0) + correct(classHead)
+        distillationHeadTop1Correct = (distillationHeadTop1Correct ?? 0) + correct(distillationHead)
+    }
+
+    /// `{"top1": …, "top5": …, "count": …, "loss": …, "per_class": {"cat": …}, "confusion": [[…]]}`, and for a
+    /// distilled model `"class_head_top1"` and `"distillation_head_top1"`.
     public func json() -> String {
         func number(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : "null" }
         func quoted(_ s: String) -> String {
@@ -66,7 +85,11 @@ public struct Evaluation: Codable, Equatable, Sendable {
         }
         let perClassText = zip(classNames, perClass).map { "\(quoted($0)): \(number($1))" }.joined(separator: ", ")
         let confusionText = confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ")
-        return "{\"top1\": \(number(top1)), \"top5\": \(number(top5)), \"count\": \(count), \"loss\": \(number(loss)), "
+        var heads = ""
+        if let classHeadTop1, let distillationHeadTop1 {
+            heads = "\"class_head_top1\": \(number(classHeadTop1)), \"distillation_head_top1\": \(number(distillationHeadTop1)), "
+        }
+        return "{\"top1\": \(number(top1)), \"top5\": \(number(top5)), \"count\": \(count), \"loss\": \(number(loss)), \(heads)"
             + "\"per_class\": {\(perClassText)}, \"confusion\": [\(confusionText)]}"
     }
 
@@ -96,7 +119,7 @@ extension Evaluation {
         _ model: any ImageModel, on dataset: ImageDataset, batchSize: Int = 256,
         mean: [Float], std: [Float], progress: ((Int) -> Void)? = nil
     ) -> Evaluation {
-        run(model, logits: { model($0) }, on: dataset, batchSize: batchSize, mean: mean, std: std, progress: progress)
+        run(model, classify: { model.classify($0) }, on: dataset, batchSize: batchSize, mean: mean, std: std, progress: progress)
     }
 
     /// A CLIP classifying `dataset` zero-shot: the classes are the data's class names (underscores as spaces) in
@@ -108,12 +131,15 @@ extension Evaluation {
         let names = dataset.classNames.map { $0.replacingOccurrences(of: "_", with: " ") }
         let classifier = ZeroShotClassifier(model: model, tokenizer: tokenizer, classNames: names, templates: templates)
         return run(
-            model, logits: { classifier.logits($0) }, on: dataset, batchSize: batchSize, mean: model.config.mean, std: model.config.std,
-            progress: progress)
+            model,
+            classify: { images in
+                let logits = classifier.logits(images)
+                return Classification(logits: logits, features: logits)
+            }, on: dataset, batchSize: batchSize, mean: model.config.mean, std: model.config.std, progress: progress)
     }
 
     private static func run(
-        _ model: Module, logits: (Tensor) -> Tensor, on dataset: ImageDataset, batchSize: Int, mean: [Float], std: [Float],
+        _ model: Module, classify: (Tensor) -> Classification, on dataset: ImageDataset, batchSize: Int, mean: [Float], std: [Float],
         progress: ((Int) -> Void)?
     ) -> Evaluation {
         let wasTraining = model.training
@@ -125,7 +151,7 @@ extension Evaluation {
         var evaluation = Evaluation(classNames: dataset.classNames)
         Autograd.withNoGrad {
             for batch in TrainingLoader(dataset, options: options) {
-                evaluation.add(logits: logits(batch.images), labels: batch.labels)
+                evaluation.add(classify(batch.images), labels: batch.labels)
                 progress?(evaluation.count)
             }
         }

@@ -379,6 +379,7 @@ public final class Trainer {
             record.validationLoss = result.loss
             record.validationTop1 = result.top1
             record.validationTop5 = result.top5
+            (record.validationClassHeadTop1, record.validationDistillationHeadTop1) = (result.classHeadTop1, result.distillationHeadTop1)
         }
         record.seconds += Date().timeIntervalSince(started)
         state.history.append(record)
@@ -417,10 +418,19 @@ public final class Trainer {
         try architecture.save(evaluatedModel.stateDict(), to: folder)
         let lines = state.history.map { $0.json() }.joined(separator: "\n") + "\n"
         try AtomicFile.write(Data(lines.utf8), to: folder.appendingPathComponent("metrics.jsonl"))
+        let history = state.history
+        var accuracy: [(name: String, values: [Double])] = [
+            ("train", history.map(\.trainAccuracy)), ("validation", history.map { $0.validationTop1 ?? .nan })
+        ]
+        if history.contains(where: { $0.validationClassHeadTop1 != nil }) {
+            // A distilled model: each head alone beside the average that `validation` scores.
+            accuracy.append(("class head", history.map { $0.validationClassHeadTop1 ?? .nan }))
+            accuracy.append(("distillation head", history.map { $0.validationDistillationHeadTop1 ?? .nan }))
+        }
         let figure = TrainingFigures.curves(
-            epochs: state.history.map(\.epoch),
-            loss: [("train", state.history.map { $0.trainLoss }), ("validation", state.history.map { $0.validationLoss ?? .nan })],
-            accuracy: [("train", state.history.map { $0.trainAccuracy }), ("validation", state.history.map { $0.validationTop1 ?? .nan })])
+            epochs: history.map(\.epoch),
+            loss: [("train", history.map(\.trainLoss)), ("validation", history.map { $0.validationLoss ?? .nan })],
+            accuracy: accuracy)
         try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
     }
 

@@ -85,6 +85,9 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var validationLoss: Double?
     public var validationTop1: Double?
     public var validationTop5: Double?
+    /// A distilled model's heads alone (`validationTop1` is their average's).
+    public var validationClassHeadTop1: Double?
+    public var validationDistillationHeadTop1: Double?
     public var learningRate: Double  // at the end of the epoch
     public var imagesPerSecond: Double  // training steps only
     public var seconds: Double  // training and evaluation
@@ -93,6 +96,7 @@ public struct EpochRecord: Codable, Equatable, Sendable {
         case epoch, seconds
         case trainLoss = "train_loss", trainAccuracy = "train_accuracy", validationLoss = "val_loss"
         case validationTop1 = "val_top1", validationTop5 = "val_top5", learningRate = "lr"
+        case validationClassHeadTop1 = "val_class_head_top1", validationDistillationHeadTop1 = "val_distillation_head_top1"
         case imagesPerSecond = "images_per_second"
     }
 

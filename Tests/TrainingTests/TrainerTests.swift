@@ -262,6 +262,20 @@ func temporaryFolder() -> URL {
         #expect(json.contains("\"confusion\": [[1, 0, 0], [0, 0, 1], [0, 1, 0]]"))
         #expect((try? JSONSerialization.jsonObject(with: Data(json.utf8))) != nil)
         #expect(evaluation.confusionText().split(separator: "\n").count == 4)
+        #expect(evaluation.classHeadTop1 == nil && !json.contains("head"))
+    }
+
+    /// A distilled model is scored by its heads' average, and each head alone is counted beside it.
+    @Test func eachHeadOfADistilledModel() throws {
+        var evaluation = Evaluation(classNames: ["x", "y"])
+        let classHead = Tensor([2, 0, 0, 1, 0, 1], shape: [3, 2])  // predicts x, y, y: 2 of 3 right
+        let distillationHead = Tensor([0, 1, 0, 3, 0, 5], shape: [3, 2])  // predicts y, y, y: 1 of 3 right
+        let average = (classHead + distillationHead) * 0.5  // x (1 against 0.5), y, y: 2 of 3 right
+        evaluation.add(
+            Classification(logits: average, features: average, classHeadLogits: classHead, distillationHeadLogits: distillationHead),
+            labels: [0, 1, 0])
+        #expect(evaluation.top1Correct == 2 && evaluation.classHeadTop1Correct == 2 && evaluation.distillationHeadTop1Correct == 1)
+        #expect(evaluation.json().contains("\"class_head_top1\": 0.6667, \"distillation_head_top1\": 0.3333"))
     }
 }
 

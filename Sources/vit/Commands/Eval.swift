@@ -24,7 +24,11 @@ struct Eval: ParsableCommand {
         name: .shortAndLong,
         help: "Folder for confusion.png (default: the model folder, or the current folder for the built-in model or a weights file).")
     var output: String?
-    @Flag(help: "Print one JSON object: top1, top5, count, loss, per_class, confusion.") var json = false
+    @Flag(
+        help:
+            "Print one JSON object: top1, top5, count, loss, per_class, confusion (and class_head_top1, distillation_head_top1 for a distilled model)."
+    )
+    var json = false
     @Flag(help: "Classify zero-shot with a CLIP --model (open_clip or Hugging Face folder): the classes are the data's class folder names.")
     var zeroshot = false
     @Option(help: "With --zeroshot, the prompt templates: cifar10 (18), imagenet (80), or a file of templates with {} for the class.")
@@ -97,6 +101,13 @@ struct Eval: ParsableCommand {
                 String(
                     format: "top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images)", result.top1 * 100, result.top5 * 100, result.loss,
                     result.count))
+            if let classHead = result.classHeadTop1, let distillationHead = result.distillationHeadTop1 {
+                print(
+                    String(
+                        format:
+                            "top-1 of the class head alone %.2f%%, of the distillation head alone %.2f%% (above: their average, as DeiT evaluates)",
+                        classHead * 100, distillationHead * 100))
+            }
             print("per class:")
             for (name, accuracy) in zip(classNames, result.perClass) { print(String(format: "  %6.2f%%  ", accuracy * 100) + name) }
             print("confusion matrix (rows: true class, columns: predicted):")

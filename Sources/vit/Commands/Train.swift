@@ -168,6 +168,9 @@ struct Train: ParsableCommand {
                     record.trainLoss, record.trainAccuracy * 100)
                 if let top1 = record.validationTop1, let top5 = record.validationTop5, let loss = record.validationLoss {
                     line += String(format: " | val loss %.4f top-1 %.2f%% top-5 %.2f%%", loss, top1 * 100, top5 * 100)
+                    if let classHead = record.validationClassHeadTop1, let distillationHead = record.validationDistillationHeadTop1 {
+                        line += String(format: " (class head %.2f%%, distillation head %.2f%%)", classHead * 100, distillationHead * 100)
+                    }
                 }
                 line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
                 progress.epochFinished(line, json: record.json())
