@@ -56,3 +56,26 @@ final class TrainingProgress {
         }
     }
 }
+
+/// A resumed run keeps the recipe and architecture saved with it; options that would have set them are named in a
+/// note rather than silently ignored (a changed --lr on --resume is not applied).
+enum ResumedRun {
+    /// The long options on the command line other than `used` (what resuming reads: data, output, epochs, ...).
+    static func unusedOptions(used: Set<String>, arguments: [String] = CommandLine.arguments) -> [String] {
+        var seen: [String] = []
+        for argument in arguments.dropFirst() where argument.hasPrefix("--") {
+            let name = String(argument.split(separator: "=", maxSplits: 1)[0])
+            if !used.contains(name) && !seen.contains(name) { seen.append(name) }
+        }
+        return seen
+    }
+
+    /// Prints the note when any option given goes unused.
+    static func noteUnusedOptions(used: Set<String>) {
+        let unused = unusedOptions(used: used.union(["--resume", "--output", "--data", "--epochs", "--max-steps", "--max-image-pixels"]))
+        guard !unused.isEmpty else { return }
+        printError(
+            "note: \(unused.joined(separator: ", ")) not used: a resumed run keeps the recipe and architecture it started with (only --epochs may change)"
+        )
+    }
+}

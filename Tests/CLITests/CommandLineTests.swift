@@ -102,6 +102,11 @@ import Testing
         let stopped = try vit(["train", "--data", data.path, "-o", early.path, "--max-steps", "1"] + tiny)
         #expect(stopped.status == 0 && stopped.stderr.contains("stopped in epoch 1"), "\(stopped.stderr)")
         #expect(try vit(["predict", "--model", early.path, data.path]).status == 0)
+        // Resumed, the run keeps its recipe: an option that would change it is named, not silently dropped.
+        let resumed = try vit(["train", "--data", data.path, "-o", early.path, "--resume", "--max-steps", "1", "--lr", "0.5"] + tiny)
+        #expect(
+            resumed.status == 0 && resumed.stderr.contains("note: --lr") && resumed.stderr.contains("keeps the recipe"),
+            "\(resumed.stderr)")
     }
 
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -175,6 +175,7 @@ struct Pretrain: ParsableCommand {
         let pretrainer = try Pretrainer.resume(
             folder: folder, data: try loadImages(sizing: .size(config.encoder.imageSize)), epochs: epochs)
         printError("resuming at epoch \(pretrainer.state.epoch + 1), batch \(pretrainer.state.batch + 1) of \(pretrainer.stepsPerEpoch)")
+        ResumedRun.noteUnusedOptions(used: [])
         return pretrainer
     }
 }

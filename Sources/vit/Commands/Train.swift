@@ -311,6 +311,7 @@ struct Train: ParsableCommand {
             folder: folder, trainSet: trainSet, validationSet: validationSet,
             validationSource: source, epochs: epochs, teacher: try loadTeacher(saved.options))
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
+        ResumedRun.noteUnusedOptions(used: ["--val-split", "--out"])
         return trainer
     }
 

@@ -218,6 +218,7 @@ struct TrainCLIP: ParsableCommand {
         let trainer = try ContrastiveTrainer.resume(
             folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder), data: pairs, evaluation: evaluation, epochs: epochs)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
+        ResumedRun.noteUnusedOptions(used: ["--caption-templates", "--templates"])
         return trainer
     }
 }
