@@ -169,7 +169,7 @@ public final class Pretrainer {
             // The teacher predicts every patch's loss on the whole image; the hardest share of the masked patches
             // follows those predictions (`engine_pretrain.py`: under no_grad, before the student's forward).
             let predicted = Autograd.withNoGrad {
-                Autocast.run(options.autocast ?? .float32) { teacher.forward(images, mask: .none(batch: b, patches: n)).predictedLoss! }
+                Autocast.run(options.autocast ?? .float32) { teacher.predictedLossOnWholeImages(images) }
             }
             mask = HardPatchesMining.mask(
                 predictedLoss: predicted, keep: keep, epoch: state.epoch, epochs: options.epochs, using: &random.generator)

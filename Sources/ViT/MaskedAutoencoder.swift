@@ -225,6 +225,16 @@ public final class MaskedAutoencoder: Module {
     /// latent [B, 1 + K, D] -> the prediction for every patch [B, N, P·P·C] and, with the loss predictor, each
     /// patch's predicted loss [B, N].
     public func decode(_ latent: Tensor, mask: PatchMask) -> (prediction: Tensor, predictedLoss: Tensor?) {
+        let tokens = decoderInput(latent, mask: mask)
+        var h = tokens
+        for block in decoderBlocks { h = block(h).output }
+        let prediction = decoderPred(decoderNorm(h)).slice(axis: 1, start: 1, length: config.encoder.patchCount)  // [B, N, P·P·C]
+        return (prediction, predictLoss(tokens))
+    }
+
+    /// The decoders' shared input: latent [B, 1 + K, Dd] embedded, the mask token where each removed patch was, in
+    /// patch order, plus the decoder's positions [B, 1 + N, Dd].
+    func decoderInput(_ latent: Tensor, mask: PatchMask) -> Tensor {
         let b = latent.shape[0], k = latent.shape[1] - 1, n = config.encoder.patchCount, dd = config.decoderWidth
         let x = decoderEmbed(latent)  // [B, 1 + K, Dd]
         var patches = x.slice(axis: 1, start: 1, length: k)  // [B, K, Dd]
@@ -232,19 +242,27 @@ public final class MaskedAutoencoder: Module {
         patches = patches.gather(axis: 1, mask.restore)  // [B, N, Dd] in patch order
         // HPM's code concatenates visible then mask tokens without unshuffling; attention does not see order, so
         // every patch's output is the same either way.
-        let tokens = Tensor.concat([x.slice(axis: 1, start: 0, length: 1), patches], axis: 1) + decoderPositions.tensor  // [B, 1 + N, Dd]
+        return Tensor.concat([x.slice(axis: 1, start: 0, length: 1), patches], axis: 1) + decoderPositions.tensor  // [B, 1 + N, Dd]
+    }
 
-        var h = tokens
-        for block in decoderBlocks { h = block(h).output }
-        let prediction = decoderPred(decoderNorm(h)).slice(axis: 1, start: 1, length: n)  // [B, N, P·P·C]
-
+    /// HPM's loss predictor on the decoder input [B, 1 + N, Dd]: each patch's predicted loss [B, N]; nil without one.
+    func predictLoss(_ tokens: Tensor) -> Tensor? {
         guard let lossBlocks = decoderBlocksLosspred, let lossNorm = decoderNormLosspred, let lossPred = decoderPredLosspred else {
-            return (prediction, nil)
+            return nil
         }
         var l = tokens  // HPM: `loss_pred = x.clone()`, the same decoder input
         for block in lossBlocks { l = block(l).output }
-        let predictedLoss = lossPred(lossNorm(l)).slice(axis: 1, start: 1, length: n).mean(axis: -1)  // [B, N]
-        return (prediction, predictedLoss)
+        return lossPred(lossNorm(l)).slice(axis: 1, start: 1, length: config.encoder.patchCount).mean(axis: -1)  // [B, N]
+    }
+
+    /// HPM's teacher: every patch's predicted loss [B, N] on the whole image (nothing removed), without the
+    /// reconstruction the mask choice does not use. Needs the loss predictor.
+    public func predictedLossOnWholeImages(_ images: Tensor) -> Tensor {
+        let mask = PatchMask.none(batch: images.shape[0], patches: config.encoder.patchCount)
+        guard let predicted = predictLoss(decoderInput(encode(images, mask: mask), mask: mask)) else {
+            preconditionFailure("an autoencoder without HPM's loss predictor predicts no losses")
+        }
+        return predicted
     }
 
     public func forward(_ images: Tensor, mask: PatchMask) -> MAEOutputs {

@@ -157,5 +157,7 @@ import Testing
         #expect(outputs.predictedLoss?.shape == [2, 16])
         let teacher = model.forward(images, mask: .none(batch: 2, patches: 16))
         #expect(teacher.latent.shape == [2, 17, 32] && teacher.predictedLoss?.shape == [2, 16])
+        // The teacher's path skips the reconstruction and predicts the same losses.
+        #expect(model.predictedLossOnWholeImages(images).toArray() == teacher.predictedLoss!.toArray())
     }
 }
