@@ -23,7 +23,7 @@ TEACHER="--arch resnet18 --cifar-stem --width 32 --data $DATA --optimizer sgd --
 # The students: the built-in model's architecture and recipe with DeiT's distillation token, 30 epochs.
 STUDENT="--distilled --data $DATA --epochs 30 --warmup 3 --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1"
 
-# run NAME EPOCHS COMMAND...: runs/NAME from where it stands to EPOCHS epochs.
+# run NAME EPOCHS SUBCOMMAND OPTIONS...: runs/NAME from where it stands to EPOCHS epochs.
 run() {
     local name=$1 epochs=$2
     shift 2
@@ -32,11 +32,15 @@ run() {
         echo "$name: done ($epochs epochs)"
         return
     fi
-    local resume=""
-    [ -f "$folder/checkpoint.safetensors" ] && resume="--resume"
-    echo "$name: $VIT $* -o $folder $resume  (log: $folder/log)"
     mkdir -p "$folder"
-    "$VIT" "$@" -o "$folder" $resume >> "$folder/log" 2>&1
+    if [ -f "$folder/checkpoint.safetensors" ]; then
+        # The run keeps the recipe saved with it: resuming needs only the data and the epoch count.
+        echo "$name: $VIT $1 --data $DATA --epochs $epochs -o $folder --resume  (log: $folder/log)"
+        "$VIT" "$1" --data "$DATA" --epochs "$epochs" -o "$folder" --resume >> "$folder/log" 2>&1
+    else
+        echo "$name: $VIT $* -o $folder  (log: $folder/log)"
+        "$VIT" "$@" -o "$folder" >> "$folder/log" 2>&1
+    fi
 }
 
 stage() {
