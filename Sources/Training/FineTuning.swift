@@ -68,13 +68,51 @@ public enum FineTuning {
         do { try config.validate() } catch { throw TrainingError.badOptions("the fine-tuned architecture: \(error)") }
         let model = try VisionTransformer(config)
         let headNames: Set<String> = ["head.weight", "head.bias", "head_dist.weight", "head_dist.bias"]
+        copyFitting(tensors, into: model, isHead: headNames.contains, keepHead: sameClasses, report: &report)
+        if !sameClasses, headInit == .truncNormal {
+            for head in [model.head, model.headDist].compactMap({ $0 }) {
+                head.weight.assign(Init.truncatedNormal(head.weight.shape, std: 2e-5))
+            }
+        }
+        return (model, report)
+    }
+
+    /// A ResNet for data with `classNames` at `imageSize` from a pretrained one: every tensor (running statistics
+    /// included) copied, the `fc` head kept when the classes match by count and name, else new (zeros, or MAE's
+    /// truncated normal), as timm's `reset_classifier`. The normalisation stays the checkpoint's.
+    public static func resNet(
+        from pretrained: ResNet, classNames: [String], imageSize: Int, headInit: HeadInit = .zeros
+    ) throws -> (model: ResNet, report: Report) {
+        var config = pretrained.config
+        var report = Report()
+        let sameClasses =
+            config.numClasses == classNames.count && (config.labels == nil || config.labels == classNames) && pretrained.fc != nil
+        let before = config.numClasses == 0 ? "no head" : "\(config.numClasses) classes"
+        report.head =
+            sameClasses
+            ? "head kept (\(classNames.count) classes\(config.labels == nil ? "; the checkpoint names none" : ", same names"))"
+            : "head replaced (checkpoint: \(before); data: \(classNames.count) classes), "
+                + (headInit == .zeros ? "initialised to zero" : "initialised truncated-normal, std 2e-5")
+        (config.numClasses, config.labels, config.imageSize) = (classNames.count, classNames, imageSize)
+        config.data.inputSize = [3, imageSize, imageSize]
+        do { try config.validate() } catch { throw TrainingError.badOptions("the fine-tuned architecture: \(error)") }
+        let model = try ResNet(config)  // initialised as a new one: what the checkpoint does not fill starts as timm's would
+        copyFitting(pretrained.stateDict(), into: model, isHead: { $0.hasPrefix("fc.") }, keepHead: sameClasses, report: &report)
+        if !sameClasses, let fc = model.fc {
+            fc.weight.assign(headInit == .zeros ? Tensor.zeros(fc.weight.shape) : Init.truncatedNormal(fc.weight.shape, std: 2e-5))
+            if let bias = fc.bias { bias.assign(Tensor.zeros(bias.shape)) }
+        }
+        return (model, report)
+    }
+
+    /// Copies into `model` every tensor that fits by name and shape (the head's only with `keepHead`) and records
+    /// what was loaded, what starts fresh and which tensors went unused (a replaced head's are not listed).
+    private static func copyFitting(
+        _ tensors: [String: Tensor], into model: Module, isHead: (String) -> Bool, keepHead: Bool, report: inout Report
+    ) {
         var used = Set<String>()
         for (name, parameter) in model.namedParameters() {
-            if headNames.contains(name) && !sameClasses {
-                report.fresh.append(name)
-                continue
-            }
-            guard let source = tensors[name], source.shape == parameter.shape else {
+            guard keepHead || !isHead(name), let source = tensors[name], source.shape == parameter.shape else {
                 report.fresh.append(name)
                 continue
             }
@@ -82,13 +120,7 @@ public enum FineTuning {
             used.insert(name)
             report.loaded.append(name)
         }
-        if !sameClasses, headInit == .truncNormal {
-            for head in [model.head, model.headDist].compactMap({ $0 }) {
-                head.weight.assign(Init.truncatedNormal(head.weight.shape, std: 2e-5))
-            }
-        }
-        report.unused = tensors.keys.filter { !used.contains($0) && !headNames.contains($0) }.sorted()
-        return (model, report)
+        report.unused = tensors.keys.filter { !used.contains($0) && !isHead($0) }.sorted()
     }
 
     /// Only the head trains (a linear probe): every other parameter stops requiring gradients, so the backbone is

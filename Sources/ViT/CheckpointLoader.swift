@@ -140,18 +140,26 @@ public struct CheckpointLoader {
         }
     }
 
-    /// A timm ResNet's tensors (by its tell-tale names), or nil for any other checkpoint.
-    static func resNetTensors(_ url: URL) throws -> [String: Tensor]? {
-        func isResNet(_ names: some Collection<String>) -> Bool {
+    /// Whether the checkpoint at `path` (a file or a folder) is a timm ResNet, from its tensor names alone.
+    public static func holdsResNet(_ path: URL) throws -> Bool {
+        try isResNet(try locate(path).weights)
+    }
+
+    /// A timm ResNet's tell-tale names (the stem and the first block), read without the tensors' bytes.
+    static func isResNet(_ url: URL) throws -> Bool {
+        func tellTale(_ names: some Collection<String>) -> Bool {
             names.contains("conv1.weight") && names.contains("layer1.0.conv1.weight")
         }
-        if url.pathExtension == "npz" { return nil }
-        if pyTorchExtensions.contains(url.pathExtension) {
-            // The pickle alone tells: a ViT's tensors are read once, by the ViT loader.
-            return isResNet(try PyTorchCheckpoint.tensorNames(url)) ? try PyTorchCheckpoint.read(url) : nil
-        }
-        let file = try SafetensorsFile(contentsOf: url)
-        return isResNet(file.entries.keys) ? try file.allTensors(matrices: .float32) : nil
+        if url.pathExtension == "npz" { return false }
+        if pyTorchExtensions.contains(url.pathExtension) { return tellTale(try PyTorchCheckpoint.tensorNames(url)) }
+        return tellTale(try SafetensorsFile(contentsOf: url).entries.keys)
+    }
+
+    /// A timm ResNet's tensors, or nil for any other checkpoint (whose tensors the ViT loader then reads, once).
+    static func resNetTensors(_ url: URL) throws -> [String: Tensor]? {
+        guard try isResNet(url) else { return nil }
+        if pyTorchExtensions.contains(url.pathExtension) { return try PyTorchCheckpoint.read(url) }
+        return try SafetensorsFile(contentsOf: url).allTensors(matrices: .float32)
     }
 
     public func load(_ path: URL) throws -> VisionTransformer {

@@ -231,6 +231,11 @@ import Testing
             config.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "\n", with: "").contains("\"channels\":[8,16,32,64]"),
             "\(config)")
         #expect(try vit(["predict", "--model", resnet.path, photos.path]).status == 0)
+        // A ResNet fine-tunes from its run like a ViT (here as a linear probe); ViT options are refused.
+        let probe = try vit(["train", "--init", resnet.path, "--linear-probe", "-o", root.appendingPathComponent("probe").path] + common)
+        #expect(probe.status == 0 && probe.stderr.contains("fine-tuning") && probe.stderr.contains("head kept"), "\(probe.stderr)")
+        let pooled = try vit(["train", "--init", resnet.path, "--pooling", "avg", "-o", root.appendingPathComponent("p").path] + common)
+        #expect(pooled.status == 2 && pooled.stderr.contains("--pooling"), "\(pooled.stderr)")
         let refused = try vit(["train", "--teacher", resnet.path, "-o", student.path] + common)
         #expect(refused.status == 2 && refused.stderr.contains("--distilled"), "\(refused.stderr)")
         let distilled = try vit(

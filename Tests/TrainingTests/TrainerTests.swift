@@ -309,5 +309,18 @@ func temporaryFolder() -> URL {
         trainer.evaluatedModel.eval()
         let (a, b) = Autograd.withNoGrad { (trainer.evaluatedModel(images), loaded(images)) }
         #expect(a.toArray() == b.toArray())
+
+        // Fine-tuning from the run (`vit train --init`): every tensor is copied; the same classes keep the head,
+        // other classes get a new zero head over the same features, at any image size.
+        let pretrained = try #require(loaded as? ResNet)
+        let (same, kept) = try FineTuning.resNet(from: pretrained, classNames: ["a", "b", "c", "d"], imageSize: 8)
+        same.eval()
+        #expect(Autograd.withNoGrad { same(images) }.toArray() == b.toArray() && kept.fresh.isEmpty && kept.unused.isEmpty)
+        let (other, replaced) = try FineTuning.resNet(from: pretrained, classNames: ["x", "y"], imageSize: 16)
+        other.eval()
+        #expect(Set(replaced.fresh) == ["fc.weight", "fc.bias"] && other.config.imageSize == 16 && other.config.numClasses == 2)
+        let (newFeatures, oldFeatures) = Autograd.withNoGrad { (other.forward(images), pretrained.forward(images)) }
+        #expect(newFeatures.features.toArray() == oldFeatures.features.toArray())
+        #expect(newFeatures.logits.toArray().allSatisfy { $0 == 0 })
     }
 }

@@ -270,8 +270,10 @@ struct Train: ParsableCommand {
         if patchSize != nil || width != nil || depth != nil || mlpRatio != nil || presetAlias != nil || arch != "vit_cifar_patch4_32" {
             throw CommandFailure("--init takes the checkpoint's architecture: drop --arch, --patch-size, --width, --depth and --mlp-ratio")
         }
+        let resolved = try BuiltInModel.resolve(checkpoint)
+        if try CheckpointLoader.holdsResNet(resolved) { return try resNetFineTuningTrainer(folder, from: resolved, options: options) }
         let loader = CheckpointLoader(heads: heads, imageSize: imageSize)
-        let (checkpointConfig, tensors, weights) = try loader.read(try BuiltInModel.resolve(checkpoint))
+        let (checkpointConfig, tensors, weights) = try loader.read(resolved)
         var sized = checkpointConfig
         sized.pooling = pooling ?? sized.pooling
         try MemoryEstimate(config: sized, batchSize: options.batchSize).check(available: MemoryEstimate.availableBytes())
@@ -285,6 +287,29 @@ struct Train: ParsableCommand {
         let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }
         printError(
             "\(model.config.width)-wide, \(model.config.depth) blocks at \(trainSet.width) px, \(model.config.pooling.rawValue) pooling: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+        )
+        return trainer
+    }
+
+    /// A fine-tune of a ResNet checkpoint at --image-size (default: its own), the data resized to it.
+    func resNetFineTuningTrainer(_ folder: URL, from checkpoint: URL, options: TrainingOptions) throws -> Trainer {
+        if pooling != nil { throw CommandFailure("--pooling chooses a ViT's pooling; a ResNet averages its last feature map") }
+        if distilled { throw CommandFailure("--distilled gives a ViT a distillation token; a ResNet has none") }
+        guard let pretrained = try CheckpointLoader().loadModel(checkpoint) as? ResNet else {
+            throw CommandFailure("\(checkpoint.path) has a ResNet's tensor names but did not load as one")
+        }
+        let size = imageSize ?? pretrained.config.imageSize
+        var sized = pretrained.config
+        (sized.imageSize, sized.numClasses) = (size, max(sized.numClasses, 1))
+        try MemoryEstimate(architecture: .resnet(sized), batchSize: options.batchSize).check(available: MemoryEstimate.availableBytes())
+        let (trainSet, validationSet, source) = try loadData(sizing: .size(size), split: valSplit.map { ($0, seed) })
+        GlobalRandom.seed(seed)
+        let (model, report) = try FineTuning.resNet(from: pretrained, classNames: trainSet.classNames, imageSize: size, headInit: headInit)
+        printError("fine-tuning \(checkpoint.path): \(report.summary)")
+        let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
+        let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }
+        printError(
+            "ResNet (\(model.config.block.rawValue) blocks \(model.config.layers)) at \(trainSet.width) px: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
         )
         return trainer
     }
