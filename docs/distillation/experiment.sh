@@ -23,25 +23,7 @@ TEACHER="--arch resnet18 --cifar-stem --width 32 --data $DATA --optimizer sgd --
 # The students: the built-in model's architecture and recipe with DeiT's distillation token, 30 epochs.
 STUDENT="--distilled --data $DATA --epochs 30 --warmup 3 --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1"
 
-# run NAME EPOCHS SUBCOMMAND OPTIONS...: runs/NAME from where it stands to EPOCHS epochs.
-run() {
-    local name=$1 epochs=$2
-    shift 2
-    local folder=runs/$name
-    if [ -f "$folder/metrics.jsonl" ] && [ "$(tail -n 1 "$folder/metrics.jsonl" | sed 's/.*"epoch":\([0-9]*\).*/\1/')" -ge "$epochs" ]; then
-        echo "$name: done ($epochs epochs)"
-        return
-    fi
-    mkdir -p "$folder"
-    if [ -f "$folder/checkpoint.safetensors" ]; then
-        # The run keeps the recipe saved with it: resuming needs only the data and the epoch count.
-        echo "$name: $VIT $1 --data $DATA --epochs $epochs -o $folder --resume  (log: $folder/log)"
-        "$VIT" "$1" --data "$DATA" --epochs "$epochs" -o "$folder" --resume >> "$folder/log" 2>&1
-    else
-        echo "$name: $VIT $* -o $folder  (log: $folder/log)"
-        "$VIT" "$@" -o "$folder" >> "$folder/log" 2>&1
-    fi
-}
+source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS...
 
 stage() {
     case $1 in

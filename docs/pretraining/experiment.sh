@@ -23,25 +23,7 @@ PRETRAIN="--data $DATA --epochs 100 --blr 1e-3 --norm-pix-loss --decoder-depth 1
 SUPERVISED="--data $DATA --epochs 30 --warmup 3 --pooling avg --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1"
 PROBE="--data $DATA --epochs 10 --warmup 1 --pooling avg --linear-probe --weight-decay 0"
 
-# run NAME EPOCHS SUBCOMMAND OPTIONS...: runs/NAME from where it stands to EPOCHS epochs.
-run() {
-    local name=$1 epochs=$2
-    shift 2
-    local folder=runs/$name
-    if [ -f "$folder/metrics.jsonl" ] && [ "$(tail -n 1 "$folder/metrics.jsonl" | sed 's/.*"epoch":\([0-9]*\).*/\1/')" -ge "$epochs" ]; then
-        echo "$name: done ($epochs epochs)"
-        return
-    fi
-    mkdir -p "$folder"
-    if [ -f "$folder/checkpoint.safetensors" ]; then
-        # The run keeps the recipe saved with it: resuming needs only the data and the epoch count.
-        echo "$name: $VIT $1 --data $DATA --epochs $epochs -o $folder --resume  (log: $folder/log)"
-        "$VIT" "$1" --data "$DATA" --epochs "$epochs" -o "$folder" --resume >> "$folder/log" 2>&1
-    else
-        echo "$name: $VIT $* -o $folder  (log: $folder/log)"
-        "$VIT" "$@" -o "$folder" >> "$folder/log" 2>&1
-    fi
-}
+source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS...
 
 stage() {
     case $1 in
