@@ -208,6 +208,7 @@ struct Train: ParsableCommand {
                     "\(name) shapes a ViT; a ResNet's depth is its preset (resnet18, resnet34, ...) and --width its stem's width")
             }
             if distilled { throw CommandFailure("--distilled gives a ViT a distillation token; a ResNet has none") }
+            if layerDecay != nil { throw CommandFailure("--layer-decay counts a ViT's blocks; a ResNet has none") }
             if let imageSize {
                 // Refuse before reading any data when the size is known.
                 config.imageSize = imageSize
@@ -295,6 +296,8 @@ struct Train: ParsableCommand {
     func resNetFineTuningTrainer(_ folder: URL, from checkpoint: URL, options: TrainingOptions) throws -> Trainer {
         if pooling != nil { throw CommandFailure("--pooling chooses a ViT's pooling; a ResNet averages its last feature map") }
         if distilled { throw CommandFailure("--distilled gives a ViT a distillation token; a ResNet has none") }
+        // Refused before the data is read, as for a new ResNet (the trainer would refuse it only after).
+        if layerDecay != nil { throw CommandFailure("--layer-decay counts a ViT's blocks; a ResNet has none") }
         guard let pretrained = try CheckpointLoader().loadModel(checkpoint) as? ResNet else {
             throw CommandFailure("\(checkpoint.path) has a ResNet's tensor names but did not load as one")
         }
