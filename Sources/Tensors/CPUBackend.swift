@@ -571,6 +571,20 @@ public final class CPUBackend: Backend {
                 activation: nil
             ).rawView(shape)  // [R, 1]
         }
+        // One run of middle axes reduced (average pooling over tokens: [B, N, D] -> [B, 1, D]): x as [O, R, I], a
+        // row of ones broadcast over O, one batched product.
+        if firstKept < shape.count, let firstReduced = shape[firstKept...].firstIndex(of: 1),
+            let afterReduced = shape[firstReduced...].firstIndex(where: { $0 != 1 }),
+            shape[..<firstReduced] == x.shape[..<firstReduced], shape[afterReduced...] == x.shape[afterReduced...]
+        {
+            let outer = shape[..<firstReduced].reduce(1, *), inner = shape[afterReduced...].reduce(1, *)
+            let reduced = x.shape[firstReduced..<afterReduced].reduce(1, *)
+            let ones = Tensor.full([1, 1, reduced], mean ? 1 / Float(reduced) : 1, dtype: x.dtype)  // [1, 1, R]
+            return matmul(
+                ones, x.rawView([outer, reduced, inner]), transposeA: false, transposeB: false, bias: nil,
+                activation: nil
+            ).rawView(shape)  // [O, 1, I]
+        }
         return nil
     }
 
