@@ -119,6 +119,8 @@ public protocol Backend {
         -> (input: Tensor, weight: Tensor?, bias: Tensor?)
     /// Reduces `x` to `shape`: the same rank, with 1 on each reduced axis.
     func reduce(_ op: ReduceOp, _ x: Tensor, to shape: [Int]) -> Tensor
+    /// `x` broadcast to `shape` (the same rank) and multiplied by `scale`: the adjoint of a sum (1) or mean (1/n).
+    func expand(_ x: Tensor, to shape: [Int], scale: Float) -> Tensor
     /// Index of the largest value along `axis`, for every position of the other axes (row-major).
     func argmax(_ x: Tensor, axis: Int) -> [Int]
     /// The axes reordered: output axis i is input axis `axes[i]`. Materialised.

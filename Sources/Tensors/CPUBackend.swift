@@ -548,44 +548,57 @@ public final class CPUBackend: Backend {
         return out
     }
 
-    /// Sums over leading axes (bias gradients, broadcast adjoints) or trailing axes as a product with a vector of
-    /// ones: oneDNN's reduction has only a reference kernel for these layouts, many times slower than its matmul.
+    /// `full` as [O, R, I] around the one contiguous run of axes where `kept` (the same rank) has 1 and `full` does
+    /// not (leading axes: O = 1; trailing: I = 1; tokens of [B, N, D]: B, N, D); nil when the axes differ in more
+    /// than one run.
+    private func middleRun(_ full: [Int], _ kept: [Int]) -> (outer: Int, run: Int, inner: Int)? {
+        let differing = full.indices.filter { full[$0] != kept[$0] }
+        guard let first = differing.first, let last = differing.last, kept[first...last].allSatisfy({ $0 == 1 }) else {
+            return nil
+        }
+        return (full[..<first].reduce(1, *), full[first...last].reduce(1, *), full[(last + 1)...].reduce(1, *))
+    }
+
+    /// Sums over one run of axes (bias gradients and broadcast adjoints: leading; rows: trailing; average pooling
+    /// over tokens: middle) as a product with ones: oneDNN's reduction has only a reference kernel for these
+    /// layouts, many times slower than its matmul.
     private func sumAsMatmul(_ x: Tensor, to shape: [Int], mean: Bool) -> Tensor? {
-        // Leading axes reduced: shape = [1, ..., 1, kept...] with the kept axes equal to x's.
-        let firstKept = shape.firstIndex { $0 != 1 } ?? shape.count
-        if firstKept > 0 && Array(shape[firstKept...]) == Array(x.shape[firstKept...]) {
-            let columns = shape[firstKept...].reduce(1, *), rows = x.count / max(columns, 1)
-            let ones = Tensor.full([1, rows], mean ? 1 / Float(rows) : 1, dtype: x.dtype)  // [1, R]
-            return matmul(
-                ones, x.rawView([rows, columns]), transposeA: false, transposeB: false, bias: nil,
-                activation: nil
-            ).rawView(shape)  // [1, C]
+        guard let (outer, run, inner) = middleRun(x.shape, shape) else { return nil }
+        let one = mean ? 1 / Float(run) : 1
+        let product: Tensor
+        if outer == 1 {
+            product = matmul(Tensor.full([1, run], one, dtype: x.dtype), x.rawView([run, inner]))  // [1, I]
+        } else if inner == 1 {
+            product = matmul(x.rawView([outer, run]), Tensor.full([run, 1], one, dtype: x.dtype))  // [O, 1]
+        } else {
+            product = matmul(Tensor.full([1, 1, run], one, dtype: x.dtype), x.rawView([outer, run, inner]))  // [O, 1, I]
         }
-        // Trailing axes reduced: shape = [kept..., 1, ..., 1].
-        let endKept = (shape.lastIndex { $0 != 1 } ?? -1) + 1
-        if endKept < shape.count && Array(shape[..<endKept]) == Array(x.shape[..<endKept]) {
-            let rows = shape[..<endKept].reduce(1, *), columns = x.count / max(rows, 1)
-            let ones = Tensor.full([columns, 1], mean ? 1 / Float(columns) : 1, dtype: x.dtype)  // [C, 1]
-            return matmul(
-                x.rawView([rows, columns]), ones, transposeA: false, transposeB: false, bias: nil,
-                activation: nil
-            ).rawView(shape)  // [R, 1]
+        return product.rawView(shape)
+    }
+
+    public func expand(_ x: Tensor, to shape: [Int], scale: Float) -> Tensor {
+        precondition(shape.count == x.rank, "expand keeps the rank: \(x.shape) -> \(shape)")
+        if widensBFloat16(x) { return expand(x.converted(to: .float32), to: shape, scale: scale).converted(to: x.dtype) }
+        // One run of axes: an outer product with a column of `scale`s (oneDNN's binary broadcasts a middle run with
+        // its loop reference: 48-148 ms for a ResNet's pooled gradient [128, 32, 1, 1, 8] -> [128, 32, 4, 4, 8]).
+        if let (outer, run, inner) = middleRun(shape, x.shape) {
+            let product: Tensor
+            if outer == 1 {
+                product = matmul(Tensor.full([run, 1], scale, dtype: x.dtype), x.rawView([1, inner]))  // [R, I]
+            } else if inner == 1 {
+                product = matmul(x.rawView([outer, 1]), Tensor.full([1, run], scale, dtype: x.dtype))  // [O, R]
+            } else {
+                product = matmul(Tensor.full([1, run, 1], scale, dtype: x.dtype), x.rawView([outer, 1, inner]))  // [O, R, I]
+            }
+            return product.rawView(shape)
         }
-        // One run of middle axes reduced (average pooling over tokens: [B, N, D] -> [B, 1, D]): x as [O, R, I], a
-        // row of ones broadcast over O, one batched product.
-        if firstKept < shape.count, let firstReduced = shape[firstKept...].firstIndex(of: 1),
-            let afterReduced = shape[firstReduced...].firstIndex(where: { $0 != 1 }),
-            shape[..<firstReduced] == x.shape[..<firstReduced], shape[afterReduced...] == x.shape[afterReduced...]
-        {
-            let outer = shape[..<firstReduced].reduce(1, *), inner = shape[afterReduced...].reduce(1, *)
-            let reduced = x.shape[firstReduced..<afterReduced].reduce(1, *)
-            let ones = Tensor.full([1, 1, reduced], mean ? 1 / Float(reduced) : 1, dtype: x.dtype)  // [1, 1, R]
-            return matmul(
-                ones, x.rawView([outer, reduced, inner]), transposeA: false, transposeB: false, bias: nil,
-                activation: nil
-            ).rawView(shape)  // [O, 1, I]
-        }
-        return nil
+        let out = binary(.add, Tensor.zeros(shape, dtype: x.dtype), x)
+        return scale == 1 ? out : unary(.affine(scale: scale, shift: 0), out)
+    }
+
+    /// a · b, plain.
+    private func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
+        matmul(a, b, transposeA: false, transposeB: false, bias: nil, activation: nil)
     }
 
     public func argmax(_ x: Tensor, axis: Int) -> [Int] {

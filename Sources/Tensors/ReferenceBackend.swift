@@ -219,6 +219,11 @@ public final class ReferenceBackend: Backend {
         )
     }
 
+    public func expand(_ x: Tensor, to shape: [Int], scale: Float) -> Tensor {
+        let v = x.toArray()
+        return make(shape, x.dtype, (0..<Shape.count(shape)).map { v[flat(index($0, shape), x.shape)] * scale })
+    }
+
     public func reduce(_ op: ReduceOp, _ x: Tensor, to shape: [Int]) -> Tensor {
         let v = x.toArray()
         var groups = [[Float]](repeating: [], count: Shape.count(shape))

@@ -102,6 +102,15 @@ import TestSupport
                 expectClose(fast.reduce(op, x, to: shape), reference.reduce(op, x, to: shape), tol * 4, "\(dtype) \(op) to \(shape)")
             }
         }
+        // The adjoint: broadcasting back over one run of axes (an outer product) or two (zeros plus a binary op).
+        for shape in [[1, 4, 6], [3, 4, 1], [3, 1, 6], [1, 1, 1], [1, 4, 1]] {
+            let small = random(shape, seed: 17, dtype: dtype)
+            for scale: Float in [1, 0.25] {
+                expectClose(
+                    fast.expand(small, to: x.shape, scale: scale), reference.expand(small, to: x.shape, scale: scale), tol,
+                    "\(dtype) expand \(shape) x \(scale)")
+            }
+        }
         // A run of middle axes (the sum as one batched product) and two separate runs (oneDNN's reduction).
         let x4 = random([2, 3, 4, 5], seed: 16, dtype: dtype)
         for op in [ReduceOp.sum, .mean] {

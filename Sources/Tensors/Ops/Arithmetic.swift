@@ -14,7 +14,7 @@ extension Tensor {
     public func expand(to target: [Int]) -> Tensor {
         precondition(Shape.broadcast(shape, target) == target, "cannot expand \(shape) to \(target)")
         if shape == target { return self }
-        let out = backend.binary(.add, Tensor.zeros(target, dtype: dtype), self)
+        let out = backend.expand(rawView(Shape.padded(shape, to: target.count)), to: target, scale: 1)
         let inputShape = shape
         return record(out, inputs: [self], "expand") { g in [g.sumTo(inputShape)] }
     }

@@ -18,11 +18,11 @@ extension Tensor {
         let n = Float(axes.reduce(1) { $0 * shape[$1] })
         return record(out, inputs: [x], "\(op)") { g in
             let backend = g.backend
-            let g = backend.binary(.add, Tensor.zeros(x.shape, dtype: g.dtype), g.rawView(kept))  // broadcast back
             switch op {
-            case .sum: return [g]
-            case .mean: return [backend.unary(.affine(scale: 1 / n, shift: 0), g)]
+            case .sum: return [backend.expand(g.rawView(kept), to: x.shape, scale: 1)]
+            case .mean: return [backend.expand(g.rawView(kept), to: x.shape, scale: 1 / n)]
             case .max, .min:
+                let g = backend.expand(g.rawView(kept), to: x.shape, scale: 1)
                 // The gradient goes to the elements equal to the extreme, shared among ties.
                 let hits = x.equalMask(reduced)
                 let ties = backend.reduce(.sum, hits, to: kept)
