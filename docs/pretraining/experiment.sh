@@ -8,6 +8,7 @@
 # run one after another (never two trainings at once on this 2-core machine).
 #
 #   VIT=runs/bin/vit bash docs/pretraining/experiment.sh [STAGE ...]     # default: every stage, in this order
+#   python3 scripts/experiment-table.py runs/ft-scratch runs/ft-mae runs/probe-mae runs/ft-hpm runs/probe-hpm    # the README table
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VIT=${VIT:-.build/release/vit}
