@@ -15,11 +15,11 @@ public enum TrainingFigures {
         var canvas = Canvas(width: 2 * panelWidth, height: height)
         let lossTop = loss.flatMap(\.values).filter(\.isFinite).max() ?? 1
         panel(
-            &canvas, x: 0, width: panelWidth, height: height, title: "loss", epochs: epochs, series: loss,
-            yMax: Double(Figures.niceCeiling(Float(max(lossTop, 1e-3)))), percent: false)
+            &canvas, x: 0, width: panelWidth, height: height, title: "loss", yLabel: "loss", epochs: epochs,
+            series: loss, yMax: Double(Figures.niceCeiling(Float(max(lossTop, 1e-3)))), percent: false)
         panel(
-            &canvas, x: panelWidth, width: panelWidth, height: height, title: "accuracy", epochs: epochs,
-            series: accuracy, yMax: 1, percent: true)
+            &canvas, x: panelWidth, width: panelWidth, height: height, title: "accuracy", yLabel: "top-1 accuracy",
+            epochs: epochs, series: accuracy, yMax: 1, percent: true)
         return canvas.image
     }
 
@@ -29,13 +29,13 @@ public enum TrainingFigures {
         var canvas = Canvas(width: width, height: height)
         let top = series.flatMap(\.values).filter(\.isFinite).max() ?? 1
         panel(
-            &canvas, x: 0, width: width, height: height, title: title, epochs: epochs, series: series,
-            yMax: Double(Figures.niceCeiling(Float(max(top, 1e-3)))), percent: false)
+            &canvas, x: 0, width: width, height: height, title: title, yLabel: "loss", epochs: epochs,
+            series: series, yMax: Double(Figures.niceCeiling(Float(max(top, 1e-3)))), percent: false)
         return canvas.image
     }
 
     private static func panel(
-        _ canvas: inout Canvas, x x0: Int, width: Int, height: Int, title: String, epochs: [Int],
+        _ canvas: inout Canvas, x x0: Int, width: Int, height: Int, title: String, yLabel: String, epochs: [Int],
         series: [(name: String, values: [Double])], yMax: Double, percent: Bool
     ) {
         let left = x0 + 64, right = x0 + width - 16, top = 48, bottom = height - 48
@@ -58,6 +58,7 @@ public enum TrainingFigures {
             canvas.text(label, x: px(epoch) - Canvas.textWidth(label) / 2, y: bottom + 10)
         }
         canvas.text("epoch", x: (left + right) / 2 - Canvas.textWidth("epoch") / 2, y: height - 18)
+        canvas.verticalText(yLabel, x: x0 + 6, y: (top + bottom) / 2 + Canvas.textWidth(yLabel) / 2)
         canvas.text(title, x: left, y: 12, scale: 3)
         // The legend beside the title when it fits there, else one entry a line in the plot's top right corner.
         let shown = series.filter { $0.values.contains(where: \.isFinite) }

@@ -76,6 +76,25 @@ import Testing
         #expect(figure.width == 960 && figure.height == 380)
         let missing = try vit(["inspect", "curves", root.appendingPathComponent("nothing").path, "-o", out.path])
         #expect(missing.status == 2 && missing.stderr.contains("metrics.jsonl: no such file"))
+
+        // vit pretrain's records (HPM's with a ranking loss) have no accuracy: the loss panel alone, 640 wide.
+        let hpm = root.appendingPathComponent("hpm")
+        try FileManager.default.createDirectory(at: hpm, withIntermediateDirectories: true)
+        let pretraining = (1...3).map { epoch in
+            "{\"epoch\":\(epoch),\"images_per_second\":120,\"loss\":\(1.0 / Double(epoch)),\"lr\":0.001,\"ranking_loss\":0.6,\"seconds\":10}"
+        }
+        try Data(pretraining.joined(separator: "\n").utf8).write(to: hpm.appendingPathComponent("metrics.jsonl"))
+        let pretrained = try vit(["inspect", "curves", hpm.path, "-o", out.path])
+        #expect(pretrained.status == 0, "\(pretrained.stderr)")
+        let lossOnly = try RGBImage(contentsOf: out.appendingPathComponent("curves.png"))
+        #expect(lossOnly.width == 640 && lossOnly.height == 380)
+        // Beside a supervised run, both panels again.
+        let both = try vit(["inspect", "curves", hpm.path, root.appendingPathComponent("fp32").path, "-o", out.path])
+        #expect(both.status == 0, "\(both.stderr)")
+        #expect(try RGBImage(contentsOf: out.appendingPathComponent("curves.png")).width == 960)
+        try Data("{\"epoch\":1}\n".utf8).write(to: hpm.appendingPathComponent("metrics.jsonl"))
+        let garbled = try vit(["inspect", "curves", hpm.path, "-o", out.path])
+        #expect(garbled.status == 2 && garbled.stderr.contains("metrics.jsonl: line 1 is not an epoch record"), "\(garbled.stderr)")
     }
 
     @Test func aMixedSizePhotoFolderTrainsEvaluatesAndPredicts() throws {

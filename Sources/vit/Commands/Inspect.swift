@@ -257,43 +257,77 @@ struct InspectPositions: ParsableCommand {
     }
 }
 
-/// Training runs side by side: each run's loss and accuracy per epoch, from its metrics.jsonl, in one figure.
+/// Runs side by side: each run's losses (and accuracy, where it has one) per epoch, from its metrics.jsonl, in one
+/// figure. Takes the folders of `vit train`, `vit pretrain` and `vit train-clip` alike.
 struct InspectCurves: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "curves",
-        abstract: "The loss and accuracy curves of several vit train runs in one figure (curves.png), train and validation.")
+        abstract:
+            "The loss and accuracy curves of several runs in one figure (curves.png): train and validation of vit train, reconstruction (and HPM's ranking) loss of vit pretrain, contrastive loss and zero-shot top-1 of vit train-clip."
+    )
     @Option(name: .shortAndLong, help: "Output folder (created if needed).") var output: String
-    @Argument(help: "vit train output folders (their metrics.jsonl); a run's name is its folder's.") var runs: [String]
+    @Argument(help: "Run folders (their metrics.jsonl); a run's name is its folder's.") var runs: [String]
+
+    /// One run's curves: named series, one value per epoch (1-based; NaN where the run has none).
+    struct Curves {
+        var loss: [(name: String, values: [Int: Double])] = []
+        var accuracy: [(name: String, values: [Int: Double])] = []
+    }
+
+    /// Reads one run's metrics.jsonl, whichever command wrote it.
+    static func curves(of path: String) throws -> Curves {
+        let metrics = URL(fileURLWithPath: path).appendingPathComponent("metrics.jsonl")
+        guard let text = try? String(contentsOf: metrics, encoding: .utf8) else {
+            throw CommandFailure("\(metrics.path): no such file (not a run folder?)")
+        }
+        let name = URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent
+        let decoder = JSONDecoder()
+        var curves = Curves()
+        func add(
+            _ panel: WritableKeyPath<Curves, [(name: String, values: [Int: Double])]>, _ series: String, _ epoch: Int, _ value: Double?
+        ) {
+            guard let value else { return }
+            let label = "\(name) \(series)"
+            if let i = curves[keyPath: panel].firstIndex(where: { $0.name == label }) {
+                curves[keyPath: panel][i].values[epoch] = value
+            } else {
+                curves[keyPath: panel].append((label, [epoch: value]))
+            }
+        }
+        for (number, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
+            let data = Data(line.utf8)
+            // A contrastive record would also read as a pre-training one (both have "loss"), so it is tried first.
+            if let r = try? decoder.decode(EpochRecord.self, from: data) {
+                add(\.loss, "train", r.epoch, r.trainLoss)
+                add(\.loss, "val", r.epoch, r.validationLoss)
+                add(\.accuracy, "train", r.epoch, r.trainAccuracy)
+                add(\.accuracy, "val", r.epoch, r.validationTop1)
+            } else if let r = try? decoder.decode(ContrastiveRecord.self, from: data) {
+                add(\.loss, "contrastive", r.epoch, r.loss)
+                add(\.accuracy, "zero-shot", r.epoch, r.zeroShotTop1.map { $0 / 100 })
+            } else if let r = try? decoder.decode(PretrainingRecord.self, from: data) {
+                add(\.loss, "reconstruction", r.epoch, r.loss)
+                add(\.loss, "ranking", r.epoch, r.rankingLoss)
+            } else {
+                throw CommandFailure("\(metrics.path): line \(number + 1) is not an epoch record of vit train, pretrain or train-clip")
+            }
+        }
+        return curves
+    }
 
     func run() throws {
-        var runs: [(name: String, history: [EpochRecord])] = []
-        for path in self.runs {
-            let metrics = URL(fileURLWithPath: path).appendingPathComponent("metrics.jsonl")
-            guard let text = try? String(contentsOf: metrics, encoding: .utf8) else {
-                throw CommandFailure("\(metrics.path): no such file (not a vit train output folder?)")
-            }
-            let decoder = JSONDecoder()
-            var history: [EpochRecord] = []
-            for (number, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
-                guard let record = try? decoder.decode(EpochRecord.self, from: Data(line.utf8)) else {
-                    throw CommandFailure("\(metrics.path): line \(number + 1) is not an epoch record")
-                }
-                history.append(record)
-            }
-            runs.append((URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent, history))
+        let all = try runs.map(Self.curves(of:))
+        let lastEpoch = all.flatMap { $0.loss + $0.accuracy }.flatMap(\.values.keys).max() ?? 1
+        let epochs = Array(1...max(1, lastEpoch))
+        func dense(_ series: [(name: String, values: [Int: Double])]) -> [(name: String, values: [Double])] {
+            series.map { s in (s.name, epochs.map { s.values[$0] ?? .nan }) }
         }
-        let epochs = Array(1...max(1, runs.map { $0.history.count }.max() ?? 1))
-        func series(_ value: @escaping (EpochRecord) -> Double?, _ suffix: String) -> [(name: String, values: [Double])] {
-            runs.map { run in
-                (
-                    "\(run.name) \(suffix)",
-                    epochs.map { epoch in run.history.first { $0.epoch == epoch }.flatMap(value) ?? .nan }
-                )
-            }
-        }
-        let figure = TrainingFigures.curves(
-            epochs: epochs, loss: series({ $0.trainLoss }, "train") + series({ $0.validationLoss }, "val"),
-            accuracy: series({ $0.trainAccuracy }, "train") + series({ $0.validationTop1 }, "val"))
+        let loss = dense(all.flatMap(\.loss)), accuracy = dense(all.flatMap(\.accuracy))
+        // Pre-training has no accuracy: its figure is the loss panel alone.
+        let figure =
+            accuracy.isEmpty
+            ? TrainingFigures.lossCurves(epochs: epochs, series: loss)
+            : TrainingFigures.curves(epochs: epochs, loss: loss, accuracy: accuracy)
         let folder = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
