@@ -7,7 +7,10 @@ public final class Storage {
     public let dtype: DType
     /// Number of elements.
     public let count: Int
-    let pointer: UnsafeMutableRawPointer
+    /// The values, or nil while they are evicted (`evict(restore:)`).
+    private var resident: UnsafeMutableRawPointer?
+    /// Writes the evicted values back into fresh memory; set only while evicted.
+    private var restore: ((UnsafeMutableRawPointer) -> Void)?
     private let bytes: Int
 
     init(count: Int, dtype: DType = .float32, device: Device = .cpu, zeroed: Bool = false) {
@@ -16,11 +19,38 @@ public final class Storage {
         self.dtype = dtype
         self.count = count
         bytes = StoragePool.roundedSize(count * dtype.byteSize)
-        pointer = StoragePool.allocate(bytes)
+        let pointer = StoragePool.allocate(bytes)
         if zeroed { memset(pointer, 0, bytes) }
+        resident = pointer
     }
 
-    deinit { StoragePool.release(pointer, bytes: bytes) }
+    deinit {
+        if let resident { StoragePool.release(resident, bytes: bytes) }
+    }
+
+    /// The values (brought back first if they were evicted).
+    var pointer: UnsafeMutableRawPointer {
+        if let resident { return resident }
+        let pointer = StoragePool.allocate(bytes)
+        restore!(pointer)
+        resident = pointer
+        restore = nil
+        return pointer
+    }
+
+    /// Whether the values are in this storage's own memory now (false while evicted).
+    public var isResident: Bool { resident != nil }
+
+    /// Gives this storage's memory back to the system while another copy of the values exists (a frozen weight
+    /// packed for its matmul, which is all inference reads): `restore` writes them back into fresh memory on the next
+    /// access through `pointer`, so every reader still sees the same values. Not for concurrent use.
+    func evict(restore: @escaping (UnsafeMutableRawPointer) -> Void) {
+        guard let resident else { return }
+        // Straight to the system, not the pool: the point is that the memory leaves the process.
+        free(resident)
+        self.resident = nil
+        self.restore = restore
+    }
 
     var floats: UnsafeMutablePointer<Float> { pointer.assumingMemoryBound(to: Float.self) }
 }

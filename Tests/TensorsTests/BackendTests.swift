@@ -231,4 +231,32 @@ import TestSupport
         )
         #expect(!w.isFrozenForInference, "an optimiser step unfreezes")
     }
+
+    @Test func aPackedWeightGivesItsPlainMemoryBackAndStillReadsTheSame() {
+        for dtype in DType.allCases {
+            let weight = random([96, 64], seed: 35, dtype: dtype), unfrozen = weight.copy()
+            let values = weight.toArray()
+            let x = random([50, 64], seed: 36, dtype: dtype), batch = random([16, 50, 64], seed: 37, dtype: dtype)
+            func product(_ x: Tensor, _ w: Tensor) -> Tensor {
+                fast.matmul(x, w, transposeA: false, transposeB: true, bias: nil, activation: nil)
+            }
+            weight.freezeForInference()
+            let first = product(x, weight)
+            // Where the primitive packs into a blocked layout (AVX-512) the plain memory goes; elsewhere (AVX2's
+            // plain gemm) nothing is packed and nothing is given back.
+            let packed = !weight.packedCopies.isEmpty
+            #expect(weight.storage.isResident == !packed, "\(dtype): plain memory given back exactly when packed")
+            // Another batch size's primitive packs from the pack (or shares it): the plain values stay away.
+            let batched = product(batch, weight)
+            #expect(weight.storage.isResident == !packed)
+            #expect(product(x, weight).toArray() == first.toArray(), "the same pack serves the next call")
+            #expect(weight.storage.isResident == !packed, "a call with the pack leaves the plain memory away")
+            let tolerance: Float = dtype == .float32 ? 1e-5 : 1e-2
+            expectClose(first, product(x, unfrozen), tolerance, "\(dtype) product from the pack")
+            expectClose(batched, product(batch, unfrozen), tolerance, "\(dtype) batched product from the pack")
+            #expect(weight.toArray() == values, "\(dtype): reading the values brings them back unchanged")
+            #expect(weight.storage.isResident)
+            #expect(product(x, weight).toArray() == first.toArray(), "the pack still serves after the values came back")
+        }
+    }
 }
