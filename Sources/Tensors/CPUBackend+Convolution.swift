@@ -80,15 +80,19 @@ extension CPUBackend {
     }
 
     /// The weight as `primitive` reads it: the tensor itself where the layout is plain; else a copy in the
-    /// primitive's layout, made once for a frozen weight (kept with it) and at each call for a trained one.
+    /// primitive's layout, made once for a frozen weight (kept with it, in place of its plain memory, as a matmul's
+    /// is) and at each call for a trained one.
     private func weights(_ weight: Tensor, for primitive: CachedPrimitive, _ d: ConvolutionDescs, key: String)
         -> (desc: dnnl_memory_desc_t, pointer: UnsafeMutableRawPointer, owner: PackedWeights?)
     {
         guard d.blocked else { return (d.plainWeights, weight.raw, nil) }
         let chosen = dnnl_primitive_desc_query_md(primitive.descriptor, dnnl_query_weights_md, 0)!.pointee
-        if weight.isFrozenForInference, let packed = weight.packedCopies[key] { return (packed.desc, packed.pointer, packed) }
+        if weight.isFrozenForInference {
+            let packed = weight.packedCopies[key] ?? packFrozenWeight(weight, plain: d.plainWeights, packed: chosen, key: key)
+            weight.packedCopies[key] = packed
+            return (packed.desc, packed.pointer, packed)
+        }
         let packed = PackedWeights(weight.raw, plain: d.plainWeights, packed: chosen, key: key)
-        if weight.isFrozenForInference { weight.packedCopies[key] = packed }
         return (packed.desc, packed.pointer, packed)
     }
 

@@ -114,7 +114,7 @@ public final class CPUBackend: Backend {
     /// that is a whole storage then gives its plain memory back (`Storage.evict`): inference reads only the pack,
     /// and anything that reads the plain values later gets them reordered back. Without this, packing doubled the
     /// weights' memory on AVX-512 (ViT-B/16 predict: 728 MB peak RSS for 331 MB of fp32 weights).
-    private func packFrozenWeight(_ b: Tensor, plain: dnnl_memory_desc_t, packed: dnnl_memory_desc_t, key: String)
+    func packFrozenWeight(_ b: Tensor, plain: dnnl_memory_desc_t, packed: dnnl_memory_desc_t, key: String)
         -> PackedWeights
     {
         var packed = packed

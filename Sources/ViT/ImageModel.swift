@@ -125,5 +125,10 @@ extension ResNet: ImageModel {
     /// ResNets compute in float32 (the convolutions have no bf16 path here), so their weights stay float32.
     public func convertWeights(to dtype: DType) {}
 
-    public func freezeForInference() { fc?.weight.freezeForInference() }
+    /// The classifier's matrix and every convolution kernel are packed once into their primitives' layouts.
+    public func freezeForInference() {
+        for (_, parameter) in namedParameters() where parameter.rank == 2 || parameter.rank == 4 {
+            parameter.freezeForInference()
+        }
+    }
 }

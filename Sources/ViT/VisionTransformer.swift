@@ -150,10 +150,13 @@ public final class VisionTransformer: Module {
         fixedPositions?.tensor.convert(to: dtype)
     }
 
-    /// Marks the weight matrices as read-only for inference, so that each matmul packs its weight once into the
-    /// layout its primitive prefers. Training must not follow (an optimiser step would unfreeze them, at a cost).
+    /// Marks the weight matrices and convolution kernels (the patch embedding, a hybrid's backbone) as read-only
+    /// for inference, so that each matmul or convolution packs its weight once into the layout its primitive
+    /// prefers. Training must not follow (an optimiser step would unfreeze them, at a cost).
     public func freezeForInference() {
-        for (_, parameter) in namedParameters() where parameter.rank == 2 { parameter.freezeForInference() }
+        for (_, parameter) in namedParameters() where parameter.rank == 2 || parameter.rank == 4 {
+            parameter.freezeForInference()
+        }
     }
 
     /// Logits only.

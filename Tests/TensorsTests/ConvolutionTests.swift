@@ -100,6 +100,20 @@ import TestSupport
         checkGradients([weight]) { $0[0].standardized(eps: 1e-5, epsOnStandardDeviation: true) }
     }
 
+    /// A frozen kernel is packed once, where the primitive wants a blocked layout, in place of its plain memory;
+    /// outputs and the kernel's values read the same.
+    @Test func aFrozenKernelIsPackedOnceAndReadsTheSame() {
+        let x = random([2, 16, 9, 8], seed: 40), w = random([32, 16, 3, 3], seed: 41), b = random([32], seed: 42)
+        let g = WindowGeometry(kernel: [3, 3], stride: [1, 1], paddingBefore: [1, 1], paddingAfter: [1, 1])
+        let values = w.toArray(), plain = fast.convolution(x, weight: w, bias: b, g)
+        w.freezeForInference()
+        let frozen = fast.convolution(x, weight: w, bias: b, g)
+        expectClose(frozen, plain, 1e-5, "frozen kernel")
+        #expect(w.storage.isResident == w.packedCopies.isEmpty, "plain memory given back exactly when packed")
+        #expect(fast.convolution(x, weight: w, bias: b, g).toArray() == frozen.toArray(), "the pack serves again")
+        #expect(w.toArray() == values, "reading the kernel brings its values back")
+    }
+
     /// Channel-blocked images [B, C / b, H, W, b] (oneDNN's nChw8c / nChw16c) through every image kernel give the
     /// channels-first results, blocked; the reference computes them by way of channels-first.
     @Test func channelBlockedKernelsAgreeWithChannelsFirst() {
