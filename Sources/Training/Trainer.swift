@@ -74,6 +74,8 @@ public final class Trainer {
                 throw TrainingError.badOptions("distillation trains a ViT's distillation token: the student needs one (--distilled)")
             }
             teacher.eval()
+            // The teacher's weights never change here: each product packs them once, not at every step.
+            teacher.freezeForInference()
         }
         self.teacher = options.distillation == nil ? nil : teacher
         // A split names its images, so overlap is checkable (other sources name images of other parts).
