@@ -21,8 +21,12 @@ mkdir -p runs
 # 128, weight decay 5e-4 on the weights, one warm-up epoch then cosine; random crops (padding 4) and flips.
 TEACHER="--arch resnet18 --cifar-stem --width 32 --data $DATA --optimizer sgd --momentum 0.9 --lr 0.1 --min-lr 0 \
   --weight-decay 5e-4 --label-smoothing 0 --clip-grad 0 --warmup 1"
-# The students: the built-in model's architecture and recipe with DeiT's distillation token, 30 epochs.
-STUDENT="--distilled --data $DATA --epochs 30 --warmup 3 --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1"
+# The students: the built-in model's architecture and recipe with DeiT's distillation token, 30 epochs, in mixed
+# precision (bf16 matrix products; PRECISION=fp32 for the other). The ResNet teacher trains in fp32: the
+# convolutions have no bf16 path.
+PRECISION=${PRECISION:-bf16}
+STUDENT="--distilled --data $DATA --epochs 30 --warmup 3 --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1 \
+  --precision $PRECISION"
 
 source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS...
 
