@@ -29,15 +29,25 @@ PROBE="--data $DATA --epochs 10 --warmup 1 --pooling avg --linear-probe --weight
 
 source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS...
 
+# A finished pre-training run is committed as docs/pretraining/NAME (model, config, metrics: what fine-tuning and
+# probing read), since runs/ may not survive a change of machine; it stands in for a missing runs/NAME.
+restore() {
+    if [ ! -f "runs/$1/metrics.jsonl" ] && [ -f "docs/pretraining/$1/model.safetensors" ]; then
+        echo "$1: restored from docs/pretraining/$1"
+        mkdir -p "runs/$1"
+        cp "docs/pretraining/$1"/* "runs/$1/"
+    fi
+}
+
 stage() {
     case $1 in
-    mae) run mae-cifar 100 pretrain --method mae $PRETRAIN ;;
+    mae) restore mae-cifar; run mae-cifar 100 pretrain --method mae $PRETRAIN ;;
     scratch) run ft-scratch 30 train $SUPERVISED ;;
-    mae-finetune) run ft-mae 30 train --init runs/mae-cifar --layer-decay 0.75 $SUPERVISED ;;
-    mae-probe) run probe-mae 10 train --init runs/mae-cifar $PROBE ;;
-    hpm) run hpm-cifar 100 pretrain --method hpm $PRETRAIN ;;
-    hpm-finetune) run ft-hpm 30 train --init runs/hpm-cifar --layer-decay 0.75 $SUPERVISED ;;
-    hpm-probe) run probe-hpm 10 train --init runs/hpm-cifar $PROBE ;;
+    mae-finetune) restore mae-cifar; run ft-mae 30 train --init runs/mae-cifar --layer-decay 0.75 $SUPERVISED ;;
+    mae-probe) restore mae-cifar; run probe-mae 10 train --init runs/mae-cifar $PROBE ;;
+    hpm) restore hpm-cifar; run hpm-cifar 100 pretrain --method hpm $PRETRAIN ;;
+    hpm-finetune) restore hpm-cifar; run ft-hpm 30 train --init runs/hpm-cifar --layer-decay 0.75 $SUPERVISED ;;
+    hpm-probe) restore hpm-cifar; run probe-hpm 10 train --init runs/hpm-cifar $PROBE ;;
     *) echo "unknown stage $1 (mae scratch mae-finetune mae-probe hpm hpm-finetune hpm-probe)" >&2; exit 2 ;;
     esac
 }
