@@ -6,6 +6,7 @@
 # Run it with the machine otherwise idle: another training on these two cores halves every number.
 #
 #   bash scripts/pretraining-throughput.sh [VIT] [ROUNDS]      # VIT: default .build/release/vit; ROUNDS: default 6
+#   PRECISION=fp32 bash scripts/pretraining-throughput.sh ...   # default bf16 (mixed precision), as the experiment
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIT=${1:-.build/release/vit}
@@ -19,8 +20,9 @@ if [ ! -d "$SUBSET" ]; then
     tar -xzf "$archive" -C "$SUBSET" -T "$SUBSET.list"
 fi
 
-SUPERVISED="--data $SUBSET --epochs 30 --warmup 3 --pooling avg --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1"
-PRETRAIN="--data $SUBSET --epochs 100 --blr 1e-3 --norm-pix-loss --decoder-depth 1 --decoder-width 128 --decoder-heads 4"
+PRECISION=${PRECISION:-bf16}  # as the experiment (docs/pretraining/experiment.sh); PRECISION=fp32 for the other
+SUPERVISED="--precision $PRECISION --data $SUBSET --epochs 30 --warmup 3 --pooling avg --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1"
+PRETRAIN="--precision $PRECISION --data $SUBSET --epochs 100 --blr 1e-3 --norm-pix-loss --decoder-depth 1 --decoder-width 128 --decoder-heads 4"
 run=$(mktemp -d)
 trap 'rm -rf "$run"' EXIT
 
