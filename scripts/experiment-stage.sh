@@ -1,5 +1,18 @@
-# Sourced by the experiment scripts (docs/*/experiment.sh), from the repository root, with VIT and DATA set.
+# Sourced by the experiment scripts (docs/*/experiment.sh), from the repository root, with VIT, DATA and COMMITTED
+# set.
 #
+# runs/ may not survive a change of machine, so what a later stage or the README's table needs is committed as
+# $COMMITTED/NAME (docs/pretraining/NAME, say): a finished run's metrics, config and curves, its model when a later
+# stage starts from it (--init, --teacher), and the checkpoint of a run stopped at a session's end, which --resume
+# continues. restore NAME copies it into a runs/NAME that has no metrics.jsonl; run restores its own run first.
+restore() {
+    if [ ! -f "runs/$1/metrics.jsonl" ] && [ -d "$COMMITTED/$1" ]; then
+        echo "$1: restored from $COMMITTED/$1"
+        mkdir -p "runs/$1"
+        cp "$COMMITTED/$1"/* "runs/$1/"
+    fi
+}
+
 # run NAME EPOCHS SUBCOMMAND OPTIONS...: brings runs/NAME from where it stands to EPOCHS epochs. A run whose
 # metrics.jsonl holds its last epoch is skipped; one with a checkpoint is resumed with only its data and epoch count
 # (it keeps the recipe saved with it); otherwise it starts with OPTIONS. Output is appended to runs/NAME/log.
@@ -7,6 +20,7 @@ run() {
     local name=$1 epochs=$2
     shift 2
     local folder=runs/$name
+    restore "$name"
     if [ -f "$folder/metrics.jsonl" ] && [ "$(tail -n 1 "$folder/metrics.jsonl" | sed 's/.*"epoch":\([0-9]*\).*/\1/')" -ge "$epochs" ]; then
         echo "$name: done ($epochs epochs)"
         return

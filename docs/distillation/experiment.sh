@@ -28,16 +28,19 @@ PRECISION=${PRECISION:-bf16}
 STUDENT="--distilled --data $DATA --epochs 30 --warmup 3 --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1 \
   --precision $PRECISION"
 
-source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS...
+# A finished run is committed as docs/distillation/NAME (the teacher with its model), or at a session's end with its
+# checkpoint; runs restore a missing runs/NAME from there.
+COMMITTED=docs/distillation
+source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS..., restore NAME
 
 stage() {
     case $1 in
     teacher) run resnet18-w32 30 train $TEACHER --epochs 30 ;;
     teacher-short) run resnet18-w32-short 2 train $TEACHER --epochs 2 ;;
     alone) run deit-alone 30 train $STUDENT ;;
-    resnet) run deit-resnet 30 train $STUDENT --teacher runs/resnet18-w32 --distillation hard ;;
+    resnet) restore resnet18-w32; run deit-resnet 30 train $STUDENT --teacher runs/resnet18-w32 --distillation hard ;;
     vit) run deit-vit 30 train $STUDENT --teacher builtin:cifar10-vit --distillation hard ;;
-    resnet-short) run deit-resnet-short 30 train $STUDENT --teacher runs/resnet18-w32-short --distillation hard ;;
+    resnet-short) restore resnet18-w32-short; run deit-resnet-short 30 train $STUDENT --teacher runs/resnet18-w32-short --distillation hard ;;
     *) echo "unknown stage $1 (teacher teacher-short alone resnet vit resnet-short)" >&2; exit 2 ;;
     esac
 }

@@ -27,17 +27,10 @@ PRETRAIN="--data $DATA --epochs 100 --blr 1e-3 --norm-pix-loss --decoder-depth 1
 SUPERVISED="--data $DATA --epochs 30 --warmup 3 --pooling avg --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1 --precision $PRECISION"
 PROBE="--data $DATA --epochs 10 --warmup 1 --pooling avg --linear-probe --weight-decay 0 --precision $PRECISION"
 
-source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS...
-
-# A finished pre-training run is committed as docs/pretraining/NAME (model, config, metrics: what fine-tuning and
-# probing read), since runs/ may not survive a change of machine; it stands in for a missing runs/NAME.
-restore() {
-    if [ ! -f "runs/$1/metrics.jsonl" ] && [ -f "docs/pretraining/$1/model.safetensors" ]; then
-        echo "$1: restored from docs/pretraining/$1"
-        mkdir -p "runs/$1"
-        cp "docs/pretraining/$1"/* "runs/$1/"
-    fi
-}
+# A run that later stages start from (its model) or that the README table reads is committed as docs/pretraining/NAME
+# when it ends, or at a session's end with its checkpoint; runs restore a missing runs/NAME from there.
+COMMITTED=docs/pretraining
+source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS..., restore NAME
 
 stage() {
     case $1 in
