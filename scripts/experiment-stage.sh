@@ -9,7 +9,9 @@ restore() {
     if [ ! -f "runs/$1/metrics.jsonl" ] && [ -d "$COMMITTED/$1" ]; then
         echo "$1: restored from $COMMITTED/$1"
         mkdir -p "runs/$1"
-        cp "$COMMITTED/$1"/* "runs/$1/"
+        # metrics.jsonl last, by rename: it marks the run as there, so a stop halfway must not leave it without the rest.
+        find "$COMMITTED/$1" -maxdepth 1 -type f ! -name metrics.jsonl -exec cp {} "runs/$1/" \;
+        cp "$COMMITTED/$1/metrics.jsonl" "runs/$1/metrics.jsonl.restoring" && mv "runs/$1/metrics.jsonl.restoring" "runs/$1/metrics.jsonl"
     fi
 }
 
