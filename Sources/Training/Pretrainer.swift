@@ -92,17 +92,17 @@ public final class Pretrainer {
         AtomicFile.removeStaleTemporaries(in: folder)
     }
 
-    /// Continues the run saved in `folder` on the same images (the epoch count may be raised with `epochs`).
-    public static func resume(folder: URL, data: ImageDataset, epochs: Int? = nil) throws -> Pretrainer {
-        let (url, saved, groups) = try RunCheckpoint.read(
-            in: folder, key: "swiftvit_pretraining", groups: ["model", "teacher", "optimizer"], as: SavedRun.self,
-            run: "pre-training", writer: "vit pretrain")
+    /// Continues the run saved in `folder` on the same images (the epoch count may be raised with `epochs`);
+    /// `precision` changes the dtype of the matrix products from here on, as `Trainer.resume`'s does.
+    public static func resume(folder: URL, data: ImageDataset, epochs: Int? = nil, precision: DType? = nil) throws -> Pretrainer {
+        let (url, saved, groups) = try readCheckpoint(in: folder)
         if saved.dataDigest != Trainer.digest(data.sources) {
             throw TrainingError.badCheckpoint(
                 url, "the data changed since the run started: it pre-trained on \(saved.dataCount) images, not on these \(data.count)")
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
+        if let precision { options.autocast = precision == .float32 ? nil : precision }
         let model = try Init.withoutDrawing { try MaskedAutoencoder(saved.config) }
         let pretrainer: Pretrainer
         do {
@@ -118,6 +118,18 @@ public final class Pretrainer {
         pretrainer.state = saved.state
         pretrainer.random.generator = saved.state.random
         return pretrainer
+    }
+
+    /// The recipe the run in `folder` was saved with, without loading it.
+    public static func savedOptions(in folder: URL) throws -> PretrainingOptions {
+        try readCheckpoint(in: folder).1.options
+    }
+
+    /// The state and the tensors of `folder/checkpoint.safetensors`, grouped by prefix (model, teacher, optimizer).
+    private static func readCheckpoint(in folder: URL) throws -> (URL, SavedRun, [String: [String: Tensor]]) {
+        try RunCheckpoint.read(
+            in: folder, key: "swiftvit_pretraining", groups: ["model", "teacher", "optimizer"], as: SavedRun.self,
+            run: "pre-training", writer: "vit pretrain")
     }
 
     /// What `checkpoint.safetensors` holds besides tensors.

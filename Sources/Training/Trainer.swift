@@ -132,9 +132,12 @@ public final class Trainer {
     /// Continues the run saved in `folder`: the same recipe (its epoch count may be raised with `epochs`), weights,
     /// optimiser moments, EMA, data position and random state.
     /// The split must be the saved one (`savedRun(in:)` tells the caller which images to hold out).
+    /// `precision` (`.float32`, or `.bfloat16` for mixed precision) changes the dtype the matrix products run in from
+    /// here on, as a host without bf16 kernels needs; nil keeps the run's. Weights and moments are float32 either way,
+    /// so the checkpoint serves both, but only an unchanged precision continues bit for bit.
     public static func resume(
         folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
-        validationSource: ValidationSource? = nil, epochs: Int? = nil, teacher: (any ImageModel)? = nil
+        validationSource: ValidationSource? = nil, epochs: Int? = nil, teacher: (any ImageModel)? = nil, precision: DType? = nil
     ) throws -> Trainer {
         let (url, saved, tensors) = try readCheckpoint(in: folder)
         if let savedSource = saved.validation, let validationSource, savedSource != validationSource {
@@ -154,6 +157,7 @@ public final class Trainer {
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
+        if let precision { options.autocast = precision == .float32 ? nil : precision }
         guard saved.classNames == trainSet.classNames else {
             throw TrainingError.badCheckpoint(url, "was trained on classes \(saved.classNames), the data has \(trainSet.classNames)")
         }

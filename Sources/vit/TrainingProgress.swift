@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Tensors
 import Training
 
 /// What the training commands (`train`, `pretrain`, `train-clip`) show while a run goes on: each epoch's bar on
@@ -70,12 +71,23 @@ enum ResumedRun {
         return seen
     }
 
-    /// Prints the note when any option given goes unused.
-    static func noteUnusedOptions(used: Set<String>) {
-        let unused = unusedOptions(used: used.union(["--resume", "--output", "--data", "--epochs", "--max-steps", "--max-image-pixels"]))
+    /// Says when --precision moved a run to another compute precision (`autocast`: nil is float32), the one recipe
+    /// setting a resume may change: it is the host's matter (bf16 is emulated and slow without AVX512-BF16 or AMX).
+    static func notePrecisionChange(from saved: DType?, to now: DType?) {
+        guard saved != now else { return }
+        func name(_ autocast: DType?) -> String { autocast == .bfloat16 ? "bf16" : "fp32" }
+        printError(
+            "note: continuing in \(name(now)) (the run so far: \(name(saved))): the weights and moments carry over; the steps from here differ from those \(name(saved)) would take"
+        )
+    }
+
+    /// Prints the note when any option given goes unused; `changeable` are the recipe's options a resume applies.
+    static func noteUnusedOptions(used: Set<String>, changeable: [String] = ["--epochs"]) {
+        let unused = unusedOptions(
+            used: used.union(changeable).union(["--resume", "--output", "--data", "--max-steps", "--max-image-pixels"]))
         guard !unused.isEmpty else { return }
         printError(
-            "note: \(unused.joined(separator: ", ")) not used: a resumed run keeps the recipe and architecture it started with (only --epochs may change)"
+            "note: \(unused.joined(separator: ", ")) not used: a resumed run keeps the recipe and architecture it started with (only \(changeable.joined(separator: " and ")) may change)"
         )
     }
 }

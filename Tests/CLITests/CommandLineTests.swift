@@ -126,6 +126,15 @@ import Testing
         #expect(
             resumed.status == 0 && resumed.stderr.contains("note: --lr") && resumed.stderr.contains("keeps the recipe"),
             "\(resumed.stderr)")
+        // Precision is the host's matter, not the recipe's: a resume may change it, and says so.
+        let inBF16 = try vit(["train", "--data", data.path, "-o", early.path, "--resume", "--max-steps", "1", "--precision", "bf16"])
+        #expect(
+            inBF16.status == 0 && inBF16.stderr.contains("note: continuing in bf16 (the run so far: fp32)")
+                && !inBF16.stderr.contains("--precision not used"), "\(inBF16.stderr)")
+        let stillBF16 = try vit(["train", "--data", data.path, "-o", early.path, "--resume", "--max-steps", "1"])
+        #expect(
+            stillBF16.status == 0 && stillBF16.stderr.contains("precision: bf16") && !stillBF16.stderr.contains("continuing in"),
+            "\(stillBF16.stderr)")
     }
 
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

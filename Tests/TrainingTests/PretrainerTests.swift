@@ -106,6 +106,32 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
         #expect(straight.state.history.map(\.loss) == resumed.state.history.map(\.loss))
     }
 
+    /// `vit pretrain --resume --precision bf16`: a float32 run goes on in mixed precision from where it stopped, and
+    /// its checkpoint keeps the new precision.
+    @Test func resumeMayChangeThePrecision() throws {
+        let data = quadrantDataset(count: 128, seed: 9)
+        let straightFolder = temporaryFolder(), changedFolder = temporaryFolder()
+        defer { for f in [straightFolder, changedFolder] { try? FileManager.default.removeItem(at: f) } }
+        let straight = try Pretrainer(
+            model: try tinyAutoencoder(seed: 2, lossPredictor: false), options: pretrainingOptions(.mae, epochs: 2), data: data,
+            folder: straightFolder)
+        #expect(try straight.run() == .finished)
+        let first = try Pretrainer(
+            model: try tinyAutoencoder(seed: 2, lossPredictor: false), options: pretrainingOptions(.mae, epochs: 2), data: data,
+            folder: changedFolder)
+        first.stepLimit = 6
+        #expect(try first.run() == .stopped)
+        #expect(try Pretrainer.savedOptions(in: changedFolder).autocast == nil)
+        let resumed = try Pretrainer.resume(folder: changedFolder, data: data, precision: .bfloat16)
+        #expect(resumed.options.autocast == .bfloat16)
+        #expect(try resumed.run() == .finished)
+        #expect(try Pretrainer.savedOptions(in: changedFolder).autocast == .bfloat16)
+        let a = straight.model.parameters().flatMap { $0.toArray() }, b = resumed.model.parameters().flatMap { $0.toArray() }
+        #expect(a != b)
+        let largest = zip(a, b).map { abs($0 - $1) }.max()!
+        #expect(largest.isFinite && largest < 0.05, "bf16 steps moved a weight by \(largest)")
+    }
+
     /// `vit train --init RUN`: the encoder fine-tunes, the decoders are reported unused.
     @Test func fineTuningTakesTheEncoder() throws {
         let folder = temporaryFolder()

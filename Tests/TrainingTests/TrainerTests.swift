@@ -135,6 +135,44 @@ func temporaryFolder() -> URL {
                 })
     }
 
+    /// `vit train --resume --precision bf16|fp32`: a float32 run stopped after 3 of its 8 steps goes on in mixed
+    /// precision from the same weights and moments, and its checkpoint says so from then on; the same resume with the
+    /// run's own precision named still continues to the bit.
+    @Test func resumeMayChangeThePrecision() throws {
+        var options = TrainingOptions()
+        options.epochs = 2
+        options.batchSize = 16
+        options.warmupEpochs = 0.5
+        let data = quadrantDataset(count: 64, seed: 4)  // 4 steps an epoch
+        let straightFolder = temporaryFolder(), keptFolder = temporaryFolder(), changedFolder = temporaryFolder()
+        defer { for f in [straightFolder, keptFolder, changedFolder] { try? FileManager.default.removeItem(at: f) } }
+        let straight = try Trainer(
+            model: try tinyModel(seed: 3), options: options, trainSet: data, validationSet: nil, folder: straightFolder)
+        #expect(try straight.run() == .finished)
+        for folder in [keptFolder, changedFolder] {
+            let first = try Trainer(model: try tinyModel(seed: 3), options: options, trainSet: data, validationSet: nil, folder: folder)
+            first.stepLimit = 3
+            #expect(try first.run() == .stopped)
+        }
+        let kept = try Trainer.resume(folder: keptFolder, trainSet: data, validationSet: nil, precision: .float32)
+        let changed = try Trainer.resume(folder: changedFolder, trainSet: data, validationSet: nil, precision: .bfloat16)
+        #expect(kept.options.autocast == nil && changed.options.autocast == .bfloat16)
+        #expect(zip(kept.model.parameters(), changed.model.parameters()).allSatisfy { $0.toArray() == $1.toArray() })
+        #expect(try kept.run() == .finished)
+        #expect(try changed.run() == .finished)
+
+        let keptDiffers = zip(straight.model.parameters(), kept.model.parameters()).filter { $0.toArray() != $1.toArray() }
+        #expect(keptDiffers.isEmpty, "\(keptDiffers.count) tensors differ with the precision unchanged")
+        // bf16 products from step 4 on: other weights, still near the float32 ones (a bf16 rounding, not a new run).
+        let straightWeights = straight.model.parameters().flatMap { $0.toArray() }
+        let changedWeights = changed.model.parameters().flatMap { $0.toArray() }
+        #expect(straightWeights != changedWeights)
+        let largest = zip(straightWeights, changedWeights).map { abs($0 - $1) }.max()!
+        #expect(largest.isFinite && largest < 0.05, "bf16 steps moved a weight by \(largest)")
+        #expect(try Trainer.savedRun(in: changedFolder).options.autocast == .bfloat16)
+        #expect(try Trainer.savedRun(in: keptFolder).options.autocast == nil)
+    }
+
     /// A 3-epoch run on 64 images stopped after its first epoch (a checkpoint at its end), and the trainer resuming it.
     func runStoppedAfterOneEpoch(in folder: URL, emaDecay: Float? = nil) throws -> (first: Trainer, resumed: Trainer) {
         var options = TrainingOptions()

@@ -40,7 +40,10 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Fraction of the patches removed.") var maskRatio: Float = 0.75
     @Flag(help: "Reconstruct each patch normalised by its own mean and variance (MAE's norm_pix_loss).") var normPixLoss = false
     @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String
-    @Flag(help: "Continue the run saved in --output (same recipe and data; --epochs may raise the epoch count).") var resume = false
+    @Flag(
+        help:
+            "Continue the run saved in --output (same recipe and data; --epochs may raise the epoch count, --precision change the compute precision)."
+    ) var resume = false
 
     @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
     @Option(help: "Images per step.") var batchSize = defaults.batchSize
@@ -53,9 +56,9 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
     @Option(
         help:
-            "Compute precision: bf16 runs the matrix products in bfloat16 (float32 weights and optimiser state), fp32 everything in float32."
+            "Compute precision: bf16 runs the matrix products in bfloat16 (float32 weights and optimiser state), fp32 everything in float32 (default: fp32; with --resume, the run's own)."
     )
-    var precision: Precision = .fp32
+    var precision: Precision?
     @OptionGroup var imageLimit: ImageLimitOptions
 
     func validate() throws {
@@ -81,6 +84,7 @@ struct Pretrain: ParsableCommand {
         let folder = URL(fileURLWithPath: output)
         let pretrainer = resume ? try resumed(folder) : try newRun(folder)
         pretrainer.stepLimit = maxSteps
+        Precision.noteMixedPrecision(pretrainer.options.autocast)
         pretrainer.shouldStop = { interrupt.requested }
         interrupt.trainingStarted()
         let progress = TrainingProgress(batchSize: pretrainer.options.batchSize, epochs: pretrainer.options.epochs)
@@ -172,10 +176,12 @@ struct Pretrain: ParsableCommand {
             throw CommandFailure("\(checkpoint.path): no such file: no pre-training run to resume in \(output)")
         }
         let config = try MAECheckpoint.load(folder).config
+        let saved = try Pretrainer.savedOptions(in: folder)
         let pretrainer = try Pretrainer.resume(
-            folder: folder, data: try loadImages(sizing: .size(config.encoder.imageSize)), epochs: epochs)
+            folder: folder, data: try loadImages(sizing: .size(config.encoder.imageSize)), epochs: epochs, precision: precision?.dtype)
         printError("resuming at epoch \(pretrainer.state.epoch + 1), batch \(pretrainer.state.batch + 1) of \(pretrainer.stepsPerEpoch)")
-        ResumedRun.noteUnusedOptions(used: [])
+        ResumedRun.notePrecisionChange(from: saved.autocast, to: pretrainer.options.autocast)
+        ResumedRun.noteUnusedOptions(used: [], changeable: ["--epochs", "--precision"])
         return pretrainer
     }
 }

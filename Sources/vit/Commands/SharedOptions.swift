@@ -82,6 +82,15 @@ enum Precision: String, ExpressibleByArgument, CaseIterable {
         printError("precision: \(chosen.rawValue) (\(why))")
         return chosen
     }
+
+    /// A training run's line on mixed precision (`autocast` bf16; nothing for float32), with the warning a CPU
+    /// without bf16 kernels calls for.
+    static func noteMixedPrecision(_ autocast: DType?) {
+        guard autocast == .bfloat16 else { return }
+        printError(
+            "precision: bf16 matrix products, float32 weights, gradients and optimiser state"
+                + (OneDNN.hasNativeBFloat16 ? "" : " (this CPU has no AVX512-BF16 or AMX: bf16 is emulated and slower than fp32)"))
+    }
 }
 extension DataPart: ExpressibleByArgument {}
 extension ViTConfig.Pooling: ExpressibleByArgument {}

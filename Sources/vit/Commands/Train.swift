@@ -74,7 +74,10 @@ struct Train: ParsableCommand {
     @Option(help: "Override the preset's number of attention heads.") var heads: Int?
     @Option(help: "Override the preset's MLP width / token width.") var mlpRatio: Float?
     @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String?
-    @Flag(help: "Continue the run saved in --output (same recipe, data and validation images; --epochs may raise the epoch count).")
+    @Flag(
+        help:
+            "Continue the run saved in --output (same recipe, data and validation images; --epochs may raise the epoch count, --precision change the compute precision)."
+    )
     var resume = false
     // The spellings of earlier releases, kept for one release.
     @Option(name: .customLong("out"), help: .hidden) var outAlias: String?
@@ -102,9 +105,9 @@ struct Train: ParsableCommand {
     @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
     @Option(
         help:
-            "Compute precision: bf16 runs the matrix products in bfloat16 (mixed precision: float32 weights, gradients and optimiser state, as torch.autocast), fp32 everything in float32."
+            "Compute precision: bf16 runs the matrix products in bfloat16 (mixed precision: float32 weights, gradients and optimiser state, as torch.autocast), fp32 everything in float32 (default: fp32; with --resume, the run's own)."
     )
-    var precision: Precision = .fp32
+    var precision: Precision?
     @OptionGroup var imageLimit: ImageLimitOptions
 
     func validate() throws {
@@ -146,11 +149,7 @@ struct Train: ParsableCommand {
         let folder = URL(fileURLWithPath: outputPath)
         let trainer = resume ? try resumedTrainer(folder) : try newTrainer(folder)
         trainer.stepLimit = maxSteps
-        if trainer.options.autocast == .bfloat16 {
-            printError(
-                "precision: bf16 matrix products, float32 weights, gradients and optimiser state"
-                    + (OneDNN.hasNativeBFloat16 ? "" : " (this CPU has no AVX512-BF16 or AMX: bf16 is emulated and slower than fp32)"))
-        }
+        Precision.noteMixedPrecision(trainer.options.autocast)
         trainer.shouldStop = { interrupt.requested }
         interrupt.trainingStarted()
         let progress = TrainingProgress(batchSize: trainer.options.batchSize, epochs: trainer.options.epochs)
@@ -337,9 +336,10 @@ struct Train: ParsableCommand {
         let (trainSet, validationSet, source) = try loadData(sizing: .size(try saved.architecture.imageSize), split: split)
         let trainer = try Trainer.resume(
             folder: folder, trainSet: trainSet, validationSet: validationSet,
-            validationSource: source, epochs: epochs, teacher: try loadTeacher(saved.options))
+            validationSource: source, epochs: epochs, teacher: try loadTeacher(saved.options), precision: precision?.dtype)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
-        ResumedRun.noteUnusedOptions(used: ["--val-split", "--out"])
+        ResumedRun.notePrecisionChange(from: saved.options.autocast, to: trainer.options.autocast)
+        ResumedRun.noteUnusedOptions(used: ["--val-split", "--out"], changeable: ["--epochs", "--precision"])
         return trainer
     }
 
