@@ -15,23 +15,20 @@ cd "$(dirname "$0")/../.."
 VIT=${VIT:-.build/release/vit}
 DATA=${DATA:-../shared/data/cifar10-jpg.tar.gz}
 mkdir -p runs
+# A finished run is committed as docs/distillation/NAME (the teacher with its model), or at a session's end with its
+# checkpoint; runs restore a missing runs/NAME from there.
+COMMITTED=docs/distillation
+source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS..., restore NAME; PRECISION (this host's)
 
 # The teacher: ResNet-18 with CIFAR's stem at half width (32-64-128-256 channels, 2.8M parameters: a quarter of the
 # arithmetic, which the students pay again on every step), SGD with momentum 0.9, rate 0.1 for batch
 # 128, weight decay 5e-4 on the weights, one warm-up epoch then cosine; random crops (padding 4) and flips.
 TEACHER="--arch resnet18 --cifar-stem --width 32 --data $DATA --optimizer sgd --momentum 0.9 --lr 0.1 --min-lr 0 \
   --weight-decay 5e-4 --label-smoothing 0 --clip-grad 0 --warmup 1"
-# The students: the built-in model's architecture and recipe with DeiT's distillation token, 30 epochs, in mixed
-# precision (bf16 matrix products; PRECISION=fp32 for the other). The ResNet teacher trains in fp32: the
-# convolutions have no bf16 path.
-PRECISION=${PRECISION:-bf16}
+# The students: the built-in model's architecture and recipe with DeiT's distillation token, 30 epochs, at the host's
+# PRECISION. The ResNet teacher trains in fp32 everywhere: the convolutions have no bf16 path.
 STUDENT="--distilled --data $DATA --epochs 30 --warmup 3 --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1 \
   --precision $PRECISION"
-
-# A finished run is committed as docs/distillation/NAME (the teacher with its model), or at a session's end with its
-# checkpoint; runs restore a missing runs/NAME from there.
-COMMITTED=docs/distillation
-source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS..., restore NAME
 
 stage() {
     case $1 in

@@ -14,23 +14,20 @@ cd "$(dirname "$0")/../.."
 VIT=${VIT:-.build/release/vit}
 DATA=${DATA:-../shared/data/cifar10-jpg.tar.gz}
 mkdir -p runs
-# Every stage in mixed precision (bf16 matrix products, fp32 weights and optimiser state; README, "Precision"): on a
-# CPU with AVX512-BF16 it trains 1.4-1.6x faster than fp32 to the same accuracy. PRECISION=fp32 for the other.
-PRECISION=${PRECISION:-bf16}
+# A run that later stages start from (its model) or that the README table reads is committed as docs/pretraining/NAME
+# when it ends, or at a session's end with its checkpoint; runs restore a missing runs/NAME from there.
+COMMITTED=docs/pretraining
+source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS..., restore NAME; PRECISION (this host's)
 
 # The pre-training recipe: MAE's defaults with a base rate of 1e-3, normalised pixel targets, a one-block decoder
-# 128 wide (the encoder is the built-in model's architecture, vit_cifar_patch4_32).
+# 128 wide (the encoder is the built-in model's architecture, vit_cifar_patch4_32), every stage at the host's
+# PRECISION.
 PRETRAIN="--data $DATA --epochs 100 --blr 1e-3 --norm-pix-loss --decoder-depth 1 --decoder-width 128 --decoder-heads 4 --precision $PRECISION"
 # The supervised recipe, shared by the run from scratch and the fine-tunes: the built-in model's augmentation and
 # regularisation, average pooling with fc_norm (MAE's fine-tuning), 30 epochs. The fine-tunes add MAE's layer-wise
 # rate decay, which a model from scratch has no use for.
 SUPERVISED="--data $DATA --epochs 30 --warmup 3 --pooling avg --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1 --precision $PRECISION"
 PROBE="--data $DATA --epochs 10 --warmup 1 --pooling avg --linear-probe --weight-decay 0 --precision $PRECISION"
-
-# A run that later stages start from (its model) or that the README table reads is committed as docs/pretraining/NAME
-# when it ends, or at a session's end with its checkpoint; runs restore a missing runs/NAME from there.
-COMMITTED=docs/pretraining
-source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS..., restore NAME
 
 stage() {
     case $1 in
