@@ -231,7 +231,7 @@ public final class Pretrainer {
             epoch: state.epoch + 1, loss: state.lossSum / Double(max(state.steps, 1)),
             rankingLoss: teacher == nil ? nil : state.rankingLossSum / Double(max(state.steps, 1)),
             learningRate: Double(optimizer.learningRate), imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
-            seconds: state.trainingSeconds)
+            seconds: state.trainingSeconds, precision: Autocast.precisionName(options.autocast))
         state.history.append(record)
         state.epoch += 1
         state.batch = 0

@@ -71,9 +71,11 @@ public struct PretrainingRecord: Codable, Equatable, Sendable {
     public var learningRate: Double
     public var imagesPerSecond: Double
     public var seconds: Double
+    /// The compute precision the epoch ended in, as `EpochRecord`'s.
+    public var precision: String?
 
     enum CodingKeys: String, CodingKey {
-        case epoch, loss, seconds
+        case epoch, loss, seconds, precision
         case rankingLoss = "ranking_loss", learningRate = "lr", imagesPerSecond = "images_per_second"
     }
 

@@ -376,7 +376,7 @@ public final class Trainer {
             trainAccuracy: Double(state.correct) / Double(max(state.seen, 1)),
             learningRate: Double(optimizer.learningRate),
             imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
-            seconds: state.trainingSeconds)
+            seconds: state.trainingSeconds, precision: Autocast.precisionName(options.autocast))
         if let validationSet {
             onEvent(.evaluating(epoch: state.epoch))
             let result = Autocast.run(options.autocast ?? .float32) {

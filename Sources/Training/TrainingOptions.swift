@@ -91,9 +91,12 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var learningRate: Double  // at the end of the epoch
     public var imagesPerSecond: Double  // training steps only
     public var seconds: Double  // training and evaluation
+    /// "bf16" (mixed) or "fp32": the compute precision the epoch ended in, which a resume may change
+    /// (`Autocast.precisionName`); nil in runs saved before it was recorded.
+    public var precision: String?
 
     enum CodingKeys: String, CodingKey {
-        case epoch, seconds
+        case epoch, seconds, precision
         case trainLoss = "train_loss", trainAccuracy = "train_accuracy", validationLoss = "val_loss"
         case validationTop1 = "val_top1", validationTop5 = "val_top5", learningRate = "lr"
         case validationClassHeadTop1 = "val_class_head_top1", validationDistillationHeadTop1 = "val_distillation_head_top1"

@@ -75,7 +75,7 @@ enum ResumedRun {
     /// setting a resume may change: it is the host's matter (bf16 is emulated and slow without AVX512-BF16 or AMX).
     static func notePrecisionChange(from saved: DType?, to now: DType?) {
         guard saved != now else { return }
-        func name(_ autocast: DType?) -> String { autocast == .bfloat16 ? "bf16" : "fp32" }
+        let name = Autocast.precisionName
         printError(
             "note: continuing in \(name(now)) (the run so far: \(name(saved))): the weights and moments carry over; the steps from here differ from those \(name(saved)) would take"
         )

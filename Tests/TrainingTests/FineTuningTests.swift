@@ -77,7 +77,7 @@ import ViT
         let mae = try FineTuning.model(
             checkpointConfig: config, tensors: tensors, classNames: ["x", "y"], pooling: nil, dropout: 0, dropPath: 0,
             headInit: .truncNormal)
-        let values = (mae.model as! VisionTransformer).head!.weight.toArray()
+        let values = mae.model.head!.weight.toArray()
         #expect(values.allSatisfy { abs($0) <= 4e-5 } && values.contains { $0 != 0 } && mae.report.head.contains("std 2e-5"))
         // Same count, other names: a head trained for other classes is not kept.
         let renamed = try FineTuning.model(

@@ -126,6 +126,7 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
         #expect(resumed.options.autocast == .bfloat16)
         #expect(try resumed.run() == .finished)
         #expect(try Pretrainer.savedOptions(in: changedFolder).autocast == .bfloat16)
+        #expect(resumed.state.history.map(\.precision) == ["fp32", "bf16"])  // stopped in epoch 2 of 2
         let a = straight.model.parameters().flatMap { $0.toArray() }, b = resumed.model.parameters().flatMap { $0.toArray() }
         #expect(a != b)
         let largest = zip(a, b).map { abs($0 - $1) }.max()!

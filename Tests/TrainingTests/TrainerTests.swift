@@ -135,9 +135,9 @@ func temporaryFolder() -> URL {
                 })
     }
 
-    /// `vit train --resume --precision bf16|fp32`: a float32 run stopped after 3 of its 8 steps goes on in mixed
-    /// precision from the same weights and moments, and its checkpoint says so from then on; the same resume with the
-    /// run's own precision named still continues to the bit.
+    /// `vit train --resume --precision bf16|fp32`: a float32 run stopped after 5 of its 8 steps (in its second epoch)
+    /// goes on in mixed precision from the same weights and moments, and its checkpoint and metrics say so from then
+    /// on; the same resume with the run's own precision named still continues to the bit.
     @Test func resumeMayChangeThePrecision() throws {
         var options = TrainingOptions()
         options.epochs = 2
@@ -151,7 +151,7 @@ func temporaryFolder() -> URL {
         #expect(try straight.run() == .finished)
         for folder in [keptFolder, changedFolder] {
             let first = try Trainer(model: try tinyModel(seed: 3), options: options, trainSet: data, validationSet: nil, folder: folder)
-            first.stepLimit = 3
+            first.stepLimit = 5
             #expect(try first.run() == .stopped)
         }
         let kept = try Trainer.resume(folder: keptFolder, trainSet: data, validationSet: nil, precision: .float32)
@@ -170,6 +170,7 @@ func temporaryFolder() -> URL {
         let largest = zip(straightWeights, changedWeights).map { abs($0 - $1) }.max()!
         #expect(largest.isFinite && largest < 0.05, "bf16 steps moved a weight by \(largest)")
         #expect(try Trainer.savedRun(in: changedFolder).options.autocast == .bfloat16)
+        #expect(changed.state.history.map(\.precision) == ["fp32", "bf16"] && straight.state.history.map(\.precision) == ["fp32", "fp32"])
         #expect(try Trainer.savedRun(in: keptFolder).options.autocast == nil)
     }
 
