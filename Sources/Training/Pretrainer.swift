@@ -120,7 +120,7 @@ public final class Pretrainer {
         return pretrainer
     }
 
-    /// The recipe the run in `folder` was saved with, without loading it.
+    /// The recipe the run in `folder` was saved with, without building its model.
     public static func savedOptions(in folder: URL) throws -> PretrainingOptions {
         try readCheckpoint(in: folder).1.options
     }
