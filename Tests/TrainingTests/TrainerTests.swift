@@ -163,7 +163,7 @@ func temporaryFolder() -> URL {
 
         let keptDiffers = zip(straight.model.parameters(), kept.model.parameters()).filter { $0.toArray() != $1.toArray() }
         #expect(keptDiffers.isEmpty, "\(keptDiffers.count) tensors differ with the precision unchanged")
-        // bf16 products from step 4 on: other weights, still near the float32 ones (a bf16 rounding, not a new run).
+        // bf16 products from step 6 on: other weights, still near the float32 ones (a bf16 rounding, not a new run).
         let straightWeights = straight.model.parameters().flatMap { $0.toArray() }
         let changedWeights = changed.model.parameters().flatMap { $0.toArray() }
         #expect(straightWeights != changedWeights)
