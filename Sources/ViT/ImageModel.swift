@@ -58,6 +58,15 @@ public enum Architecture: Codable, Equatable, Sendable {
         }
     }
 
+    /// Whether the model has convolutions (a ResNet, or a hybrid ViT's backbone), which compute in float32 whatever
+    /// the precision of the matrix products.
+    public var hasConvolutions: Bool {
+        switch self {
+        case .vit(let c): return c.backbone != nil
+        case .resnet: return true
+        }
+    }
+
     public var imageSize: Int {
         switch self {
         case .vit(let c): return c.imageSize

@@ -137,7 +137,12 @@ struct ModelOptions: ParsableArguments {
         var loader = architecture.loader
         loader.weightDType = (precision ?? .automatic).dtype
         let model = try loader.loadModel(try BuiltInModel.resolve(self.model))
-        return Classifier(model: model, overrides: overrides, precision: Precision.resolve(precision).dtype)
+        let chosen = Precision.resolve(precision)
+        if chosen == .bf16, model.architecture.hasConvolutions {
+            // bf16 covers the matrix products (attention, MLPs, heads); the convolutions always compute in float32.
+            printError("precision: the convolutions run in fp32")
+        }
+        return Classifier(model: model, overrides: overrides, precision: chosen.dtype)
     }
 }
 
