@@ -120,9 +120,11 @@ public final class Pretrainer {
         return pretrainer
     }
 
-    /// The recipe the run in `folder` was saved with, without building its model.
-    public static func savedOptions(in folder: URL) throws -> PretrainingOptions {
-        try readCheckpoint(in: folder).1.options
+    /// The recipe and the autoencoder's configuration the run in `folder` was saved with, without building its model:
+    /// the checkpoint alone, so a run resumes without its `model.safetensors`.
+    public static func savedRun(in folder: URL) throws -> (options: PretrainingOptions, config: MAEConfig) {
+        let saved = try readCheckpoint(in: folder).1
+        return (saved.options, saved.config)
     }
 
     /// The state and the tensors of `folder/checkpoint.safetensors`, grouped by prefix (model, teacher, optimizer).

@@ -121,11 +121,11 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
             folder: changedFolder)
         first.stepLimit = 6
         #expect(try first.run() == .stopped)
-        #expect(try Pretrainer.savedOptions(in: changedFolder).autocast == nil)
+        #expect(try Pretrainer.savedRun(in: changedFolder).options.autocast == nil)
         let resumed = try Pretrainer.resume(folder: changedFolder, data: data, precision: .bfloat16)
         #expect(resumed.options.autocast == .bfloat16)
         #expect(try resumed.run() == .finished)
-        #expect(try Pretrainer.savedOptions(in: changedFolder).autocast == .bfloat16)
+        #expect(try Pretrainer.savedRun(in: changedFolder).options.autocast == .bfloat16)
         #expect(resumed.state.history.map(\.precision) == ["fp32", "bf16"])  // stopped in epoch 2 of 2
         let a = straight.model.parameters().flatMap { $0.toArray() }, b = resumed.model.parameters().flatMap { $0.toArray() }
         #expect(a != b)

@@ -175,12 +175,12 @@ struct Pretrain: ParsableCommand {
         guard FileManager.default.fileExists(atPath: checkpoint.path) else {
             throw CommandFailure("\(checkpoint.path): no such file: no pre-training run to resume in \(output)")
         }
-        let config = try MAECheckpoint.load(folder).config
-        let saved = try Pretrainer.savedOptions(in: folder)
+        let saved = try Pretrainer.savedRun(in: folder)
         let pretrainer = try Pretrainer.resume(
-            folder: folder, data: try loadImages(sizing: .size(config.encoder.imageSize)), epochs: epochs, precision: precision?.dtype)
+            folder: folder, data: try loadImages(sizing: .size(saved.config.encoder.imageSize)), epochs: epochs,
+            precision: precision?.dtype)
         printError("resuming at epoch \(pretrainer.state.epoch + 1), batch \(pretrainer.state.batch + 1) of \(pretrainer.stepsPerEpoch)")
-        ResumedRun.notePrecisionChange(from: saved.autocast, to: pretrainer.options.autocast)
+        ResumedRun.notePrecisionChange(from: saved.options.autocast, to: pretrainer.options.autocast)
         ResumedRun.noteUnusedOptions(used: [], changeable: ["--epochs", "--precision"])
         return pretrainer
     }
