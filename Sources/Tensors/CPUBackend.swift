@@ -286,9 +286,21 @@ public final class CPUBackend: Backend {
 
     /// out = a (op) b where a and out have the same shape and b broadcasts to it; `out` may be `a`.
     func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) {
-        let rank = max(out.rank, 1)
-        let outDims = Shape.padded(out.shape, to: rank)
-        let bDims = Shape.padded(b.shape, to: rank)
+        // oneDNN 2.6's jit kernels need the first source in the destination's type; any other pairing takes its
+        // reference kernel, which finds every element's offsets by integer division (30% of a bf16 HPM step went
+        // there, adding float32 position embeddings to bf16 patches). Both compute in float32 and round once to the
+        // destination, so converting first gives the same bits.
+        if a.dtype != out.dtype {
+            if out.dtype == .float32 {
+                binary(op, a.converted(to: .float32), b, into: out)
+            } else {
+                let wide = Tensor(uninitializedShape: out.shape, dtype: .float32)
+                binary(op, a.converted(to: .float32), b, into: wide)
+                cast(wide, into: out)
+            }
+            return
+        }
+        let (outDims, bDims) = Self.mergedBroadcastAxes(out.shape, b.shape)
         let aDesc = OneDNN.memoryDesc(outDims, dtype: a.dtype)
         let outDesc = OneDNN.memoryDesc(outDims, dtype: out.dtype)
         let bDesc = OneDNN.memoryDesc(bDims, dtype: b.dtype)
@@ -313,6 +325,30 @@ public final class CPUBackend: Backend {
                 (Arg.src, aDesc, a.raw), (Arg.src1, bDesc, b.raw),
                 (Arg.dst, outDesc, out.raw)
             ])
+    }
+
+    /// The output's and the broadcast operand's dimensions with axes of size 1 dropped and each run of adjacent axes
+    /// that `b` either matches or broadcasts over merged into one: [B, N, D] and [B, 1, 1] -> [B, N·D] and [B, 1].
+    /// Elementwise ops see the same elements in the same order, and oneDNN's jit kernels know only some broadcast
+    /// patterns per rank: [B, N, D] against [B, 1, 1] (drop-path's mask) takes the reference kernel, [B, N·D]
+    /// against [B, 1] does not.
+    static func mergedBroadcastAxes(_ out: [Int], _ b: [Int]) -> (out: [Int], b: [Int]) {
+        let rank = max(out.count, b.count)
+        let out = Shape.padded(out, to: rank), b = Shape.padded(b, to: rank)
+        var (mergedOut, mergedB): ([Int], [Int]) = ([], [])
+        var lastBroadcasts: Bool?
+        for (n, m) in zip(out, b) where n != 1 {
+            let broadcasts = m == 1
+            if broadcasts == lastBroadcasts {
+                mergedOut[mergedOut.count - 1] *= n
+                mergedB[mergedB.count - 1] *= m
+            } else {
+                mergedOut.append(n)
+                mergedB.append(m)
+            }
+            lastBroadcasts = broadcasts
+        }
+        return mergedOut.isEmpty ? ([1], [1]) : (mergedOut, mergedB)
     }
 
     private func binaryAlgorithm(_ op: BinaryOp) -> dnnl_alg_kind_t {

@@ -52,6 +52,37 @@ import TestSupport
             tolerance(dtype), "\(dtype) transposed left (weight gradients)")
     }
 
+    /// oneDNN 2.6's jit binary kernels need the first source in the destination's type and know some broadcast
+    /// patterns only; the others take its reference kernel, many times slower. The backend converts and merges axes
+    /// so that a ViT's patterns (position embeddings on bf16 patches, drop-path's per-image mask, per-patch
+    /// statistics) stay on jit kernels, with the reference loops' bits.
+    @Test func binaryStaysOnJitKernelsWithTheSameBits() {
+        let shapes: [([Int], [Int])] = [
+            ([4, 5, 6], [1, 5, 6]), ([4, 5, 6], [4, 1, 1]), ([4, 5, 6], [4, 5, 1]), ([4, 5, 6], [1, 5, 1]),
+            ([4, 5, 6], [6]), ([4, 5, 6], [4, 5, 6]), ([2, 1, 5, 6], [2, 1, 1, 1]),
+        ]
+        for (shape, broadcast) in shapes {
+            for (aType, bType) in [(DType.bfloat16, DType.float32), (.float32, .bfloat16), (.bfloat16, .bfloat16), (.float32, .float32)] {
+                let a = random(shape, seed: 30, dtype: aType), b = random(broadcast, seed: 31, dtype: bType)
+                for op in [BinaryOp.add, .mul, .div] {
+                    expectClose(fast.binary(op, a, b), reference.binary(op, a, b), 0, "\(shape) \(aType) \(op) \(broadcast) \(bType)")
+                }
+            }
+        }
+        // A float32 first source into a bf16 destination rounds once, as the reference kernel does.
+        let a = random([4, 5, 6], seed: 32), b = random([4, 1, 1], seed: 33, dtype: .bfloat16)
+        let out = Tensor(uninitializedShape: a.shape, dtype: .bfloat16)
+        fast.binary(.mul, a, b, into: out)
+        expectClose(out, reference.binary(.mul, a, b).converted(to: .bfloat16), 0, "float32 x bf16 into bf16")
+        guard OneDNN.computesBFloat16 else { return }  // without AVX-512 oneDNN has no bf16 binary kernels at all
+        let patterns = shapes.map { CPUBackend.mergedBroadcastAxes($0.0, $0.1) }.map { " \($0.out) \($0.b) " }
+        let slow = PrimitiveCache.implementations.filter { primitive in
+            primitive.key.hasPrefix("binary") && primitive.implementation.hasPrefix("ref")
+                && patterns.contains { primitive.key.contains($0) }
+        }
+        #expect(slow.isEmpty, "binary primitives on the reference kernel: \(slow)")
+    }
+
     @Test(arguments: DType.allCases)
     func elementwiseSoftmaxNormAndReductions(dtype: DType) {
         let tol = tolerance(dtype)

@@ -44,6 +44,14 @@ enum PrimitiveCache {
         return made
     }
 
+    /// Each cached primitive's key and the kernel oneDNN chose for it, for the tests that keep hot ops off the
+    /// reference kernels.
+    static var implementations: [(key: String, implementation: String)] {
+        lock.lock()
+        defer { lock.unlock() }
+        return primitives.map { ($0.key, $0.value.implementation) }
+    }
+
     nonisolated(unsafe) private static var unimplemented: Set<String> = []
 
     /// The primitive for `key`, or nil when oneDNN has no implementation for it (remembered, so the caller's fallback
