@@ -59,7 +59,7 @@ import TestSupport
     @Test func binaryStaysOnJitKernelsWithTheSameBits() {
         let shapes: [([Int], [Int])] = [
             ([4, 5, 6], [1, 5, 6]), ([4, 5, 6], [4, 1, 1]), ([4, 5, 6], [4, 5, 1]), ([4, 5, 6], [1, 5, 1]),
-            ([4, 5, 6], [6]), ([4, 5, 6], [4, 5, 6]), ([2, 1, 5, 6], [2, 1, 1, 1]),
+            ([4, 5, 6], [6]), ([4, 5, 6], [4, 5, 6]), ([2, 1, 5, 6], [2, 1, 1, 1])
         ]
         for (shape, broadcast) in shapes {
             for (aType, bType) in [(DType.bfloat16, DType.float32), (.float32, .bfloat16), (.bfloat16, .bfloat16), (.float32, .float32)] {
