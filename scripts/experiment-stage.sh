@@ -31,7 +31,10 @@ run() {
     shift 2
     local folder=runs/$name
     restore "$name"
-    if [ -f "$folder/metrics.jsonl" ] && [ "$(tail -n 1 "$folder/metrics.jsonl" | sed 's/.*"epoch":\([0-9]*\).*/\1/')" -ge "$epochs" ]; then
+    # The last epoch metrics.jsonl records; 0 when the file is missing or empty (a run stopped in its first epoch).
+    local done_epochs
+    done_epochs=$(tail -n 1 "$folder/metrics.jsonl" 2>/dev/null | sed -n 's/.*"epoch":\([0-9]*\).*/\1/p')
+    if [ "${done_epochs:-0}" -ge "$epochs" ]; then
         echo "$name: done ($epochs epochs)"
         return
     fi
