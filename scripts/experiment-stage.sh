@@ -31,9 +31,12 @@ run() {
     shift 2
     local folder=runs/$name
     restore "$name"
-    # The last epoch metrics.jsonl records; 0 when the file is missing or empty (a run stopped in its first epoch).
-    local done_epochs
-    done_epochs=$(tail -n 1 "$folder/metrics.jsonl" 2>/dev/null | sed -n 's/.*"epoch":\([0-9]*\).*/\1/p')
+    # The last epoch metrics.jsonl records; 0 when the file is missing (a new run) or empty (a run stopped in its first
+    # epoch). Only an existing file is read: under the scripts' pipefail, tail's failure on a missing one would stop them.
+    local done_epochs=""
+    if [ -f "$folder/metrics.jsonl" ]; then
+        done_epochs=$(tail -n 1 "$folder/metrics.jsonl" | sed -n 's/.*"epoch":\([0-9]*\).*/\1/p')
+    fi
     if [ "${done_epochs:-0}" -ge "$epochs" ]; then
         echo "$name: done ($epochs epochs)"
         return
