@@ -1,10 +1,10 @@
 #!/bin/bash
-# The CIFAR-10 distillation experiment (README, "Distillation"): a ResNet teacher trained here, then the built-in ViT
-# configuration with a distillation token trained (a) alone, (b) hard-distilled from the ResNet (88.83%), (c)
+# The CIFAR-10 distillation experiment (README, "Distillation"): a ResNet teacher trained here, then the first built-in
+# model's configuration with a distillation token trained (a) alone, (b) hard-distilled from the ResNet (88.83%), (c)
 # hard-distilled from a ViT teacher of similar accuracy (the MAE fine-tune of the pre-training experiment, 84.89%: the
-# built-in model's 80.05% is further from the ResNet's), with the same recipe and epochs; and, to separate the teacher's
-# kind from its accuracy, (b') hard-distilled from a ResNet trained on a shorter schedule to about the ViT teacher's
-# accuracy. Validation is the 10,000 test images, which no stage trains on.
+# first built-in model's 80.05% is further from the ResNet's), with the same recipe and epochs; and, to separate the
+# teacher's kind from its accuracy, (b') hard-distilled from a ResNet trained on a shorter schedule to about the ViT
+# teacher's accuracy. Validation is the 10,000 test images, which no stage trains on.
 #
 # Each stage continues its run (--resume) when the run has a checkpoint and is skipped when metrics.jsonl holds its
 # last epoch, so the script can be started again after any stop. Stages run one after another.
@@ -26,8 +26,8 @@ source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS..., res
 # 128, weight decay 5e-4 on the weights, one warm-up epoch then cosine; random crops (padding 4) and flips.
 TEACHER="--arch resnet18 --cifar-stem --width 32 --data $DATA --optimizer sgd --momentum 0.9 --lr 0.1 --min-lr 0 \
   --weight-decay 5e-4 --label-smoothing 0 --clip-grad 0 --warmup 1"
-# The students: the built-in model's architecture and recipe with DeiT's distillation token, 30 epochs, at the host's
-# PRECISION. The ResNet teacher trains in fp32 everywhere: the convolutions have no bf16 path.
+# The students: the first built-in model's architecture and recipe with DeiT's distillation token, 30 epochs, at the
+# host's PRECISION. The ResNet teacher trains in fp32 everywhere: the convolutions have no bf16 path.
 STUDENT="--distilled --data $DATA --epochs 30 --warmup 3 --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1 \
   --precision $PRECISION"
 

@@ -23,7 +23,7 @@ source scripts/experiment-stage.sh  # run NAME EPOCHS SUBCOMMAND OPTIONS..., res
 # 128 wide (the encoder is the built-in model's architecture, vit_cifar_patch4_32), every stage at the host's
 # PRECISION.
 PRETRAIN="--data $DATA --epochs 100 --blr 1e-3 --norm-pix-loss --decoder-depth 1 --decoder-width 128 --decoder-heads 4 --precision $PRECISION"
-# The supervised recipe, shared by the run from scratch and the fine-tunes: the built-in model's augmentation and
+# The supervised recipe, shared by the run from scratch and the fine-tunes: the first built-in model's augmentation and
 # regularisation, average pooling with fc_norm (MAE's fine-tuning), 30 epochs. The fine-tunes add MAE's layer-wise
 # rate decay, which a model from scratch has no use for.
 SUPERVISED="--data $DATA --epochs 30 --warmup 3 --pooling avg --randaugment 2,9 --random-erasing 0.25 --drop-path 0.1 --precision $PRECISION"
