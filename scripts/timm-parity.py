@@ -9,6 +9,7 @@ it in fp32. `VIT predict --model FOLDER --precision fp32 --json --logits` does t
 classes and the largest absolute difference between the two logit vectors; exits 1 when the top classes differ.
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -23,14 +24,20 @@ def main():
         sys.exit(__doc__)
     folder, image = sys.argv[1], sys.argv[2]
     vit = sys.argv[3] if len(sys.argv) == 4 else ".build/release/vit"
+    for path in (os.path.join(folder, "config.json"), os.path.join(folder, "model.safetensors"), image, vit):
+        if not os.path.isfile(path):
+            sys.exit(f"timm-parity: {path}: no such file")
 
     model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     transform = create_transform(**resolve_data_config({}, model=model))
     with torch.no_grad():
         theirs = model(transform(Image.open(image).convert("RGB")).unsqueeze(0))[0]
 
-    out = subprocess.run([vit, "predict", "--model", folder, "--precision", "fp32", "--json", "--logits", image],
-                         check=True, capture_output=True, text=True).stdout
+    run = subprocess.run([vit, "predict", "--model", folder, "--precision", "fp32", "--json", "--logits", image],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"timm-parity: {vit} predict failed ({run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
+    out = run.stdout
     ours = torch.tensor(json.loads(out.splitlines()[0])["logits"])
 
     difference = (theirs - ours).abs().max().item()
