@@ -10,7 +10,7 @@
 # last epoch, so the script can be started again after any stop. Stages run one after another.
 #
 #   VIT=runs/bin/vit bash docs/distillation/experiment.sh [STAGE ...]   # default: every stage, in this order
-#   python3 scripts/experiment-table.py runs/resnet18-w32 runs/deit-alone runs/deit-resnet runs/deit-vit    # the README table
+#   python3 scripts/experiment-table.py runs/resnet18-w32* runs/deit-*    # the README table's columns
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VIT=${VIT:-.build/release/vit}
