@@ -10,7 +10,7 @@ import Tensors
 /// The recipe of a contrastive (CLIP) training run: open_clip's defaults (`training/params.py` for ViTs: AdamW with
 /// betas 0.9, 0.98, eps 1e-6, weight decay 0.2 on weights of rank >= 2, linear warm-up then cosine), unless changed.
 /// Saved in every checkpoint.
-public struct ContrastiveOptions: Codable, Equatable, Sendable {
+public struct ContrastiveOptions: Recipe {
     public var epochs = 30
     public var batchSize = 256
     public var learningRate: Float = 5e-4
@@ -33,23 +33,20 @@ public struct ContrastiveOptions: Codable, Equatable, Sendable {
 
     public init() {}
 
-    public func validate() throws {
-        var problems: [String] = []
-        if epochs < 1 { problems.append("epochs must be at least 1") }
-        if batchSize < 2 { problems.append("a contrastive batch needs at least 2 pairs") }
-        if !(learningRate > 0 && learningRate.isFinite) { problems.append("learning rate must be positive") }
-        if !(minLearningRate >= 0) { problems.append("minimum learning rate must be zero or more") }
-        if !(warmupEpochs >= 0 && warmupEpochs < Float(epochs)) {
-            problems.append("a warm-up of \(warmupEpochs) epochs must be shorter than the \(epochs) epochs of the run")
-        }
-        if !(weightDecay >= 0 && weightDecay.isFinite) { problems.append("weight decay must be zero or more") }
-        if !(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1) { problems.append("Adam betas must be in [0, 1)") }
-        if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
+    /// Contrastive training has no mixed precision yet: float32 throughout.
+    public var autocast: DType? {
+        get { nil }
+        set {}
     }
+    public var peakLearningRate: Float { learningRate }
+    public var effectiveWarmupEpochs: Float { warmupEpochs }
+    public static var smallestBatch: Int { 2 }
+    public var ownProblems: [String] { adamBetaProblems(beta1, beta2) }
 }
 
 /// One finished epoch of contrastive training, as written to `metrics.jsonl`.
-public struct ContrastiveRecord: Codable, Equatable, Sendable {
+public struct ContrastiveRecord: TrainingRecord {
+    public static let kind = "train-clip"
     public var epoch: Int  // 1-based
     /// Mean contrastive loss over the epoch's steps.
     public var loss: Double
@@ -66,25 +63,10 @@ public struct ContrastiveRecord: Codable, Equatable, Sendable {
         case logitScale = "logit_scale", zeroShotTop1 = "zeroshot_top1", learningRate = "lr", imagesPerSecond = "images_per_second"
     }
 
-    public func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = RunCheckpoint.nonFiniteNumbers.encoding
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    public var summary: String {
+        String(format: "loss %.4f, logit scale %.1f", loss, logitScale)
+            + (zeroShotTop1.map { String(format: ", zero-shot top-1 %.2f%%", $0) } ?? "")
     }
-}
-
-/// Where a contrastive run stands; saved with each checkpoint.
-public struct ContrastiveState: Codable, Sendable {
-    /// Epochs finished, and batches finished of the current one.
-    public var epoch = 0
-    public var batch = 0
-    public var step = 0
-    public var lossSum: Double = 0
-    public var steps = 0
-    public var seen = 0
-    public var trainingSeconds: Double = 0
-    public var history: [ContrastiveRecord] = []
 }
 
 /// Contrastive image-text training of a CLIP (from scratch or from a checkpoint): each step encodes a batch of
@@ -95,14 +77,7 @@ public struct ContrastiveState: Codable, Sendable {
 /// The output folder holds the model in open_clip's layout (`open_clip_config.json`, `open_clip_model.safetensors`:
 /// `vit zeroshot --model` reads it), `checkpoint.safetensors` (weights, optimiser moments and the state),
 /// `metrics.jsonl` and `curves.png`. `resume` continues exactly.
-public final class ContrastiveTrainer {
-    public enum Event {
-        case step(epoch: Int, batch: Int, batches: Int, loss: Double, learningRate: Float)
-        case evaluating(images: Int)
-        case epochFinished(ContrastiveRecord)
-        case saved(URL)
-    }
-
+public final class ContrastiveTrainer: Training<ContrastiveRecord> {
     /// Held-out labelled images and the templates of their zero-shot prompts.
     public struct ZeroShotEvaluation {
         public var images: ImageDataset
@@ -116,33 +91,16 @@ public final class ContrastiveTrainer {
     public let model: CLIPModel
     public let tokenizer: CLIPTokenizer
     public let options: ContrastiveOptions
-    public private(set) var state = ContrastiveState()
     public let data: ImageCaptions
     public let evaluation: ZeroShotEvaluation?
-    public let folder: URL
-    let optimizer: AdamW
-    let schedule: WarmupCosineSchedule
-    let random: RandomStream
     /// Each caption's token ids, worked out the first time it is drawn (captions repeat: templates, several epochs).
     private var tokenized: [String: [Int]] = [:]
-
-    public var onEvent: (Event) -> Void = { _ in }
-    /// Polled after every step; true saves a checkpoint and stops (Ctrl-C).
-    public var shouldStop: () -> Bool = { false }
-    /// Stop (with a checkpoint) after this many steps of this run.
-    public var stepLimit: Int?
-
-    public var stepsPerEpoch: Int { data.count / options.batchSize }
-    public var checkpointURL: URL { folder.appendingPathComponent("checkpoint.safetensors") }
 
     public init(
         model: CLIPModel, tokenizer: CLIPTokenizer, options: ContrastiveOptions, data: ImageCaptions,
         evaluation: ZeroShotEvaluation? = nil, folder: URL
     ) throws {
         try options.validate()
-        guard data.count >= options.batchSize else {
-            throw TrainingError.badOptions("\(data.count) images are fewer than one batch of \(options.batchSize)")
-        }
         let size = model.config.imageSize
         for (name, images) in [("the data", data.images), ("the evaluation images", evaluation?.images)] {
             guard let images else { continue }
@@ -155,23 +113,21 @@ public final class ContrastiveTrainer {
         self.options = options
         self.data = data
         self.evaluation = evaluation
-        self.folder = folder
         // open_clip's split: no decay on gains, biases, the class embedding and logit_scale (rank < 2).
-        optimizer = AdamW(
+        let optimizer = AdamW(
             ParameterGroup.standard(model, weightDecay: options.weightDecay, noDecayNames: []), learningRate: options.learningRate,
             beta1: options.beta1, beta2: options.beta2, eps: options.eps)
-        let steps = options.epochs * (data.count / options.batchSize)
-        schedule = WarmupCosineSchedule(
-            base: options.learningRate, warmupSteps: Int(options.warmupEpochs * Float(steps / options.epochs)),
-            totalSteps: max(steps, 1), minimum: options.minLearningRate)
-        random = RandomStream(SeededGenerator(seed: options.seed ^ 0xC11F))
-        AtomicFile.removeStaleTemporaries(in: folder)
+        try super.init(
+            recipe: options, images: data.images, mean: model.config.mean, std: model.config.std, folder: folder, optimizer: optimizer,
+            salt: 0xC11F, checkpointKey: Self.checkpointKey)
     }
+
+    static let checkpointKey = "swiftvit_contrastive"
 
     /// What `checkpoint.safetensors` holds besides tensors.
     struct SavedRun: Codable {
         var options: ContrastiveOptions
-        var state: ContrastiveState
+        var state: RunState<ContrastiveRecord>
         var config: CLIPConfig
         var dataCount: Int
         var dataDigest: String
@@ -187,7 +143,7 @@ public final class ContrastiveTrainer {
         folder: URL, tokenizer: CLIPTokenizer, data: ImageCaptions, evaluation: ZeroShotEvaluation?, epochs: Int? = nil
     ) throws -> ContrastiveTrainer {
         let (url, saved, groups) = try RunCheckpoint.read(
-            in: folder, key: "swiftvit_contrastive", groups: ["model", "optimizer"], as: SavedRun.self, run: "contrastive training",
+            in: folder, key: checkpointKey, groups: ["model", "optimizer"], as: SavedRun.self, run: "contrastive training",
             writer: "vit train-clip")
         if saved.dataDigest != digest(data) {
             throw TrainingError.badCheckpoint(
@@ -202,45 +158,16 @@ public final class ContrastiveTrainer {
             try model.load(stateDict: groups["model"]!)
             trainer = try ContrastiveTrainer(
                 model: model, tokenizer: tokenizer, options: options, data: data, evaluation: evaluation, folder: folder)
-            try trainer.optimizer.load(state: groups["optimizer"]!)
+            try trainer.restore(saved.state, optimizerState: groups["optimizer"]!)
         } catch let error as TrainingError {
             throw error
         } catch {
             throw TrainingError.badCheckpoint(url, "\(error)")
         }
-        trainer.state = saved.state
         return trainer
     }
 
-    /// Trains until the last epoch, a stop request or the step limit.
-    public func run() throws -> Trainer.Outcome {
-        try GlobalRandom.using(random) { try runEpochs() }
-    }
-
-    private func runEpochs() throws -> Trainer.Outcome {
-        model.train()
-        var stepsThisRun = 0
-        while state.epoch < options.epochs {
-            var loaderOptions = TrainingLoader.Options(batchSize: options.batchSize, mean: model.config.mean, std: model.config.std)
-            loaderOptions.augmentation = options.augmentation
-            loaderOptions.seed = options.seed
-            let loader = TrainingLoader(data.images, options: loaderOptions, epoch: state.epoch, startBatch: state.batch)
-            defer { loader.stop() }
-            while let batch = loader.next() {
-                let started = Date()
-                try step(batch)
-                state.trainingSeconds += Date().timeIntervalSince(started)
-                stepsThisRun += 1
-                if state.batch < loader.batchCount, shouldStop() || stepsThisRun >= (stepLimit ?? .max) {
-                    try save()
-                    return .stopped
-                }
-            }
-            try finishEpoch()
-            if state.epoch < options.epochs, shouldStop() || stepsThisRun == stepLimit { return .stopped }
-        }
-        return .finished
-    }
+    override func willRun() { model.train() }
 
     /// The caption each image of batch `index` of `epoch` gets: drawn from (seed, epoch, batch) alone, so a resumed
     /// run draws the same ones.
@@ -249,9 +176,8 @@ public final class ContrastiveTrainer {
         return members.map { i in data.captions[i][Int(rng.next() % UInt64(data.captions[i].count))] }
     }
 
-    /// One optimiser step on a batch of images and one caption of each.
-    func step(_ batch: TrainingBatch) throws {
-        optimizer.learningRate = schedule.learningRate(at: state.step)
+    /// CLIP's symmetric cross-entropy on a batch of images and one caption of each.
+    override func loss(on batch: TrainingBatch) throws -> StepLoss {
         let tokens = captions(for: batch.members, epoch: state.epoch, batch: batch.index).map { caption in
             if let known = tokenized[caption] { return known }
             let ids = tokenizer.tokenize(caption, contextLength: model.config.contextLength)
@@ -260,71 +186,46 @@ public final class ContrastiveTrainer {
         }
         let loss = model.contrastiveLoss(imageEmbeddings: model.encodeImage(batch.images), textEmbeddings: model.encodeText(tokens))
         let value = loss.item()
-        guard value.isFinite else {
-            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
-            throw TrainingError.nonFiniteLoss(value: value, epoch: state.epoch, batch: batch.index, checkpoint: kept)
-        }
-        loss.backward()
-        optimizer.step()
-        optimizer.zeroGrad()
-        model.clampLogitScale()
-        state.lossSum += Double(value)
-        state.steps += 1
-        state.seen += batch.images.shape[0]
-        state.step += 1
-        state.batch = batch.index + 1
-        onEvent(
-            .step(
-                epoch: state.epoch, batch: batch.index, batches: stepsPerEpoch, loss: state.lossSum / Double(state.steps),
-                learningRate: optimizer.learningRate))
+        return StepLoss(total: loss, checked: [value], sums: ["loss": Double(value)])
     }
 
-    private func finishEpoch() throws {
+    override func afterUpdate() { model.clampLogitScale() }
+
+    override func runningAverages() -> [(name: String, value: Double)] {
+        [("loss", (state.sums["loss"] ?? 0) / Double(max(state.batch, 1)))]
+    }
+
+    /// The epoch's loss and temperature, and the zero-shot top-1 on the held-out labelled images.
+    override func record(of epoch: EpochTotals) throws -> ContrastiveRecord {
         var top1: Double?
         if let evaluation {
             onEvent(.evaluating(images: evaluation.images.count))
             top1 =
                 100 * Evaluation.zeroShot(model, tokenizer: tokenizer, templates: evaluation.templates, on: evaluation.images).top1
         }
-        let record = ContrastiveRecord(
-            epoch: state.epoch + 1, loss: state.lossSum / Double(max(state.steps, 1)),
-            logitScale: Foundation.exp(Double(model.logitScale.item())),
-            zeroShotTop1: top1, learningRate: Double(optimizer.learningRate),
-            imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9), seconds: state.trainingSeconds)
-        state.history.append(record)
-        state.epoch += 1
-        state.batch = 0
-        state.lossSum = 0
-        state.steps = 0
-        state.seen = 0
-        state.trainingSeconds = 0
-        onEvent(.epochFinished(record))
-        try save()
+        return ContrastiveRecord(
+            epoch: epoch.epoch, loss: epoch.perStep("loss"), logitScale: Foundation.exp(Double(model.logitScale.item())),
+            zeroShotTop1: top1, learningRate: epoch.learningRate, imagesPerSecond: epoch.imagesPerSecond, seconds: epoch.seconds)
     }
 
-    /// The model folder, metrics and curves, then the checkpoint; nothing is written when a weight is not finite.
-    private func save() throws {
-        let bad = model.namedParameters().filter { !$0.tensor.isAllFinite }.map(\.name)
-        guard bad.isEmpty else {
-            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
-            throw TrainingError.nonFiniteWeights(names: bad, epoch: state.batch == 0 ? state.epoch - 1 : state.epoch, checkpoint: kept)
-        }
-        try model.save(to: folder)
-        let lines = state.history.map { $0.json() }.joined(separator: "\n") + "\n"
-        try AtomicFile.write(Data(lines.utf8), to: folder.appendingPathComponent("metrics.jsonl"))
+    override func weightsToCheck() -> [(name: String, tensor: Tensor)] { model.namedParameters() }
+
+    override func saveModel(endOfEpoch: Bool) throws { try model.save(to: folder) }
+
+    /// The loss, and beside it the zero-shot top-1 on the held-out labelled images (a percentage in the record).
+    override func curves() -> RGBImage? {
         let epochs = state.history.map(\.epoch)
-        var figure = TrainingFigures.lossCurves(
-            epochs: epochs, series: [("contrastive loss", state.history.map(\.loss))], title: "CLIP loss")
-        if evaluation != nil {
-            // Beside the loss, the zero-shot top-1 on the held-out labelled images (a percentage in the record).
-            figure = TrainingFigures.curves(
-                epochs: epochs, loss: [("contrastive", state.history.map(\.loss))],
-                accuracy: [("zero-shot top-1, held out", state.history.map { ($0.zeroShotTop1.map { $0 / 100 }) ?? .nan })])
+        guard evaluation != nil else {
+            return TrainingFigures.lossCurves(epochs: epochs, series: [("contrastive loss", state.history.map(\.loss))], title: "CLIP loss")
         }
-        try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
-        let run = SavedRun(options: options, state: state, config: model.config, dataCount: data.count, dataDigest: Self.digest(data))
-        try RunCheckpoint.write(
-            ["model": model.stateDict(), "optimizer": optimizer.state()], state: run, key: "swiftvit_contrastive", to: checkpointURL)
-        onEvent(.saved(checkpointURL))
+        return TrainingFigures.curves(
+            epochs: epochs, loss: [("contrastive", state.history.map(\.loss))],
+            accuracy: [("zero-shot top-1, held out", state.history.map { ($0.zeroShotTop1.map { $0 / 100 }) ?? .nan })])
+    }
+
+    override func checkpointTensors() -> [String: [String: Tensor]] { ["model": model.stateDict(), "optimizer": optimizer.state()] }
+
+    override func savedRun(state: RunState<ContrastiveRecord>) -> any Encodable {
+        SavedRun(options: options, state: state, config: model.config, dataCount: data.count, dataDigest: Self.digest(data))
     }
 }

@@ -14,40 +14,27 @@ import ViT
 /// names; `vit train --init` takes its encoder), `checkpoint.safetensors` (weights, teacher, optimiser moments and
 /// the `PretrainingState`), `metrics.jsonl`, `curves.png` and each epoch's reconstruction figure
 /// (`reconstructions/epoch-N.png`, the latest also as `reconstruction.png`). `resume` continues exactly.
-public final class Pretrainer {
-    public enum Event {
-        case step(epoch: Int, batch: Int, batches: Int, loss: Double, rankingLoss: Double?, learningRate: Float)
-        case epochFinished(PretrainingRecord)
-        case saved(URL)
-    }
-
+public final class Pretrainer: Training<PretrainingRecord> {
     public let model: MaskedAutoencoder
     /// HPM's teacher: an exponential moving average of `model`, predicting losses on whole images.
     public let teacher: MaskedAutoencoder?
     public let options: PretrainingOptions
-    public private(set) var state: PretrainingState
-    public let data: ImageDataset
-    public let folder: URL
-    let optimizer: AdamW
-    let schedule: WarmupCosineSchedule
-    let random: RandomStream
-    /// The images drawn in each epoch's reconstruction figure, with their fixed mask.
-    let sample: (images: Tensor, mask: PatchMask)
-
-    public var onEvent: (Event) -> Void = { _ in }
-    /// Polled after every step; true saves a checkpoint and stops (Ctrl-C).
-    public var shouldStop: () -> Bool = { false }
-    /// Stop (with a checkpoint) after this many steps of this run.
-    public var stepLimit: Int?
-
-    public var stepsPerEpoch: Int { data.count / options.batchSize }
-    public var checkpointURL: URL { folder.appendingPathComponent("checkpoint.safetensors") }
+    public var data: ImageDataset { images }
+    /// The images drawn in each epoch's reconstruction figure, with their fixed mask: eight images spread over the
+    /// data, with one mask drawn once, the same in every epoch's figure.
+    private lazy var sample: (images: Tensor, mask: PatchMask) = {
+        let count = min(8, data.count)
+        let indices = (0..<count).map { $0 * data.count / count }
+        let images = TrainingLoader.normalisedBatch(
+            indices.map { data.image($0) }, mean: model.config.encoder.data.mean, std: model.config.encoder.data.std)
+        var maskRandom = SeededGenerator(seed: options.seed ^ 0xF16)
+        let mask = PatchMask.random(
+            batch: count, patches: model.config.encoder.patchCount, keep: model.config.keptPatches, using: &maskRandom)
+        return (images, mask)
+    }()
 
     public init(model: MaskedAutoencoder, options: PretrainingOptions, data: ImageDataset, folder: URL) throws {
         try options.validate()
-        guard data.count >= options.batchSize else {
-            throw TrainingError.badOptions("\(data.count) images are fewer than one batch of \(options.batchSize)")
-        }
         let size = model.config.encoder.imageSize
         guard data.width == size, data.height == size else {
             throw TrainingError.badOptions("the model takes \(size)x\(size) images, the data has \(data.width)x\(data.height)")
@@ -58,8 +45,6 @@ public final class Pretrainer {
         }
         self.model = model
         self.options = options
-        self.data = data
-        self.folder = folder
         if options.method == .hpm {
             let teacher = try Init.withoutDrawing { try MaskedAutoencoder(model.config) }
             try teacher.load(stateDict: model.stateDict().mapValues { $0.copy() })
@@ -68,29 +53,16 @@ public final class Pretrainer {
         } else {
             teacher = nil
         }
-        optimizer = AdamW(
+        let optimizer = AdamW(
             ParameterGroup.standard(model, weightDecay: options.weightDecay, noDecayNames: []),
-            learningRate: options.effectiveLearningRate, beta1: options.beta1, beta2: options.beta2)
-        let steps = options.epochs * (data.count / options.batchSize)
-        schedule = WarmupCosineSchedule(
-            base: options.effectiveLearningRate,
-            warmupSteps: Int(options.effectiveWarmupEpochs * Float(steps / options.epochs)),
-            totalSteps: max(steps, 1), minimum: options.minLearningRate)
-        state = PretrainingState()
-        state.random = SeededGenerator(seed: options.seed ^ 0x3A5C_ED00)
-        random = RandomStream(state.random)
-        // Eight images spread over the data, with one mask drawn once: the same in every epoch's figure.
-        let indices = (0..<min(8, data.count)).map { $0 * data.count / min(8, data.count) }
-        let images = TrainingLoader.normalisedBatch(
-            indices.map { data.image($0) }, mean: model.config.encoder.data.mean, std: model.config.encoder.data.std)
-        var maskRandom = SeededGenerator(seed: options.seed ^ 0xF16)
-        sample = (
-            images,
-            PatchMask.random(
-                batch: indices.count, patches: model.config.encoder.patchCount, keep: model.config.keptPatches, using: &maskRandom)
-        )
-        AtomicFile.removeStaleTemporaries(in: folder)
+            learningRate: options.peakLearningRate, beta1: options.beta1, beta2: options.beta2)
+        try super.init(
+            recipe: options, images: data, mean: model.config.encoder.data.mean, std: model.config.encoder.data.std, folder: folder,
+            optimizer: optimizer,
+            salt: 0x3A5C_ED00, checkpointKey: Self.checkpointKey)
     }
+
+    static let checkpointKey = "swiftvit_pretraining"
 
     /// Continues the run saved in `folder` on the same images (the epoch count may be raised with `epochs`);
     /// `precision` changes the dtype of the matrix products from here on, as `Trainer.resume`'s does.
@@ -108,15 +80,13 @@ public final class Pretrainer {
         do {
             try model.load(stateDict: groups["model"]!)
             pretrainer = try Pretrainer(model: model, options: options, data: data, folder: folder)
-            try pretrainer.optimizer.load(state: groups["optimizer"]!)
+            try pretrainer.restore(saved.state, optimizerState: groups["optimizer"]!)
             try pretrainer.teacher?.load(stateDict: groups["teacher"]!)
         } catch let error as TrainingError {
             throw error
         } catch {
             throw TrainingError.badCheckpoint(url, "\(error)")
         }
-        pretrainer.state = saved.state
-        pretrainer.random.generator = saved.state.random
         return pretrainer
     }
 
@@ -130,53 +100,25 @@ public final class Pretrainer {
     /// The state and the tensors of `folder/checkpoint.safetensors`, grouped by prefix (model, teacher, optimizer).
     private static func readCheckpoint(in folder: URL) throws -> (URL, SavedRun, [String: [String: Tensor]]) {
         try RunCheckpoint.read(
-            in: folder, key: "swiftvit_pretraining", groups: ["model", "teacher", "optimizer"], as: SavedRun.self,
+            in: folder, key: checkpointKey, groups: ["model", "teacher", "optimizer"], as: SavedRun.self,
             run: "pre-training", writer: "vit pretrain")
     }
 
     /// What `checkpoint.safetensors` holds besides tensors.
     struct SavedRun: Codable {
         var options: PretrainingOptions
-        var state: PretrainingState
+        var state: RunState<PretrainingRecord>
         var config: MAEConfig
         var dataCount: Int
         var dataDigest: String
     }
 
-    /// Pre-trains until the last epoch, a stop request or the step limit.
-    public func run() throws -> Trainer.Outcome {
-        try GlobalRandom.using(random) { try runEpochs() }
-    }
+    override func willRun() { model.train() }
 
-    private func runEpochs() throws -> Trainer.Outcome {
-        model.train()
-        var stepsThisRun = 0
-        while state.epoch < options.epochs {
-            var loaderOptions = TrainingLoader.Options(
-                batchSize: options.batchSize, mean: model.config.encoder.data.mean, std: model.config.encoder.data.std)
-            loaderOptions.augmentation = options.augmentation
-            loaderOptions.seed = options.seed
-            let loader = TrainingLoader(data, options: loaderOptions, epoch: state.epoch, startBatch: state.batch)
-            defer { loader.stop() }
-            while let batch = loader.next() {
-                let started = Date()
-                try step(batch.images, index: batch.index)
-                state.trainingSeconds += Date().timeIntervalSince(started)
-                stepsThisRun += 1
-                if state.batch < loader.batchCount, shouldStop() || stepsThisRun >= (stepLimit ?? .max) {
-                    try save(figure: false)
-                    return .stopped
-                }
-            }
-            try finishEpoch()
-            if state.epoch < options.epochs, shouldStop() || stepsThisRun == stepLimit { return .stopped }
-        }
-        return .finished
-    }
-
-    /// One optimiser step on images [B, C, H, W].
-    func step(_ images: Tensor, index: Int) throws {
-        optimizer.learningRate = schedule.learningRate(at: state.step)
+    /// The masks (random, or HPM's from the teacher's predicted losses), the reconstruction loss, and HPM's ranking
+    /// loss, on images [B, C, H, W].
+    override func loss(on batch: TrainingBatch) throws -> StepLoss {
+        let images = batch.images
         let b = images.shape[0], n = model.config.encoder.patchCount, keep = model.config.keptPatches
         let mask: PatchMask
         if let teacher {
@@ -192,100 +134,71 @@ public final class Pretrainer {
         }
         let outputs = Autocast.run(options.autocast ?? .float32) { model.forward(images, mask: mask) }
         let reconstruction = model.reconstructionLoss(images, prediction: outputs.prediction.cast(to: .float32), mask: mask)
-        var loss = reconstruction.loss
-        var ranking: Float?
-        if let predictedLoss = outputs.predictedLoss?.cast(to: .float32) {
-            // HPM: the predictor ranks the removed patches as their true (detached) losses rank them; its gradient
-            // reaches the shared encoder, decoder embedding and mask token too.
-            let predicted = predictedLoss.gather(axis: 1, mask.removed)  // [B, N - K]
-            let target = reconstruction.perPatch.gather(axis: 1, mask.removed)  // [B, N - K]
-            let rankingLoss = HardPatchesMining.rankingLoss(predicted: predicted, target: target)
-            ranking = rankingLoss.item()
-            loss = loss + rankingLoss
+        guard let predictedLoss = outputs.predictedLoss?.cast(to: .float32) else {
+            let value = reconstruction.loss.item()
+            return StepLoss(total: reconstruction.loss, checked: [value], sums: ["loss": Double(value)])
         }
-        let value = reconstruction.loss.item()
-        guard value.isFinite, ranking?.isFinite ?? true else {
-            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
-            throw TrainingError.nonFiniteLoss(value: value.isFinite ? ranking! : value, epoch: state.epoch, batch: index, checkpoint: kept)
-        }
-        loss.backward()
-        optimizer.step()
-        optimizer.zeroGrad()
-        if let teacher {
-            // timm's ModelEma, updated after every step with the epoch's decay.
-            let decay = HardPatchesMining.teacherDecay(epoch: state.epoch)
-            for (t, p) in zip(teacher.parameters(), model.parameters()) { t.device.backend.lerp(t, toward: p, decay: decay) }
-        }
-        state.lossSum += Double(value)
-        state.rankingLossSum += Double(ranking ?? 0)
-        state.steps += 1
-        state.seen += b
-        state.step += 1
-        state.batch = index + 1
-        onEvent(
-            .step(
-                epoch: state.epoch, batch: index, batches: stepsPerEpoch, loss: state.lossSum / Double(state.steps),
-                rankingLoss: ranking.map { _ in state.rankingLossSum / Double(state.steps) }, learningRate: optimizer.learningRate))
+        // HPM: the predictor ranks the removed patches as their true (detached) losses rank them; its gradient
+        // reaches the shared encoder, decoder embedding and mask token too.
+        let predicted = predictedLoss.gather(axis: 1, mask.removed)  // [B, N - K]
+        let target = reconstruction.perPatch.gather(axis: 1, mask.removed)  // [B, N - K]
+        let rankingLoss = HardPatchesMining.rankingLoss(predicted: predicted, target: target)
+        let (ranking, value) = (rankingLoss.item(), reconstruction.loss.item())
+        return StepLoss(
+            total: reconstruction.loss + rankingLoss, checked: [value, ranking],
+            sums: ["loss": Double(value), "ranking_loss": Double(ranking)])
     }
 
-    private func finishEpoch() throws {
-        let record = PretrainingRecord(
-            epoch: state.epoch + 1, loss: state.lossSum / Double(max(state.steps, 1)),
-            rankingLoss: teacher == nil ? nil : state.rankingLossSum / Double(max(state.steps, 1)),
-            learningRate: Double(optimizer.learningRate), imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
-            seconds: state.trainingSeconds, precision: Autocast.precisionName(options.autocast))
-        state.history.append(record)
-        state.epoch += 1
-        state.batch = 0
-        state.lossSum = 0
-        state.rankingLossSum = 0
-        state.steps = 0
-        state.seen = 0
-        state.trainingSeconds = 0
-        onEvent(.epochFinished(record))
-        try save(figure: true)
+    /// HPM's teacher: timm's ModelEma, updated after every step with the epoch's decay.
+    override func afterUpdate() {
+        guard let teacher else { return }
+        let decay = HardPatchesMining.teacherDecay(epoch: state.epoch)
+        for (t, p) in zip(teacher.parameters(), model.parameters()) { t.device.backend.lerp(t, toward: p, decay: decay) }
     }
 
-    /// The model folder, metrics, curves and (at an epoch's end) the reconstruction figure, then the checkpoint;
-    /// nothing is written when a weight is not finite.
-    private func save(figure: Bool) throws {
-        let bad = (model.namedParameters() + (teacher?.namedParameters().map { ("teacher.\($0.name)", $0.tensor) } ?? []))
-            .filter { !$0.1.isAllFinite }.map(\.0)
-        guard bad.isEmpty else {
-            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
-            throw TrainingError.nonFiniteWeights(names: bad, epoch: state.batch == 0 ? state.epoch - 1 : state.epoch, checkpoint: kept)
-        }
+    override func runningAverages() -> [(name: String, value: Double)] {
+        let steps = Double(max(state.batch, 1))
+        return [("loss", (state.sums["loss"] ?? 0) / steps)] + (teacher == nil ? [] : [("rank", (state.sums["ranking_loss"] ?? 0) / steps)])
+    }
+
+    override func record(of epoch: EpochTotals) throws -> PretrainingRecord {
+        PretrainingRecord(
+            epoch: epoch.epoch, loss: epoch.perStep("loss"), rankingLoss: teacher == nil ? nil : epoch.perStep("ranking_loss"),
+            learningRate: epoch.learningRate, imagesPerSecond: epoch.imagesPerSecond, seconds: epoch.seconds,
+            precision: epoch.precision)
+    }
+
+    override func weightsToCheck() -> [(name: String, tensor: Tensor)] {
+        model.namedParameters() + (teacher?.namedParameters().map { ("teacher.\($0.name)", $0.tensor) } ?? [])
+    }
+
+    /// The model folder and, at an epoch's end, the reconstruction figure.
+    override func saveModel(endOfEpoch: Bool) throws {
         try MAECheckpoint.save(model, to: folder)
-        let lines = state.history.map { $0.json() }.joined(separator: "\n") + "\n"
-        try AtomicFile.write(Data(lines.utf8), to: folder.appendingPathComponent("metrics.jsonl"))
+        guard endOfEpoch else { return }
+        let image = Autograd.withNoGrad {
+            Self.reconstructionFigure(
+                model: model, images: sample.images, mask: sample.mask,
+                title: "\(options.method.rawValue.uppercased()), epoch \(state.epoch)")
+        }
+        let folderURL = folder.appendingPathComponent("reconstructions")
+        try FileManager.default.createDirectory(at: folderURL, withIntermediateDirectories: true)
+        try PNG.write(image, to: folderURL.appendingPathComponent(String(format: "epoch-%03d.png", state.epoch)))
+        try PNG.write(image, to: folder.appendingPathComponent("reconstruction.png"))
+    }
+
+    override func curves() -> RGBImage? {
         var series = [("reconstruction", state.history.map(\.loss))]
         if teacher != nil { series.append(("ranking", state.history.map { $0.rankingLoss ?? .nan })) }
-        try PNG.write(
-            TrainingFigures.lossCurves(epochs: state.history.map(\.epoch), series: series, title: "\(options.method.rawValue) loss"),
-            to: folder.appendingPathComponent("curves.png"))
-        if figure {
-            let image = Autograd.withNoGrad {
-                Self.reconstructionFigure(
-                    model: model, images: sample.images, mask: sample.mask,
-                    title: "\(options.method.rawValue.uppercased()), epoch \(state.epoch)")
-            }
-            let folderURL = folder.appendingPathComponent("reconstructions")
-            try FileManager.default.createDirectory(at: folderURL, withIntermediateDirectories: true)
-            try PNG.write(image, to: folderURL.appendingPathComponent(String(format: "epoch-%03d.png", state.epoch)))
-            try PNG.write(image, to: folder.appendingPathComponent("reconstruction.png"))
-        }
-        try saveCheckpoint()
+        return TrainingFigures.lossCurves(epochs: state.history.map(\.epoch), series: series, title: "\(options.method.rawValue) loss")
     }
 
-    private func saveCheckpoint() throws {
-        var saved = state
-        saved.random = random.generator
-        let run = SavedRun(
-            options: options, state: saved, config: model.config, dataCount: data.count, dataDigest: Trainer.digest(data.sources))
-        try RunCheckpoint.write(
-            ["model": model.stateDict(), "teacher": teacher?.stateDict() ?? [:], "optimizer": optimizer.state()], state: run,
-            key: "swiftvit_pretraining", to: checkpointURL)
-        onEvent(.saved(checkpointURL))
+    override func checkpointTensors() -> [String: [String: Tensor]] {
+        ["model": model.stateDict(), "teacher": teacher?.stateDict() ?? [:], "optimizer": optimizer.state()]
+    }
+
+    override func savedRun(state: RunState<PretrainingRecord>) -> any Encodable {
+        SavedRun(options: options, state: state, config: model.config, dataCount: data.count, dataDigest: Trainer.digest(data.sources))
     }
 
     /// One row per image: the original, what the encoder saw (removed patches grey), the reconstruction with the

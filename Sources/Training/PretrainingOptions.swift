@@ -11,7 +11,7 @@ public enum PretrainingMethod: String, Codable, Sendable, CaseIterable {
 }
 
 /// The recipe of a pre-training run; MAE's (`main_pretrain.py`) unless changed. Saved in every checkpoint.
-public struct PretrainingOptions: Codable, Equatable, Sendable {
+public struct PretrainingOptions: Recipe {
     public var method = PretrainingMethod.mae
     public var epochs = 100
     public var batchSize = 256
@@ -42,27 +42,16 @@ public struct PretrainingOptions: Codable, Equatable, Sendable {
     public init() {}
 
     /// The peak learning rate in force.
-    public var effectiveLearningRate: Float { learningRate ?? baseLearningRate * Float(batchSize) / 256 }
+    public var peakLearningRate: Float { learningRate ?? baseLearningRate * Float(batchSize) / 256 }
     /// The warm-up in force.
     public var effectiveWarmupEpochs: Float { warmupEpochs ?? min(40, Float(epochs) / 10) }
 
-    public func validate() throws {
-        var problems: [String] = []
-        if epochs < 1 { problems.append("epochs must be at least 1") }
-        if batchSize < 1 { problems.append("batch size must be at least 1") }
-        if !(effectiveLearningRate > 0 && effectiveLearningRate.isFinite) { problems.append("learning rate must be positive") }
-        if !(minLearningRate >= 0) { problems.append("minimum learning rate must be zero or more") }
-        if effectiveWarmupEpochs < 0 || effectiveWarmupEpochs >= Float(epochs) {
-            problems.append("a warm-up of \(effectiveWarmupEpochs) epochs must be shorter than the \(epochs) epochs of the run")
-        }
-        if !(weightDecay >= 0 && weightDecay.isFinite) { problems.append("weight decay must be zero or more") }
-        if !(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1) { problems.append("Adam betas must be in [0, 1)") }
-        if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
-    }
+    public var ownProblems: [String] { adamBetaProblems(beta1, beta2) }
 }
 
 /// One finished pre-training epoch, as written to `metrics.jsonl`.
-public struct PretrainingRecord: Codable, Equatable, Sendable {
+public struct PretrainingRecord: TrainingRecord {
+    public static let kind = "pretrain"
     public var epoch: Int  // 1-based
     /// Mean reconstruction loss over the epoch's steps.
     public var loss: Double
@@ -79,26 +68,7 @@ public struct PretrainingRecord: Codable, Equatable, Sendable {
         case rankingLoss = "ranking_loss", learningRate = "lr", imagesPerSecond = "images_per_second"
     }
 
-    public func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = RunCheckpoint.nonFiniteNumbers.encoding
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    public var summary: String {
+        String(format: "loss %.4f", loss) + (rankingLoss.map { String(format: " ranking %.4f", $0) } ?? "")
     }
-}
-
-/// Where a pre-training run stands; saved with each checkpoint.
-public struct PretrainingState: Codable, Sendable {
-    /// Epochs finished, and batches finished of the current one.
-    public var epoch = 0
-    public var batch = 0
-    public var step = 0
-    public var lossSum: Double = 0
-    public var rankingLossSum: Double = 0
-    public var steps = 0
-    public var seen = 0
-    public var trainingSeconds: Double = 0
-    public var history: [PretrainingRecord] = []
-    /// The masks' (and drop path's) generator.
-    public var random = SeededGenerator(seed: 0)
 }

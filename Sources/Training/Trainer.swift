@@ -7,56 +7,24 @@ import Plots
 import Tensors
 import ViT
 
-/// Trains a ViT classifier on an in-memory data set: AdamW with warm-up + cosine, label smoothing, optional
-/// mixup/cutmix, gradient clipping and a weight EMA; evaluation after every epoch; a checkpoint after every epoch
-/// (and when stopped) from which `resume` continues exactly as if the run had never stopped.
+/// Trains a classifier (ViT, DeiT with a teacher, ResNet) on an in-memory data set: AdamW or SGD with warm-up +
+/// cosine, label smoothing, optional mixup/cutmix, gradient clipping and a weight EMA; evaluation after every epoch.
+/// The run loop, checkpoints and exact resume are `Training`'s.
 ///
 /// The output folder is a native checkpoint folder (`model.safetensors` + `config.json`, what `vit predict`
-/// reads) plus `checkpoint.safetensors` (weights, EMA, optimiser moments and the `TrainingState`),
+/// reads) plus `checkpoint.safetensors` (weights, EMA, optimiser moments and the run state),
 /// `metrics.jsonl` (one `EpochRecord` per line) and `curves.png`.
-public final class Trainer {
-    /// What the trainer reports while it runs (the command line draws progress from these).
-    public enum Event {
-        /// After each training step: the epoch's running loss and accuracy.
-        case step(epoch: Int, batch: Int, batches: Int, loss: Double, accuracy: Double, learningRate: Float)
-        case evaluating(epoch: Int)
-        case epochFinished(EpochRecord)
-        case saved(URL)
-    }
-
-    public enum Outcome: Equatable {
-        /// All epochs done.
-        case finished
-        /// Stopped early (Ctrl-C or a step limit) after saving a checkpoint to resume from.
-        case stopped
-    }
-
+public final class Trainer: Training<EpochRecord> {
     public let model: any ImageModel
     /// The weight average that is evaluated and saved when `emaDecay` is set.
     public let averageModel: (any ImageModel)?
     public let options: TrainingOptions
     /// DeiT's teacher (`options.distillation`), run in evaluation mode on each training batch.
     public let teacher: (any ImageModel)?
-    public private(set) var state: TrainingState
-    public let trainSet: ImageDataset
+    public var trainSet: ImageDataset { images }
     public let validationSet: ImageDataset?
     /// Where `validationSet` came from (saved with the run).
     public let validationSource: ValidationSource
-    public let folder: URL
-    let optimizer: Optimizer
-    let schedule: WarmupCosineSchedule
-    /// Dropout and drop path draw from this during `run` (its state is saved with each checkpoint).
-    let random: RandomStream
-
-    /// Called for progress; runs on the training thread.
-    public var onEvent: (Event) -> Void = { _ in }
-    /// Polled after every step; true saves a checkpoint and stops (Ctrl-C).
-    public var shouldStop: () -> Bool = { false }
-    /// Stop (with a checkpoint) after this many steps of this run.
-    public var stepLimit: Int?
-
-    public var stepsPerEpoch: Int { trainSet.count / options.batchSize }
-    public var checkpointURL: URL { folder.appendingPathComponent("checkpoint.safetensors") }
 
     /// A new run: `model` as initialised, writing into `folder`.
     public init(
@@ -82,9 +50,6 @@ public final class Trainer {
         if case .split = validationSource, let validationSet, !Set(validationSet.sources).isDisjoint(with: trainSet.sources) {
             throw TrainingError.badOptions("the validation images overlap the training images")
         }
-        guard trainSet.count >= options.batchSize else {
-            throw TrainingError.badOptions("\(trainSet.count) training images are fewer than one batch of \(options.batchSize)")
-        }
         let architecture = model.architecture
         guard architecture.numClasses == trainSet.classNames.count else {
             throw TrainingError.badOptions("the model has \(architecture.numClasses) classes, the data \(trainSet.classNames.count)")
@@ -96,10 +61,8 @@ public final class Trainer {
         }
         self.model = model
         self.options = options
-        self.trainSet = trainSet
         self.validationSet = validationSet
         self.validationSource = validationSource ?? (validationSet == nil ? .none : .testPart)
-        self.folder = folder
         if options.headOnly == true { FineTuning.freezeAllButHead(model) }
         if options.layerDecay != nil && architecture.vit == nil {
             throw TrainingError.badOptions("layer-wise learning-rate decay counts a ViT's blocks; this model is a convnet")
@@ -108,14 +71,11 @@ public final class Trainer {
             options.layerDecay.map { decay in
                 ParameterGroup.layerDecayed(model, depth: architecture.vit?.depth ?? 0, weightDecay: options.weightDecay, layerDecay: decay)
             } ?? ParameterGroup.standard(model, weightDecay: options.weightDecay)
+        let optimizer: any Optimizer
         switch options.optimizer ?? .adamw {
         case .adamw: optimizer = AdamW(groups, learningRate: options.learningRate)
         case .sgd: optimizer = SGD(groups, learningRate: options.learningRate, momentum: options.momentum ?? 0.9)
         }
-        let steps = options.epochs * (trainSet.count / options.batchSize)
-        schedule = WarmupCosineSchedule(
-            base: options.learningRate, warmupSteps: Int(options.effectiveWarmupEpochs * Float(steps / options.epochs)),
-            totalSteps: max(steps, 1), minimum: options.minLearningRate)
         if options.emaDecay != nil {
             let average = try Init.withoutDrawing { try architecture.build() }
             try average.load(stateDict: model.stateDict().mapValues { $0.copy() })
@@ -124,10 +84,13 @@ public final class Trainer {
         } else {
             averageModel = nil
         }
-        state = TrainingState()
-        random = RandomStream(SeededGenerator(seed: options.seed ^ 0x5EED_D809))
-        AtomicFile.removeStaleTemporaries(in: folder)
+        try super.init(
+            recipe: options, images: trainSet, mean: architecture.data.mean, std: architecture.data.std, folder: folder,
+            optimizer: optimizer,
+            salt: 0x5EED_D809, checkpointKey: Self.checkpointKey)
     }
+
+    static let checkpointKey = "swiftvit_training"
 
     /// Continues the run saved in `folder`: the same recipe (its epoch count may be raised with `epochs`), weights,
     /// optimiser moments, EMA, data position and random state.
@@ -171,13 +134,11 @@ public final class Trainer {
             model: model, options: options, trainSet: trainSet, validationSet: validationSet,
             validationSource: validationSource ?? saved.validation, folder: folder, teacher: teacher)
         do {
-            try trainer.optimizer.load(state: tensors["optimizer"]!)
+            try trainer.restore(saved.state, optimizerState: tensors["optimizer"]!)
             try trainer.averageModel?.load(stateDict: tensors["ema"]!)
         } catch {
             throw TrainingError.badCheckpoint(url, "\(error)")
         }
-        trainer.state = saved.state
-        trainer.random.generator = saved.state.random
         return trainer
     }
 
@@ -217,14 +178,14 @@ public final class Trainer {
     /// The training state and the tensors of `folder/checkpoint.safetensors`, grouped by prefix (model, ema, optimizer).
     private static func readCheckpoint(in folder: URL) throws -> (URL, SavedRun, [String: [String: Tensor]]) {
         try RunCheckpoint.read(
-            in: folder, key: "swiftvit_training", groups: ["model", "ema", "optimizer"], as: SavedRun.self, run: "training",
+            in: folder, key: checkpointKey, groups: ["model", "ema", "optimizer"], as: SavedRun.self, run: "training",
             writer: "vit train")
     }
 
     /// What `checkpoint.safetensors` holds besides tensors.
     public struct SavedRun: Codable {
         public var options: TrainingOptions
-        public var state: TrainingState
+        public var state: RunState<EpochRecord>
         /// A ViT run's configuration (every run before convnets could be trained has it).
         public var config: ViTConfig?
         /// The architecture (nil in runs saved before it was recorded: those are ViTs, `config`).
@@ -255,50 +216,9 @@ public final class Trainer {
         return String(hash, radix: 16)
     }
 
-    /// Trains until the last epoch, a stop request or the step limit.
-    public func run() throws -> Outcome {
-        try GlobalRandom.using(random) { try runEpochs() }
-    }
-
-    private func runEpochs() throws -> Outcome {
-        model.train()
-        var stepsThisRun = 0
-        let normalisation = (mean: model.architecture.data.mean, std: model.architecture.data.std)
-        while state.epoch < options.epochs {
-            var loaderOptions = TrainingLoader.Options(batchSize: options.batchSize, mean: normalisation.mean, std: normalisation.std)
-            loaderOptions.augmentation = options.augmentation
-            loaderOptions.mixing = options.mixing
-            loaderOptions.seed = options.seed
-            let loader = TrainingLoader(trainSet, options: loaderOptions, epoch: state.epoch, startBatch: state.batch)
-            defer { loader.stop() }
-            while let batch = loader.next() {
-                let started = Date()
-                try step(batch)
-                state.trainingSeconds += Date().timeIntervalSince(started)
-                stepsThisRun += 1
-                // A stop waits for the end of an accumulation: the gradients gathered so far are not saved.
-                let betweenSteps = state.batch % (options.accumulate ?? 1) == 0
-                if state.batch < loader.batchCount, betweenSteps, shouldStop() || stepsThisRun >= (stepLimit ?? .max) {
-                    // The model too, so that a run stopped before its first epoch ends still leaves one to load.
-                    try save()
-                    return .stopped
-                }
-            }
-            try finishEpoch()
-            if state.epoch < options.epochs, shouldStop() || stepsThisRun == stepLimit { return .stopped }
-        }
-        return .finished
-    }
-
-    /// Forward and backward on `batch`, and an optimiser step when it completes an accumulation (every batch
-    /// without accumulation; else every N-th, and the last of the epoch).
-    func step(_ batch: TrainingBatch) throws {
-        let accumulate = options.accumulate ?? 1
-        let stepsNow = (batch.index + 1) % accumulate == 0 || batch.index + 1 == stepsPerEpoch
-        // The rate of the accumulation's first batch: N accumulated batches step as one batch N times larger would.
-        optimizer.learningRate = schedule.learningRate(at: state.step - batch.index % accumulate)
+    /// The class head learns the labels; with a teacher, DeiT's distillation head learns the teacher.
+    override func loss(on batch: TrainingBatch) throws -> StepLoss {
         let outputs = Autocast.run(options.autocast ?? .float32) { model.classify(batch.images) }  // float32
-        // The class head learns the labels; with a teacher, DeiT's distillation head learns the teacher.
         let classLogits = teacher == nil ? outputs.logits : outputs.classHeadLogits ?? outputs.logits  // [B, classes]
         var loss =
             batch.targets.map { classLogits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
@@ -307,35 +227,27 @@ public final class Trainer {
             let teacherLogits = Autograd.withNoGrad { teacher(Self.teacherInput(batch.images, student: model, teacher: teacher)) }
             loss = distillation.loss(base: loss, distillationLogits: distillationLogits, teacherLogits: teacherLogits)
         }
-        let logits = outputs.logits
+        let predictions = outputs.logits.detach().argmax(axis: 1)
+        let correct = zip(predictions, batch.labels).filter { $0 == $1 }.count
         let value = loss.item()
-        guard value.isFinite else {
-            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
-            throw TrainingError.nonFiniteLoss(value: value, epoch: state.epoch, batch: batch.index, checkpoint: kept)
-        }
-        (accumulate > 1 ? loss * (1 / Float(accumulate)) : loss).backward()
-        if stepsNow {
-            if options.gradientClip > 0 { clipGradientNorm(optimizer.allParameters, maxNorm: options.gradientClip) }
-            optimizer.step()
-            optimizer.zeroGrad()
-        }
-        if stepsNow, let averageModel, let decay = options.emaDecay {
-            // Warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the average follows
-            // the weights closely instead of holding on to the random initialisation for thousands of steps.
-            let warmedUp = min(decay, Float(1 + state.step) / Float(10 + state.step))
-            Self.updateAverage(averageModel, toward: model, decay: warmedUp)
-        }
+        return StepLoss(total: loss, checked: [value], sums: ["loss": Double(value), "correct": Double(correct)])
+    }
 
-        let predictions = logits.detach().argmax(axis: 1)
-        state.correct += zip(predictions, batch.labels).filter { $0 == $1 }.count
-        state.lossSum += Double(value) * Double(batch.labels.count)
-        state.seen += batch.labels.count
-        state.step += 1
-        state.batch = batch.index + 1
-        onEvent(
-            .step(
-                epoch: state.epoch, batch: batch.index, batches: stepsPerEpoch, loss: state.lossSum / Double(state.seen),
-                accuracy: Double(state.correct) / Double(state.seen), learningRate: optimizer.learningRate))
+    override func willRun() { model.train() }
+
+    override func afterUpdate() {
+        guard let averageModel, let decay = options.emaDecay else { return }
+        // Warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the average follows
+        // the weights closely instead of holding on to the random initialisation for thousands of steps.
+        let warmedUp = min(decay, Float(1 + state.step) / Float(10 + state.step))
+        Self.updateAverage(averageModel, toward: model, decay: warmedUp)
+    }
+
+    override func runningAverages() -> [(name: String, value: Double)] {
+        [
+            ("loss", (state.sums["loss"] ?? 0) / Double(max(state.batch, 1))),
+            ("acc", (state.sums["correct"] ?? 0) / Double(max(state.seen, 1)))
+        ]
     }
 
     /// The student's batch as the teacher takes it (DeiT runs the teacher on the same augmented images): resized
@@ -369,16 +281,13 @@ public final class Trainer {
     /// The model that is evaluated and saved: the EMA when there is one.
     public var evaluatedModel: any ImageModel { averageModel ?? model }
 
-    private func finishEpoch() throws {
-        let started = Date()
+    override func record(of epoch: EpochTotals) throws -> EpochRecord {
         var record = EpochRecord(
-            epoch: state.epoch + 1, trainLoss: state.lossSum / Double(max(state.seen, 1)),
-            trainAccuracy: Double(state.correct) / Double(max(state.seen, 1)),
-            learningRate: Double(optimizer.learningRate),
-            imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
-            seconds: state.trainingSeconds, precision: Autocast.precisionName(options.autocast))
+            epoch: epoch.epoch, trainLoss: epoch.perStep("loss"), trainAccuracy: epoch.perImage("correct"),
+            learningRate: epoch.learningRate, imagesPerSecond: epoch.imagesPerSecond, seconds: epoch.seconds,
+            precision: epoch.precision)
         if let validationSet {
-            onEvent(.evaluating(epoch: state.epoch))
+            onEvent(.evaluating(images: validationSet.count))
             let result = Autocast.run(options.autocast ?? .float32) {
                 Evaluation.run(evaluatedModel, on: validationSet, mean: model.architecture.data.mean, std: model.architecture.data.std)
             }
@@ -387,43 +296,22 @@ public final class Trainer {
             record.validationTop5 = result.top5
             (record.validationClassHeadTop1, record.validationDistillationHeadTop1) = (result.classHeadTop1, result.distillationHeadTop1)
         }
-        record.seconds += Date().timeIntervalSince(started)
-        state.history.append(record)
-        state.epoch += 1
-        state.batch = 0
-        state.lossSum = 0
-        state.correct = 0
-        state.seen = 0
-        state.trainingSeconds = 0
-        onEvent(.epochFinished(record))
-        try save()
+        return record
     }
 
-    /// Refuses to save weights that are not all finite (a diverged step): the files on disk stay the last good ones.
-    private func checkFinite() throws {
-        var bad = model.namedParameters().filter { !$0.1.isAllFinite }.map { $0.0 }
-        bad += (averageModel?.namedParameters() ?? []).filter { !$0.1.isAllFinite }.map { "ema.\($0.0)" }
-        guard bad.isEmpty else {
-            let kept = FileManager.default.fileExists(atPath: checkpointURL.path) ? checkpointURL : nil
-            // Saved at an epoch's end, the state already counts that epoch as finished (and its batch is 0 again).
-            throw TrainingError.nonFiniteWeights(names: bad, epoch: state.batch == 0 ? state.epoch - 1 : state.epoch, checkpoint: kept)
-        }
+    override func weightsToCheck() -> [(name: String, tensor: Tensor)] {
+        model.namedParameters() + (averageModel?.namedParameters().map { ("ema.\($0.name)", $0.tensor) } ?? [])
     }
 
-    /// The model folder, then the checkpoint, once the weights are known to be finite.
-    private func save() throws {
-        try checkFinite()
-        try saveModel()
-        try saveCheckpoint()
-    }
-
-    /// The native folder: model (EMA if on) with its config, metrics and curves.
-    private func saveModel() throws {
+    /// The native folder: model (EMA if on) with its config.
+    override func saveModel(endOfEpoch: Bool) throws {
         var architecture = model.architecture
         architecture.labels = trainSet.classNames
         try architecture.save(evaluatedModel.stateDict(), to: folder)
-        let lines = state.history.map { $0.json() }.joined(separator: "\n") + "\n"
-        try AtomicFile.write(Data(lines.utf8), to: folder.appendingPathComponent("metrics.jsonl"))
+    }
+
+    /// Loss and accuracy, train and validation (and each head of a distilled model).
+    override func curves() -> RGBImage? {
         let history = state.history
         var accuracy: [(name: String, values: [Double])] = [
             ("train", history.map(\.trainAccuracy)), ("validation", history.map { $0.validationTop1 ?? .nan })
@@ -433,23 +321,19 @@ public final class Trainer {
             accuracy.append(("class head", history.map { $0.validationClassHeadTop1 ?? .nan }))
             accuracy.append(("distillation head", history.map { $0.validationDistillationHeadTop1 ?? .nan }))
         }
-        let figure = TrainingFigures.curves(
+        return TrainingFigures.curves(
             epochs: history.map(\.epoch),
             loss: [("train", history.map(\.trainLoss)), ("validation", history.map { $0.validationLoss ?? .nan })],
             accuracy: accuracy)
-        try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
     }
 
-    /// Everything needed to continue, in one file written atomically.
-    private func saveCheckpoint() throws {
-        var saved = state
-        saved.random = random.generator
-        let run = SavedRun(
-            options: options, state: saved, config: model.architecture.vit, model: model.architecture, classNames: trainSet.classNames,
+    override func checkpointTensors() -> [String: [String: Tensor]] {
+        ["model": model.stateDict(), "ema": averageModel?.stateDict() ?? [:], "optimizer": optimizer.state()]
+    }
+
+    override func savedRun(state: RunState<EpochRecord>) -> any Encodable {
+        SavedRun(
+            options: options, state: state, config: model.architecture.vit, model: model.architecture, classNames: trainSet.classNames,
             validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.sources))
-        try RunCheckpoint.write(
-            ["model": model.stateDict(), "ema": averageModel?.stateDict() ?? [:], "optimizer": optimizer.state()], state: run,
-            key: "swiftvit_training", to: checkpointURL)
-        onEvent(.saved(checkpointURL))
     }
 }

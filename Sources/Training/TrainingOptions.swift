@@ -4,7 +4,7 @@ import Tensors
 
 /// The recipe of a training run (what `vit train`'s options set). Saved in every checkpoint, so a resumed run
 /// continues with the same recipe.
-public struct TrainingOptions: Codable, Equatable, Sendable {
+public struct TrainingOptions: Recipe {
     public var epochs = 30
     public var batchSize = 128
     /// Peak learning rate, reached at the end of the warm-up; cosine decay to `minLearningRate` after it.
@@ -50,15 +50,12 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// The warm-up in force: the one given, else min(3, epochs / 10).
     public var effectiveWarmupEpochs: Float { warmupEpochs ?? min(3, Float(epochs) / 10) }
 
-    public func validate() throws {
+    public var peakLearningRate: Float { learningRate }
+
+    public var ownProblems: [String] {
         var problems: [String] = []
-        if epochs < 1 { problems.append("epochs must be at least 1") }
-        if batchSize < 1 { problems.append("batch size must be at least 1") }
-        if !(learningRate > 0) { problems.append("learning rate must be positive") }
-        if let warmupEpochs, warmupEpochs < 0 || warmupEpochs >= Float(epochs) {
-            problems.append("a warm-up of \(warmupEpochs) epochs must be shorter than the \(epochs) epochs of the run")
-        }
         if !(labelSmoothing >= 0 && labelSmoothing < 1) { problems.append("label smoothing must be in [0, 1)") }
+        if !(gradientClip >= 0 && gradientClip.isFinite) { problems.append("gradient clipping must be zero (off) or more") }
         if let emaDecay, !(emaDecay > 0 && emaDecay < 1) { problems.append("EMA decay must be in (0, 1)") }
         if let layerDecay, !(layerDecay > 0 && layerDecay <= 1) { problems.append("layer decay must be in (0, 1]") }
         if let momentum, !(momentum >= 0 && momentum < 1) { problems.append("momentum must be in [0, 1)") }
@@ -68,8 +65,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
             if !(distillation.tau > 0 && distillation.tau.isFinite) { problems.append("distillation temperature must be positive") }
             if teacher == nil { problems.append("distillation needs a teacher") }
         }
-        if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
+        return problems
     }
+
+    public var batchesPerUpdate: Int { accumulate ?? 1 }
 }
 
 /// The optimisers `vit train` offers.
@@ -78,7 +77,8 @@ public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
 }
 
 /// One finished epoch, as written to `metrics.jsonl` and drawn in `curves.png`.
-public struct EpochRecord: Codable, Equatable, Sendable {
+public struct EpochRecord: TrainingRecord {
+    public static let kind = "train"
     public var epoch: Int  // 1-based
     public var trainLoss: Double
     public var trainAccuracy: Double
@@ -103,12 +103,16 @@ public struct EpochRecord: Codable, Equatable, Sendable {
         case imagesPerSecond = "images_per_second"
     }
 
-    /// One line of JSON.
-    public func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = RunCheckpoint.nonFiniteNumbers.encoding
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+    public var summary: String {
+        var line = String(format: "train loss %.4f acc %.2f%%", trainLoss, trainAccuracy * 100)
+        if let top1 = validationTop1, let loss = validationLoss {
+            line += String(format: " | val loss %.4f top-1 %.2f%%", loss, top1 * 100)
+            if let top5 = validationTop5 { line += String(format: " top-5 %.2f%%", top5 * 100) }
+            if let classHead = validationClassHeadTop1, let distillationHead = validationDistillationHeadTop1 {
+                line += String(format: " (class head %.2f%%, distillation head %.2f%%)", classHead * 100, distillationHead * 100)
+            }
+        }
+        return line
     }
 }
 
@@ -131,25 +135,6 @@ public enum ValidationSource: Codable, Equatable, Sendable {
             return "validation on \(files.count) images held out of the training images (--val-split \(fraction), seed \(seed))"
         }
     }
-}
-
-/// Where a run stands: enough, with the weights and optimiser state, to continue exactly.
-public struct TrainingState: Codable, Sendable {
-    /// The epoch in progress (0-based) and the next batch within it.
-    public var epoch = 0
-    public var batch = 0
-    /// Optimiser steps taken so far (the schedule's position).
-    public var step = 0
-    /// Running sums of the epoch in progress.
-    public var lossSum: Double = 0
-    public var correct = 0
-    public var seen = 0
-    public var trainingSeconds: Double = 0
-    public var history: [EpochRecord] = []
-    /// The run's generator (dropout, drop path) at the moment of saving.
-    public var random = SeededGenerator(seed: 0)
-
-    public init() {}
 }
 
 public enum TrainingError: Error, CustomStringConvertible {

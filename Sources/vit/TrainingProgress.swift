@@ -8,53 +8,68 @@ import Training
 /// epoch on stderr and its metrics as a JSON line on stdout, and at the end where the run is or how to continue it.
 final class TrainingProgress {
     private let batchSize: Int
-    let epochs: Int
+    private let epochs: Int
     private var bar: ProgressBar?
     private var lastLog = Date()
 
-    init(batchSize: Int, epochs: Int) {
+    private init(batchSize: Int, epochs: Int) {
         self.batchSize = batchSize
         self.epochs = epochs
     }
 
-    /// A step of `batch` (0-based) of the `batches` of `epoch` (0-based); `note` follows the bar (loss, rate).
-    func step(epoch: Int, batch: Int, of batches: Int, note: String) {
-        if bar == nil {
-            printError("epoch \(epoch + 1)/\(epochs)")
-            bar = ProgressBar(total: (batches - batch) * batchSize, unit: "img")
-        }
-        bar?.advance(by: batchSize, note: note)
-        if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
-            lastLog = Date()
-            printError("  batch \(batch + 1)/\(batches): \(note)")
-        }
-    }
-
-    /// The epoch's training steps are over (evaluation follows, or the epoch ended).
-    func endSteps() { bar = nil }
-
-    /// An epoch ended: `line` to stderr, the metrics record `json` to stdout (flushed: a pipe sees each epoch).
-    func epochFinished(_ line: String, json: String) {
-        bar = nil
-        printError(line)
-        print(json)
-        fflush(stdout)
-    }
-
-    /// Reports how the run ended: done (`files` are what the run folder holds), or stopped with a checkpoint, the
-    /// exit status of an interrupt (Ctrl-C, SIGTERM) then thrown.
-    static func finish(
-        _ outcome: Trainer.Outcome, output: String, files: String, epoch: Int, batch: Int, stepsPerEpoch: Int, interrupt: Interrupt
+    /// Runs `training` until it ends or stops (`maxSteps`, Ctrl-C or SIGTERM through `interrupt`), showing its
+    /// progress; then says where the run is (`files`: what its folder holds), and throws the exit status of an
+    /// interrupt.
+    static func run<Record>(
+        _ training: Training<Record>, maxSteps: Int?, interrupt: Interrupt, output: String, files: String
     ) throws {
-        switch outcome {
+        training.stepLimit = maxSteps
+        training.shouldStop = { interrupt.requested }
+        Precision.noteMixedPrecision(training.autocast)
+        let progress = TrainingProgress(batchSize: training.batchSize, epochs: training.epochs)
+        training.onEvent = { event in
+            switch event {
+            case .step(let step): progress.step(step)
+            case .evaluating(let images):
+                progress.bar = nil
+                printError("evaluating on \(images) held-out images ...")
+            case .epochFinished(let record): progress.epochFinished(record)
+            case .saved(let url): interrupt.checkpoint = url
+            }
+        }
+        interrupt.checkpoint = FileManager.default.fileExists(atPath: training.checkpointURL.path) ? training.checkpointURL : nil
+        interrupt.trainingStarted()
+        switch try training.run() {
         case .finished:
             printError("done: \(output) (\(files))")
         case .stopped:
             printError(
-                "\nstopped in epoch \(epoch + 1) after batch \(batch) of \(stepsPerEpoch); model and checkpoint saved: continue with --resume"
+                "\nstopped in epoch \(training.state.epoch + 1) after batch \(training.state.batch) of \(training.stepsPerEpoch); model and checkpoint saved: continue with --resume"
             )
             if interrupt.requested { throw ExitCode(interrupt.exitStatus) }
         }
+    }
+
+    private func step(_ step: TrainingStep) {
+        if bar == nil {
+            printError("epoch \(step.epoch + 1)/\(epochs)")
+            bar = ProgressBar(total: (step.batches - step.batch) * batchSize, unit: "img")
+        }
+        bar?.advance(by: batchSize, note: step.summary)
+        if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
+            lastLog = Date()
+            printError("  batch \(step.batch + 1)/\(step.batches): \(step.summary)")
+        }
+    }
+
+    /// An epoch ended: a line to stderr, the metrics record to stdout (flushed: a pipe sees each epoch).
+    private func epochFinished<Record: TrainingRecord>(_ record: Record) {
+        bar = nil
+        printError(
+            "epoch \(record.epoch)/\(epochs): \(record.summary) | \(String(format: "%.1f img/s, %.0f s", record.imagesPerSecond, record.seconds))"
+        )
+        print(record.json())
+        fflush(stdout)
     }
 }
 

@@ -277,11 +277,12 @@ struct InspectCurves: ParsableCommand {
     /// Reads one run's metrics.jsonl, whichever command wrote it.
     static func curves(of path: String) throws -> Curves {
         let metrics = URL(fileURLWithPath: path).appendingPathComponent("metrics.jsonl")
-        guard let text = try? String(contentsOf: metrics, encoding: .utf8) else {
-            throw CommandFailure("\(metrics.path): no such file (not a run folder?)")
+        let lines: [MetricsFile.Line]
+        do { lines = try MetricsFile.read(metrics) } catch { throw CommandFailure("\(error)") }
+        guard !lines.isEmpty else {
+            throw CommandFailure("\(metrics.path): no epoch has finished yet: nothing to draw")
         }
         let name = URL(fileURLWithPath: path).standardizedFileURL.lastPathComponent
-        let decoder = JSONDecoder()
         var curves = Curves()
         func add(
             _ panel: WritableKeyPath<Curves, [(name: String, values: [Int: Double])]>, _ series: String, _ epoch: Int, _ value: Double?
@@ -294,22 +295,19 @@ struct InspectCurves: ParsableCommand {
                 curves[keyPath: panel].append((label, [epoch: value]))
             }
         }
-        for (number, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
-            let data = Data(line.utf8)
-            // A contrastive record would also read as a pre-training one (both have "loss"), so it is tried first.
-            if let r = try? decoder.decode(EpochRecord.self, from: data) {
+        for line in lines {
+            switch line {
+            case .train(let r):
                 add(\.loss, "train", r.epoch, r.trainLoss)
                 add(\.loss, "val", r.epoch, r.validationLoss)
                 add(\.accuracy, "train", r.epoch, r.trainAccuracy)
                 add(\.accuracy, "val", r.epoch, r.validationTop1)
-            } else if let r = try? decoder.decode(ContrastiveRecord.self, from: data) {
+            case .contrastive(let r):
                 add(\.loss, "contrastive", r.epoch, r.loss)
                 add(\.accuracy, "zero-shot", r.epoch, r.zeroShotTop1.map { $0 / 100 })
-            } else if let r = try? decoder.decode(PretrainingRecord.self, from: data) {
+            case .pretrain(let r):
                 add(\.loss, "reconstruction", r.epoch, r.loss)
                 add(\.loss, "ranking", r.epoch, r.rankingLoss)
-            } else {
-                throw CommandFailure("\(metrics.path): line \(number + 1) is not an epoch record of vit train, pretrain or train-clip")
             }
         }
         return curves

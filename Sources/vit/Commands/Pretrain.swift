@@ -83,30 +83,9 @@ struct Pretrain: ParsableCommand {
         let interrupt = Interrupt()
         let folder = URL(fileURLWithPath: output)
         let pretrainer = resume ? try resumed(folder) : try newRun(folder)
-        pretrainer.stepLimit = maxSteps
-        Precision.noteMixedPrecision(pretrainer.options.autocast)
-        pretrainer.shouldStop = { interrupt.requested }
-        interrupt.trainingStarted()
-        let progress = TrainingProgress(batchSize: pretrainer.options.batchSize, epochs: pretrainer.options.epochs)
-        pretrainer.onEvent = { event in
-            switch event {
-            case let .step(epoch, batch, batches, loss, rankingLoss, learningRate):
-                var note = String(format: "loss %.4f", loss)
-                if let rankingLoss { note += String(format: " rank %.4f", rankingLoss) }
-                note += String(format: " lr %.2e", learningRate)
-                progress.step(epoch: epoch, batch: batch, of: batches, note: note)
-            case .epochFinished(let record):
-                var line = String(format: "epoch %d/%d: loss %.4f", record.epoch, progress.epochs, record.loss)
-                if let ranking = record.rankingLoss { line += String(format: " ranking %.4f", ranking) }
-                line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
-                progress.epochFinished(line, json: record.json())
-            case .saved:
-                break
-            }
-        }
-        try TrainingProgress.finish(
-            try pretrainer.run(), output: output, files: "model.safetensors, config.json, metrics.jsonl, curves.png, reconstruction.png",
-            epoch: pretrainer.state.epoch, batch: pretrainer.state.batch, stepsPerEpoch: pretrainer.stepsPerEpoch, interrupt: interrupt)
+        try TrainingProgress.run(
+            pretrainer, maxSteps: maxSteps, interrupt: interrupt, output: output,
+            files: "model.safetensors, config.json, metrics.jsonl, curves.png, reconstruction.png")
     }
 
     func loadImages(sizing: ImageSizing) throws -> ImageDataset {
@@ -165,7 +144,7 @@ struct Pretrain: ParsableCommand {
         let pretrainer = try Pretrainer(model: model, options: options, data: images, folder: folder)
         let encoderCount = model.encoderStateDict().filter { $0.key != "pos_embed" }.values.reduce(0) { $0 + $1.count }
         printError(
-            "\(method.rawValue) at \(images.width) px: encoder \(encoderCount) parameters (sees \(config.keptPatches) of \(config.encoder.patchCount) patches), all \(model.parameterCount); \(options.epochs) epochs of \(pretrainer.stepsPerEpoch) steps, lr \(String(format: "%.2e", options.effectiveLearningRate))"
+            "\(method.rawValue) at \(images.width) px: encoder \(encoderCount) parameters (sees \(config.keptPatches) of \(config.encoder.patchCount) patches), all \(model.parameterCount); \(options.epochs) epochs of \(pretrainer.stepsPerEpoch) steps, lr \(String(format: "%.2e", options.peakLearningRate))"
         )
         return pretrainer
     }

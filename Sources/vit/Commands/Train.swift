@@ -1,6 +1,5 @@
 import ArgumentParser
 import Datasets
-import Dispatch
 import Foundation
 import Tensors
 import Training
@@ -148,38 +147,9 @@ struct Train: ParsableCommand {
         let interrupt = Interrupt()
         let folder = URL(fileURLWithPath: outputPath)
         let trainer = resume ? try resumedTrainer(folder) : try newTrainer(folder)
-        trainer.stepLimit = maxSteps
-        Precision.noteMixedPrecision(trainer.options.autocast)
-        trainer.shouldStop = { interrupt.requested }
-        interrupt.trainingStarted()
-        let progress = TrainingProgress(batchSize: trainer.options.batchSize, epochs: trainer.options.epochs)
-        trainer.onEvent = { event in
-            switch event {
-            case let .step(epoch, batch, batches, loss, accuracy, learningRate):
-                progress.step(
-                    epoch: epoch, batch: batch, of: batches,
-                    note: String(format: "loss %.4f acc %.1f%% lr %.2e", loss, accuracy * 100, learningRate))
-            case .evaluating:
-                progress.endSteps()
-            case .epochFinished(let record):
-                var line = String(
-                    format: "epoch %d/%d: train loss %.4f acc %.2f%%", record.epoch, progress.epochs,
-                    record.trainLoss, record.trainAccuracy * 100)
-                if let top1 = record.validationTop1, let top5 = record.validationTop5, let loss = record.validationLoss {
-                    line += String(format: " | val loss %.4f top-1 %.2f%% top-5 %.2f%%", loss, top1 * 100, top5 * 100)
-                    if let classHead = record.validationClassHeadTop1, let distillationHead = record.validationDistillationHeadTop1 {
-                        line += String(format: " (class head %.2f%%, distillation head %.2f%%)", classHead * 100, distillationHead * 100)
-                    }
-                }
-                line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
-                progress.epochFinished(line, json: record.json())
-            case .saved:
-                break
-            }
-        }
-        try TrainingProgress.finish(
-            try trainer.run(), output: outputPath, files: "model.safetensors, config.json, metrics.jsonl, curves.png",
-            epoch: trainer.state.epoch, batch: trainer.state.batch, stepsPerEpoch: trainer.stepsPerEpoch, interrupt: interrupt)
+        try TrainingProgress.run(
+            trainer, maxSteps: maxSteps, interrupt: interrupt, output: outputPath,
+            files: "model.safetensors, config.json, metrics.jsonl, curves.png")
     }
 
     /// A new run: the data at the chosen size, the validation images, a model that fits in memory.
@@ -457,54 +427,6 @@ struct RandAugmentSetting: ExpressibleByArgument {
         (operations, magnitude) = (n, m)
     }
     static var defaultValueDescription: String { "N,M" }
-}
-
-/// Ctrl-C (SIGINT) and SIGTERM. While the data loads nothing has been written, and the first signal ends the process
-/// at once. Once training runs, the first asks the trainer to save and stop after the current step (the command then
-/// exits 130 for SIGINT, 143 for SIGTERM); a second ends the process without saving, from the signal's thread but
-/// never in the middle of writing a file (`AtomicFile.endProcess` waits for a write in progress to be renamed).
-final class Interrupt: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var count = 0
-    private var training = false
-    private var first: Int32 = 0
-
-    init() {
-        for number in [SIGINT, SIGTERM] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [unowned self] in received(number) }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    private func received(_ number: Int32) {
-        let (n, training) = lock.withLock {
-            count += 1
-            if count == 1 { first = number }
-            return (count, self.training)
-        }
-        let name = number == SIGINT ? "interrupted" : "terminated"
-        if !training {
-            printError("\n\(name) while loading: nothing was written")
-            AtomicFile.endProcess(status: 128 + number)
-        } else if n == 1 {
-            printError("\n\(name): saving a checkpoint after this step (Ctrl-C again to quit without saving)")
-        } else {
-            printError("\n\(name) again: quitting without saving (the last checkpoint is kept)")
-            AtomicFile.endProcess(status: 128 + number)
-        }
-    }
-
-    /// From here on the first signal asks for a stop instead of ending the process.
-    func trainingStarted() { lock.withLock { training = true } }
-
-    var requested: Bool { lock.withLock { count > 0 } }
-
-    /// 128 + the first signal's number: 130 for SIGINT, 143 for SIGTERM.
-    var exitStatus: Int32 { lock.withLock { 128 + first } }
 }
 
 extension Distillation.Kind: ExpressibleByArgument {}

@@ -86,30 +86,9 @@ struct TrainCLIP: ParsableCommand {
         let interrupt = Interrupt()
         let folder = URL(fileURLWithPath: output)
         let trainer = resume ? try resumed(folder) : try newRun(folder)
-        trainer.stepLimit = maxSteps
-        trainer.shouldStop = { interrupt.requested }
-        interrupt.trainingStarted()
-        let progress = TrainingProgress(batchSize: trainer.options.batchSize, epochs: trainer.options.epochs)
-        trainer.onEvent = { event in
-            switch event {
-            case let .step(epoch, batch, batches, loss, learningRate):
-                progress.step(epoch: epoch, batch: batch, of: batches, note: String(format: "loss %.4f lr %.2e", loss, learningRate))
-            case .evaluating(let images):
-                progress.endSteps()
-                printError("zero-shot on \(images) held-out images ...")
-            case .epochFinished(let record):
-                var line = String(
-                    format: "epoch %d/%d: loss %.4f, logit scale %.1f", record.epoch, progress.epochs, record.loss, record.logitScale)
-                if let top1 = record.zeroShotTop1 { line += String(format: ", zero-shot top-1 %.2f%%", top1) }
-                line += String(format: " | %.1f img/s, %.0f s", record.imagesPerSecond, record.seconds)
-                progress.epochFinished(line, json: record.json())
-            case .saved:
-                break
-            }
-        }
-        try TrainingProgress.finish(
-            try trainer.run(), output: output, files: "open_clip_config.json, open_clip_model.safetensors, metrics.jsonl, curves.png",
-            epoch: trainer.state.epoch, batch: trainer.state.batch, stepsPerEpoch: trainer.stepsPerEpoch, interrupt: interrupt)
+        try TrainingProgress.run(
+            trainer, maxSteps: maxSteps, interrupt: interrupt, output: output,
+            files: "open_clip_config.json, open_clip_model.safetensors, metrics.jsonl, curves.png")
     }
 
     /// The pairs, and the held-out labelled images of a labelled --data.

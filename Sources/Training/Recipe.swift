@@ -1,0 +1,79 @@
+import Datasets
+import Foundation
+import Tensors
+
+/// The part every training recipe shares (`TrainingOptions`, `PretrainingOptions`, `ContrastiveOptions`): how long,
+/// how big, the warm-up + cosine schedule, weight decay, precision and seed. It is checked here once, and it is what
+/// the run loop (`Training`) reads; each recipe adds its own settings and their checks (`ownProblems`).
+public protocol Recipe: Codable, Equatable, Sendable {
+    var epochs: Int { get set }
+    var batchSize: Int { get set }
+    /// The peak learning rate in force (the end of the warm-up).
+    var peakLearningRate: Float { get }
+    /// The rate at the end of the cosine decay.
+    var minLearningRate: Float { get set }
+    /// The linear warm-up in force, in epochs.
+    var effectiveWarmupEpochs: Float { get }
+    /// Decoupled weight decay (on the weights each trainer's parameter groups decay).
+    var weightDecay: Float { get set }
+    /// Mixed precision: the dtype matrix products run in (bf16), with float32 master weights, gradients and optimiser
+    /// state; nil computes in float32 throughout.
+    var autocast: DType? { get set }
+    /// Seeds the initialisation, the data order, the augmentation and whatever else the run draws.
+    var seed: UInt64 { get set }
+    /// What each training image goes through, and how a batch is mixed (mixup, CutMix; none unless a recipe has it).
+    var augmentation: Augmentation { get }
+    var mixing: BatchMixing { get }
+    /// Batches per optimiser update (gradient accumulation; 1 steps every batch).
+    var batchesPerUpdate: Int { get }
+    /// The largest global gradient norm; 0 turns clipping off.
+    var gradientClip: Float { get }
+    /// The smallest batch the method works with (a contrastive batch compares pairs).
+    static var smallestBatch: Int { get }
+    /// The recipe's own settings that are out of range, each said in a few words.
+    var ownProblems: [String] { get }
+}
+
+extension Recipe {
+    public static var smallestBatch: Int { 1 }
+    public var mixing: BatchMixing { BatchMixing() }
+    public var batchesPerUpdate: Int { 1 }
+    public var gradientClip: Float { 0 }
+
+    /// Every setting in range, or one `badOptions` naming each that is not.
+    public func validate() throws {
+        var problems: [String] = []
+        if epochs < 1 { problems.append("epochs must be at least 1") }
+        if batchSize < Self.smallestBatch {
+            problems.append(
+                Self.smallestBatch == 1 ? "batch size must be at least 1" : "a batch needs at least \(Self.smallestBatch) images")
+        }
+        if !(peakLearningRate > 0 && peakLearningRate.isFinite) { problems.append("learning rate must be positive") }
+        if !(minLearningRate >= 0 && minLearningRate.isFinite) { problems.append("minimum learning rate must be zero or more") }
+        if !(effectiveWarmupEpochs >= 0 && effectiveWarmupEpochs < Float(epochs)) {
+            problems.append("a warm-up of \(effectiveWarmupEpochs) epochs must be shorter than the \(epochs) epochs of the run")
+        }
+        if !(weightDecay >= 0 && weightDecay.isFinite) { problems.append("weight decay must be zero or more") }
+        problems += ownProblems
+        if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
+    }
+
+    /// How the run loop's batches are made: shuffled and augmented from `seed`, normalised with `mean` and `std`.
+    func loaderOptions(mean: [Float], std: [Float]) -> TrainingLoader.Options {
+        var loader = TrainingLoader.Options(batchSize: batchSize, mean: mean, std: std)
+        (loader.augmentation, loader.mixing, loader.seed) = (augmentation, mixing, seed)
+        return loader
+    }
+
+    /// What the run loop reads of the recipe.
+    var loop: RunLoopSettings {
+        RunLoopSettings(
+            epochs: epochs, batchSize: batchSize, learningRate: peakLearningRate, minLearningRate: minLearningRate,
+            warmupEpochs: effectiveWarmupEpochs, accumulate: batchesPerUpdate, gradientClip: gradientClip, autocast: autocast)
+    }
+}
+
+/// Adam's betas in range (the recipes with their own betas).
+func adamBetaProblems(_ beta1: Float, _ beta2: Float) -> [String] {
+    beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 ? [] : ["Adam betas must be in [0, 1)"]
+}
