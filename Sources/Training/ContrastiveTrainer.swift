@@ -15,7 +15,8 @@ public struct ContrastiveOptions: Recipe {
     public var batchSize = 256
     public var learningRate: Float = 5e-4
     public var minLearningRate: Float = 0
-    public var warmupEpochs: Float = 1
+    /// Linear warm-up; nil means 1 epoch.
+    public var warmupEpochs: Float?
     public var weightDecay: Float = 0.2
     public var beta1: Float = 0.9
     public var beta2: Float = 0.98
@@ -33,13 +34,14 @@ public struct ContrastiveOptions: Recipe {
 
     public init() {}
 
-    /// Contrastive training has no mixed precision yet: float32 throughout.
-    public var autocast: DType? {
-        get { nil }
-        set {}
+    /// Mixed precision (bf16 matrix products with float32 weights), or nil for float32 throughout.
+    public var autocast: DType?
+    public var peakLearningRate: Float {
+        get { learningRate }
+        set { learningRate = newValue }
     }
-    public var peakLearningRate: Float { learningRate }
-    public var effectiveWarmupEpochs: Float { warmupEpochs }
+    public var effectiveWarmupEpochs: Float { warmupEpochs ?? 1 }
+    public static let warmupDefault = "1 epoch"
     public static var smallestBatch: Int { 2 }
     public var ownProblems: [String] { adamBetaProblems(beta1, beta2) }
 }
@@ -57,9 +59,11 @@ public struct ContrastiveRecord: TrainingRecord {
     public var learningRate: Double
     public var imagesPerSecond: Double
     public var seconds: Double
+    /// The compute precision the epoch ended in, as `EpochRecord`'s (nil in runs saved before it was recorded).
+    public var precision: String?
 
     enum CodingKeys: String, CodingKey {
-        case epoch, loss, seconds
+        case epoch, loss, seconds, precision
         case logitScale = "logit_scale", zeroShotTop1 = "zeroshot_top1", learningRate = "lr", imagesPerSecond = "images_per_second"
     }
 
@@ -140,7 +144,8 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
 
     /// Continues the run saved in `folder` on the same pairs (the epoch count may be raised with `epochs`).
     public static func resume(
-        folder: URL, tokenizer: CLIPTokenizer, data: ImageCaptions, evaluation: ZeroShotEvaluation?, epochs: Int? = nil
+        folder: URL, tokenizer: CLIPTokenizer, data: ImageCaptions, evaluation: ZeroShotEvaluation?, epochs: Int? = nil,
+        precision: DType? = nil
     ) throws -> ContrastiveTrainer {
         let (url, saved, groups) = try RunCheckpoint.read(
             in: folder, key: checkpointKey, groups: ["model", "optimizer"], as: SavedRun.self, run: "contrastive training",
@@ -152,6 +157,7 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
+        if let precision { options.autocast = precision == .float32 ? nil : precision }
         let model = Init.withoutDrawing { CLIPModel(saved.config) }
         let trainer: ContrastiveTrainer
         do {
@@ -184,7 +190,8 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
             tokenized[caption] = ids
             return ids
         }
-        let loss = model.contrastiveLoss(imageEmbeddings: model.encodeImage(batch.images), textEmbeddings: model.encodeText(tokens))
+        let (images, texts) = Autocast.run(options.autocast ?? .float32) { (model.encodeImage(batch.images), model.encodeText(tokens)) }
+        let loss = model.contrastiveLoss(imageEmbeddings: images.cast(to: .float32), textEmbeddings: texts.cast(to: .float32))
         let value = loss.item()
         return StepLoss(total: loss, checked: [value], sums: ["loss": Double(value)])
     }
@@ -200,12 +207,14 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
         var top1: Double?
         if let evaluation {
             onEvent(.evaluating(images: evaluation.images.count))
+            // In float32 whatever the training's precision (the zero-shot scores are read as float32).
             top1 =
                 100 * Evaluation.zeroShot(model, tokenizer: tokenizer, templates: evaluation.templates, on: evaluation.images).top1
         }
         return ContrastiveRecord(
             epoch: epoch.epoch, loss: epoch.perStep("loss"), logitScale: Foundation.exp(Double(model.logitScale.item())),
-            zeroShotTop1: top1, learningRate: epoch.learningRate, imagesPerSecond: epoch.imagesPerSecond, seconds: epoch.seconds)
+            zeroShotTop1: top1, learningRate: epoch.learningRate, imagesPerSecond: epoch.imagesPerSecond, seconds: epoch.seconds,
+            precision: epoch.precision)
     }
 
     override func weightsToCheck() -> [(name: String, tensor: Tensor)] { model.namedParameters() }

@@ -42,7 +42,12 @@ public struct PretrainingOptions: Recipe {
     public init() {}
 
     /// The peak learning rate in force.
-    public var peakLearningRate: Float { learningRate ?? baseLearningRate * Float(batchSize) / 256 }
+    public var peakLearningRate: Float {
+        get { learningRate ?? baseLearningRate * Float(batchSize) / 256 }
+        set { learningRate = newValue }
+    }
+    public static let learningRateDefault = "the base rate x batch size / 256"
+    public static let warmupDefault = "a tenth of the run, at most 40 epochs"
     /// The warm-up in force.
     public var effectiveWarmupEpochs: Float { warmupEpochs ?? min(40, Float(epochs) / 10) }
 

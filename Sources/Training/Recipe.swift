@@ -6,13 +6,20 @@ import Tensors
 /// how big, the warm-up + cosine schedule, weight decay, precision and seed. It is checked here once, and it is what
 /// the run loop (`Training`) reads; each recipe adds its own settings and their checks (`ownProblems`).
 public protocol Recipe: Codable, Equatable, Sendable {
+    /// The method's defaults.
+    init()
     var epochs: Int { get set }
     var batchSize: Int { get set }
-    /// The peak learning rate in force (the end of the warm-up).
-    var peakLearningRate: Float { get }
+    /// The peak learning rate in force (the end of the warm-up); setting it fixes the rate.
+    var peakLearningRate: Float { get set }
+    /// The default peak rate and warm-up, in words (for a command's help).
+    static var learningRateDefault: String { get }
+    static var warmupDefault: String { get }
     /// The rate at the end of the cosine decay.
     var minLearningRate: Float { get set }
-    /// The linear warm-up in force, in epochs.
+    /// The linear warm-up in epochs; nil means the method's default (`effectiveWarmupEpochs`).
+    var warmupEpochs: Float? { get set }
+    /// The warm-up in force.
     var effectiveWarmupEpochs: Float { get }
     /// Decoupled weight decay (on the weights each trainer's parameter groups decay).
     var weightDecay: Float { get set }
@@ -36,6 +43,7 @@ public protocol Recipe: Codable, Equatable, Sendable {
 
 extension Recipe {
     public static var smallestBatch: Int { 1 }
+    public static var learningRateDefault: String { "\(Self().peakLearningRate)" }
     public var mixing: BatchMixing { BatchMixing() }
     public var batchesPerUpdate: Int { 1 }
     public var gradientClip: Float { 0 }

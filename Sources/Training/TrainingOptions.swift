@@ -50,7 +50,11 @@ public struct TrainingOptions: Recipe {
     /// The warm-up in force: the one given, else min(3, epochs / 10).
     public var effectiveWarmupEpochs: Float { warmupEpochs ?? min(3, Float(epochs) / 10) }
 
-    public var peakLearningRate: Float { learningRate }
+    public var peakLearningRate: Float {
+        get { learningRate }
+        set { learningRate = newValue }
+    }
+    public static let warmupDefault = "3 epochs, or a tenth of the run when that is shorter"
 
     public var ownProblems: [String] {
         var problems: [String] = []

@@ -485,4 +485,28 @@ import Testing
         let train = try vit(["train", "--help"]).stdout
         #expect(train.contains("default: 128") && train.contains("default: 0.001"))
     }
+
+    /// The training commands share their run options: the usage line shows -o as required, a batch larger than the
+    /// data names --batch-size, and a run with no finished epoch has no curves to draw.
+    @Test func theTrainingCommandsShareTheirRunOptions() throws {
+        for command in ["train", "pretrain", "train-clip"] {
+            let help = try vit([command, "--help"])
+            #expect(help.stdout.contains("--output <output>") && !help.stdout.contains("[--output <output>]"), "\(command)")
+            for option in ["--epochs", "--lr", "--min-lr", "--warmup", "--weight-decay", "--max-steps", "--precision", "--resume"] {
+                #expect(help.stdout.contains(option), "vit \(command) lacks \(option)")
+            }
+        }
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("photos"), run = root.appendingPathComponent("run")
+        try photoFolder(data)
+        let missing = try vit(["train", "--data", data.path])
+        #expect(missing.status == 2 && missing.stderr.contains("--output"), "\(missing.stderr)")
+        let tooBig = try vit(["train", "--data", data.path, "-o", run.path, "--batch-size", "64"])
+        #expect(tooBig.status == 2 && tooBig.stderr.contains("fewer than one batch of 64 (--batch-size)"), "\(tooBig.stderr)")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        try Data().write(to: run.appendingPathComponent("metrics.jsonl"))
+        let empty = try vit(["inspect", "curves", run.path, "-o", root.appendingPathComponent("figures").path])
+        #expect(empty.status == 2 && empty.stderr.contains("no epoch has finished yet"), "\(empty.stderr)")
+    }
 }

@@ -39,39 +39,15 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Decoder attention heads.") var decoderHeads = 4
     @Option(help: "Fraction of the patches removed.") var maskRatio: Float = 0.75
     @Flag(help: "Reconstruct each patch normalised by its own mean and variance (MAE's norm_pix_loss).") var normPixLoss = false
-    @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String
-    @Flag(
-        help:
-            "Continue the run saved in --output (same recipe and data; --epochs may raise the epoch count, --precision change the compute precision)."
-    ) var resume = false
-
-    @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
-    @Option(help: "Images per step.") var batchSize = defaults.batchSize
-    @Option(help: "Base learning rate: the peak rate is blr x batch size / 256 (MAE's rule).") var blr = defaults.baseLearningRate
-    @Option(help: "Peak learning rate, instead of --blr's scaling.") var lr: Float?
-    @Option(help: "Learning rate at the end of the cosine decay.") var minLR = defaults.minLearningRate
-    @Option(help: "Warm-up epochs, linear from 0 (default: a tenth of the epochs, at most 40).") var warmup: Float?
-    @Option(help: "AdamW weight decay (not on biases and norms).") var weightDecay = defaults.weightDecay
-    @Option(help: "Seed of the initialisation, data order, augmentation and masks.") var seed = defaults.seed
-    @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
-    @Option(
-        help:
-            "Compute precision: bf16 runs the matrix products in bfloat16 (float32 weights and optimiser state), fp32 everything in float32 (default: fp32; with --resume, the run's own)."
-    )
-    var precision: Precision?
+    @Option(help: "Base learning rate: the peak rate is blr x batch size / 256 (MAE's rule), unless --lr sets it.")
+    var blr = defaults.baseLearningRate
+    @OptionGroup var runOptions: RunOptions<PretrainingOptions>
     @OptionGroup var imageLimit: ImageLimitOptions
 
     func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
         if let imageSize { try check(imageSize >= 1, "--image-size must be at least 1") }
-        if let maxSteps { try check(maxSteps >= 1, "--max-steps must be at least 1") }
-        if let epochs { try check(epochs >= 1, "--epochs must be at least 1, got \(epochs)") }
-        try check(batchSize >= 1, "--batch-size must be at least 1")
         try check(blr > 0 && blr.isFinite, "--blr must be a positive number, got \(blr)")
-        if let lr { try check(lr > 0 && lr.isFinite, "--lr must be a positive number, got \(lr)") }
-        try check(minLR >= 0 && minLR.isFinite, "--min-lr must be zero or more, got \(minLR)")
-        if let warmup { try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)") }
-        try check(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be zero or more, got \(weightDecay)")
         try check(maskRatio >= 0 && maskRatio < 1, "--mask-ratio must be in [0, 1), got \(maskRatio)")
         try check(
             decoderWidth >= 1 && decoderDepth >= 0 && decoderHeads >= 1,
@@ -81,10 +57,10 @@ struct Pretrain: ParsableCommand {
     func run() throws {
         imageLimit.apply()
         let interrupt = Interrupt()
-        let folder = URL(fileURLWithPath: output)
-        let pretrainer = resume ? try resumed(folder) : try newRun(folder)
+        let folder = URL(fileURLWithPath: runOptions.output)
+        let pretrainer = runOptions.resume ? try resumed(folder) : try newRun(folder)
         try TrainingProgress.run(
-            pretrainer, maxSteps: maxSteps, interrupt: interrupt, output: output,
+            pretrainer, maxSteps: runOptions.maxSteps, interrupt: interrupt, output: runOptions.output,
             files: "model.safetensors, config.json, metrics.jsonl, curves.png, reconstruction.png")
     }
 
@@ -99,21 +75,11 @@ struct Pretrain: ParsableCommand {
     }
 
     func newRun(_ folder: URL) throws -> Pretrainer {
-        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path) {
-            throw CommandFailure("\(output) already holds a run: add --resume to continue it, or choose another --output")
-        }
+        try runOptions.checkNewRun()
         var options = PretrainingOptions()
         options.method = method
-        options.epochs = epochs ?? options.epochs
-        options.batchSize = batchSize
         options.baseLearningRate = blr
-        options.learningRate = lr
-        options.minLearningRate = minLR
-        options.warmupEpochs = warmup
-        options.weightDecay = weightDecay
-        options.seed = seed
-        options.autocast = precision == .bf16 ? .bfloat16 : nil
-        do { try options.validate() } catch { throw CommandFailure("\(error)") }
+        options = try runOptions.recipe(options)
 
         var encoder: ViTConfig
         do { encoder = try ViTConfig.preset(arch) } catch { throw CommandFailure("--arch: \(error)") }
@@ -139,7 +105,7 @@ struct Pretrain: ParsableCommand {
         config.normPixLoss = normPixLoss
         config.lossPredictor = method == .hpm
         do { try config.validate() } catch { throw CommandFailure("the architecture at \(images.width) px: \(error)") }
-        GlobalRandom.seed(seed)
+        GlobalRandom.seed(options.seed)
         let model = try MaskedAutoencoder(config)
         let pretrainer = try Pretrainer(model: model, options: options, data: images, folder: folder)
         let encoderCount = model.encoderStateDict().filter { $0.key != "pos_embed" }.values.reduce(0) { $0 + $1.count }
@@ -152,12 +118,12 @@ struct Pretrain: ParsableCommand {
     func resumed(_ folder: URL) throws -> Pretrainer {
         let checkpoint = folder.appendingPathComponent("checkpoint.safetensors")
         guard FileManager.default.fileExists(atPath: checkpoint.path) else {
-            throw CommandFailure("\(checkpoint.path): no such file: no pre-training run to resume in \(output)")
+            throw CommandFailure("\(checkpoint.path): no such file: no pre-training run to resume in \(runOptions.output)")
         }
         let saved = try Pretrainer.savedRun(in: folder)
         let pretrainer = try Pretrainer.resume(
-            folder: folder, data: try loadImages(sizing: .size(saved.config.encoder.imageSize)), epochs: epochs,
-            precision: precision?.dtype)
+            folder: folder, data: try loadImages(sizing: .size(saved.config.encoder.imageSize)), epochs: runOptions.epochs,
+            precision: runOptions.precision?.dtype)
         printError("resuming at epoch \(pretrainer.state.epoch + 1), batch \(pretrainer.state.batch + 1) of \(pretrainer.stepsPerEpoch)")
         ResumedRun.notePrecisionChange(from: saved.options.autocast, to: pretrainer.options.autocast)
         ResumedRun.noteUnusedOptions(used: [], changeable: ["--epochs", "--precision"])

@@ -72,22 +72,6 @@ struct Train: ParsableCommand {
     @Option(help: "Override the preset's number of blocks.") var depth: Int?
     @Option(help: "Override the preset's number of attention heads.") var heads: Int?
     @Option(help: "Override the preset's MLP width / token width.") var mlpRatio: Float?
-    @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String?
-    @Flag(
-        help:
-            "Continue the run saved in --output (same recipe, data and validation images; --epochs may raise the epoch count, --precision change the compute precision)."
-    )
-    var resume = false
-    // The spellings of earlier releases, kept for one release.
-    @Option(name: .customLong("out"), help: .hidden) var outAlias: String?
-    @Option(name: .customLong("preset"), help: .hidden) var presetAlias: String?
-
-    @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
-    @Option(help: "Images per step.") var batchSize = defaults.batchSize
-    @Option(help: "Peak learning rate (AdamW).") var lr = defaults.learningRate
-    @Option(help: "Learning rate at the end of the cosine decay.") var minLR = defaults.minLearningRate
-    @Option(help: "Warm-up epochs, linear from 0 (default: 3, or a tenth of the epochs when that is shorter).") var warmup: Float?
-    @Option(help: "AdamW weight decay (not on biases, norms, tokens, position embeddings).") var weightDecay = defaults.weightDecay
     @Option(help: "Label smoothing.") var labelSmoothing = defaults.labelSmoothing
     @Option(help: "Clip the global gradient norm to this (0: off).") var clipGrad = defaults.gradientClip
     @Option(help: "EMA decay of the weights, e.g. 0.999 (off unless given); evaluation and the saved model use the EMA.")
@@ -100,26 +84,14 @@ struct Train: ParsableCommand {
     @Option(help: "Probability of random erasing per image.") var randomErasing = defaults.augmentation.randomErasing
     @Option(help: "Mixup alpha (0: off).") var mixup = defaults.mixing.mixupAlpha
     @Option(help: "CutMix alpha (0: off).") var cutmix = defaults.mixing.cutmixAlpha
-    @Option(help: "Seed of the initialisation, validation split, data order, augmentation and drop path.") var seed = defaults.seed
-    @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
-    @Option(
-        help:
-            "Compute precision: bf16 runs the matrix products in bfloat16 (mixed precision: float32 weights, gradients and optimiser state, as torch.autocast), fp32 everything in float32 (default: fp32; with --resume, the run's own)."
-    )
-    var precision: Precision?
+    @OptionGroup var runOptions: RunOptions<TrainingOptions>
     @OptionGroup var imageLimit: ImageLimitOptions
 
     func validate() throws {
         if let valSplit, !(valSplit > 0 && valSplit < 1) { throw ValidationError("--val-split must be in (0, 1)") }
-        if outAlias == nil && output == nil { throw ValidationError("missing -o/--output: the folder of the run") }
         if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be at least 1") }
-        if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         // Every number of the recipe, named by its option, before any data is read.
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
-        try check(lr > 0 && lr.isFinite, "--lr must be a positive number, got \(lr)")
-        try check(minLR >= 0 && minLR.isFinite, "--min-lr must be zero or more, got \(minLR)")
-        try check(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be zero or more, got \(weightDecay)")
         try check(labelSmoothing >= 0 && labelSmoothing < 1, "--label-smoothing must be in [0, 1), got \(labelSmoothing)")
         try check(clipGrad >= 0 && clipGrad.isFinite, "--clip-grad must be zero (off) or more, got \(clipGrad)")
         try check(dropPath >= 0 && dropPath < 1, "--drop-path must be in [0, 1), got \(dropPath)")
@@ -129,8 +101,6 @@ struct Train: ParsableCommand {
         try check(cropPadding >= 0, "--crop-padding must be zero or more, got \(cropPadding)")
         try check(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)")
         try check(accumulate >= 1, "--accumulate must be at least 1, got \(accumulate)")
-        if let epochs { try check(epochs >= 1, "--epochs must be at least 1, got \(epochs)") }
-        if let warmup { try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)") }
         if let ema { try check(ema > 0 && ema < 1, "--ema must be in (0, 1), got \(ema)") }
         if let layerDecay { try check(layerDecay > 0 && layerDecay <= 1, "--layer-decay must be in (0, 1], got \(layerDecay)") }
         try check(distillationAlpha >= 0 && distillationAlpha <= 1, "--distillation-alpha must be in [0, 1], got \(distillationAlpha)")
@@ -140,27 +110,26 @@ struct Train: ParsableCommand {
         }
     }
 
-    var outputPath: String { output ?? outAlias! }
+    var outputPath: String { runOptions.output }
+    var seed: UInt64 { runOptions.seedValue }
 
     func run() throws {
         imageLimit.apply()
         let interrupt = Interrupt()
         let folder = URL(fileURLWithPath: outputPath)
-        let trainer = resume ? try resumedTrainer(folder) : try newTrainer(folder)
+        let trainer = runOptions.resume ? try resumedTrainer(folder) : try newTrainer(folder)
         try TrainingProgress.run(
-            trainer, maxSteps: maxSteps, interrupt: interrupt, output: outputPath,
+            trainer, maxSteps: runOptions.maxSteps, interrupt: interrupt, output: outputPath,
             files: "model.safetensors, config.json, metrics.jsonl, curves.png")
     }
 
     /// A new run: the data at the chosen size, the validation images, a model that fits in memory.
     func newTrainer(_ folder: URL) throws -> Trainer {
-        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path) {
-            throw CommandFailure("\(outputPath) already holds a training run: add --resume to continue it, or choose another --output")
-        }
+        try runOptions.checkNewRun()
         let options = try recipe()
         if let initialCheckpoint { return try fineTuningTrainer(folder, from: initialCheckpoint, options: options) }
         if linearProbe { throw CommandFailure("--linear-probe trains the head of a pretrained model: give --init CHECKPOINT") }
-        if let (block, layers) = ResNet.presets[presetAlias ?? arch] {
+        if let (block, layers) = ResNet.presets[arch] {
             // A convnet (a teacher for distillation, or a baseline): timm's ResNet, optionally with CIFAR's stem.
             var config = ResNetConfig()
             (config.block, config.layers, config.cifarStem) = (block, layers, cifarStem)
@@ -189,7 +158,7 @@ struct Train: ParsableCommand {
             let model = try makeModel(.resnet(config), for: trainSet)
             let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
             printError(
-                "\(presetAlias ?? arch)\(cifarStem ? " (CIFAR stem)" : "") at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+                "\(arch)\(cifarStem ? " (CIFAR stem)" : "") at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
             )
             return trainer
         }
@@ -205,7 +174,7 @@ struct Train: ParsableCommand {
         let model = try makeModel(.vit(config), for: trainSet)
         let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
         printError(
-            "\(presetAlias ?? arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+            "\(arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
         )
         return trainer
     }
@@ -237,7 +206,7 @@ struct Train: ParsableCommand {
 
     /// A fine-tune of `checkpoint`: its architecture at --image-size (default: its own), the data resized to it.
     func fineTuningTrainer(_ folder: URL, from checkpoint: String, options: TrainingOptions) throws -> Trainer {
-        if patchSize != nil || width != nil || depth != nil || mlpRatio != nil || presetAlias != nil || arch != "vit_cifar_patch4_32" {
+        if patchSize != nil || width != nil || depth != nil || mlpRatio != nil || arch != "vit_cifar_patch4_32" {
             throw CommandFailure("--init takes the checkpoint's architecture: drop --arch, --patch-size, --width, --depth and --mlp-ratio")
         }
         let resolved = try BuiltInModel.resolve(checkpoint)
@@ -306,10 +275,11 @@ struct Train: ParsableCommand {
         let (trainSet, validationSet, source) = try loadData(sizing: .size(try saved.architecture.imageSize), split: split)
         let trainer = try Trainer.resume(
             folder: folder, trainSet: trainSet, validationSet: validationSet,
-            validationSource: source, epochs: epochs, teacher: try loadTeacher(saved.options), precision: precision?.dtype)
+            validationSource: source, epochs: runOptions.epochs, teacher: try loadTeacher(saved.options),
+            precision: runOptions.precision?.dtype)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
         ResumedRun.notePrecisionChange(from: saved.options.autocast, to: trainer.options.autocast)
-        ResumedRun.noteUnusedOptions(used: ["--val-split", "--out"], changeable: ["--epochs", "--precision"])
+        ResumedRun.noteUnusedOptions(used: ["--val-split"], changeable: ["--epochs", "--precision"])
         return trainer
     }
 
@@ -341,7 +311,7 @@ struct Train: ParsableCommand {
     /// The preset with the command line's overrides.
     func architecture() throws -> ViTConfig {
         var config: ViTConfig
-        do { config = try ViTConfig.preset(presetAlias ?? arch) } catch { throw CommandFailure("--arch: \(error)") }
+        do { config = try ViTConfig.preset(arch) } catch { throw CommandFailure("--arch: \(error)") }
         if let patchSize { config.patchSize = patchSize }
         if let width { config.width = width }
         if let depth { config.depth = depth }
@@ -384,12 +354,6 @@ struct Train: ParsableCommand {
 
     func recipe() throws -> TrainingOptions {
         var options = TrainingOptions()
-        options.epochs = epochs ?? options.epochs
-        options.batchSize = batchSize
-        options.learningRate = lr
-        options.minLearningRate = minLR
-        options.warmupEpochs = warmup
-        options.weightDecay = weightDecay
         options.labelSmoothing = labelSmoothing
         options.gradientClip = clipGrad
         options.emaDecay = ema
@@ -401,8 +365,6 @@ struct Train: ParsableCommand {
         }
         options.augmentation.randomErasing = randomErasing
         options.mixing = BatchMixing(mixupAlpha: mixup, cutmixAlpha: cutmix)
-        options.seed = seed
-        options.autocast = precision == .bf16 ? .bfloat16 : nil
         options.optimizer = optimizer == .adamw ? nil : optimizer
         options.momentum = optimizer == .sgd ? momentum : nil
         options.layerDecay = layerDecay
@@ -412,8 +374,7 @@ struct Train: ParsableCommand {
             options.teacher = teacher
             options.distillation = Distillation(kind: distillation, alpha: distillationAlpha, tau: tau)
         }
-        try options.validate()
-        return options
+        return try runOptions.recipe(options)
     }
 }
 

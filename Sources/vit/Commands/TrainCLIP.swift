@@ -51,28 +51,12 @@ struct TrainCLIP: ParsableCommand {
     @Option(help: "Text tower: tokens per caption, with start and end (longer captions are cut).") var contextLength = CLIPConfig.small()
         .contextLength
     @Option(help: "Width of the shared image-text embedding.") var embedDim = CLIPConfig.small().embedDim
-    @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String
-    @Flag(help: "Continue the run saved in --output (same recipe and data; --epochs may raise the epoch count).") var resume = false
-    @Option(help: "Epochs (default: \(defaults.epochs)).") var epochs: Int?
-    @Option(help: "Image-caption pairs per step.") var batchSize = defaults.batchSize
-    @Option(help: "Peak learning rate (AdamW).") var lr = defaults.learningRate
-    @Option(help: "Learning rate at the end of the cosine decay.") var minLR = defaults.minLearningRate
-    @Option(help: "Warm-up epochs, linear from 0.") var warmup = defaults.warmupEpochs
-    @Option(help: "AdamW weight decay (not on biases, norms, the class embedding, logit_scale).") var weightDecay = defaults.weightDecay
-    @Option(help: "Seed of the initialisation, data order, augmentation and caption choice.") var seed = defaults.seed
-    @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
+    @OptionGroup var runOptions: RunOptions<ContrastiveOptions>
     @OptionGroup var imageLimit: ImageLimitOptions
 
     func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
         if let imageSize { try check(imageSize >= 1, "--image-size must be at least 1") }
-        if let maxSteps { try check(maxSteps >= 1, "--max-steps must be at least 1") }
-        if let epochs { try check(epochs >= 1, "--epochs must be at least 1, got \(epochs)") }
-        try check(batchSize >= 2, "--batch-size must be at least 2 (a contrastive batch compares pairs)")
-        try check(lr > 0 && lr.isFinite, "--lr must be a positive number, got \(lr)")
-        try check(minLR >= 0 && minLR.isFinite, "--min-lr must be zero or more, got \(minLR)")
-        try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)")
-        try check(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be zero or more, got \(weightDecay)")
         try check(
             [patchSize, width, depth, heads, textWidth, textDepth, textHeads, embedDim].allSatisfy { $0 >= 1 },
             "tower sizes must be at least 1")
@@ -84,10 +68,10 @@ struct TrainCLIP: ParsableCommand {
     func run() throws {
         imageLimit.apply()
         let interrupt = Interrupt()
-        let folder = URL(fileURLWithPath: output)
-        let trainer = resume ? try resumed(folder) : try newRun(folder)
+        let folder = URL(fileURLWithPath: runOptions.output)
+        let trainer = runOptions.resume ? try resumed(folder) : try newRun(folder)
         try TrainingProgress.run(
-            trainer, maxSteps: maxSteps, interrupt: interrupt, output: output,
+            trainer, maxSteps: runOptions.maxSteps, interrupt: interrupt, output: runOptions.output,
             files: "open_clip_config.json, open_clip_model.safetensors, metrics.jsonl, curves.png")
     }
 
@@ -120,18 +104,8 @@ struct TrainCLIP: ParsableCommand {
     }
 
     func newRun(_ folder: URL) throws -> ContrastiveTrainer {
-        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path) {
-            throw CommandFailure("\(output) already holds a run: add --resume to continue it, or choose another --output")
-        }
-        var options = ContrastiveOptions()
-        options.epochs = epochs ?? options.epochs
-        options.batchSize = batchSize
-        options.learningRate = lr
-        options.minLearningRate = minLR
-        options.warmupEpochs = warmup
-        options.weightDecay = weightDecay
-        options.seed = seed
-        do { try options.validate() } catch { throw CommandFailure("\(error)") }
+        try runOptions.checkNewRun()
+        let options = try runOptions.recipe(ContrastiveOptions())
 
         if `init` != nil && imageInit != nil { throw CommandFailure("--init and --image-init exclude each other") }
         let start = try `init`.map { try CLIPModel.load(URL(fileURLWithPath: $0)) }
@@ -148,7 +122,7 @@ struct TrainCLIP: ParsableCommand {
             throw CommandFailure(
                 "CLIP training needs square images, the data has \(pairs.images.width)x\(pairs.images.height): give --image-size")
         }
-        GlobalRandom.seed(seed)
+        GlobalRandom.seed(options.seed)
         let model: CLIPModel
         if let start {
             model = start
@@ -190,14 +164,16 @@ struct TrainCLIP: ParsableCommand {
     func resumed(_ folder: URL) throws -> ContrastiveTrainer {
         let checkpoint = folder.appendingPathComponent("checkpoint.safetensors")
         guard FileManager.default.fileExists(atPath: checkpoint.path) else {
-            throw CommandFailure("\(checkpoint.path): no such file: no contrastive training run to resume in \(output)")
+            throw CommandFailure("\(checkpoint.path): no such file: no contrastive training run to resume in \(runOptions.output)")
         }
         let config = try CLIPModel.load(folder).config
         let (pairs, evaluation) = try loadData(sizing: .size(config.imageSize))
         let trainer = try ContrastiveTrainer.resume(
-            folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder), data: pairs, evaluation: evaluation, epochs: epochs)
+            folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder), data: pairs, evaluation: evaluation,
+            epochs: runOptions.epochs,
+            precision: runOptions.precision?.dtype)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
-        ResumedRun.noteUnusedOptions(used: ["--caption-templates", "--templates"])
+        ResumedRun.noteUnusedOptions(used: ["--caption-templates", "--templates"], changeable: ["--epochs", "--precision"])
         return trainer
     }
 }

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Tensors
+import Training
+
+/// The options of every training command (`train`, `pretrain`, `train-clip`), defined once: the run's folder,
+/// resuming, and the part of the recipe all methods share. The help shows `R`'s defaults; an option not given keeps
+/// the method's default (and on --resume, the run's own).
+struct RunOptions<R: Recipe>: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Output folder (the run).") var output: String
+    @Flag(
+        help:
+            "Continue the run saved in --output: the same recipe, data and random state (--epochs may raise the epoch count, --precision change the compute precision)."
+    )
+    var resume = false
+    @Option(help: "Epochs (default: \(R().epochs)).") var epochs: Int?
+    @Option(help: "Images per step (default: \(R().batchSize)).") var batchSize: Int?
+    @Option(help: "Peak learning rate, reached at the end of the warm-up (default: \(R.learningRateDefault)).") var lr: Float?
+    @Option(help: "Learning rate at the end of the cosine decay (default: \(R().minLearningRate)).") var minLR: Float?
+    @Option(help: "Warm-up epochs, linear from 0 (default: \(R.warmupDefault)).") var warmup: Float?
+    @Option(help: "Decoupled weight decay of the weights (not of biases and norms; default: \(R().weightDecay)).") var weightDecay: Float?
+    @Option(help: "Seed of everything the run draws: initialisation, data order, augmentation, masks, dropout (default: 0).")
+    var seed: UInt64?
+    @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
+    @Option(
+        help:
+            "Compute precision: bf16 runs the matrix products in bfloat16 (mixed precision: float32 weights, gradients and optimiser state, as torch.autocast), fp32 everything in float32 (default: fp32; with --resume, the run's own)."
+    )
+    var precision: Precision?
+
+    /// Every number named by its option, before any data is read (the recipe's own check follows in `recipe`).
+    func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
+        if let epochs { try check(epochs >= 1, "--epochs must be at least 1, got \(epochs)") }
+        if let batchSize {
+            try check(
+                batchSize >= R.smallestBatch,
+                R.smallestBatch == 1
+                    ? "--batch-size must be at least 1, got \(batchSize)"
+                    : "--batch-size must be at least \(R.smallestBatch) (a contrastive batch compares pairs), got \(batchSize)")
+        }
+        if let lr { try check(lr > 0 && lr.isFinite, "--lr must be a positive number, got \(lr)") }
+        if let minLR { try check(minLR >= 0 && minLR.isFinite, "--min-lr must be zero or more, got \(minLR)") }
+        if let warmup { try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)") }
+        if let weightDecay {
+            try check(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be zero or more, got \(weightDecay)")
+        }
+        if let maxSteps { try check(maxSteps >= 1, "--max-steps must be at least 1, got \(maxSteps)") }
+    }
+
+    /// The seed in force.
+    var seedValue: UInt64 { seed ?? R().seed }
+
+    /// `recipe` (the method's defaults and its own options) with the shared options given, checked as a whole.
+    func recipe(_ recipe: R) throws -> R {
+        var recipe = recipe
+        if let epochs { recipe.epochs = epochs }
+        if let batchSize { recipe.batchSize = batchSize }
+        if let lr { recipe.peakLearningRate = lr }
+        if let minLR { recipe.minLearningRate = minLR }
+        if let warmup { recipe.warmupEpochs = warmup }
+        if let weightDecay { recipe.weightDecay = weightDecay }
+        recipe.seed = seedValue
+        recipe.autocast = precision == .bf16 ? .bfloat16 : nil
+        do { try recipe.validate() } catch { throw CommandFailure("\(error)") }
+        return recipe
+    }
+
+    /// Refuses to start a new run over one that --resume would continue.
+    func checkNewRun() throws {
+        if FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("checkpoint.safetensors").path) {
+            throw CommandFailure("\(output) already holds a run: add --resume to continue it, or choose another --output")
+        }
+    }
+}

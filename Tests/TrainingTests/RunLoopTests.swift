@@ -1,0 +1,92 @@
+import CLIP
+import Foundation
+import Tensors
+import Testing
+import Training
+
+/// What the shared run loop (`Training`) does for every trainer: metrics lines that say their kind, run states saved
+/// before the loop was shared, the recipe checks all methods share.
+@Suite(.serialized) struct RunLoopTests {
+    /// Each line of metrics.jsonl starts with its kind, and reading the file gives back the history.
+    @Test func metricsLinesSayTheirKindAndReadBack() throws {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.warmupEpochs) = (2, 16, 0)
+        let trainer = try Trainer(
+            model: try tinyModel(seed: 8), options: options, trainSet: quadrantDataset(count: 32, seed: 1), validationSet: nil,
+            folder: folder)
+        #expect(try trainer.run() == .finished)
+        let url = folder.appendingPathComponent("metrics.jsonl")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        #expect(text.split(separator: "\n").allSatisfy { $0.hasPrefix("{\"kind\":\"train\",\"epoch\":") }, "\(text)")
+        #expect(try MetricsFile.read(url) == trainer.state.history.map(MetricsFile.Line.train))
+
+        // A pre-training record with a kind is read as one, although its fields would also decode otherwise; a line
+        // without a kind (written before kinds) is still read by its fields; a kind no command writes is refused.
+        let pretraining = try JSONDecoder().decode(
+            PretrainingRecord.self, from: Data(#"{"epoch":1,"images_per_second":10,"loss":0.5,"lr":0.001,"seconds":1}"#.utf8))
+        try Data((pretraining.json() + "\n{\"epoch\":2,\"images_per_second\":9,\"loss\":0.4,\"lr\":0.001,\"seconds\":1}\n").utf8)
+            .write(to: url)
+        let lines = try MetricsFile.read(url)
+        #expect(lines.first == .pretrain(pretraining) && lines.count == 2)
+        try Data("{\"kind\":\"detect\",\"epoch\":1}\n".utf8).write(to: url)
+        #expect { try MetricsFile.read(url) } throws: { "\($0)".contains("line 1 has kind \"detect\"") }
+    }
+
+    /// A run state saved before the loop was shared (each trainer's sums under its own names) still resumes: its
+    /// sums become the named sums, `vit train`'s loss sum per step.
+    @Test func aRunStateOfTheSeparateTrainersDecodes() throws {
+        let training = """
+            {"batch":2,"correct":5,"epoch":1,"history":[],"lossSum":48,"seen":32,"step":10,"trainingSeconds":1.5}
+            """
+        let state = try JSONDecoder().decode(RunState<EpochRecord>.self, from: Data(training.utf8))
+        #expect(state.epoch == 1 && state.batch == 2 && state.step == 10 && state.seen == 32)
+        #expect(state.sums == ["loss": 3, "correct": 5])
+        let pretraining = """
+            {"batch":3,"epoch":0,"history":[],"lossSum":1.5,"rankingLossSum":0.9,"seen":48,"step":3,"steps":3,"trainingSeconds":2}
+            """
+        let saved = try JSONDecoder().decode(RunState<PretrainingRecord>.self, from: Data(pretraining.utf8))
+        #expect(saved.sums == ["loss": 1.5, "ranking_loss": 0.9] && saved.random == nil)
+    }
+
+    /// The checks every recipe shares name the setting, whichever method's recipe it is.
+    @Test func everyRecipeChecksTheSharedSettings() {
+        func problems<R: Recipe>(_ recipe: R) -> String {
+            do {
+                try recipe.validate()
+                return ""
+            } catch { return "\(error)" }
+        }
+        var training = TrainingOptions()
+        training.minLearningRate = -1
+        #expect(problems(training).contains("minimum learning rate must be zero or more"))
+        var pretraining = PretrainingOptions()
+        pretraining.warmupEpochs = 200
+        #expect(problems(pretraining).contains("a warm-up of 200.0 epochs must be shorter than the 100 epochs"))
+        var contrastive = ContrastiveOptions()
+        contrastive.batchSize = 1
+        contrastive.weightDecay = .nan
+        #expect(problems(contrastive).contains("a batch needs at least 2 images") && problems(contrastive).contains("weight decay"))
+        #expect(problems(TrainingOptions()).isEmpty && problems(PretrainingOptions()).isEmpty && problems(ContrastiveOptions()).isEmpty)
+    }
+
+    /// CLIP trains in mixed precision too: the bf16 run's losses stay within a few hundredths of float32's.
+    @Test func contrastiveTrainingInMixedPrecisionFollowsFloat32() throws {
+        var losses: [[Double]] = []
+        for autocast in [nil, DType.bfloat16] {
+            let folder = temporaryFolder()
+            defer { try? FileManager.default.removeItem(at: folder) }
+            var options = contrastiveOptions(epochs: 2)
+            options.autocast = autocast
+            let trainer = try ContrastiveTrainer(
+                model: tinyCLIP(seed: 3), tokenizer: try CLIPTokenizer.openAI(), options: options, data: colourCaptions(count: 32, seed: 2),
+                folder: folder)
+            #expect(try trainer.run() == .finished)
+            #expect(trainer.state.history.map(\.precision) == [autocast == nil ? "fp32" : "bf16", autocast == nil ? "fp32" : "bf16"])
+            losses.append(trainer.state.history.map(\.loss))
+        }
+        let largest = zip(losses[0], losses[1]).map { abs($0 - $1) }.max() ?? .nan
+        #expect(largest < 0.05, "fp32 \(losses[0]), bf16 \(losses[1])")
+    }
+}
