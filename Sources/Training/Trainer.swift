@@ -293,7 +293,8 @@ public final class Trainer: Training<EpochRecord> {
             }
             record.validationLoss = result.loss
             record.validationTop1 = result.top1
-            record.validationTop5 = result.top5
+            // Top-5 of five classes or fewer is always 100%: not worth a number.
+            record.validationTop5 = validationSet.classNames.count > 5 ? result.top5 : nil
             (record.validationClassHeadTop1, record.validationDistillationHeadTop1) = (result.classHeadTop1, result.distillationHeadTop1)
         }
         return record

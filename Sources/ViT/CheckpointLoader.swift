@@ -224,7 +224,11 @@ public struct CheckpointLoader {
     private func baseConfig(_ url: URL?) throws -> (ViTConfig, Set<String>) {
         if let url {
             let (config, stated) = try ConfigFiles.read(url)
-            if let preset, !stated.contains("preset") {
+            if let preset, stated.contains("preset") {
+                // An option that cannot apply is refused, never ignored.
+                throw ConfigError("\(url.path) names the architecture itself: --arch \(preset) cannot apply to it (drop --arch)")
+            }
+            if let preset {
                 // A preset fills what a minimal config leaves out.
                 var base = try ViTConfig.preset(preset)
                 base.heads = stated.contains("heads") ? config.heads : base.heads

@@ -1,14 +1,18 @@
 import Foundation
 
 /// A one-line progress bar on stderr: done/total, a bar, the rate and the time left. Redrawn at most 10 times a
-/// second, and only when stderr is a terminal (logs get no control characters).
+/// second when stderr is a terminal; in a log (no terminal) a plain line every `logInterval` seconds instead, without
+/// control characters, so that long work is never silent.
 final class ProgressBar {
     private let total: Int
     private let unit: String
     private let started = Date()
     private var lastDraw = Date.distantPast
+    private var lastLog = Date()
     private(set) var done = 0
     let enabled: Bool
+    /// Seconds between two log lines when stderr is no terminal.
+    static let logInterval: TimeInterval = 60
 
     init(total: Int, unit: String, enabled: Bool = isatty(STDERR_FILENO) != 0) {
         self.total = total
@@ -24,11 +28,19 @@ final class ProgressBar {
 
     func advance(by count: Int = 1, note: String = "") {
         done += count
-        guard enabled, done == total || Date().timeIntervalSince(lastDraw) >= 0.1 else { return }
-        lastDraw = Date()
         let elapsed = Date().timeIntervalSince(started)
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let remaining = rate > 0 ? Double(total - done) / rate : 0
+        guard enabled else {
+            guard done < total, Date().timeIntervalSince(lastLog) >= Self.logInterval else { return }
+            lastLog = Date()
+            printError(
+                "  \(done)/\(total) \(unit), \(String(format: "%.1f", rate)) \(unit)/s, ETA \(Self.clock(remaining))\(note.isEmpty ? "" : " " + note)"
+            )
+            return
+        }
+        guard done == total || Date().timeIntervalSince(lastDraw) >= 0.1 else { return }
+        lastDraw = Date()
         let width = 30
         let filled = total > 0 ? width * done / total : width
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)

@@ -4,13 +4,12 @@ import Tensors
 import Training
 
 /// What the training commands (`train`, `pretrain`, `train-clip`) show while a run goes on: each epoch's bar on
-/// stderr with its rate and ETA (in a log, where stderr is no terminal, a line a minute instead), a line per finished
+/// stderr with its rate and ETA (in a log, where stderr is no terminal, a line a minute instead: `ProgressBar`), a line per finished
 /// epoch on stderr and its metrics as a JSON line on stdout, and at the end where the run is or how to continue it.
 final class TrainingProgress {
     private let batchSize: Int
     private let epochs: Int
     private var bar: ProgressBar?
-    private var lastLog = Date()
 
     private init(batchSize: Int, epochs: Int) {
         self.batchSize = batchSize
@@ -56,10 +55,6 @@ final class TrainingProgress {
             bar = ProgressBar(total: (step.batches - step.batch) * batchSize, unit: "img")
         }
         bar?.advance(by: batchSize, note: step.summary)
-        if bar?.enabled == false && Date().timeIntervalSince(lastLog) >= 60 {
-            lastLog = Date()
-            printError("  batch \(step.batch + 1)/\(step.batches): \(step.summary)")
-        }
     }
 
     /// An epoch ended: a line to stderr, the metrics record to stdout (flushed: a pipe sees each epoch).

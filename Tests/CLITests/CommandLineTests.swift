@@ -502,6 +502,8 @@ import Testing
         try photoFolder(data)
         let missing = try vit(["train", "--data", data.path])
         #expect(missing.status == 2 && missing.stderr.contains("--output"), "\(missing.stderr)")
+        let small = try vit(["predict", "--arch", "vit_small_patch16_224", data.appendingPathComponent("cat/0.png").path])
+        #expect(small.status == 2 && small.stderr.contains("--arch vit_small_patch16_224 cannot apply"), "\(small.stderr)")
         let tooBig = try vit(["train", "--data", data.path, "-o", run.path, "--batch-size", "64"])
         #expect(tooBig.status == 2 && tooBig.stderr.contains("fewer than one batch of 64 (--batch-size)"), "\(tooBig.stderr)")
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
