@@ -25,6 +25,13 @@ final class TrainingProgress {
         training.stepLimit = maxSteps
         training.shouldStop = { interrupt.requested }
         Precision.noteMixedPrecision(training.autocast)
+        let dropped = training.images.count % training.batchSize
+        if dropped > 0 {
+            // Said once, not silently: every epoch trains on whole batches (its order, and so what is left out, changes).
+            printError(
+                "note: \(dropped) of the \(training.images.count) images are left out of each epoch: the last, incomplete batch of --batch-size \(training.batchSize) is dropped (other images each epoch)"
+            )
+        }
         let progress = TrainingProgress(batchSize: training.batchSize, epochs: training.epochs)
         training.onEvent = { event in
             switch event {

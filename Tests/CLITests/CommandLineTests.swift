@@ -107,6 +107,7 @@ import Testing
         #expect(train.status == 0, "\(train.stderr)")
         #expect(train.stderr.contains("6 training images of 32x32"), "every image kept, at the preset's size: \(train.stderr)")
         #expect(train.stderr.contains("no validation"), "a flat folder has no test part: \(train.stderr)")
+        #expect(!train.stderr.contains("left out of each epoch"), "6 images fill 3 batches of 2: \(train.stderr)")
         #expect(!train.stderr.contains("skipped"))
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("model.safetensors").path))
         let predict = try vit(["predict", "--model", run.path, "--json", data.path])
@@ -504,6 +505,12 @@ import Testing
         #expect(missing.status == 2 && missing.stderr.contains("--output"), "\(missing.stderr)")
         let small = try vit(["predict", "--arch", "vit_small_patch16_224", data.appendingPathComponent("cat/0.png").path])
         #expect(small.status == 2 && small.stderr.contains("--arch vit_small_patch16_224 cannot apply"), "\(small.stderr)")
+        let uneven = try vit([
+            "train", "--data", data.path, "-o", run.path, "--batch-size", "4", "--max-steps", "1", "--width", "16", "--depth", "1",
+            "--heads", "1"
+        ])
+        #expect(uneven.status == 0 && uneven.stderr.contains("note: 2 of the 6 images are left out of each epoch"), "\(uneven.stderr)")
+        try FileManager.default.removeItem(at: run)
         let tooBig = try vit(["train", "--data", data.path, "-o", run.path, "--batch-size", "64"])
         #expect(tooBig.status == 2 && tooBig.stderr.contains("fewer than one batch of 64 (--batch-size)"), "\(tooBig.stderr)")
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)

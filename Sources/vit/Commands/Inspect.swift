@@ -128,7 +128,7 @@ struct InspectAttention: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
         abstract:
-            "For each layer, the class token's attention to every patch (mean over heads, and per head with --heads), overlaid on the image."
+            "For each layer, the class token's attention to every patch (mean over heads, and per head with --per-head), overlaid on the image."
     )
     @OptionGroup var options: InspectOptions
     @Option(help: "Layers to show, e.g. 0,5,11 (default: all).") var layers: String?
