@@ -82,11 +82,50 @@ public final class VisionTransformer: Module {
         for p in [clsToken, distToken, posEmbed].compactMap({ $0 }) { p.requiresGrad = true }
     }
 
-    /// images [B, C, H, W] (normalised) -> logits and the intermediates asked for.
+    // MARK: timm's forward API: features, intermediates, head
+
+    /// timm's `forward_features`: images [B, C, H, W] (normalised) -> every token after the final norm [B, T, D]
+    /// (with `fc_norm` models, the last block's output), float32.
+    public func forwardFeatures(_ images: Tensor) -> Tensor { encode(images).tokens.cast(to: .float32) }
+
+    /// timm's `forward_intermediates`: the final tokens [B, T, D] and each block's output tokens [B, T, D], and with
+    /// `attentions` each block's attention probabilities [B, heads, T, T]; all float32. What `vit inspect` and
+    /// `vit embed --tokens` read.
+    public func forwardIntermediates(_ images: Tensor, attentions: Bool = false)
+        -> (features: Tensor, blocks: [Tensor], attentions: [Tensor])
+    {
+        let encoded = encode(images, keepBlockOutputs: true, keepAttentions: attentions)
+        return (
+            encoded.tokens.cast(to: .float32), encoded.blockOutputs.map { $0.cast(to: .float32) },
+            encoded.attentions.map { $0.cast(to: .float32) }
+        )
+    }
+
+    /// timm's `forward_head`: tokens [B, T, D] (from `forwardFeatures`) -> logits [B, classes] (a distilled DeiT's two
+    /// heads averaged, as in evaluation), or with `preLogits` the pooled features the head reads [B, D]; float32.
+    public func forwardHead(_ tokens: Tensor, preLogits: Bool = false) -> Tensor {
+        let heads = self.heads(tokens.cast(to: computeDType))
+        return preLogits ? heads.preLogits : heads.logits
+    }
+
+    /// images [B, C, H, W] (normalised) -> logits and the intermediates asked for (the training path: a distilled
+    /// model's heads apart too).
     public func forward(
         _ images: Tensor, collectBlockOutputs: Bool = false,
         collectAttentions: Bool = false
     ) -> ViTOutputs {
+        let encoded = encode(images, keepBlockOutputs: collectBlockOutputs, keepAttentions: collectAttentions)
+        var outputs = heads(encoded.tokens)
+        outputs.blockOutputs = encoded.blockOutputs.map { $0.cast(to: .float32) }
+        outputs.attentions = encoded.attentions.map { $0.cast(to: .float32) }
+        return outputs
+    }
+
+    /// Patches, prefix tokens, positions and the blocks: the tokens after the final norm [B, T, D] in the compute
+    /// dtype, and each block's output and attention when asked for.
+    private func encode(_ images: Tensor, keepBlockOutputs: Bool = false, keepAttentions: Bool = false)
+        -> (tokens: Tensor, blockOutputs: [Tensor], attentions: [Tensor])
+    {
         precondition(
             images.shape.count == 4 && images.shape[2] == config.imageSize && images.shape[3] == config.imageSize,
             "this model takes [B, \(config.channels), \(config.imageSize), \(config.imageSize)] images, got \(images.shape)")
@@ -103,13 +142,17 @@ public final class VisionTransformer: Module {
 
         var blockOutputs: [Tensor] = [], attentions: [Tensor] = []
         for block in blocks {
-            let (out, attention) = block(x, returnAttention: collectAttentions)
+            let (out, attention) = block(x, returnAttention: keepAttentions)
             x = out  // [B, T, D]
-            if collectBlockOutputs { blockOutputs.append(out) }
+            if keepBlockOutputs { blockOutputs.append(out) }
             if let attention { attentions.append(attention) }
         }
         if let norm { x = norm(x) }  // [B, T, D]
+        return (x, blockOutputs, attentions)
+    }
 
+    /// tokens [B, T, D] (compute dtype) -> pooled features, logits and a distilled model's heads, float32.
+    private func heads(_ x: Tensor) -> ViTOutputs {
         let prefixCount = config.prefixTokens
         var pooled: Tensor  // [B, D]
         switch config.pooling {
@@ -120,9 +163,7 @@ public final class VisionTransformer: Module {
         if let preLogits { pooled = preLogits(pooled) }
 
         // Whatever the compute precision, what comes out is float32.
-        var outputs = ViTOutputs(
-            logits: pooled.cast(to: .float32), preLogits: pooled.cast(to: .float32), finalTokens: x.cast(to: .float32),
-            blockOutputs: blockOutputs.map { $0.cast(to: .float32) }, attentions: attentions.map { $0.cast(to: .float32) })
+        var outputs = ViTOutputs(logits: pooled.cast(to: .float32), preLogits: pooled.cast(to: .float32), finalTokens: x.cast(to: .float32))
         guard let head else { return outputs }
         outputs.logits = head(pooled).cast(to: .float32)  // [B, classes]
         if let headDist {

@@ -102,6 +102,27 @@ func expectGradients(
         expectWithin(outputs.distillationHeadLogits!, try ref.tensor("logits_dist_head"), 1e-4, "DeiT distillation head")
     }
 
+    /// timm's forward API: `forwardHead(forwardFeatures(x))` is timm's logits, with `preLogits` its pooled features;
+    /// `forwardIntermediates` gives its block outputs, attention and final tokens (token and average pooling, DeiT).
+    @Test(arguments: ["timm-vit-p8-d64-h4-l2-i32", "timm-vit-gap-p8-d64-h4-l2-i32", "timm-deit-distilled-p8-d64-h4-l2-i32"])
+    func timmForwardAPI(folder: String) throws {
+        let model = try CheckpointLoader().load(fixture(folder))
+        let ref = try reference(folder)
+        let input = try ref.tensor("input")
+        let (features, logits, preLogits) = Autograd.withNoGrad {
+            let features = model.forwardFeatures(input)
+            return (features, model.forwardHead(features), model.forwardHead(features, preLogits: true))
+        }
+        expectWithin(logits, try ref.tensor("logits"), 1e-4, "\(folder) forwardHead(forwardFeatures)")
+        if ref.names.contains("pre_logits") { expectWithin(preLogits, try ref.tensor("pre_logits"), 1e-4, "\(folder) pre-logits") }
+        let intermediates = Autograd.withNoGrad { model.forwardIntermediates(input, attentions: true) }
+        #expect(intermediates.blocks.count == model.config.depth && intermediates.attentions.count == model.config.depth)
+        expectWithin(intermediates.features, features, 0, "\(folder) intermediates' final tokens")
+        for i in 0..<model.config.depth where ref.names.contains("block\(i).out") {
+            expectWithin(intermediates.blocks[i], try ref.tensor("block\(i).out"), 1e-4, "\(folder) block \(i) output")
+        }
+    }
+
     @Test func positionEmbeddingsResampledToAnotherSize() throws {
         let model = try CheckpointLoader(imageSize: 48).load(fixture("timm-vit-p8-d64-h4-l2-i32"))
         let ref = try reference("timm-vit-p8-d64-h4-l2-i32-at48")

@@ -66,7 +66,7 @@ struct Embed: ParsableCommand {
                 let features = try Autograd.withNoGrad {  // [B, N, D] or [B, D]
                     guard tokens else { return classifier.model.classify(tensor).features }
                     guard let vit = classifier.vit else { throw CommandFailure("--tokens needs a ViT; \(modelOptions.model) is a convnet") }
-                    return vit.forward(tensor).finalTokens
+                    return vit.forwardFeatures(tensor)
                 }
                 for (row, file) in batch.files.enumerated() {
                     perImage.append((file.path, features.slice(axis: 0, start: row, length: 1).squeeze(0).copy()))

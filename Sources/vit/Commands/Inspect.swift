@@ -55,7 +55,7 @@ struct InspectOptions: ParsableArguments {
 
     /// Each block's attention probabilities for one image [1, heads, T, T].
     func attentions(_ classifier: Classifier, _ input: Tensor) -> [Tensor] {
-        Autograd.withNoGrad { classifier.vit?.forward(input, collectAttentions: true).attentions ?? [] }
+        Autograd.withNoGrad { classifier.vit?.forwardIntermediates(input, attentions: true).attentions ?? [] }
     }
 
     /// Attention figures read the class token's row: models without one are refused.
