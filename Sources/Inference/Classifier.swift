@@ -40,10 +40,10 @@ public final class Classifier {
     public let labels: [String]
 
     /// `precision` other than float32 converts the model's weights once (`ImageModel.convertWeights`).
-    public init(model: any ImageModel, overrides: PreprocessingOverrides = .init(), precision: DType = .float32) {
+    public init(model: any ImageModel, overrides: PreprocessingOverrides = .init(), precision: Precision = .fp32) {
         self.model = model
         model.eval()
-        model.convertWeights(to: precision)
+        model.convertWeights(to: precision.dtype)
         model.freezeForInference()
         let data = model.architecture.data
         transform = EvalTransform(
@@ -65,10 +65,10 @@ public final class Classifier {
     /// Loads any checkpoint `CheckpointLoader` reads.
     public convenience init(
         checkpoint: URL, loader: CheckpointLoader = CheckpointLoader(),
-        overrides: PreprocessingOverrides = .init(), precision: DType = .float32
+        overrides: PreprocessingOverrides = .init(), precision: Precision = .fp32
     ) throws {
         var loader = loader
-        loader.weightDType = precision  // converted as read: no float32 copy of the weights is ever whole
+        loader.weightDType = precision.dtype  // converted as read: no float32 copy of the weights is ever whole
         self.init(model: try loader.loadModel(checkpoint), overrides: overrides, precision: precision)
     }
 

@@ -13,12 +13,6 @@ public enum Autocast {
         try $dtype.withValue(dtype == .float32 ? nil : dtype) { try body() }
     }
 
-    /// A training run's compute precision as the command line names it (`--precision`): "bf16" for mixed precision
-    /// (`autocast` bfloat16), "fp32" for float32 throughout (nil).
-    public static func precisionName(_ autocast: DType?) -> String {
-        autocast == .bfloat16 ? "bf16" : "fp32"
-    }
-
     /// The dtype an elementwise op on `a` and `b` gives: the wider (bf16 with fp32 is fp32), as PyTorch promotes.
     public static func promoted(_ a: DType, _ b: DType) -> DType {
         a == .float32 || b == .float32 ? .float32 : a

@@ -145,7 +145,7 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
     /// Continues the run saved in `folder` on the same pairs (the epoch count may be raised with `epochs`).
     public static func resume(
         folder: URL, tokenizer: CLIPTokenizer, data: ImageCaptions, evaluation: ZeroShotEvaluation?, epochs: Int? = nil,
-        precision: DType? = nil
+        precision: Precision? = nil
     ) throws -> ContrastiveTrainer {
         let (url, saved, groups) = try RunCheckpoint.read(
             in: folder, key: checkpointKey, groups: ["model", "optimizer"], as: SavedRun.self, run: "contrastive training",
@@ -157,7 +157,7 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
-        if let precision { options.autocast = precision == .float32 ? nil : precision }
+        if let precision { options.precision = precision }
         let model = Init.withoutDrawing { CLIPModel(saved.config) }
         let trainer: ContrastiveTrainer
         do {
@@ -190,7 +190,7 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
             tokenized[caption] = ids
             return ids
         }
-        let (images, texts) = Autocast.run(options.autocast ?? .float32) { (model.encodeImage(batch.images), model.encodeText(tokens)) }
+        let (images, texts) = Autocast.run(options.precision.dtype) { (model.encodeImage(batch.images), model.encodeText(tokens)) }
         let loss = model.contrastiveLoss(imageEmbeddings: images.cast(to: .float32), textEmbeddings: texts.cast(to: .float32))
         let value = loss.item()
         return StepLoss(total: loss, checked: [value], sums: ["loss": Double(value)])

@@ -66,7 +66,7 @@ public final class Pretrainer: Training<PretrainingRecord> {
 
     /// Continues the run saved in `folder` on the same images (the epoch count may be raised with `epochs`);
     /// `precision` changes the dtype of the matrix products from here on, as `Trainer.resume`'s does.
-    public static func resume(folder: URL, data: ImageDataset, epochs: Int? = nil, precision: DType? = nil) throws -> Pretrainer {
+    public static func resume(folder: URL, data: ImageDataset, epochs: Int? = nil, precision: Precision? = nil) throws -> Pretrainer {
         let (url, saved, groups) = try readCheckpoint(in: folder)
         if saved.dataDigest != Trainer.digest(data.sources) {
             throw TrainingError.badCheckpoint(
@@ -74,7 +74,7 @@ public final class Pretrainer: Training<PretrainingRecord> {
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
-        if let precision { options.autocast = precision == .float32 ? nil : precision }
+        if let precision { options.precision = precision }
         let model = try Init.withoutDrawing { try MaskedAutoencoder(saved.config) }
         let pretrainer: Pretrainer
         do {
@@ -125,14 +125,14 @@ public final class Pretrainer: Training<PretrainingRecord> {
             // The teacher predicts every patch's loss on the whole image; the hardest share of the masked patches
             // follows those predictions (`engine_pretrain.py`: under no_grad, before the student's forward).
             let predicted = Autograd.withNoGrad {
-                Autocast.run(options.autocast ?? .float32) { teacher.predictedLossOnWholeImages(images) }
+                Autocast.run(options.precision.dtype) { teacher.predictedLossOnWholeImages(images) }
             }
             mask = HardPatchesMining.mask(
                 predictedLoss: predicted, keep: keep, epoch: state.epoch, epochs: options.epochs, using: &random.generator)
         } else {
             mask = PatchMask.random(batch: b, patches: n, keep: keep, using: &random.generator)
         }
-        let outputs = Autocast.run(options.autocast ?? .float32) { model.forward(images, mask: mask) }
+        let outputs = Autocast.run(options.precision.dtype) { model.forward(images, mask: mask) }
         let reconstruction = model.reconstructionLoss(images, prediction: outputs.prediction.cast(to: .float32), mask: mask)
         guard let predictedLoss = outputs.predictedLoss?.cast(to: .float32) else {
             let value = reconstruction.loss.item()

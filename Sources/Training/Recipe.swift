@@ -23,8 +23,8 @@ public protocol Recipe: Codable, Equatable, Sendable {
     var effectiveWarmupEpochs: Float { get }
     /// Decoupled weight decay (on the weights each trainer's parameter groups decay).
     var weightDecay: Float { get set }
-    /// Mixed precision: the dtype matrix products run in (bf16), with float32 master weights, gradients and optimiser
-    /// state; nil computes in float32 throughout.
+    /// How the compute precision is saved (`precision` is what code reads): the dtype matrix products run in under
+    /// mixed precision (bf16, with float32 master weights, gradients and optimiser state), nil for float32 throughout.
     var autocast: DType? { get set }
     /// Seeds the initialisation, the data order, the augmentation and whatever else the run draws.
     var seed: UInt64 { get set }
@@ -47,6 +47,12 @@ extension Recipe {
     public var mixing: BatchMixing { BatchMixing() }
     public var batchesPerUpdate: Int { 1 }
     public var gradientClip: Float { 0 }
+
+    /// The compute precision: bf16 is mixed precision (`Autocast`), fp32 float32 throughout.
+    public var precision: Precision {
+        get { Precision(autocast: autocast) }
+        set { autocast = newValue.autocast }
+    }
 
     /// Every setting in range, or one `badOptions` naming each that is not.
     public func validate() throws {
@@ -77,7 +83,7 @@ extension Recipe {
     var loop: RunLoopSettings {
         RunLoopSettings(
             epochs: epochs, batchSize: batchSize, learningRate: peakLearningRate, minLearningRate: minLearningRate,
-            warmupEpochs: effectiveWarmupEpochs, accumulate: batchesPerUpdate, gradientClip: gradientClip, autocast: autocast)
+            warmupEpochs: effectiveWarmupEpochs, accumulate: batchesPerUpdate, gradientClip: gradientClip, precision: precision)
     }
 }
 

@@ -100,7 +100,7 @@ public final class Trainer: Training<EpochRecord> {
     /// so the checkpoint serves both, but only an unchanged precision continues bit for bit.
     public static func resume(
         folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
-        validationSource: ValidationSource? = nil, epochs: Int? = nil, teacher: (any ImageModel)? = nil, precision: DType? = nil
+        validationSource: ValidationSource? = nil, epochs: Int? = nil, teacher: (any ImageModel)? = nil, precision: Precision? = nil
     ) throws -> Trainer {
         let (url, saved, tensors) = try readCheckpoint(in: folder)
         if let savedSource = saved.validation, let validationSource, savedSource != validationSource {
@@ -120,7 +120,7 @@ public final class Trainer: Training<EpochRecord> {
         }
         var options = saved.options
         if let epochs { options.epochs = epochs }
-        if let precision { options.autocast = precision == .float32 ? nil : precision }
+        if let precision { options.precision = precision }
         guard saved.classNames == trainSet.classNames else {
             throw TrainingError.badCheckpoint(url, "was trained on classes \(saved.classNames), the data has \(trainSet.classNames)")
         }
@@ -218,7 +218,7 @@ public final class Trainer: Training<EpochRecord> {
 
     /// The class head learns the labels; with a teacher, DeiT's distillation head learns the teacher.
     override func loss(on batch: TrainingBatch) throws -> StepLoss {
-        let outputs = Autocast.run(options.autocast ?? .float32) { model.classify(batch.images) }  // float32
+        let outputs = Autocast.run(options.precision.dtype) { model.classify(batch.images) }  // float32
         let classLogits = teacher == nil ? outputs.logits : outputs.classHeadLogits ?? outputs.logits  // [B, classes]
         var loss =
             batch.targets.map { classLogits.crossEntropy(softTargets: $0, labelSmoothing: options.labelSmoothing) }
@@ -288,7 +288,7 @@ public final class Trainer: Training<EpochRecord> {
             precision: epoch.precision)
         if let validationSet {
             onEvent(.evaluating(images: validationSet.count))
-            let result = Autocast.run(options.autocast ?? .float32) {
+            let result = Autocast.run(options.precision.dtype) {
                 Evaluation.run(evaluatedModel, on: validationSet, mean: model.architecture.data.mean, std: model.architecture.data.std)
             }
             record.validationLoss = result.loss

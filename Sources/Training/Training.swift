@@ -45,8 +45,8 @@ open class Training<Record: TrainingRecord> {
     public var stepsPerEpoch: Int { images.count / loop.batchSize }
     public var epochs: Int { loop.epochs }
     public var batchSize: Int { loop.batchSize }
-    /// The compute precision of the matrix products (nil: float32).
-    public var autocast: DType? { loop.autocast }
+    /// The compute precision (bf16: mixed precision).
+    public var precision: Precision { loop.precision }
     public var checkpointURL: URL { folder.appendingPathComponent("checkpoint.safetensors") }
 
     /// A new run of `recipe` over `images` (normalised with `mean` and `std`): `optimizer` follows its warm-up +
@@ -165,7 +165,7 @@ open class Training<Record: TrainingRecord> {
         let totals = EpochTotals(
             epoch: state.epoch + 1, sums: state.sums, steps: max(state.batch, 1), images: max(state.seen, 1),
             learningRate: Double(optimizer.learningRate), imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
-            seconds: state.trainingSeconds, precision: Autocast.precisionName(loop.autocast))
+            seconds: state.trainingSeconds, precision: loop.precision.rawValue)
         var record = try self.record(of: totals)
         record.seconds = totals.seconds + Date().timeIntervalSince(started)
         state.history.append(record)
@@ -279,8 +279,8 @@ struct RunLoopSettings {
     /// Batches per optimiser update, and the largest global gradient norm (0: no clipping).
     var accumulate = 1
     var gradientClip: Float = 0
-    /// The compute precision of the matrix products (nil: float32).
-    var autocast: DType?
+    /// The compute precision (bf16: the matrix products under `Autocast`).
+    var precision: Precision
 }
 
 /// Where a run stands: enough, with the weights and optimiser state, to continue exactly. Saved with each checkpoint.

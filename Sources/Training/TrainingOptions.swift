@@ -96,7 +96,7 @@ public struct EpochRecord: TrainingRecord {
     public var imagesPerSecond: Double  // training steps only
     public var seconds: Double  // training and evaluation
     /// "bf16" (mixed) or "fp32": the compute precision the epoch ended in, which a resume may change
-    /// (`Autocast.precisionName`); nil in runs saved before it was recorded.
+    /// (`Precision`'s name); nil in runs saved before it was recorded.
     public var precision: String?
 
     enum CodingKeys: String, CodingKey {

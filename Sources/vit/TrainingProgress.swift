@@ -24,7 +24,7 @@ final class TrainingProgress {
     ) throws {
         training.stepLimit = maxSteps
         training.shouldStop = { interrupt.requested }
-        Precision.noteMixedPrecision(training.autocast)
+        Precision.noteMixedPrecision(training.precision)
         let dropped = training.images.count % training.batchSize
         if dropped > 0 {
             // Said once, not silently: every epoch trains on whole batches (its order, and so what is left out, changes).
@@ -90,11 +90,10 @@ enum ResumedRun {
 
     /// Says when --precision moved a run to another compute precision (`autocast`: nil is float32), the one recipe
     /// setting a resume may change: it is the host's matter (bf16 is emulated and slow without AVX512-BF16 or AMX).
-    static func notePrecisionChange(from saved: DType?, to now: DType?) {
+    static func notePrecisionChange(from saved: Precision, to now: Precision) {
         guard saved != now else { return }
-        let name = Autocast.precisionName
         printError(
-            "note: continuing in \(name(now)) (the run so far: \(name(saved))): the weights and moments carry over; the steps from here differ from those \(name(saved)) would take"
+            "note: continuing in \(now) (the run so far: \(saved)): the weights and moments carry over; the steps from here differ from those \(saved) would take"
         )
     }
 

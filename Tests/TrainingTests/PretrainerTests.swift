@@ -122,7 +122,7 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
         first.stepLimit = 6
         #expect(try first.run() == .stopped)
         #expect(try Pretrainer.savedRun(in: changedFolder).options.autocast == nil)
-        let resumed = try Pretrainer.resume(folder: changedFolder, data: data, precision: .bfloat16)
+        let resumed = try Pretrainer.resume(folder: changedFolder, data: data, precision: .bf16)
         #expect(resumed.options.autocast == .bfloat16)
         #expect(try resumed.run() == .finished)
         #expect(try Pretrainer.savedRun(in: changedFolder).options.autocast == .bfloat16)

@@ -154,8 +154,8 @@ func temporaryFolder() -> URL {
             first.stepLimit = 5
             #expect(try first.run() == .stopped)
         }
-        let kept = try Trainer.resume(folder: keptFolder, trainSet: data, validationSet: nil, precision: .float32)
-        let changed = try Trainer.resume(folder: changedFolder, trainSet: data, validationSet: nil, precision: .bfloat16)
+        let kept = try Trainer.resume(folder: keptFolder, trainSet: data, validationSet: nil, precision: .fp32)
+        let changed = try Trainer.resume(folder: changedFolder, trainSet: data, validationSet: nil, precision: .bf16)
         #expect(kept.options.autocast == nil && changed.options.autocast == .bfloat16)
         #expect(zip(kept.model.parameters(), changed.model.parameters()).allSatisfy { $0.toArray() == $1.toArray() })
         #expect(try kept.run() == .finished)

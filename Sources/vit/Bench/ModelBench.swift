@@ -34,7 +34,7 @@ struct ModelBench: ParsableCommand {
         model.eval()
         // Training keeps float32 weights; bf16 there is mixed precision (matrix products under Autocast), as
         // vit train --precision bf16. Its default is fp32, as vit train's.
-        let precision = train ? (self.precision ?? .fp32) : Precision.resolve(precision)
+        let precision = train ? Precision.decide(asked: self.precision, default: .fp32).precision : Precision.decideAndSay(precision)
         if !train {
             model.convertWeights(to: precision.dtype)
             model.freezeForInference()

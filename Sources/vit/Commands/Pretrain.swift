@@ -123,9 +123,9 @@ struct Pretrain: ParsableCommand {
         let saved = try Pretrainer.savedRun(in: folder)
         let pretrainer = try Pretrainer.resume(
             folder: folder, data: try loadImages(sizing: .size(saved.config.encoder.imageSize)), epochs: runOptions.epochs,
-            precision: runOptions.precision?.dtype)
+            precision: runOptions.precision)
         printError("resuming at epoch \(pretrainer.state.epoch + 1), batch \(pretrainer.state.batch + 1) of \(pretrainer.stepsPerEpoch)")
-        ResumedRun.notePrecisionChange(from: saved.options.autocast, to: pretrainer.options.autocast)
+        ResumedRun.notePrecisionChange(from: saved.options.precision, to: pretrainer.options.precision)
         ResumedRun.noteUnusedOptions(used: [], changeable: ["--epochs", "--precision"])
         return pretrainer
     }

@@ -61,7 +61,7 @@ struct RunOptions<R: Recipe>: ParsableArguments {
         if let warmup { recipe.warmupEpochs = warmup }
         if let weightDecay { recipe.weightDecay = weightDecay }
         recipe.seed = seedValue
-        recipe.autocast = precision == .bf16 ? .bfloat16 : nil
+        recipe.precision = Precision.decide(asked: precision, default: .fp32).precision
         do { try recipe.validate() } catch { throw CommandFailure("\(error)") }
         return recipe
     }

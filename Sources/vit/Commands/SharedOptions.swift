@@ -64,32 +64,22 @@ struct ChannelTriple: ExpressibleByArgument {
 
 extension Resampling.Filter: ExpressibleByArgument {}
 
-/// The precision a model runs in (`--precision`).
-enum Precision: String, ExpressibleByArgument, CaseIterable {
-    case bf16, fp32
-
-    var dtype: DType { self == .bf16 ? .bfloat16 : .float32 }
-
-    /// What OpenVINO chooses too: bf16 where the CPU multiplies it natively (AVX512-BF16, AMX), else fp32.
-    static var automatic: Precision { OneDNN.hasNativeBFloat16 ? .bf16 : .fp32 }
-
-    /// The precision to use, said on stderr (with why, when it was not asked for).
-    static func resolve(_ asked: Precision?) -> Precision {
-        let chosen = asked ?? automatic
-        let why =
-            asked != nil
-            ? "as asked" : OneDNN.hasNativeBFloat16 ? "this CPU multiplies bf16 natively" : "this CPU has no AVX512-BF16 or AMX"
-        printError("precision: \(chosen.rawValue) (\(why))")
+/// `--precision` (the type is the engine's, decided once per command by `Precision.decide`).
+extension Precision: ExpressibleByArgument {
+    /// Decides an inference command's precision once and says it on stderr, with why.
+    static func decideAndSay(_ asked: Precision?) -> Precision {
+        let (chosen, why) = decide(asked: asked)
+        printError("precision: \(chosen) (\(why))")
         return chosen
     }
 
-    /// A training run's line on mixed precision (`autocast` bf16; nothing for float32), with the warning a CPU
-    /// without bf16 kernels calls for.
-    static func noteMixedPrecision(_ autocast: DType?) {
-        guard autocast == .bfloat16 else { return }
+    /// A training run's line on mixed precision (nothing for fp32), with the warning a CPU without bf16 kernels calls
+    /// for.
+    static func noteMixedPrecision(_ precision: Precision) {
+        guard precision == .bf16 else { return }
         printError(
             "precision: bf16 matrix products, float32 weights, gradients and optimiser state"
-                + (OneDNN.hasNativeBFloat16 ? "" : " (this CPU has no AVX512-BF16 or AMX: bf16 is emulated and slower than fp32)"))
+                + (cpuHasBFloat16 ? "" : " (this CPU has no AVX512-BF16 or AMX: bf16 is emulated and slower than fp32)"))
     }
 }
 extension DataPart: ExpressibleByArgument {}
@@ -134,15 +124,16 @@ struct ModelOptions: ParsableArguments {
         let overrides = PreprocessingOverrides(cropPct: cropPct, interpolation: interpolation, mean: mean?.values, std: std?.values)
         // The weights are converted as they are read; the precision is said once the model has loaded (a model that
         // fails to load gets its one error line).
+        let chosen = Precision.decide(asked: precision)
         var loader = architecture.loader
-        loader.weightDType = (precision ?? .automatic).dtype
+        loader.weightDType = chosen.precision.dtype
         let model = try loader.loadModel(try BuiltInModel.resolve(self.model))
-        let chosen = Precision.resolve(precision)
-        if chosen == .bf16, model.architecture.hasConvolutions {
+        printError("precision: \(chosen.precision) (\(chosen.why))")
+        if chosen.precision == .bf16, model.architecture.hasConvolutions {
             // bf16 covers the matrix products (attention, MLPs, heads); the convolutions always compute in float32.
             printError("precision: the convolutions run in fp32")
         }
-        return Classifier(model: model, overrides: overrides, precision: chosen.dtype)
+        return Classifier(model: model, overrides: overrides, precision: chosen.precision)
     }
 }
 

@@ -276,9 +276,9 @@ struct Train: ParsableCommand {
         let trainer = try Trainer.resume(
             folder: folder, trainSet: trainSet, validationSet: validationSet,
             validationSource: source, epochs: runOptions.epochs, teacher: try loadTeacher(saved.options),
-            precision: runOptions.precision?.dtype)
+            precision: runOptions.precision)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
-        ResumedRun.notePrecisionChange(from: saved.options.autocast, to: trainer.options.autocast)
+        ResumedRun.notePrecisionChange(from: saved.options.precision, to: trainer.options.precision)
         ResumedRun.noteUnusedOptions(used: ["--val-split"], changeable: ["--epochs", "--precision"])
         return trainer
     }

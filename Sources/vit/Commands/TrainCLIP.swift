@@ -171,7 +171,7 @@ struct TrainCLIP: ParsableCommand {
         let trainer = try ContrastiveTrainer.resume(
             folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder), data: pairs, evaluation: evaluation,
             epochs: runOptions.epochs,
-            precision: runOptions.precision?.dtype)
+            precision: runOptions.precision)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
         ResumedRun.noteUnusedOptions(used: ["--caption-templates", "--templates"], changeable: ["--epochs", "--precision"])
         return trainer
