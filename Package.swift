@@ -61,7 +61,7 @@ let package = Package(
                 "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training", "CLIP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ], resources: [.copy("Resources/cifar10-vit")]),
-        // Shared test helpers: finite-difference gradient checks, closeness expectations.
+        // Shared test helpers: finite-difference gradient checks, temporary folders.
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
         .testTarget(
@@ -72,14 +72,15 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         // Reads the model and image fixtures of ViTTests and ImagesTests in place (by path, no copies).
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors", "TestSupport"]),
         .testTarget(
-            name: "TrainingTests", dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints", "CLIP"],
+            name: "TrainingTests",
+            dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints", "CLIP", "TestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images", "ViT"], resources: [.copy("Fixtures")]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
-        .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Tensors"]),
+        .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(
             name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
             resources: [.copy("Fixtures")])

@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import Images
 import Tensors
+import TestSupport
 import Testing
 
 /// The `vit` executable as a user runs it: one vocabulary across commands, images of any size, exit statuses that
@@ -35,12 +36,6 @@ import Testing
         return Result(
             status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
             stderr: String(decoding: errData, as: UTF8.self))
-    }
-
-    func temporaryFolder() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
     }
 
     /// root/<class>/<n>.png in three sizes per class, none square except one: what a folder of photos looks like.

@@ -2,15 +2,10 @@ import Datasets
 import Foundation
 import Images
 import Tensors
+import TestSupport
 import Testing
 
 @Suite struct DatasetTests {
-    func temporaryFolder() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-data-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
-
     /// root/<split>/<class>/<n>.png with solid-coloured 4x4 images (class c has red = 40·c + n), one corrupt file.
     func makeFolder(_ root: URL) throws {
         for (c, name) in ["cat", "dog", "ant"].enumerated() {

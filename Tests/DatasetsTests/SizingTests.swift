@@ -2,16 +2,11 @@ import Datasets
 import Foundation
 import Images
 import Tensors
+import TestSupport
 import Testing
 
 /// Images of any size are brought to one size when loaded; a flat folder is never both training and test data.
 @Suite struct SizingTests {
-    func temporaryFolder() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-sizing-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
-
     /// root/<class>/<n>.png of the given sizes, a horizontal gradient so that resizing has something to do.
     func makeFolder(_ root: URL, sizes: [(Int, Int)], classes: [String] = ["a", "b"]) throws {
         for (c, name) in classes.enumerated() {

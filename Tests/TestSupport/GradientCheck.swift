@@ -58,10 +58,3 @@ public func expectClose(
     let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
     #expect(worst <= tolerance, "max difference \(worst) > \(tolerance)", sourceLocation: sourceLocation)
 }
-
-/// A new, empty folder under the system's temporary directory (the caller removes it).
-public func makeTemporaryFolder(_ prefix: String = "swiftvit") throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}

@@ -2,6 +2,7 @@ import CLIP
 import Datasets
 import Foundation
 import Tensors
+import TestSupport
 import Testing
 import Training
 
@@ -41,7 +42,7 @@ func contrastiveOptions(epochs: Int) -> ContrastiveOptions {
     /// Trained on captions from three templates, the model classifies held-out images zero-shot from a template it
     /// never saw, far above chance (25%); the loss falls and every file of the run is written, in open_clip's layout.
     @Test func zeroShotAccuracyFromUnseenPromptsFarAboveChance() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let tokenizer = try CLIPTokenizer.openAI()
         let heldOut = colourCaptions(count: 200, seed: 11).images
@@ -67,7 +68,7 @@ func contrastiveOptions(epochs: Int) -> ContrastiveOptions {
     @Test func resumeContinuesExactly() throws {
         let data = colourCaptions(count: 128, seed: 9)
         let tokenizer = try CLIPTokenizer.openAI()
-        let straightFolder = temporaryFolder(), stoppedFolder = temporaryFolder()
+        let straightFolder = try temporaryFolder(), stoppedFolder = try temporaryFolder()
         defer { for f in [straightFolder, stoppedFolder] { try? FileManager.default.removeItem(at: f) } }
         let straight = try ContrastiveTrainer(
             model: tinyCLIP(seed: 2), tokenizer: tokenizer, options: contrastiveOptions(epochs: 2), data: data, folder: straightFolder)

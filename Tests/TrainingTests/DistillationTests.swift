@@ -2,6 +2,7 @@ import Checkpoints
 import Datasets
 import Foundation
 import Tensors
+import TestSupport
 import Testing
 @testable import Training
 import ViT
@@ -44,7 +45,7 @@ import ViT
         var options = TrainingOptions()
         (options.epochs, options.batchSize, options.learningRate, options.warmupEpochs) = (4, 32, 3e-3, 0.5)
         options.augmentation = .none
-        let teacherFolder = temporaryFolder(), studentFolder = temporaryFolder()
+        let teacherFolder = try temporaryFolder(), studentFolder = try temporaryFolder()
         defer { for f in [teacherFolder, studentFolder] { try? FileManager.default.removeItem(at: f) } }
         let teacherRun = try Trainer(
             model: try tinyModel(seed: 3), options: options, trainSet: train, validationSet: nil, folder: teacherFolder)

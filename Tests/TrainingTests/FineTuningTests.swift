@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import NN
 import Tensors
+import TestSupport
 import Testing
 import Training
 import ViT
@@ -36,7 +37,7 @@ import ViT
     func checkpoint() throws -> (config: ViTConfig, tensors: [String: Tensor]) { try Self.pretrained.get() }
 
     static func train() throws -> (config: ViTConfig, tensors: [String: Tensor]) {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         var options = TrainingOptions()
         options.epochs = 6
@@ -101,7 +102,7 @@ import ViT
         let (config, tensors) = try checkpoint()
         let data = twoClassData()
         for probe in [false, true] {
-            let folder = temporaryFolder()
+            let folder = try temporaryFolder()
             defer { try? FileManager.default.removeItem(at: folder) }
             var options = TrainingOptions()
             options.epochs = 5
@@ -135,7 +136,7 @@ import ViT
     @Test func twoHalfBatchesStepLikeOneWholeBatch() throws {
         let data = quadrantDataset(count: 64, seed: 41)
         func oneStep(batch: Int, accumulate: Int?) throws -> [String: [Float]] {
-            let folder = temporaryFolder()
+            let folder = try temporaryFolder()
             defer { try? FileManager.default.removeItem(at: folder) }
             var options = TrainingOptions()
             options.epochs = 1

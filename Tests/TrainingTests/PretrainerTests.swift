@@ -4,6 +4,7 @@ import Foundation
 import Images
 import NN
 import Tensors
+import TestSupport
 import Testing
 import Training
 import ViT
@@ -36,7 +37,7 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
     /// The reconstruction loss falls, and every file of the run is written.
     @Test(arguments: [PretrainingMethod.mae, .hpm])
     func lossesFall(method: PretrainingMethod) throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let model = try tinyAutoencoder(seed: 1, lossPredictor: method == .hpm)
         let pretrainer = try Pretrainer(
@@ -80,7 +81,7 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
     @Test(arguments: [PretrainingMethod.mae, .hpm])
     func resumeContinuesExactly(method: PretrainingMethod) throws {
         let data = quadrantDataset(count: 128, seed: 9)
-        let straightFolder = temporaryFolder(), stoppedFolder = temporaryFolder()
+        let straightFolder = try temporaryFolder(), stoppedFolder = try temporaryFolder()
         defer { for f in [straightFolder, stoppedFolder] { try? FileManager.default.removeItem(at: f) } }
         let straight = try Pretrainer(
             model: try tinyAutoencoder(seed: 2, lossPredictor: method == .hpm), options: pretrainingOptions(method, epochs: 2),
@@ -110,7 +111,7 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
     /// its checkpoint keeps the new precision.
     @Test func resumeMayChangeThePrecision() throws {
         let data = quadrantDataset(count: 128, seed: 9)
-        let straightFolder = temporaryFolder(), changedFolder = temporaryFolder()
+        let straightFolder = try temporaryFolder(), changedFolder = try temporaryFolder()
         defer { for f in [straightFolder, changedFolder] { try? FileManager.default.removeItem(at: f) } }
         let straight = try Pretrainer(
             model: try tinyAutoencoder(seed: 2, lossPredictor: false), options: pretrainingOptions(.mae, epochs: 2), data: data,
@@ -135,7 +136,7 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
 
     /// `vit train --init RUN`: the encoder fine-tunes, the decoders are reported unused.
     @Test func fineTuningTakesTheEncoder() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let pretrainer = try Pretrainer(
             model: try tinyAutoencoder(seed: 4, lossPredictor: true), options: pretrainingOptions(.hpm, epochs: 1),
@@ -154,7 +155,7 @@ func pretrainingOptions(_ method: PretrainingMethod, epochs: Int) -> Pretraining
     }
 
     @Test func unlabelledFolderReadsImagesAtAnyDepth() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let data = quadrantDataset(count: 3, seed: 1)
         for (i, path) in ["a.png", "deep/er/b.png", "c/d.png"].enumerated() {

@@ -1,6 +1,7 @@
 import CLIP
 import Foundation
 import Tensors
+import TestSupport
 import Testing
 import Training
 
@@ -9,7 +10,7 @@ import Training
 @Suite(.serialized) struct RunLoopTests {
     /// Each line of metrics.jsonl starts with its kind, and reading the file gives back the history.
     @Test func metricsLinesSayTheirKindAndReadBack() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         var options = TrainingOptions()
         (options.epochs, options.batchSize, options.warmupEpochs) = (2, 16, 0)
@@ -75,7 +76,7 @@ import Training
     @Test func contrastiveTrainingInMixedPrecisionFollowsFloat32() throws {
         var losses: [[Double]] = []
         for autocast in [nil, DType.bfloat16] {
-            let folder = temporaryFolder()
+            let folder = try temporaryFolder()
             defer { try? FileManager.default.removeItem(at: folder) }
             var options = contrastiveOptions(epochs: 2)
             options.autocast = autocast

@@ -4,6 +4,7 @@ import Foundation
 import Images
 import NN
 import Tensors
+import TestSupport
 import Testing
 import Training
 import ViT
@@ -45,15 +46,11 @@ func tinyModel(seed: UInt64, dropPath: Float = 0) throws -> VisionTransformer {
     return try GlobalRandom.using(RandomStream(SeededGenerator(seed: seed))) { try VisionTransformer(config) }
 }
 
-func temporaryFolder() -> URL {
-    FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-train-\(UUID().uuidString)")
-}
-
 @Suite(.serialized) struct TrainerTests {
     /// In float32 and in mixed precision (bf16 matrix products, `vit train --precision bf16`).
     @Test(arguments: [nil, DType.bfloat16])
     func lossFallsAndHeldOutAccuracyFarAboveChance(autocast: DType?) throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         var options = TrainingOptions()
         options.autocast = autocast
@@ -100,7 +97,7 @@ func temporaryFolder() -> URL {
         options.mixing = BatchMixing(mixupAlpha: 0.8, cutmixAlpha: 1)
         let data = quadrantDataset(count: 96, seed: 4), validation = quadrantDataset(count: 32, seed: 5)  // 6 steps an epoch
 
-        let whole = temporaryFolder(), split = temporaryFolder()
+        let whole = try temporaryFolder(), split = try temporaryFolder()
         defer { for f in [whole, split] { try? FileManager.default.removeItem(at: f) } }
         let once = try Trainer(
             model: try tinyModel(seed: 9, dropPath: 0.2), options: options, trainSet: data,
@@ -144,7 +141,7 @@ func temporaryFolder() -> URL {
         options.batchSize = 16
         options.warmupEpochs = 0.5
         let data = quadrantDataset(count: 64, seed: 4)  // 4 steps an epoch
-        let straightFolder = temporaryFolder(), keptFolder = temporaryFolder(), changedFolder = temporaryFolder()
+        let straightFolder = try temporaryFolder(), keptFolder = try temporaryFolder(), changedFolder = try temporaryFolder()
         defer { for f in [straightFolder, keptFolder, changedFolder] { try? FileManager.default.removeItem(at: f) } }
         let straight = try Trainer(
             model: try tinyModel(seed: 3), options: options, trainSet: data, validationSet: nil, folder: straightFolder)
@@ -189,7 +186,7 @@ func temporaryFolder() -> URL {
     }
 
     @Test func nonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let (trainer, resumed) = try runStoppedAfterOneEpoch(in: folder)
         let saved = try Data(contentsOf: trainer.checkpointURL)
@@ -203,7 +200,7 @@ func temporaryFolder() -> URL {
     /// Weights that are not all finite are never saved, even when the loss stayed finite (here: the weight average,
     /// which the loss never sees): the run stops, naming them, and the last good checkpoint and model stay as they were.
     @Test func nonFiniteWeightsAreNeverSaved() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let (trainer, resumed) = try runStoppedAfterOneEpoch(in: folder, emaDecay: 0.9)
         let checkpoint = try Data(contentsOf: trainer.checkpointURL)
@@ -219,7 +216,7 @@ func temporaryFolder() -> URL {
 
     /// The average starts with a warm-up decay of min(decay, (1 + t) / (10 + t)): 0.1 at the first step.
     @Test func weightAverageWarmsUp() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         var options = TrainingOptions()
         options.epochs = 2
@@ -241,7 +238,7 @@ func temporaryFolder() -> URL {
 
     /// A run with an EMA exports either its raw or its averaged weights as a folder that loads as a model.
     @Test func exportWritesTheRawOrTheAveragedWeights() throws {
-        let folder = temporaryFolder(), raw = temporaryFolder(), ema = temporaryFolder()
+        let folder = try temporaryFolder(), raw = try temporaryFolder(), ema = try temporaryFolder()
         defer { for f in [folder, raw, ema] { try? FileManager.default.removeItem(at: f) } }
         var options = TrainingOptions()
         options.epochs = 1
@@ -261,7 +258,7 @@ func temporaryFolder() -> URL {
 
         var plain = options
         plain.emaDecay = nil
-        let noAverage = temporaryFolder()
+        let noAverage = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: noAverage) }
         #expect(
             try Trainer(model: try tinyModel(seed: 4), options: plain, trainSet: data, validationSet: nil, folder: noAverage).run()
@@ -270,7 +267,7 @@ func temporaryFolder() -> URL {
     }
 
     @Test func resumeExplainsAMissingOrForeignCheckpoint() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let data = quadrantDataset(count: 32, seed: 1)
         #expect { try Trainer.resume(folder: folder, trainSet: data, validationSet: nil) } throws: { "\($0)".contains("nothing to resume") }
@@ -333,7 +330,7 @@ func temporaryFolder() -> URL {
         (options.epochs, options.batchSize, options.learningRate, options.warmupEpochs, options.emaDecay) = (5, 32, 1e-2, 0.5, 0.9)
         options.weightDecay = 0
         options.augmentation = .none
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let trainer = try Trainer(
             model: model, options: options, trainSet: quadrantDataset(count: 384, seed: 1),

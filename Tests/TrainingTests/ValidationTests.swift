@@ -3,6 +3,7 @@ import Datasets
 import Foundation
 import NN
 import Tensors
+import TestSupport
 import Testing
 import Training
 import ViT
@@ -25,7 +26,7 @@ import ViT
     }
 
     @Test func theSplitIsSavedAndAResumeOnChangedDataIsRefused() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let whole = named(quadrantDataset(count: 80, seed: 2))
         let (train, validation) = whole.stratifiedSplit(validationFraction: 0.25, seed: 9)
@@ -61,12 +62,12 @@ import ViT
         #expect {
             try Trainer(
                 model: try tinyModel(seed: 1), options: options(), trainSet: data, validationSet: validation,
-                validationSource: .split(fraction: 0.1, seed: 0, files: validation.sources), folder: temporaryFolder())
+                validationSource: .split(fraction: 0.1, seed: 0, files: validation.sources), folder: try temporaryFolder())
         } throws: { "\($0)".contains("overlap") }
     }
 
     @Test func aRunStoppedBeforeItsFirstEpochLeavesALoadableModel() throws {
-        let folder = temporaryFolder()
+        let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let trainer = try Trainer(
             model: try tinyModel(seed: 1), options: options(), trainSet: quadrantDataset(count: 64, seed: 2),

@@ -9,7 +9,6 @@ import TestSupport
 /// What a checkpoint does not say about itself: the loader takes it from timm's conventions where they are certain
 /// and refuses otherwise; what we write says everything timm needs to rebuild the model.
 @Suite struct CheckpointFactsTests {
-    func temporaryFolder() throws -> URL { try makeTemporaryFolder("swiftvit-facts") }
 
     /// A small model of a standard width with random weights (one block, patch 16 at 32 px keeps it fast).
     func standardModel(width: Int, seed: UInt64) throws -> VisionTransformer {

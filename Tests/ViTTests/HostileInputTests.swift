@@ -12,7 +12,7 @@ import TestSupport
 
     /// The timm fixture with its tensors edited, as a folder (weights + the fixture's config).
     func folder(editing edit: (inout [String: Tensor]) -> Void) throws -> URL {
-        let folder = try makeTemporaryFolder("swiftvit-hostile")
+        let folder = try temporaryFolder("swiftvit-hostile")
         var tensors = try SafetensorsFile(contentsOf: Self.timm.appendingPathComponent("model.safetensors")).allTensors()
         edit(&tensors)
         try Safetensors.write(tensors, to: folder.appendingPathComponent("model.safetensors"))
@@ -82,7 +82,7 @@ import TestSupport
     ]
 
     func nativeFolder(editing key: String, in section: String?, to value: Any) throws -> URL {
-        let folder = try makeTemporaryFolder("swiftvit-hostile")
+        let folder = try temporaryFolder("swiftvit-hostile")
         try NativeFormat.save(try CheckpointLoader().load(Self.timm), to: folder)
         let url = folder.appendingPathComponent("config.json")
         var json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
@@ -160,7 +160,7 @@ import TestSupport
         let extra = Int(bytes[nameStart - 2]) | Int(bytes[nameStart - 1]) << 8
         let data = nameStart + "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel.npy".utf8.count + extra
         for i in (data + 200)..<(data + 216) { bytes[i] ^= 0xFF }
-        let folder = try makeTemporaryFolder("swiftvit-hostile")
+        let folder = try temporaryFolder("swiftvit-hostile")
         defer { try? FileManager.default.removeItem(at: folder) }
         let url = folder.appendingPathComponent("model.npz")
         try Data(bytes).write(to: url)
@@ -170,7 +170,7 @@ import TestSupport
     /// The header parser reads what JSON allows in names (escapes, \u escapes, surrogate pairs), metadata and unknown
     /// entry members, and refuses what is not one JSON object of entries.
     @Test func safetensorsHeadersParseAsJSON() throws {
-        let folder = try makeTemporaryFolder("swiftvit-hostile")
+        let folder = try temporaryFolder("swiftvit-hostile")
         defer { try? FileManager.default.removeItem(at: folder) }
         func file(_ header: String, data: Int = 8) throws -> URL {
             let url = folder.appendingPathComponent("\(UUID().uuidString).safetensors")
@@ -208,7 +208,7 @@ import TestSupport
 
     /// safetensors headers: the format's 100 MB cap, and shapes whose product is negative or overflows.
     @Test func safetensorsHeadersAreBoundedAndChecked() throws {
-        let folder = try makeTemporaryFolder("swiftvit-hostile")
+        let folder = try temporaryFolder("swiftvit-hostile")
         defer { try? FileManager.default.removeItem(at: folder) }
         func file(_ header: String, length: UInt64? = nil, padding: Int = 0) throws -> URL {
             let url = folder.appendingPathComponent("\(UUID().uuidString).safetensors")

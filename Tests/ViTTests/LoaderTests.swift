@@ -7,7 +7,6 @@ import TestSupport
 @testable import ViT
 
 @Suite struct LoaderTests {
-    func temporaryFolder() throws -> URL { try makeTemporaryFolder("swiftvit") }
 
     @Test func convertedFolderLoadsToTheSameModel() throws {
         let original = try CheckpointLoader().load(fixture("jax-vit-p8-d64-h4-l2-i32").appendingPathComponent("model.npz"))
