@@ -186,14 +186,23 @@ public enum Figures {
             canvas.text(label, x: left + centre - Canvas.textWidth(label) / 2, y: top + body + 6)
             canvas.text(label, x: left - 6 - Canvas.textWidth(label), y: top + centre - 5)
         }
+        // The colours span the data, not the whole -1...1 (a trained model's positions are often all alike, 0.7-1,
+        // which -1...1 shows as one colour): the range of the similarities between different positions (each
+        // position's own, always 1, is clipped), symmetric around 0 when they take both signs.
+        let others = (0..<(grid * grid)).flatMap { i in (0..<(grid * grid)).filter { $0 != i }.map { similarity[i][$0] } }
+        var (low, high) = (others.min() ?? -1, others.max() ?? 1)
+        if low < 0 && high > 0 { (low, high) = (-max(-low, high), max(-low, high)) }
+        if high - low < 1e-6 { (low, high) = (low - 0.5, high + 0.5) }
         for i in 0..<(grid * grid) {
             let x0 = left + gap + (i % grid) * (side + gap), y0 = top + gap + (i / grid) * (side + gap)
             for j in 0..<(grid * grid) {
-                let value = (similarity[i][j] + 1) / 2
+                let value = min(max((similarity[i][j] - low) / (high - low), 0), 1)
                 canvas.fill(x: x0 + (j % grid) * cell, y: y0 + (j / grid) * cell, width: cell, height: cell, Colormap.viridis(value))
             }
         }
-        return withColorBar(canvas.image, top: top, low: "-1", high: "1", caption: "COSINE SIMILARITY")
+        return withColorBar(
+            canvas.image, top: top, low: String(format: "%.2f", low), high: String(format: "%.2f", high),
+            caption: low < 0 && high > 0 ? "COSINE SIMILARITY (SCALED TO THE DATA, SYMMETRIC)" : "COSINE SIMILARITY (SCALED TO THE DATA)")
     }
 
     static func niceCeiling(_ value: Float) -> Float {

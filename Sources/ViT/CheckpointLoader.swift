@@ -37,6 +37,7 @@ public struct CheckpointLoader {
             throw CheckpointError(path, "no such file or folder")
         }
         let folder = isDirectory.boolValue ? path : path.deletingLastPathComponent()
+        try refuseOtherKinds(path, isFolder: isDirectory.boolValue)
         let config = folder.appendingPathComponent("config.json")
         let configURL = FileManager.default.fileExists(atPath: config.path) ? config : nil
         if !isDirectory.boolValue { return (path, configURL) }
@@ -62,6 +63,38 @@ public struct CheckpointLoader {
             path,
             "holds no weights: expected model.safetensors, an .npz or a PyTorch file (.pth, .pt, .bin, .ckpt) (found \(files.isEmpty ? "nothing" : files.joined(separator: ", ")))"
         )
+    }
+
+    /// What a path is, told before it is parsed as weights: a CLIP (its own commands read it) or a configuration file
+    /// given for the weights beside it would otherwise fail deep in a parser with a misleading reason.
+    static func refuseOtherKinds(_ path: URL, isFolder: Bool) throws {
+        let folder = isFolder ? path : path.deletingLastPathComponent()
+        let clipWeights = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        let isOpenCLIP =
+            FileManager.default.fileExists(atPath: folder.appendingPathComponent("open_clip_config.json").path)
+            && (isFolder || clipWeights.contains(path.lastPathComponent))
+        var isHuggingFaceCLIP = false
+        if let data = try? Data(contentsOf: folder.appendingPathComponent("config.json"), options: .alwaysMapped), data.count < 1 << 24,
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        {
+            isHuggingFaceCLIP = (json["model_type"] as? String)?.hasPrefix("clip") == true
+        }
+        if isOpenCLIP || isHuggingFaceCLIP {
+            throw CheckpointError(
+                path,
+                "is a CLIP model (\(isOpenCLIP ? "open_clip" : "Hugging Face CLIPModel")), not an image classifier: classify with `vit zeroshot --model \(folder.path)`, embed with `vit embed`, evaluate with `vit eval --zeroshot`"
+            )
+        }
+        guard !isFolder else { return }
+        // A weights file starts with a length (safetensors), "PK" (zip: .npz, .pth) or a pickle opcode, never with "{".
+        let head = (try? FileHandle(forReadingFrom: path)).flatMap { handle -> Data? in
+            defer { try? handle.close() }
+            return try? handle.read(upToCount: 1)
+        }
+        if path.pathExtension == "json" || head == Data("{".utf8) {
+            throw CheckpointError(
+                path, "is a JSON file, not weights: give the folder that holds it (--model \(folder.path)) or the weights file beside it")
+        }
     }
 
     /// Reads the weights in timm's names and layout, with the layout they came in; tensors of rank 2 and more (in

@@ -20,6 +20,7 @@ struct VIT: ParsableCommand {
     /// Runs the command, mapping failures to the exit statuses above: a wrong command line gets the parser's
     /// message and usage; anything that fails while running gets one line and no usage.
     static func main() {
+        refuseUnknownCommand()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -38,9 +39,38 @@ struct VIT: ParsableCommand {
                 print(message)
                 Foundation.exit(0)
             }
-            printError(message)
+            // One style for every message: "error: ..." (the parser's own say "Error: ...").
+            printError(message.hasPrefix("Error: ") ? "error: " + message.dropFirst(7) : message)
             Foundation.exit(2)
         }
+    }
+
+    /// A first argument that names no command (`vit predct`, `vit export --help`) is refused with the nearest
+    /// command's name, instead of the parser's "unexpected arguments" or the top-level help.
+    static func refuseUnknownCommand(_ arguments: [String] = CommandLine.arguments) {
+        guard arguments.count > 1, let first = arguments.dropFirst().first, !first.hasPrefix("-"), first != "help" else { return }
+        let names = configuration.subcommands.map { $0._commandName }
+        guard !names.contains(first) else { return }
+        let nearest = names.min { editDistance(first, $0) < editDistance(first, $1) }
+        let hint = nearest.flatMap { editDistance(first, $0) <= max(2, first.count / 3) ? " (did you mean '\($0)'?)" : nil }
+        printError("error: '\(first)' is not a vit command\(hint ?? ""); the commands: \(names.joined(separator: ", ")) (vit --help)")
+        Foundation.exit(2)
+    }
+
+    /// Levenshtein distance between two short words.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let b = Array(b)
+        var row = Array(0...b.count)  // distances from a's prefix so far to each prefix of b
+        for (i, x) in a.enumerated() {
+            var diagonal = row[0]
+            row[0] = i + 1
+            for (j, y) in b.enumerated() {
+                let above = row[j + 1]
+                row[j + 1] = min(above + 1, row[j] + 1, diagonal + (x == y ? 0 : 1))
+                diagonal = above
+            }
+        }
+        return row[b.count]
     }
 }
 

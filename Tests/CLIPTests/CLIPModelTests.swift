@@ -1,6 +1,7 @@
 import Checkpoints
 import Foundation
 import Tensors
+import TestSupport
 import Testing
 import ViT
 @testable import CLIP
@@ -186,7 +187,7 @@ import ViT
         #expect(throws: CLIPError.self) { _ = try CLIPConfig.small(imageSize: 16).withImageTower(of: pooled) }
 
         // Saved as an open_clip folder and read back: the same configuration (MLP ratio included) and weights.
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-clip-\(UUID().uuidString)")
+        let folder = try temporaryFolder("swiftvit-clip")
         defer { try? FileManager.default.removeItem(at: folder) }
         try clip.save(to: folder)
         let loaded = try CLIPModel.load(folder)

@@ -513,4 +513,54 @@ import Testing
         let empty = try vit(["inspect", "curves", run.path, "-o", root.appendingPathComponent("figures").path])
         #expect(empty.status == 2 && empty.stderr.contains("no epoch has finished yet"), "\(empty.stderr)")
     }
+
+    /// What a new user trips on gets one line that says what is wrong and what to do: a misspelt command, a missing
+    /// image, a CLIP folder or a config.json given where a classifier's weights belong, a batch of CLIP images.
+    @Test func aNewUsersMistakesGetOneClearLine() throws {
+        let misspelt = try vit(["predct", "x.jpg"])
+        #expect(
+            misspelt.status == 2 && misspelt.stderr.contains("'predct' is not a vit command (did you mean 'predict'?)"),
+            "\(misspelt.stderr)")
+        let unknown = try vit(["export", "--help"])
+        #expect(
+            unknown.status == 2 && unknown.stdout.isEmpty && unknown.stderr.contains("'export' is not a vit command"), "\(unknown.stderr)")
+        let missing = try vit(["predict", "nosuch.jpg"])
+        #expect(missing.status == 2 && missing.stderr.split(separator: "\n").count == 1, "one line: \(missing.stderr)")
+        let parser = try vit(["train", "--data"])
+        #expect(parser.status == 2 && parser.stderr.hasPrefix("error: "), "one style of message: \(parser.stderr)")
+
+        let clip = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("CLIPTests/Fixtures").path
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let photos = root.appendingPathComponent("photos")
+        try photoFolder(photos)
+        let image = photos.appendingPathComponent("cat/0.png").path
+        let wrongCommand = try vit(["predict", "--model", clip, image])
+        #expect(
+            wrongCommand.status == 2 && wrongCommand.stderr.contains("is a CLIP model (open_clip)")
+                && wrongCommand.stderr.contains("vit zeroshot"))
+        let run = root.appendingPathComponent("run")
+        #expect(
+            try vit([
+                "train", "--data", photos.path, "-o", run.path, "--max-steps", "1", "--batch-size", "2", "--width", "16", "--depth", "1",
+                "--heads", "1"
+            ])
+            .status == 0)
+        let config = try vit(["predict", "--model", run.appendingPathComponent("config.json").path, image])
+        #expect(config.status == 2 && config.stderr.contains("is a JSON file, not weights"), "\(config.stderr)")
+
+        // zeroshot batches as predict does, and takes --precision: bf16 keeps the fp32 ranking on these images.
+        let fp32 = try vit(["zeroshot", "--model", clip, "--classes", "cat,dog", "--json", "--batch-size", "4", photos.path])
+        let bf16 = try vit(["zeroshot", "--model", clip, "--classes", "cat,dog", "--json", "--precision", "bf16", photos.path])
+        #expect(fp32.status == 0 && bf16.status == 0 && fp32.stdout.split(separator: "\n").count == 6, "\(fp32.stderr)")
+        func topLabels(_ output: String) throws -> [String] {
+            try output.split(separator: "\n").map { line in
+                let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return ((record?["top"] as? [[String: Any]])?.first?["label"] as? String) ?? ""
+            }
+        }
+        #expect(try topLabels(fp32.stdout).count == 6 && topLabels(fp32.stdout) == topLabels(bf16.stdout))
+        #expect(fp32.stderr.contains("precision: fp32") && bf16.stderr.contains("precision: bf16"))
+    }
 }

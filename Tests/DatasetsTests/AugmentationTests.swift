@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import Images
 import Tensors
+import TestSupport
 import Testing
 
 @Suite struct AugmentationTests {
@@ -113,7 +114,7 @@ import Testing
     }
 
     @Test func loadRecognisesTrainTestFoldersAndSkipsACorruptImage() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-load-\(UUID().uuidString)")
+        let root = try temporaryFolder("swiftvit-load")
         defer { try? FileManager.default.removeItem(at: root) }
         for part in ["train", "test"] {
             for name in ["cat", "dog"] {

@@ -2,12 +2,13 @@ import Datasets
 import Foundation
 import Images
 import Tensors
+import TestSupport
 import Testing
 
 /// Image-caption pairs from a folder of images with `.txt` captions beside them, from JSONL, and from classes.
 @Suite struct ImageCaptionsTests {
     func folder() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-captions-\(UUID().uuidString)")
+        let url = try temporaryFolder("swiftvit-captions")
         try FileManager.default.createDirectory(at: url.appendingPathComponent("photos"), withIntermediateDirectories: true)
         for (n, grey) in [10, 120, 250].enumerated() {
             let image = RGBImage(width: 4, height: 4, pixels: [UInt8](repeating: UInt8(grey), count: 48))

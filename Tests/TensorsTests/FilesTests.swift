@@ -1,13 +1,13 @@
 import Foundation
 import Tensors
+import TestSupport
 import Testing
 
 @Suite struct FilesTests {
     /// What a killed run leaves (`.NAME.PID.tmp` of a process that no longer runs) is removed; a live process's
     /// temporary file and anything else stay.
     @Test func staleTemporariesOfDeadProcessesAreRemoved() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-files-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let folder = try temporaryFolder("swiftvit-files")
         defer { try? FileManager.default.removeItem(at: folder) }
         // A PID that runs nothing: the largest one Linux can hand out, checked.
         let dead = pid_t(4_194_303)
@@ -25,8 +25,7 @@ import Testing
 
     /// A write lands whole or not at all: the destination is never a partial file.
     @Test func atomicWritesReplaceWholeFiles() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-files-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let folder = try temporaryFolder("swiftvit-files")
         defer { try? FileManager.default.removeItem(at: folder) }
         let url = folder.appendingPathComponent("a.bin")
         try AtomicFile.write(Data(count: 1000), to: url)

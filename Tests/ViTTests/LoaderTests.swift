@@ -107,8 +107,7 @@ import TestSupport
     /// transformers writes into every config. It loads as a feature extractor whose features equal the classifier's.
     @Test func huggingFaceViTModelLoadsWithoutAHead() throws {
         let source = fixture("hf-vit-p8-d64-h4-l2-i32")
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let folder = try temporaryFolder("swiftvit")
         defer { try? FileManager.default.removeItem(at: folder) }
         var tensors: [String: Tensor] = [:]
         let file = try SafetensorsFile(contentsOf: source.appendingPathComponent("model.safetensors"))

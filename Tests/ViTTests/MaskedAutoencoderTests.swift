@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import NN
 import Tensors
+import TestSupport
 import Testing
 @testable import ViT
 
@@ -77,7 +78,7 @@ import Testing
     /// Saved and loaded again, through the native folder: the same predictions.
     @Test func nativeFolderRoundTrip() throws {
         let model = try officialModel()
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mae-roundtrip-\(UUID().uuidString)")
+        let folder = try temporaryFolder("mae-roundtrip")
         defer { try? FileManager.default.removeItem(at: folder) }
         try MAECheckpoint.save(model, to: folder)
         let again = try MAECheckpoint.load(folder)

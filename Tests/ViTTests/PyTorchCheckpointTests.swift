@@ -1,6 +1,7 @@
 import Checkpoints
 import Foundation
 import Tensors
+import TestSupport
 import Testing
 import ViT
 
@@ -63,8 +64,7 @@ import ViT
     }
 
     @Test func truncatedAndForeignFilesSayWhatIsWrong() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-pth-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let folder = try temporaryFolder("swiftvit-pth")
         defer { try? FileManager.default.removeItem(at: folder) }
         for name in ["state_dict.pth", "state_dict_legacy.pth"] {
             let data = try Data(contentsOf: file(name))
@@ -80,8 +80,7 @@ import ViT
     /// Pickles nested a million deep, past the container limit, or holding a list in itself: errors, not a stack
     /// overflow or an endless walk.
     @Test func deepAndCyclicPicklesAreErrors() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-pth-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let folder = try temporaryFolder("swiftvit-pth")
         defer { try? FileManager.default.removeItem(at: folder) }
         let nested = 999_990
         let cases: [(String, [UInt8], String)] = [

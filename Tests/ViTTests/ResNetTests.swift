@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import NN
 import Tensors
+import TestSupport
 import Testing
 @testable import ViT
 
@@ -100,7 +101,7 @@ import Testing
     /// The native folder keeps the backbone in config.json and loads back to the same logits.
     @Test func nativeFolderRoundTrip() throws {
         let model = try CheckpointLoader().load(fixture(Self.folder))
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hybrid-\(UUID().uuidString)")
+        let folder = try temporaryFolder("hybrid")
         defer { try? FileManager.default.removeItem(at: folder) }
         try NativeFormat.save(model, to: folder)
         let again = try CheckpointLoader().load(folder)

@@ -19,7 +19,7 @@ struct Embed: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .safetensors file.") var output: String
     @Flag(help: "Every token after the final norm [tokens, D] instead of the pooled features [D].") var tokens = false
     @Flag(help: "One stacked tensor with the file order in the metadata.") var stack = false
-    @Option(help: "Images per batch.") var batchSize = 8
+    @Option(help: "Images per batch (8, as predict).") var batchSize = 8
     @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?  // the earlier spelling, for one release
     @Option(parsing: .upToNextOption, help: "Texts to embed with a CLIP --model, instead of images.") var text: [String] = []
     @Option(help: "A file of texts (one per line) to embed with a CLIP --model, instead of images.") var textFile: String?

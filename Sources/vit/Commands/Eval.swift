@@ -19,7 +19,8 @@ struct Eval: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Labelled data (see vit train).") var data: String
     @Option(help: "Which part of --data.") var part: DataPart = .test
-    @Option(help: "Images per batch.") var batchSize = 256
+    @Option(help: "Images per batch (256: a data set is scored in large batches; predict and embed take 8, a few files at a time).")
+    var batchSize = 256
     @Option(
         name: .shortAndLong,
         help: "Folder for confusion.png (default: the model folder, or the current folder for the built-in model or a weights file).")

@@ -17,7 +17,8 @@ struct Predict: ParsableCommand {
     @Option(help: "How many classes to show per image.") var top = 5
     @Flag(help: "One JSON object per line per image.") var json = false
     @Flag(help: "With --json, include every logit.") var logits = false
-    @Option(help: "Images per batch.") var batchSize = 8
+    @Option(help: "Images per batch (8: a few files, and little memory for large models; eval takes 256 for a data set).")
+    var batchSize = 8
     @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?  // the earlier spelling, for one release
     @Flag(inversion: .prefixedNo, help: "Decode and preprocess on a background thread while the model runs.")
     var prefetch = true

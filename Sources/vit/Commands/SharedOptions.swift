@@ -154,11 +154,12 @@ enum BuiltInModel {
 }
 
 /// Image files named on the command line (files, and folders searched for .jpg/.jpeg/.png). Paths that do not exist
-/// are reported; no image at all is an error.
+/// are reported; no image at all is an error (said once: when every path was missing, their lines said it all).
 func imageFiles(_ paths: [String]) throws -> (files: [URL], missing: Int) {
     let (files, missing) = BatchLoader.imageFiles(paths)
     for error in missing { printError("error: \(error)") }
     guard !files.isEmpty else {
+        if missing.count == paths.count { throw ExitCode(2) }
         throw CommandFailure("no images (.jpg, .jpeg, .png) in \(paths.joined(separator: ", "))")
     }
     return (files, missing.count)

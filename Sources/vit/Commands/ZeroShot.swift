@@ -2,6 +2,7 @@ import ArgumentParser
 import CLIP
 import Foundation
 import Images
+import Inference
 import Tensors
 
 /// CLIP's zero-shot classification: classes named in text, no training.
@@ -23,6 +24,12 @@ struct ZeroShot: ParsableCommand {
     @Option(help: "Prompt templates: cifar10 (18), imagenet (80), or a file of templates with {} for the class.")
     var templates = "imagenet"
     @Option(help: "How many classes to show per image.") var top = 5
+    @Option(help: "Images per batch (as vit predict).") var batchSize = 8
+    @Option(
+        help:
+            "Compute precision (default: fp32, as CLIP was published; bf16 runs the towers' matrix products in bfloat16, as train-clip --precision bf16)."
+    )
+    var precision: Precision?
     @Flag(help: "One JSON object per line per image.") var json = false
     @OptionGroup var imageLimit: ImageLimitOptions
     @Argument(help: "Image files or folders.") var images: [String]
@@ -30,6 +37,7 @@ struct ZeroShot: ParsableCommand {
     func validate() throws {
         if (classes == nil) == (classesFile == nil) { throw ValidationError("give the classes: --classes a,b,c or --classes-file FILE") }
         if top < 1 { throw ValidationError("--top must be at least 1") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
     func classNames() throws -> [String] {
@@ -56,29 +64,32 @@ struct ZeroShot: ParsableCommand {
         let prompts = try PromptTemplates.named(templates)
         let classifier = ZeroShotClassifier(model: clip, tokenizer: tokenizer, classNames: names, templates: prompts)
         let (files, missing) = try imageFiles(images)
+        let (chosen, why) = Precision.decide(asked: precision, default: .fp32)
+        printError("precision: \(chosen) (\(why))")
         var failed = missing
         let transform = clip.transform
-        for file in files {
-            let input: Tensor
-            do { input = transform(try RGBImage(contentsOf: file)).unsqueeze(0) } catch {
-                printError("error: \(error)")
-                failed += 1
-                continue
-            }
-            let probabilities = Autograd.withNoGrad { classifier.logits(input).softmax() }.toArray()
-            let ranked = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }.prefix(min(top, names.count))
-            if json {
-                let record: [String: Any] = [
-                    "file": file.path,
-                    "top": ranked.map { ["label": names[$0], "index": $0, "probability": Double(probabilities[$0])] as [String: Any] }
-                ]
-                print(
-                    String(
-                        decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes]),
-                        as: UTF8.self))
-            } else {
-                print(file.path)
-                for i in ranked { print(String(format: "  %6.2f%%  %@", probabilities[i] * 100, names[i])) }
+        for batch in BatchLoader(files: files, batchSize: batchSize, transform: { transform($0) }) {
+            for error in batch.failures { printError("error: \(error)") }
+            failed += batch.failures.count
+            guard let input = batch.images else { continue }
+            let logits = Autocast.run(chosen.dtype) { classifier.logits(input) }.cast(to: .float32)  // [B, classes]
+            let probabilities = Autograd.withNoGrad { logits.softmax() }.toArray()
+            for (row, file) in batch.files.enumerated() {
+                let own = Array(probabilities[(row * names.count)..<((row + 1) * names.count)])
+                let ranked = own.indices.sorted { own[$0] > own[$1] }.prefix(min(top, names.count))
+                if json {
+                    let record: [String: Any] = [
+                        "file": file.path,
+                        "top": ranked.map { ["label": names[$0], "index": $0, "probability": Double(own[$0])] as [String: Any] }
+                    ]
+                    print(
+                        String(
+                            decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes]),
+                            as: UTF8.self))
+                } else {
+                    print(file.path)
+                    for i in ranked { print(String(format: "  %6.2f%%  %@", own[i] * 100, names[i])) }
+                }
             }
         }
         try finish(failed: failed, of: files.count + missing)
