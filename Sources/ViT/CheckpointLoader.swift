@@ -73,12 +73,10 @@ public struct CheckpointLoader {
         let isOpenCLIP =
             FileManager.default.fileExists(atPath: folder.appendingPathComponent("open_clip_config.json").path)
             && (isFolder || clipWeights.contains(path.lastPathComponent))
-        var isHuggingFaceCLIP = false
-        if let data = try? Data(contentsOf: folder.appendingPathComponent("config.json"), options: .alwaysMapped), data.count < 1 << 24,
-            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        {
-            isHuggingFaceCLIP = (json["model_type"] as? String)?.hasPrefix("clip") == true
-        }
+        let config = folder.appendingPathComponent("config.json")
+        let isHuggingFaceCLIP =
+            FileManager.default.fileExists(atPath: config.path)
+            && (try? HubConfig.read(config))?["model_type"]?.string?.hasPrefix("clip") == true
         if isOpenCLIP || isHuggingFaceCLIP {
             throw CheckpointError(
                 path,
@@ -148,14 +146,9 @@ public struct CheckpointLoader {
             throw CheckpointError(
                 weightsURL, "\(nonFinite.count) tensors hold NaN or infinite values (\(nonFinite.prefix(3).joined(separator: ", ")))")
         }
-        var json: [String: Any] = [:]
-        if let configURL {
-            guard let data = try? Data(contentsOf: configURL), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-            else { throw CheckpointError(configURL, "cannot be read as a JSON object") }
-            json = object
-        }
+        let file = try configURL.map(HubConfig.read) ?? HubConfig()
         do {
-            let model = try ResNet.load(tensors: tensors, json: json)
+            let model = try ResNet.load(tensors: tensors, file: file)
             if let imageSize, imageSize != model.config.imageSize {
                 var config = model.config
                 config.imageSize = imageSize  // a convnet takes any size; the data config follows

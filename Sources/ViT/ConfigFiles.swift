@@ -7,20 +7,8 @@ public enum ConfigFiles {
     /// (`architecture`, `model_args`, `pretrained_cfg`), Hugging Face's (`model_type`, `hidden_size`, ...), or the
     /// minimal note beside an npz (`num_heads`, `layer_norm_eps`, `mean`, `std`).
     public static func read(_ url: URL) throws -> (config: ViTConfig, fields: Set<String>) {
-        let json: [String: Any]
-        do {
-            guard let object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] else {
-                throw ConfigError("\(url.path): not a JSON object")
-            }
-            json = object
-        } catch let error as ConfigError {
-            throw error
-        } catch {
-            throw ConfigError("\(url.path): cannot be read as JSON (\(error.localizedDescription))")
-        }
-        if let native = json["swiftvit"], let data = try? JSONSerialization.data(withJSONObject: native),
-            let config = try? JSONDecoder().decode(ViTConfig.self, from: data)
-        {
+        let file = try HubConfig.read(url)
+        if let config = file.native("swiftvit", as: ViTConfig.self) {
             return (
                 config,
                 [
@@ -29,65 +17,64 @@ public enum ConfigFiles {
                 ]
             )
         }
-        if json["model_args"] != nil || json["pretrained_cfg"] != nil || json["architecture"] != nil {
-            return try timm(json, url)
+        if file["model_args"] != nil || file["pretrained_cfg"] != nil || file["architecture"] != nil {
+            return try timm(file, url)
         }
-        if json["hidden_size"] != nil || json["model_type"] != nil { return try huggingFace(json, url) }
-        return try note(json, url)
+        if file["hidden_size"] != nil || file["model_type"] != nil { return try huggingFace(file, url) }
+        return try note(file, url)
     }
 
     /// `fields` names what the file stated, so that values it does not state can come from the weights.
-    private static func timm(_ json: [String: Any], _ url: URL) throws -> (ViTConfig, Set<String>) {
-        let architecture = json["architecture"] as? String ?? ""
+    private static func timm(_ file: HubConfig, _ url: URL) throws -> (ViTConfig, Set<String>) {
+        let architecture = file.architecture ?? ""
         var config = (try? ViTConfig.preset(architecture)) ?? ViTConfig()
         var fields: Set<String> = (try? ViTConfig.preset(architecture)) != nil ? ["preset"] : []
         if architecture.contains("distilled") { config.distillationToken = true; fields.insert("distillationToken") }
-        let args = json["model_args"] as? [String: Any] ?? [:]
-        func int(_ key: String) -> Int? { (args[key] as? NSNumber)?.intValue }
-        func float(_ key: String) -> Float? { (args[key] as? NSNumber)?.floatValue }
-        if let v = int("img_size") { config.imageSize = v; fields.insert("imageSize") }
-        if let v = int("patch_size") { config.patchSize = v; fields.insert("patchSize") }
-        if let v = int("in_chans") { config.channels = v }
-        if let v = int("embed_dim") { config.width = v; fields.insert("width") }
-        if let v = int("depth") { config.depth = v; fields.insert("depth") }
-        if let v = int("num_heads") { config.heads = v; fields.insert("heads") }
-        if let v = float("mlp_ratio") { config.mlpRatio = v; fields.insert("mlpRatio") }
-        if let v = args["qkv_bias"] as? Bool { config.qkvBias = v }
-        if let v = args["class_token"] as? Bool { config.classToken = v; fields.insert("classToken") }
-        if let v = args["no_embed_class"] as? Bool { config.noEmbedClass = v }
-        if let v = args["fc_norm"] as? Bool { config.fcNorm = v }
-        if let v = int("representation_size") { config.representationSize = v }
-        if let v = float("drop_path_rate") { config.dropPath = v }
-        if let backbone = args["backbone"] as? [String: Any] {
+        let args = file.modelArgs
+        if let v = args["img_size"]?.int { config.imageSize = v; fields.insert("imageSize") }
+        if let v = args["patch_size"]?.int { config.patchSize = v; fields.insert("patchSize") }
+        if let v = args["in_chans"]?.int { config.channels = v }
+        if let v = args["embed_dim"]?.int { config.width = v; fields.insert("width") }
+        if let v = args["depth"]?.int { config.depth = v; fields.insert("depth") }
+        if let v = args["num_heads"]?.int { config.heads = v; fields.insert("heads") }
+        if let v = args["mlp_ratio"]?.float { config.mlpRatio = v; fields.insert("mlpRatio") }
+        if let v = args["qkv_bias"]?.bool { config.qkvBias = v }
+        if let v = args["class_token"]?.bool { config.classToken = v; fields.insert("classToken") }
+        if let v = args["no_embed_class"]?.bool { config.noEmbedClass = v }
+        if let v = args["fc_norm"]?.bool { config.fcNorm = v }
+        if let v = args["representation_size"]?.int { config.representationSize = v }
+        if let v = args["drop_path_rate"]?.float { config.dropPath = v }
+        if let backbone = args["backbone"]?.object {
             config.backbone = try hybridBackbone(backbone, url)
             fields.insert("backbone")
         }
-        if let v = args["pos_embed"] as? String {
+        if let v = args["pos_embed"]?.string {
             config.positionEmbedding = v == "none" ? .none : .learned
             fields.insert("positionEmbedding")
         }
-        if let pool = (args["global_pool"] ?? json["global_pool"]) as? String {
+        if let pool = args["global_pool"]?.string ?? file.globalPool {
             guard let pooling = ViTConfig.Pooling(rawValue: pool) else {
                 throw ConfigError("\(url.path): global_pool '\(pool)' is not supported (token or avg)")
             }
             config.pooling = pooling
             fields.insert("pooling")
         }
-        if let v = (json["num_classes"] as? NSNumber)?.intValue ?? int("num_classes") {
+        if let v = file.numClasses ?? args["num_classes"]?.int {
             config.numClasses = v
             fields.insert("numClasses")
         }
-        if let cfg = json["pretrained_cfg"] as? [String: Any] {
-            if let v = try triple(cfg["input_size"], "pretrained_cfg.input_size", url) { config.data.inputSize = v.map { Int($0) } }
+        if file["pretrained_cfg"] != nil {
+            let cfg = file.pretrainedConfig
+            if let v = try inputSize(cfg["input_size"], "pretrained_cfg.input_size", url) { config.data.inputSize = v }
             if let v = try triple(cfg["mean"], "pretrained_cfg.mean", url) { config.data.mean = v }
             if let v = try triple(cfg["std"], "pretrained_cfg.std", url) { config.data.std = v }
-            if let v = (cfg["crop_pct"] as? NSNumber)?.floatValue { config.data.cropPct = v }
-            if let v = cfg["interpolation"] as? String, let i = DataConfig.Interpolation(rawValue: v) { config.data.interpolation = i }
-            if int("img_size") == nil, cfg["input_size"] != nil {
+            if let v = cfg["crop_pct"]?.float { config.data.cropPct = v }
+            if let v = cfg["interpolation"]?.string, let i = DataConfig.Interpolation(rawValue: v) { config.data.interpolation = i }
+            if args["img_size"] == nil, cfg["input_size"] != nil {
                 config.imageSize = config.data.inputSize[2]; fields.insert("imageSize")
             }
         }
-        if let labels = (json["label_names"] as? [String]) ?? ((json["pretrained_cfg"] as? [String: Any])?["label_names"] as? [String]) {
+        if let labels = file.labelNames ?? file.pretrainedConfig["label_names"]?.array?.compactMap(\.string) {
             config.labels = labels
         }
         return (config, fields)
@@ -96,36 +83,47 @@ public enum ConfigFiles {
     /// A hybrid's ResNet as timm-style `model_args.backbone` describes it (the fixtures' and SwiftViT's own files):
     /// only the non-pre-activation ResNetV2 with "same" padding, standardised convolutions and group norm that the
     /// published hybrids use is built; anything else is refused rather than built wrong.
-    private static func hybridBackbone(_ json: [String: Any], _ url: URL) throws -> HybridBackbone {
+    private static func hybridBackbone(_ json: [String: JSONValue], _ url: URL) throws -> HybridBackbone {
         func refuse(_ why: String) -> ConfigError { ConfigError("\(url.path): model_args.backbone: \(why)") }
-        guard let layers = json["layers"] as? [Int] else { throw refuse("no layers") }
-        if let name = json["name"] as? String, name != "resnetv2" { throw refuse("'\(name)' is not a ResNetV2") }
-        if json["preact"] as? Bool == true { throw refuse("pre-activation backbones are not supported (the hybrids use preact=False)") }
-        if let stem = json["stem_type"] as? String, stem != "same" { throw refuse("stem_type '\(stem)' (only 'same')") }
-        if let norm = json["norm"] as? String, norm != "GroupNorm" { throw refuse("norm '\(norm)' (only GroupNorm)") }
+        guard let values = json["layers"]?.array, case let layers = values.compactMap(\.int), layers.count == values.count else {
+            throw refuse("no layers")
+        }
+        if let name = json["name"]?.string, name != "resnetv2" { throw refuse("'\(name)' is not a ResNetV2") }
+        if json["preact"]?.bool == true { throw refuse("pre-activation backbones are not supported (the hybrids use preact=False)") }
+        if let stem = json["stem_type"]?.string, stem != "same" { throw refuse("stem_type '\(stem)' (only 'same')") }
+        if let norm = json["norm"]?.string, norm != "GroupNorm" { throw refuse("norm '\(norm)' (only GroupNorm)") }
         var backbone = HybridBackbone(layers: layers)
-        if let v = (json["conv_eps"] as? NSNumber)?.floatValue { backbone.convEps = v }
-        if let v = json["conv_eps_on_std"] as? Bool { backbone.convEpsOnStandardDeviation = v }
-        if let v = (json["norm_groups"] as? NSNumber)?.intValue { backbone.normGroups = v }
-        if let v = (json["norm_eps"] as? NSNumber)?.floatValue { backbone.normEps = v }
-        if let v = (json["stem_width"] as? NSNumber)?.intValue { backbone.stemWidth = v }
+        if let v = json["conv_eps"]?.float { backbone.convEps = v }
+        if let v = json["conv_eps_on_std"]?.bool { backbone.convEpsOnStandardDeviation = v }
+        if let v = json["norm_groups"]?.int { backbone.normGroups = v }
+        if let v = json["norm_eps"]?.float { backbone.normEps = v }
+        if let v = json["stem_width"]?.int { backbone.stemWidth = v }
         return backbone
     }
 
-    /// Three numbers (a mean, a std, an input size), or nil when absent. Present but malformed is an error, not a
-    /// silent fallback to defaults that would change every prediction.
-    private static func triple(_ value: Any?, _ name: String, _ url: URL) throws -> [Float]? {
+    /// Three numbers (a mean, a std), or nil when absent. Present but malformed is an error, not a silent fallback
+    /// to defaults that would change every prediction.
+    static func triple(_ value: JSONValue?, _ name: String, _ url: URL) throws -> [Float]? {
         guard let value else { return nil }
-        guard let numbers = value as? [NSNumber], numbers.count == 3, numbers.allSatisfy({ $0.doubleValue.isFinite }) else {
+        guard let numbers = value.numbers, numbers.count == 3, numbers.allSatisfy({ $0.isFinite }) else {
             throw ConfigError("\(url.path): \(name) is \(value), not three numbers")
         }
-        return numbers.map { $0.floatValue }
+        return numbers.map { Float($0) }
     }
 
-    private static func huggingFace(_ json: [String: Any], _ url: URL) throws -> (ViTConfig, Set<String>) {
+    /// An input size [channels, height, width] of whole numbers, or nil when absent.
+    static func inputSize(_ value: JSONValue?, _ name: String, _ url: URL) throws -> [Int]? {
+        guard let value else { return nil }
+        guard let array = value.array, case let sizes = array.compactMap(\.int), sizes.count == 3, array.count == 3 else {
+            throw ConfigError("\(url.path): \(name) is \(value), not three whole numbers")
+        }
+        return sizes
+    }
+
+    private static func huggingFace(_ file: HubConfig, _ url: URL) throws -> (ViTConfig, Set<String>) {
         var config = ViTConfig()
         var fields: Set<String> = []
-        func int(_ key: String) -> Int? { (json[key] as? NSNumber)?.intValue }
+        func int(_ key: String) -> Int? { file[key]?.int }
         if let v = int("hidden_size") { config.width = v; fields.insert("width") }
         if let v = int("num_hidden_layers") { config.depth = v; fields.insert("depth") }
         if let v = int("num_attention_heads") { config.heads = v; fields.insert("heads") }
@@ -133,19 +131,19 @@ public enum ConfigFiles {
         if let v = int("image_size") { config.imageSize = v; fields.insert("imageSize") }
         if let v = int("patch_size") { config.patchSize = v; fields.insert("patchSize") }
         if let v = int("num_channels") { config.channels = v }
-        if let v = json["qkv_bias"] as? Bool { config.qkvBias = v }
-        if let v = (json["layer_norm_eps"] as? NSNumber)?.floatValue { config.layerNormEps = v }
-        if let act = json["hidden_act"] as? String {
+        if let v = file["qkv_bias"]?.bool { config.qkvBias = v }
+        if let v = file["layer_norm_eps"]?.float { config.layerNormEps = v }
+        if let act = file["hidden_act"]?.string {
             config.exactGELU = !(act.contains("new") || act.contains("tanh") || act.contains("fast"))
         }
-        let architectures = json["architectures"] as? [String] ?? []
+        let architectures = file["architectures"]?.array?.compactMap(\.string) ?? []
         if architectures.contains(where: { $0.contains("WithTeacher") }) {
             config.distillationToken = true; fields.insert("distillationToken")
         }
         // transformers writes an id2label into every config, a two-entry default even for a headless ViTModel, so
         // it names the classes but does not state that a head exists: the weights decide the class count.
-        if let id2label = json["id2label"] as? [String: String] {
-            let sorted = id2label.compactMap { key, value in Int(key).map { ($0, value) } }.sorted { $0.0 < $1.0 }
+        if let id2label = file["id2label"]?.object {
+            let sorted = id2label.compactMap { key, value in Int(key).flatMap { k in value.string.map { (k, $0) } } }.sorted { $0.0 < $1.0 }
             config.labels = sorted.map(\.1)
             config.numClasses = sorted.count
         }
@@ -154,23 +152,21 @@ public enum ConfigFiles {
         config.data.cropPct = 1
         config.data.inputSize = [config.channels, config.imageSize, config.imageSize]
         let preprocessor = url.deletingLastPathComponent().appendingPathComponent("preprocessor_config.json")
-        if let data = try? Data(contentsOf: preprocessor),
-            let p = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        {
+        if FileManager.default.fileExists(atPath: preprocessor.path), let p = try? HubConfig.read(preprocessor) {
             if let v = try triple(p["image_mean"], "image_mean", preprocessor) { config.data.mean = v }
             if let v = try triple(p["image_std"], "image_std", preprocessor) { config.data.std = v }
-            if let v = (p["resample"] as? NSNumber)?.intValue { config.data.interpolation = v == 2 ? .bilinear : .bicubic }
+            if let v = p["resample"]?.int { config.data.interpolation = v == 2 ? .bilinear : .bicubic }
         }
         return (config, fields)
     }
 
-    private static func note(_ json: [String: Any], _ url: URL) throws -> (ViTConfig, Set<String>) {
+    private static func note(_ file: HubConfig, _ url: URL) throws -> (ViTConfig, Set<String>) {
         var config = ViTConfig()
         var fields: Set<String> = []
-        if let v = (json["num_heads"] as? NSNumber)?.intValue { config.heads = v; fields.insert("heads") }
-        if let v = (json["layer_norm_eps"] as? NSNumber)?.floatValue { config.layerNormEps = v }
-        if let v = try triple(json["mean"], "mean", url) { config.data.mean = v }
-        if let v = try triple(json["std"], "std", url) { config.data.std = v }
+        if let v = file["num_heads"]?.int { config.heads = v; fields.insert("heads") }
+        if let v = file["layer_norm_eps"]?.float { config.layerNormEps = v }
+        if let v = try triple(file["mean"], "mean", url) { config.data.mean = v }
+        if let v = try triple(file["std"], "std", url) { config.data.std = v }
         return (config, fields)
     }
 
@@ -179,39 +175,44 @@ public enum ConfigFiles {
     /// custom sizes are not registered there) and `model_args` state every shape, heads included; the data config
     /// goes in `pretrained_cfg`, class names in `label_names`, and the rest of our config under `swiftvit`.
     public static func timmJSON(_ config: ViTConfig, architecture: String? = nil) throws -> Data {
-        let name = architecture.flatMap { timmRegistered.contains($0) ? $0 : nil } ?? nearestTimmArchitecture(config)
-        var modelArgs: [String: Any] = [
-            "img_size": config.imageSize, "patch_size": config.patchSize, "in_chans": config.channels,
-            "embed_dim": config.width, "depth": config.depth, "num_heads": config.heads,
-            "mlp_ratio": config.mlpRatio, "qkv_bias": config.qkvBias, "class_token": config.classToken,
-            "global_pool": config.pooling.rawValue, "no_embed_class": config.noEmbedClass,
-            "num_classes": config.numClasses
-        ]
-        if let fc = config.fcNorm { modelArgs["fc_norm"] = fc }
-        if config.positionEmbedding == .none { modelArgs["pos_embed"] = "none" }
-        if let size = config.representationSize { modelArgs["representation_size"] = size }
+        try timmConfig(config, architecture: architecture).data()
+    }
+
+    /// `timmJSON`'s content as the typed value (what an MAE adds its own entry to).
+    public static func timmConfig(_ config: ViTConfig, architecture: String? = nil) throws -> HubConfig {
+        var file = HubConfig()
+        file.architecture = architecture.flatMap { timmRegistered.contains($0) ? $0 : nil } ?? nearestTimmArchitecture(config)
+        file.numClasses = config.numClasses
+        file.globalPool = config.pooling.rawValue
+        var args = HubConfig.Section()
+        args["img_size"] = .int(config.imageSize)
+        args["patch_size"] = .int(config.patchSize)
+        args["in_chans"] = .int(config.channels)
+        args["embed_dim"] = .int(config.width)
+        args["depth"] = .int(config.depth)
+        args["num_heads"] = .int(config.heads)
+        args["mlp_ratio"] = .float(config.mlpRatio)
+        args["qkv_bias"] = .bool(config.qkvBias)
+        args["class_token"] = .bool(config.classToken)
+        args["global_pool"] = .string(config.pooling.rawValue)
+        args["no_embed_class"] = .bool(config.noEmbedClass)
+        args["num_classes"] = .int(config.numClasses)
+        if let fc = config.fcNorm { args["fc_norm"] = .bool(fc) }
+        if config.positionEmbedding == .none { args["pos_embed"] = .string("none") }
+        if let size = config.representationSize { args["representation_size"] = .int(size) }
         if let b = config.backbone {
-            modelArgs["backbone"] =
-                [
-                    "name": "resnetv2", "layers": b.layers, "preact": false, "stem_type": "same", "conv": "StdConv2dSame",
-                    "conv_eps": b.convEps, "norm": "GroupNorm", "norm_groups": b.normGroups, "norm_eps": b.normEps,
-                    "stem_width": b.stemWidth, "conv_eps_on_std": b.convEpsOnStandardDeviation ?? false
-                ] as [String: Any]
+            args["backbone"] = .object([
+                "name": .string("resnetv2"), "layers": JSONValue(b.layers), "preact": .bool(false), "stem_type": .string("same"),
+                "conv": .string("StdConv2dSame"), "conv_eps": .float(b.convEps), "norm": .string("GroupNorm"),
+                "norm_groups": .int(b.normGroups), "norm_eps": .float(b.normEps), "stem_width": .int(b.stemWidth),
+                "conv_eps_on_std": .bool(b.convEpsOnStandardDeviation ?? false)
+            ])
         }
-        var json: [String: Any] = [
-            "architecture": name,
-            "num_classes": config.numClasses,
-            "global_pool": config.pooling.rawValue,
-            "model_args": modelArgs,
-            "pretrained_cfg": [
-                "input_size": config.data.inputSize, "mean": config.data.mean, "std": config.data.std,
-                "crop_pct": config.data.cropPct, "crop_mode": "center", "interpolation": config.data.interpolation.rawValue,
-                "num_classes": config.numClasses, "first_conv": "patch_embed.proj", "classifier": "head"
-            ] as [String: Any],
-            "swiftvit": try JSONSerialization.jsonObject(with: JSONEncoder().encode(config))
-        ]
-        if let labels = config.labels { json["label_names"] = labels }
-        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        file.modelArgs = args
+        file.setDataConfig(config.data, numClasses: config.numClasses, firstConv: "patch_embed.proj", classifier: "head")
+        try file.setNative("swiftvit", config)
+        file.labelNames = config.labels
+        return file
     }
 
     /// The plain ViT and DeiT names timm registers (`timm.list_models('vit_*')` / `'deit_*'`, the standard-shaped

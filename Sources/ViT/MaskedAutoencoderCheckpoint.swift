@@ -96,27 +96,22 @@ public enum MAECheckpoint {
 
     /// The configuration from config.json (SwiftViT's or Hugging Face's) and the tensors.
     static func config(configURL: URL?, tensors: [String: Tensor], heads: Int?, decoderHeads: Int?) throws -> MAEConfig {
-        var json: [String: Any] = [:]
-        if let configURL, let data = try? Data(contentsOf: configURL),
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        {
-            json = object
-        }
-        if let native = json["swiftvit_mae"], let data = try? JSONSerialization.data(withJSONObject: native) {
+        let file = try configURL.map(HubConfig.read) ?? HubConfig()
+        if let native = file["swiftvit_mae"], let configURL {
             do {
-                return try JSONDecoder().decode(MAEConfig.self, from: data)
+                return try JSONDecoder().decode(MAEConfig.self, from: JSONEncoder().encode(native))
             } catch {
-                throw ConfigError("\(configURL!.path): swiftvit_mae cannot be read (\(error))")
+                throw ConfigError("\(configURL.path): swiftvit_mae cannot be read (\(error))")
             }
         }
         // The encoder: what the config states, the rest from the tensors (as for any ViT checkpoint).
         var encoder = ViTConfig()
         var stated: Set<String> = []
-        if let configURL, !json.isEmpty { (encoder, stated) = try ConfigFiles.read(configURL) }
+        if let configURL, !file.json.isEmpty { (encoder, stated) = try ConfigFiles.read(configURL) }
         if let heads { encoder.heads = heads; stated.insert("heads") }
         let encoderTensors = tensors.filter { !isDecoderTensor($0.key) }
         try CheckpointLoader.fillFromTensors(&encoder, stated: stated, tensors: encoderTensors, layout: .timm)
-        if json.isEmpty {  // an official file alone: MAE normalises with ImageNet's statistics
+        if file.json.isEmpty {  // an official file alone: MAE normalises with ImageNet's statistics
             (encoder.data.mean, encoder.data.std) = (DataConfig.imagenetMean, DataConfig.imagenetStd)
         }
         var config = MAEConfig(encoder: encoder)
@@ -136,10 +131,9 @@ public enum MAECheckpoint {
             config.decoderMLPRatio = Float(fc1.shape[0]) / Float(config.decoderWidth)
         }
         config.lossPredictor = tensors.keys.contains { $0.contains("_losspred") }
-        func int(_ key: String) -> Int? { (json[key] as? NSNumber)?.intValue }
-        config.decoderHeads = decoderHeads ?? int("decoder_num_attention_heads") ?? 16
-        if let ratio = (json["mask_ratio"] as? NSNumber)?.floatValue { config.maskRatio = ratio }
-        if let normPix = json["norm_pix_loss"] as? Bool { config.normPixLoss = normPix }
+        config.decoderHeads = decoderHeads ?? file["decoder_num_attention_heads"]?.int ?? 16
+        if let ratio = file["mask_ratio"]?.float { config.maskRatio = ratio }
+        if let normPix = file["norm_pix_loss"]?.bool { config.normPixLoss = normPix }
         if let pred = tensors["decoder_pred.weight"], pred.shape != [config.patchValues, config.decoderWidth] {
             throw ConfigError(
                 "decoder_pred.weight is \(pred.shape), not [\(config.patchValues), \(config.decoderWidth)] (P·P·C values per patch)")
@@ -164,9 +158,8 @@ public enum MAECheckpoint {
     static func configJSON(_ config: MAEConfig) throws -> Data {
         var encoder = config.encoder
         encoder.positionEmbedding = .learned  // timm's ViT reads the table as its (trainable) pos_embed
-        let base = try ConfigFiles.timmJSON(encoder)
-        guard var json = try JSONSerialization.jsonObject(with: base) as? [String: Any] else { return base }
-        json["swiftvit_mae"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config))
-        return try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        var file = try ConfigFiles.timmConfig(encoder)
+        try file.setNative("swiftvit_mae", config)
+        return try file.data()
     }
 }

@@ -169,7 +169,7 @@ extension ResNet {
     /// The configuration of timm ResNet tensors (`conv1.weight`, `layerN.i.*`, `fc.*`), with what a timm-style
     /// config.json states (`architecture`, `model_args.block/layers/channels`, `pretrained_cfg`): the tensors decide
     /// every width, and must agree with the config.
-    public static func config(tensors: [String: Tensor], json: [String: Any]) throws -> ResNetConfig {
+    public static func config(tensors: [String: Tensor], file: HubConfig) throws -> ResNetConfig {
         var config = ResNetConfig()
         guard let stem = tensors["conv1.weight"], stem.rank == 4, stem.shape[1] == 3 else {
             throw ConfigError("no ResNet stem (conv1.weight [width, 3, k, k])")
@@ -199,43 +199,45 @@ extension ResNet {
         } else {
             config.numClasses = 0
         }
-        if let native = json["swiftvit_resnet"], let data = try? JSONSerialization.data(withJSONObject: native),
-            let saved = try? JSONDecoder().decode(ResNetConfig.self, from: data)
-        {
+        if let saved = file.native("swiftvit_resnet", as: ResNetConfig.self) {
             guard saved.layers == config.layers, saved.channels == config.channels, saved.block == config.block else {
                 throw ConfigError(
                     "config.json describes \(saved.block) blocks \(saved.layers), the weights \(config.block) \(config.layers)")
             }
             return saved
         }
-        let args = json["model_args"] as? [String: Any] ?? [:]
-        if let architecture = json["architecture"] as? String, let (block, layers) = presets[architecture],
+        let args = file.modelArgs
+        if let architecture = file.architecture, let (block, layers) = presets[architecture],
             block != config.block || layers != config.layers
         {
             throw ConfigError("config.json says \(architecture), the weights have \(config.block) blocks \(config.layers)")
         }
-        if let layers = args["layers"] as? [Int], layers != config.layers {
-            throw ConfigError("config.json says layers \(layers), the weights have \(config.layers)")
+        if let values = args["layers"]?.array, case let layers = values.compactMap(\.int), layers != config.layers {
+            throw ConfigError(
+                "config.json says layers \(values.count == layers.count ? "\(layers)" : "\(values)"), the weights have \(config.layers)")
         }
-        if let eps = (args["bn_eps"] as? NSNumber)?.floatValue { config.batchNormEps = eps }
-        if let cifar = args["cifar_stem"] as? Bool { config.cifarStem = cifar }
-        if let cfg = json["pretrained_cfg"] as? [String: Any] {
-            if let size = cfg["input_size"] as? [Int], size.count == 3 { config.imageSize = size[2]; config.data.inputSize = size }
-            if let mean = cfg["mean"] as? [Double], mean.count == 3 { config.data.mean = mean.map(Float.init) }
-            if let std = cfg["std"] as? [Double], std.count == 3 { config.data.std = std.map(Float.init) }
-            if let crop = (cfg["crop_pct"] as? NSNumber)?.floatValue { config.data.cropPct = crop }
-            if cfg["interpolation"] as? String == "bilinear" { config.data.interpolation = .bilinear }
+        if let eps = args["bn_eps"]?.float { config.batchNormEps = eps }
+        if let cifar = args["cifar_stem"]?.bool { config.cifarStem = cifar }
+        if file["pretrained_cfg"] != nil {
+            let cfg = file.pretrainedConfig
+            if let size = cfg["input_size"]?.array?.compactMap(\.int), size.count == 3 {
+                config.imageSize = size[2]; config.data.inputSize = size
+            }
+            if let mean = cfg["mean"]?.numbers, mean.count == 3 { config.data.mean = mean.map { Float($0) } }
+            if let std = cfg["std"]?.numbers, std.count == 3 { config.data.std = std.map { Float($0) } }
+            if let crop = cfg["crop_pct"]?.float { config.data.cropPct = crop }
+            if cfg["interpolation"]?.string == "bilinear" { config.data.interpolation = .bilinear }
         }
-        config.labels = (json["label_names"] as? [String]).flatMap { $0.count == config.numClasses ? $0 : nil }
+        config.labels = file.labelNames.flatMap { $0.count == config.numClasses ? $0 : nil }
         try config.validate()
         return config
     }
 
     /// A timm ResNet from its tensors (safetensors or PyTorch file; `num_batches_tracked` counters are dropped: the
     /// momentum is fixed) and config.json.
-    public static func load(tensors raw: [String: Tensor], json: [String: Any]) throws -> ResNet {
+    public static func load(tensors raw: [String: Tensor], file: HubConfig) throws -> ResNet {
         var tensors = raw.filter { !$0.key.hasSuffix("num_batches_tracked") }
-        let model = try Init.withoutDrawing { try ResNet(try config(tensors: tensors, json: json)) }
+        let model = try Init.withoutDrawing { try ResNet(try config(tensors: tensors, file: file)) }
         try model.load(stateDict: tensors, takingStorage: true)
         tensors.removeAll()
         model.eval()
@@ -257,24 +259,20 @@ extension ResNet {
             tensors, metadata: ["format": "pt", "producer": "SwiftViT"], to: folder.appendingPathComponent("model.safetensors"))
         let registered = presets.first { $0.value.0 == config.block && $0.value.1 == config.layers }?.key
         let standard = config.channels == [64, 128, 256, 512] && config.stemWidth == 64 && !config.cifarStem
-        var json: [String: Any] = [
-            "architecture": (standard ? registered : nil) ?? "resnet_custom",
-            "num_classes": config.numClasses,
-            "global_pool": "avg",
-            "model_args": [
-                "block": config.block == .basic ? "BasicBlock" : "Bottleneck", "layers": config.layers, "channels": config.channels,
-                "stem_width": config.stemWidth, "cifar_stem": config.cifarStem, "bn_eps": config.batchNormEps
-            ] as [String: Any],
-            "pretrained_cfg": [
-                "input_size": config.data.inputSize, "mean": config.data.mean, "std": config.data.std, "crop_pct": config.data.cropPct,
-                "interpolation": config.data.interpolation.rawValue, "num_classes": config.numClasses, "first_conv": "conv1",
-                "classifier": "fc"
-            ] as [String: Any],
-            "swiftvit_resnet": try JSONSerialization.jsonObject(with: JSONEncoder().encode(config))
-        ]
-        if let labels = config.labels { json["label_names"] = labels }
+        var file = HubConfig()
+        file.architecture = (standard ? registered : nil) ?? "resnet_custom"
+        file.numClasses = config.numClasses
+        file.globalPool = "avg"
+        file.modelArgs = HubConfig.Section([
+            "block": .string(config.block == .basic ? "BasicBlock" : "Bottleneck"), "layers": JSONValue(config.layers),
+            "channels": JSONValue(config.channels), "stem_width": .int(config.stemWidth), "cifar_stem": .bool(config.cifarStem),
+            "bn_eps": .float(config.batchNormEps)
+        ])
+        file.setDataConfig(config.data, numClasses: config.numClasses, firstConv: "conv1", classifier: "fc")
+        try file.setNative("swiftvit_resnet", config)
+        file.labelNames = config.labels
         try AtomicFile.write(
-            try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
+            try file.data(),
             to: folder.appendingPathComponent("config.json"))
     }
 }

@@ -113,4 +113,49 @@ import TestSupport
         let rebuilt = try rebuiltAsTimmWould(json)
         #expect(rebuilt.width == 192 && rebuilt.depth == 9 && rebuilt.heads == 3 && rebuilt.patchSize == 4 && rebuilt.imageSize == 32)
     }
+
+    /// config.json is one typed value for ViTs and ResNets: read and written again, a file keeps the keys this project
+    /// does not know (top level and inside model_args and pretrained_cfg), their values and their kinds of number.
+    @Test func configFilesKeepUnknownKeysOnARoundTrip() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let url = folder.appendingPathComponent("config.json")
+        var written = try ConfigFiles.timmConfig(try ViTConfig.preset("vit_cifar_patch4_32"))
+        written["hf_hub_id"] = .string("timm/vit_tiny_patch16_224.augreg_in21k")
+        var args = written.modelArgs
+        args["act_layer"] = .string("gelu_tanh")
+        args["dynamic_img_size"] = .bool(true)
+        written.modelArgs = args
+        var cfg = written.pretrainedConfig
+        cfg["tag"] = .object(["license": .string("apache-2.0"), "test_input_size": JSONValue([3, 256, 256]), "ratio": .double(0.875)])
+        written.pretrainedConfig = cfg
+        try written.data().write(to: url)
+
+        let read = try HubConfig.read(url)
+        #expect(read == written)
+        #expect(try read.data() == written.data())
+        #expect(read.modelArgs["act_layer"]?.string == "gelu_tanh" && read.pretrainedConfig["tag"]?.object?["ratio"]?.double == 0.875)
+        #expect(read["hf_hub_id"]?.string == "timm/vit_tiny_patch16_224.augreg_in21k")
+        // The reader takes the shape from it as before, and ignores what it does not know.
+        let (config, stated) = try ConfigFiles.read(url)
+        #expect(config.width == 192 && config.depth == 9 && config.patchSize == 4 && stated.contains("width"))
+
+        // A ResNet's config.json is the same type.
+        let resnet = folder.appendingPathComponent("resnet")
+        var resnetConfig = ResNetConfig()
+        (resnetConfig.layers, resnetConfig.channels, resnetConfig.stemWidth, resnetConfig.numClasses) = (
+            [1, 1, 1, 1], [8, 16, 32, 64], 8, 3
+        )
+        let model = try ResNet(resnetConfig)
+        try ResNet.save(model.stateDict(), config: resnetConfig, to: resnet)
+        let resnetFile = try HubConfig.read(resnet.appendingPathComponent("config.json"))
+        #expect(resnetFile.modelArgs["layers"] == JSONValue([1, 1, 1, 1]) && resnetFile.pretrainedConfig["first_conv"]?.string == "conv1")
+        #expect(try ResNet.config(tensors: model.stateDict(), file: resnetFile).channels == [8, 16, 32, 64])
+
+        // What is not a JSON object is one error naming the file.
+        try Data("[1, 2]".utf8).write(to: url)
+        #expect { try HubConfig.read(url) } throws: { "\($0)".contains(url.path) && "\($0)".contains("not a JSON object") }
+        try Data("{\"a\": ".utf8).write(to: url)
+        #expect { try HubConfig.read(url) } throws: { "\($0)".contains(url.path) && "\($0)".contains("cannot be read as JSON") }
+    }
 }

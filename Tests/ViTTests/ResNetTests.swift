@@ -14,8 +14,7 @@ import Testing
     func load() throws -> ResNet {
         let url = fixture(Self.folder)
         let tensors = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors")).allTensors(matrices: .float32)
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("config.json"))) as! [String: Any]
-        return try ResNet.load(tensors: tensors, json: json)
+        return try ResNet.load(tensors: tensors, file: try HubConfig.read(url.appendingPathComponent("config.json")))
     }
 
     @Test func evaluationLogitsMatchTimm() throws {
