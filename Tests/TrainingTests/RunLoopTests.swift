@@ -1,5 +1,6 @@
 import CLIP
 import Foundation
+import Images
 import Tensors
 import TestSupport
 import Testing
@@ -89,5 +90,41 @@ import Training
         }
         let largest = zip(losses[0], losses[1]).map { abs($0 - $1) }.max() ?? .nan
         #expect(largest < 0.05, "fp32 \(losses[0]), bf16 \(losses[1])")
+    }
+
+    /// A Swift caller plans a run as `vit train` does: from a folder of images to a trainer, stopped and resumed; a plan
+    /// that cannot run names its fields (the command line names its flags instead).
+    @Test func aTrainingPlanStartsAndResumesARun() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = quadrantDataset(count: 32, seed: 5)
+        for i in 0..<data.count {
+            let folder = root.appendingPathComponent("images/\(data.classNames[data.labels[i]])")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try PNG.write(data.image(i), to: folder.appendingPathComponent("\(i).png"))
+        }
+        var recipe = TrainingOptions()
+        (recipe.epochs, recipe.batchSize, recipe.warmupEpochs) = (2, 8, 0)
+        var plan = TrainingPlan(data: root.appendingPathComponent("images"), recipe: recipe)
+        (plan.validationSplit, plan.shape.width, plan.shape.depth, plan.shape.heads, plan.shape.patchSize) = (0.25, 16, 1, 2, 4)
+        var lines: [String] = []
+        plan.log = { lines.append($0) }
+        let run = root.appendingPathComponent("run")
+        let trainer = try plan.start(in: run)
+        #expect(trainer.trainSet.count == 24 && trainer.validationSet?.count == 8 && trainer.model.architecture.numClasses == 4)
+        #expect(lines.contains { $0.contains("24 training images of 8x8, 4 classes") }, "\(lines)")
+        trainer.stepLimit = 2
+        #expect(try trainer.run() == .stopped)
+        let resumed = try plan.resume(in: run, epochs: nil, precision: nil)
+        #expect(resumed.state.step == 2 && resumed.validationSet?.count == 8)
+
+        var resnet = plan
+        (resnet.shape.preset, resnet.shape.width, resnet.shape.depth, resnet.shape.heads) = ("resnet18", nil, 4, nil)
+        resnet.shape.patchSize = nil
+        #expect { try resnet.start(in: root.appendingPathComponent("resnet")) } throws: { error in
+            guard let problem = error as? PlanProblem else { return false }
+            return "\(problem)".hasPrefix("shape.depth shapes a ViT")
+                && problem.described(naming: ["shape.depth": "--depth"]).hasPrefix("--depth shapes a ViT")
+        }
     }
 }

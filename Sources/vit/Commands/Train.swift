@@ -111,245 +111,59 @@ struct Train: ParsableCommand {
     }
 
     var outputPath: String { runOptions.output }
-    var seed: UInt64 { runOptions.seedValue }
 
     func run() throws {
         imageLimit.apply()
         let interrupt = Interrupt()
         let folder = URL(fileURLWithPath: outputPath)
-        let trainer = runOptions.resume ? try resumedTrainer(folder) : try newTrainer(folder)
+        let trainer = try trainer(folder)
         try TrainingProgress.run(
             trainer, maxSteps: runOptions.maxSteps, interrupt: interrupt, output: outputPath,
             files: "model.safetensors, config.json, metrics.jsonl, curves.png")
     }
 
-    /// A new run: the data at the chosen size, the validation images, a model that fits in memory.
-    func newTrainer(_ folder: URL) throws -> Trainer {
-        try runOptions.checkNewRun()
-        let options = try recipe()
-        if let initialCheckpoint { return try fineTuningTrainer(folder, from: initialCheckpoint, options: options) }
-        if linearProbe { throw CommandFailure("--linear-probe trains the head of a pretrained model: give --init CHECKPOINT") }
-        if let (block, layers) = ResNet.presets[arch] {
-            // A convnet (a teacher for distillation, or a baseline): timm's ResNet, optionally with CIFAR's stem.
-            var config = ResNetConfig()
-            (config.block, config.layers, config.cifarStem) = (block, layers, cifarStem)
-            if let width {
-                // timm's ResNets double the width at each stage from the stem's: --width scales them all (a narrow
-                // teacher costs a quarter of the arithmetic at half the width).
-                (config.stemWidth, config.channels) = (width, [width, 2 * width, 4 * width, 8 * width])
+    /// The flag of each field a `PlanProblem` names.
+    static let flags = [
+        "initialCheckpoint": "--init", "recipe.headOnly": "--linear-probe", "recipe.layerDecay": "--layer-decay",
+        "shape.preset": "--arch", "shape.patchSize": "--patch-size", "shape.width": "--width", "shape.depth": "--depth",
+        "shape.heads": "--heads", "shape.mlpRatio": "--mlp-ratio", "shape.pooling": "--pooling", "shape.distilled": "--distilled",
+        "shape.cifarStem": "--cifar-stem", "imageSize": "--image-size", "validationSplit": "--val-split"
+    ]
+
+    /// A new run, or the run in `folder` continued: the library plans it from the flags.
+    func trainer(_ folder: URL) throws -> Trainer {
+        do {
+            if runOptions.resume {
+                let trainer = try plan(recipe: TrainingOptions()).resume(
+                    in: folder, epochs: runOptions.epochs, precision: runOptions.precision)
+                let saved = try Trainer.savedRun(in: folder)
+                ResumedRun.notePrecisionChange(from: saved.options.precision, to: trainer.options.precision)
+                ResumedRun.noteUnusedOptions(used: ["--val-split"], changeable: ["--epochs", "--precision"])
+                return trainer
             }
-            let vitOnly = [
-                ("--patch-size", patchSize != nil), ("--depth", depth != nil), ("--heads", heads != nil), ("--mlp-ratio", mlpRatio != nil)
-            ]
-            if let (name, _) = vitOnly.first(where: \.1) {
-                throw CommandFailure(
-                    "\(name) shapes a ViT; a ResNet's depth is its preset (resnet18, resnet34, ...) and --width its stem's width")
-            }
-            if distilled { throw CommandFailure("--distilled gives a ViT a distillation token; a ResNet has none") }
-            if layerDecay != nil { throw CommandFailure("--layer-decay counts a ViT's blocks; a ResNet has none") }
-            if let imageSize {
-                // Refuse before reading any data when the size is known.
-                config.imageSize = imageSize
-                try MemoryEstimate(architecture: .resnet(config), batchSize: options.batchSize).check(
-                    available: MemoryEstimate.availableBytes())
-            }
-            let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
-            let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
-            let model = try makeModel(.resnet(config), for: trainSet)
-            let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
-            printError(
-                "\(arch)\(cifarStem ? " (CIFAR stem)" : "") at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
-            )
-            return trainer
+            try runOptions.checkNewRun()
+            return try plan(recipe: try recipe()).start(in: folder)
+        } catch let problem as PlanProblem {
+            throw CommandFailure(problem.described(naming: Self.flags))
         }
-        if cifarStem { throw CommandFailure("--cifar-stem is a ResNet's option (--arch resnet18, resnet34, resnet50, ...)") }
-        var config = try architecture()
-        if let imageSize {
-            // Refuse before reading any data when the size is known.
-            config.imageSize = imageSize
-            try MemoryEstimate(config: config, batchSize: options.batchSize).check(available: MemoryEstimate.availableBytes())
-        }
-        let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
-        let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: valSplit.map { ($0, seed) })
-        let model = try makeModel(.vit(config), for: trainSet)
-        let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
-        printError(
-            "\(arch) at \(trainSet.width) px: \(trainer.model.parameterCount) parameters, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
+    }
+
+    /// The flags as a plan.
+    func plan(recipe: TrainingOptions) throws -> TrainingPlan {
+        var plan = TrainingPlan(data: URL(fileURLWithPath: data), recipe: recipe)
+        plan.validationSplit = valSplit
+        plan.shape.preset = arch
+        (plan.shape.patchSize, plan.shape.width, plan.shape.depth, plan.shape.heads, plan.shape.mlpRatio) = (
+            patchSize, width, depth, heads, mlpRatio
         )
-        return trainer
-    }
-
-    /// The trainer of a new run, once one step's memory (the data's included) is known to fit.
-    func checkedTrainer(
-        _ model: any ImageModel, _ options: TrainingOptions, _ trainSet: ImageDataset, _ validationSet: ImageDataset?,
-        _ source: ValidationSource, _ folder: URL
-    ) throws -> (trainer: Trainer, estimate: MemoryEstimate) {
-        let estimate = MemoryEstimate(
-            architecture: model.architecture, batchSize: options.batchSize,
-            dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
-        try estimate.check(available: MemoryEstimate.availableBytes())
-        let trainer = try Trainer(
-            model: model, options: options, trainSet: trainSet, validationSet: validationSet, validationSource: source,
-            folder: folder, teacher: try loadTeacher(options))
-        return (trainer, estimate)
-    }
-
-    /// The teacher of a distillation run (`options.teacher`), as any model vit reads.
-    func loadTeacher(_ options: TrainingOptions) throws -> (any ImageModel)? {
-        guard options.distillation != nil, let path = options.teacher else { return nil }
-        let teacher = try CheckpointLoader().loadModel(try BuiltInModel.resolve(path))
-        printError(
-            "teacher: \(path) (\(teacher.architecture.summary), \(teacher.architecture.imageSize) px), \(options.distillation!.kind.rawValue) distillation, alpha \(options.distillation!.alpha)"
-        )
-        return teacher
-    }
-
-    /// A fine-tune of `checkpoint`: its architecture at --image-size (default: its own), the data resized to it.
-    func fineTuningTrainer(_ folder: URL, from checkpoint: String, options: TrainingOptions) throws -> Trainer {
-        if patchSize != nil || width != nil || depth != nil || mlpRatio != nil || arch != "vit_cifar_patch4_32" {
-            throw CommandFailure("--init takes the checkpoint's architecture: drop --arch, --patch-size, --width, --depth and --mlp-ratio")
-        }
-        let resolved = try BuiltInModel.resolve(checkpoint)
-        if try CheckpointLoader.holdsResNet(resolved) { return try resNetFineTuningTrainer(folder, from: resolved, options: options) }
-        let loader = CheckpointLoader(heads: heads, imageSize: imageSize)
-        let (checkpointConfig, tensors, weights) = try loader.read(resolved)
-        var sized = checkpointConfig
-        sized.pooling = pooling ?? sized.pooling
-        try MemoryEstimate(config: sized, batchSize: options.batchSize).check(available: MemoryEstimate.availableBytes())
-        let (trainSet, validationSet, source) = try loadData(sizing: .size(checkpointConfig.imageSize), split: valSplit.map { ($0, seed) })
-        GlobalRandom.seed(seed)
-        let (model, report) = try FineTuning.model(
-            checkpointConfig: checkpointConfig, tensors: tensors, classNames: trainSet.classNames, pooling: pooling,
-            dropout: dropout, dropPath: dropPath, headInit: headInit)
-        printError("fine-tuning \(weights.path): \(report.summary)")
-        let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
-        let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }
-        printError(
-            "\(model.config.width)-wide, \(model.config.depth) blocks at \(trainSet.width) px, \(model.config.pooling.rawValue) pooling: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
-        )
-        return trainer
-    }
-
-    /// A fine-tune of a ResNet checkpoint at --image-size (default: its own), the data resized to it.
-    func resNetFineTuningTrainer(_ folder: URL, from checkpoint: URL, options: TrainingOptions) throws -> Trainer {
-        if pooling != nil { throw CommandFailure("--pooling chooses a ViT's pooling; a ResNet averages its last feature map") }
-        if distilled { throw CommandFailure("--distilled gives a ViT a distillation token; a ResNet has none") }
-        // Refused before the data is read, as for a new ResNet (the trainer would refuse it only after).
-        if layerDecay != nil { throw CommandFailure("--layer-decay counts a ViT's blocks; a ResNet has none") }
-        guard let pretrained = try CheckpointLoader().loadModel(checkpoint) as? ResNet else {
-            throw CommandFailure("\(checkpoint.path) has a ResNet's tensor names but did not load as one")
-        }
-        let size = imageSize ?? pretrained.config.imageSize
-        var sized = pretrained.config
-        (sized.imageSize, sized.numClasses) = (size, max(sized.numClasses, 1))
-        try MemoryEstimate(architecture: .resnet(sized), batchSize: options.batchSize).check(available: MemoryEstimate.availableBytes())
-        let (trainSet, validationSet, source) = try loadData(sizing: .size(size), split: valSplit.map { ($0, seed) })
-        GlobalRandom.seed(seed)
-        let (model, report) = try FineTuning.resNet(from: pretrained, classNames: trainSet.classNames, imageSize: size, headInit: headInit)
-        printError("fine-tuning \(checkpoint.path): \(report.summary)")
-        let (trainer, estimate) = try checkedTrainer(model, options, trainSet, validationSet, source, folder)
-        let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }
-        printError(
-            "ResNet (\(model.config.block.rawValue) blocks \(model.config.layers)) at \(trainSet.width) px: \(trained) of \(trainer.model.parameterCount) parameters train, \(trainer.options.epochs) epochs of \(trainer.stepsPerEpoch) steps; about \(String(format: "%.1f", estimate.totalBytes / 1_073_741_824)) GiB a step"
-        )
-        return trainer
-    }
-
-    /// The run in `folder`, with the data at its size and the validation images it saved.
-    func resumedTrainer(_ folder: URL) throws -> Trainer {
-        let saved = try Trainer.savedRun(in: folder)
-        var split: (Double, UInt64)?
-        switch saved.validation {
-        case let .split(fraction, savedSeed, _)?:
-            if let valSplit, valSplit != fraction {
-                throw CommandFailure(
-                    "the run in \(outputPath) holds out --val-split \(fraction), not \(valSplit): resume without --val-split")
-            }
-            split = (fraction, savedSeed)
-        default:
-            if let valSplit {
-                throw CommandFailure(
-                    "the run in \(outputPath) was started without --val-split; --val-split \(valSplit) would change its validation images")
-            }
-        }
-        let (trainSet, validationSet, source) = try loadData(sizing: .size(try saved.architecture.imageSize), split: split)
-        let trainer = try Trainer.resume(
-            folder: folder, trainSet: trainSet, validationSet: validationSet,
-            validationSource: source, epochs: runOptions.epochs, teacher: try loadTeacher(saved.options),
-            precision: runOptions.precision)
-        printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")
-        ResumedRun.notePrecisionChange(from: saved.options.precision, to: trainer.options.precision)
-        ResumedRun.noteUnusedOptions(used: ["--val-split"], changeable: ["--epochs", "--precision"])
-        return trainer
-    }
-
-    /// The training images and the validation images, which never overlap: --val-split of the training part, else
-    /// the test part, else none (said in the log).
-    func loadData(sizing: ImageSizing, split: (fraction: Double, seed: UInt64)?) throws
-        -> (train: ImageDataset, validation: ImageDataset?, source: ValidationSource)
-    {
-        printError("reading \(data) ...")
-        let started = Date()
-        let parts = try ImageDataset.load(URL(fileURLWithPath: data), parts: split != nil ? [.train] : [.train, .test], sizing: sizing)
-        guard var trainSet = parts[.train] else { throw CommandFailure("\(data) has no training images") }
-        var validationSet = parts[.test]
-        var source: ValidationSource = validationSet == nil ? .none : .testPart
-        if let split {
-            (trainSet, validationSet) = trainSet.stratifiedSplit(validationFraction: split.fraction, seed: split.seed)
-            source = .split(fraction: split.fraction, seed: split.seed, files: validationSet!.sources)
-        }
-        for failure in trainSet.failures + (validationSet?.failures ?? []) { printError("skipped: \(failure)") }
-        if let validationSet, validationSet.classNames != trainSet.classNames {
-            throw CommandFailure("\(data): the test part has classes \(validationSet.classNames), the training part \(trainSet.classNames)")
-        }
-        printError(
-            "\(trainSet.count) training images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes; \(source.summary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)"
-        )
-        return (trainSet, validationSet, source)
-    }
-
-    /// The preset with the command line's overrides.
-    func architecture() throws -> ViTConfig {
-        var config: ViTConfig
-        do { config = try ViTConfig.preset(arch) } catch { throw CommandFailure("--arch: \(error)") }
-        if let patchSize { config.patchSize = patchSize }
-        if let width { config.width = width }
-        if let depth { config.depth = depth }
-        if let heads { config.heads = heads }
-        if let mlpRatio { config.mlpRatio = mlpRatio }
-        config.dropPath = dropPath
-        config.dropout = dropout
-        if let pooling { config.pooling = pooling }
-        config.distillationToken = distilled
-        return config
-    }
-
-    /// `architecture` at the data's image size and class count, with the data's own normalisation.
-    func makeModel(_ architecture: Architecture, for data: ImageDataset) throws -> any ImageModel {
-        guard data.width == data.height else {
-            throw CommandFailure("training needs square images, the data has \(data.width)x\(data.height): give --image-size")
-        }
-        var dataConfig = architecture.data
-        dataConfig.inputSize = [3, data.width, data.width]
-        dataConfig.cropPct = 1
-        (dataConfig.mean, dataConfig.std) = data.channelStatistics()
-        var sized: Architecture
-        switch architecture {
-        case .vit(var config):
-            (config.imageSize, config.numClasses, config.labels, config.data) = (
-                data.width, data.classNames.count, data.classNames, dataConfig
-            )
-            do { try config.validate() } catch { throw CommandFailure("the architecture at \(data.width) px: \(error)") }
-            sized = .vit(config)
-        case .resnet(var config):
-            (config.imageSize, config.numClasses, config.labels, config.data) = (
-                data.width, data.classNames.count, data.classNames, dataConfig
-            )
-            do { try config.validate() } catch { throw CommandFailure("the architecture at \(data.width) px: \(error)") }
-            sized = .resnet(config)
-        }
-        GlobalRandom.seed(seed)
-        return try sized.build()
+        (plan.shape.dropPath, plan.shape.dropout, plan.shape.pooling) = (dropPath, dropout, pooling)
+        (plan.shape.distilled, plan.shape.cifarStem) = (distilled, cifarStem)
+        plan.initialCheckpoint = try initialCheckpoint.map(BuiltInModel.resolve)
+        plan.imageSize = imageSize
+        plan.headInit = headInit
+        plan.resolveModel = BuiltInModel.resolve
+        plan.log = printError
+        return plan
     }
 
     func recipe() throws -> TrainingOptions {
