@@ -51,6 +51,9 @@ extension CLIPModel {
             throw CheckpointError(
                 folder, "is not a CLIP folder: no open_clip_config.json, and no config.json of a Hugging Face CLIPModel (model_type clip)")
         }
+        do { try config.validate() } catch {
+            throw CheckpointError(huggingFace ? folder.appendingPathComponent("config.json") : openCLIPConfig, "\(error)")
+        }
         let candidates = weightFiles.map { folder.appendingPathComponent($0) }
         guard let weights = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
             throw CheckpointError(folder, "holds no weights (\(weightFiles.joined(separator: ", ")))")

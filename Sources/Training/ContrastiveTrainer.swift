@@ -43,7 +43,9 @@ public struct ContrastiveOptions: Recipe {
     public var effectiveWarmupEpochs: Float { warmupEpochs ?? 1 }
     public static let warmupDefault = "1 epoch"
     public static var smallestBatch: Int { 2 }
-    public var ownProblems: [String] { adamBetaProblems(beta1, beta2) }
+    public var ownProblems: [String] {
+        adamBetaProblems(beta1, beta2) + (eps > 0 && eps.isFinite ? [] : ["{eps} must be a positive number, got \(eps)"])
+    }
 }
 
 /// One finished epoch of contrastive training, as written to `metrics.jsonl`.
@@ -155,6 +157,7 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
                 url, "the data changed since the run started: it trained on \(saved.dataCount) captioned images, not on these \(data.count)"
             )
         }
+        do { try saved.config.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved CLIP configuration: \(error)") }
         var options = saved.options
         if let epochs { options.epochs = epochs }
         if let precision { options.precision = precision }

@@ -51,7 +51,13 @@ public struct PretrainingOptions: Recipe {
     /// The warm-up in force.
     public var effectiveWarmupEpochs: Float { warmupEpochs ?? min(40, Float(epochs) / 10) }
 
-    public var ownProblems: [String] { adamBetaProblems(beta1, beta2) }
+    public var learningRateIsDerived: Bool { learningRate == nil }
+
+    public var ownProblems: [String] {
+        adamBetaProblems(beta1, beta2)
+            + (baseLearningRate > 0 && baseLearningRate.isFinite
+                ? [] : ["{baseLearningRate} must be a positive number, got \(baseLearningRate)"])
+    }
 }
 
 /// One finished pre-training epoch, as written to `metrics.jsonl`.

@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Tensors
+import ViT
 
 /// The part every training recipe shares (`TrainingOptions`, `PretrainingOptions`, `ContrastiveOptions`): how long,
 /// how big, the warm-up + cosine schedule, weight decay, precision and seed. It is checked here once, and it is what
@@ -12,6 +13,8 @@ public protocol Recipe: Codable, Equatable, Sendable {
     var batchSize: Int { get set }
     /// The peak learning rate in force (the end of the warm-up); setting it fixes the rate.
     var peakLearningRate: Float { get set }
+    /// Whether the peak rate is worked out from another setting (MAE's base rate), which the recipe checks itself.
+    var learningRateIsDerived: Bool { get }
     /// The default peak rate and warm-up, in words (for a command's help).
     static var learningRateDefault: String { get }
     static var warmupDefault: String { get }
@@ -37,7 +40,8 @@ public protocol Recipe: Codable, Equatable, Sendable {
     var gradientClip: Float { get }
     /// The smallest batch the method works with (a contrastive batch compares pairs).
     static var smallestBatch: Int { get }
-    /// The recipe's own settings that are out of range, each said in a few words.
+    /// The recipe's own settings that are out of range, each said in a few words with its field in braces
+    /// (`FieldProblem`).
     var ownProblems: [String] { get }
 }
 
@@ -45,6 +49,7 @@ extension Recipe {
     public static var smallestBatch: Int { 1 }
     public static var learningRateDefault: String { "\(Self().peakLearningRate)" }
     public var mixing: BatchMixing { BatchMixing() }
+    public var learningRateIsDerived: Bool { false }
     public var batchesPerUpdate: Int { 1 }
     public var gradientClip: Float { 0 }
 
@@ -54,22 +59,28 @@ extension Recipe {
         set { autocast = newValue.autocast }
     }
 
-    /// Every setting in range, or one `badOptions` naming each that is not.
+    /// Every setting in range, or one `TrainingError.badFields` naming each field that is not.
     public func validate() throws {
         var problems: [String] = []
-        if epochs < 1 { problems.append("epochs must be at least 1") }
+        if epochs < 1 { problems.append("{epochs} must be at least 1, got \(epochs)") }
         if batchSize < Self.smallestBatch {
             problems.append(
-                Self.smallestBatch == 1 ? "batch size must be at least 1" : "a batch needs at least \(Self.smallestBatch) images")
+                "{batchSize} must be at least \(Self.smallestBatch)\(Self.smallestBatch > 1 ? " (a contrastive batch compares pairs)" : ""), got \(batchSize)"
+            )
         }
-        if !(peakLearningRate > 0 && peakLearningRate.isFinite) { problems.append("learning rate must be positive") }
-        if !(minLearningRate >= 0 && minLearningRate.isFinite) { problems.append("minimum learning rate must be zero or more") }
+        if !learningRateIsDerived, !(peakLearningRate > 0 && peakLearningRate.isFinite) {
+            problems.append("{learningRate} must be a positive number, got \(peakLearningRate)")
+        }
+        if !(minLearningRate >= 0 && minLearningRate.isFinite) {
+            problems.append("{minLearningRate} must be zero or more, got \(minLearningRate)")
+        }
         if !(effectiveWarmupEpochs >= 0 && effectiveWarmupEpochs < Float(epochs)) {
-            problems.append("a warm-up of \(effectiveWarmupEpochs) epochs must be shorter than the \(epochs) epochs of the run")
+            problems.append(
+                "{warmupEpochs}: a warm-up of \(effectiveWarmupEpochs) epochs must be shorter than the \(epochs) epochs of the run")
         }
-        if !(weightDecay >= 0 && weightDecay.isFinite) { problems.append("weight decay must be zero or more") }
+        if !(weightDecay >= 0 && weightDecay.isFinite) { problems.append("{weightDecay} must be zero or more, got \(weightDecay)") }
         problems += ownProblems
-        if !problems.isEmpty { throw TrainingError.badOptions(problems.joined(separator: "; ")) }
+        if !problems.isEmpty { throw TrainingError.fields(problems) }
     }
 
     /// How the run loop's batches are made: shuffled and augmented from `seed`, normalised with `mean` and `std`.
@@ -89,5 +100,5 @@ extension Recipe {
 
 /// Adam's betas in range (the recipes with their own betas).
 func adamBetaProblems(_ beta1: Float, _ beta2: Float) -> [String] {
-    beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 ? [] : ["Adam betas must be in [0, 1)"]
+    beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 ? [] : ["Adam's {beta1} and {beta2} must be in [0, 1), got \(beta1) and \(beta2)"]
 }

@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Tensors
+import ViT
 
 /// The recipe of a training run (what `vit train`'s options set). Saved in every checkpoint, so a resumed run
 /// continues with the same recipe.
@@ -58,16 +59,24 @@ public struct TrainingOptions: Recipe {
 
     public var ownProblems: [String] {
         var problems: [String] = []
-        if !(labelSmoothing >= 0 && labelSmoothing < 1) { problems.append("label smoothing must be in [0, 1)") }
-        if !(gradientClip >= 0 && gradientClip.isFinite) { problems.append("gradient clipping must be zero (off) or more") }
-        if let emaDecay, !(emaDecay > 0 && emaDecay < 1) { problems.append("EMA decay must be in (0, 1)") }
-        if let layerDecay, !(layerDecay > 0 && layerDecay <= 1) { problems.append("layer decay must be in (0, 1]") }
-        if let momentum, !(momentum >= 0 && momentum < 1) { problems.append("momentum must be in [0, 1)") }
-        if let accumulate, accumulate < 1 { problems.append("accumulation must be at least 1 batch") }
+        func check(_ ok: Bool, _ problem: @autoclosure () -> String) { if !ok { problems.append(problem()) } }
+        check(labelSmoothing >= 0 && labelSmoothing < 1, "{labelSmoothing} must be in [0, 1), got \(labelSmoothing)")
+        check(gradientClip >= 0 && gradientClip.isFinite, "{gradientClip} must be zero (off) or more, got \(gradientClip)")
+        if let emaDecay { check(emaDecay > 0 && emaDecay < 1, "{emaDecay} must be in (0, 1), got \(emaDecay)") }
+        if let layerDecay { check(layerDecay > 0 && layerDecay <= 1, "{layerDecay} must be in (0, 1], got \(layerDecay)") }
+        if let momentum { check(momentum >= 0 && momentum < 1, "{momentum} must be in [0, 1), got \(momentum)") }
+        if let accumulate { check(accumulate >= 1, "{accumulate} must be at least 1 batch, got \(accumulate)") }
+        let a = augmentation
+        check(a.randomErasing >= 0 && a.randomErasing <= 1, "{augmentation.randomErasing} must be in [0, 1], got \(a.randomErasing)")
+        check(a.cropPadding >= 0, "{augmentation.cropPadding} must be zero or more, got \(a.cropPadding)")
+        check(
+            mixing.mixupAlpha >= 0 && mixing.mixupAlpha.isFinite && mixing.cutmixAlpha >= 0 && mixing.cutmixAlpha.isFinite,
+            "{mixing.mixupAlpha} and {mixing.cutmixAlpha} must be zero (off) or more, got \(mixing.mixupAlpha) and \(mixing.cutmixAlpha)")
         if let distillation {
-            if !(distillation.alpha >= 0 && distillation.alpha <= 1) { problems.append("distillation alpha must be in [0, 1]") }
-            if !(distillation.tau > 0 && distillation.tau.isFinite) { problems.append("distillation temperature must be positive") }
-            if teacher == nil { problems.append("distillation needs a teacher") }
+            check(
+                distillation.alpha >= 0 && distillation.alpha <= 1, "{distillation.alpha} must be in [0, 1], got \(distillation.alpha)")
+            check(distillation.tau > 0 && distillation.tau.isFinite, "{distillation.tau} must be positive, got \(distillation.tau)")
+            check(teacher != nil, "distillation needs a {teacher}")
         }
         return problems
     }
@@ -141,8 +150,16 @@ public enum ValidationSource: Codable, Equatable, Sendable {
     }
 }
 
+extension TrainingError {
+    /// `badFields` of the problems given (each with its fields in braces).
+    static func fields(_ templates: [String]) -> TrainingError { .badFields(FieldProblem(templates)) }
+    static func fields(_ template: String) -> TrainingError { .badFields(FieldProblem(template)) }
+}
+
 public enum TrainingError: Error, CustomStringConvertible {
     case badOptions(String)
+    /// Settings out of range or at odds, naming their fields (which the command line names as flags).
+    case badFields(FieldProblem)
     case nonFiniteLoss(value: Float, epoch: Int, batch: Int, checkpoint: URL?)
     case badCheckpoint(URL, String)
     case nonFiniteWeights(names: [String], epoch: Int, checkpoint: URL?)
@@ -150,6 +167,7 @@ public enum TrainingError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .badOptions(let why): return "training options: \(why)"
+        case .badFields(let problem): return "\(problem)"
         case let .nonFiniteLoss(value, epoch, batch, checkpoint):
             let kept =
                 checkpoint.map { "the last good checkpoint is kept at \($0.path) (resume with --resume)" }

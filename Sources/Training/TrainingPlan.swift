@@ -9,8 +9,8 @@ import ViT
 /// ViT or ResNet preset with overrides, or a checkpoint to fine-tune), the data and its validation images, the
 /// recipe and the teacher; the memory a step needs is checked before anything large is allocated.
 ///
-/// A plan that cannot run throws a `PlanProblem` naming the fields at fault (`shape.patchSize`, `initialCheckpoint`);
-/// the command line names its flags instead.
+/// A plan that cannot run throws `TrainingError.badFields`, a `FieldProblem` naming the fields at fault (`shape.patchSize`, `initialCheckpoint`,
+/// and the recipe's by their own names: `layerDecay`); the command line names its flags instead.
 public struct TrainingPlan {
     /// A new model's architecture: a ViT preset (`vit_cifar_patch4_32`, `vit_base_patch16_224`, ...) or a ResNet one
     /// (`resnet18`, ...), and what changes it.
@@ -56,11 +56,28 @@ public struct TrainingPlan {
         self.recipe = recipe
     }
 
+    /// Every setting in range, before any data is read: the recipe's (`Recipe.validate`) and the plan's own.
+    public func validate() throws {
+        var problems: [String] = []
+        if let validationSplit, !(validationSplit > 0 && validationSplit < 1) {
+            problems.append("{validationSplit} must be in (0, 1), got \(validationSplit)")
+        }
+        if let imageSize, imageSize < 1 { problems.append("{imageSize} must be at least 1, got \(imageSize)") }
+        if !(shape.dropPath >= 0 && shape.dropPath < 1) { problems.append("{shape.dropPath} must be in [0, 1), got \(shape.dropPath)") }
+        if !(shape.dropout >= 0 && shape.dropout < 1) { problems.append("{shape.dropout} must be in [0, 1), got \(shape.dropout)") }
+        if recipe.teacher != nil && !shape.distilled && initialCheckpoint == nil {
+            problems.append("{teacher} distils into a distillation token: add {shape.distilled}")
+        }
+        do { try recipe.validate() } catch TrainingError.badFields(let problem) { problems += problem.templates }
+        if !problems.isEmpty { throw TrainingError.fields(problems) }
+    }
+
     /// A new run writing into `folder`.
     public func start(in folder: URL) throws -> Trainer {
+        try validate()
         if let initialCheckpoint { return try fineTune(initialCheckpoint, in: folder) }
         if recipe.headOnly == true {
-            throw PlanProblem("{recipe.headOnly} trains the head of a pretrained model: give {initialCheckpoint}")
+            throw TrainingError.fields("{headOnly} trains the head of a pretrained model: give {initialCheckpoint}")
         }
         if let (block, layers) = ResNet.presets[shape.preset] {
             // A convnet (a teacher for distillation, or a baseline): timm's ResNet, optionally with CIFAR's stem.
@@ -76,7 +93,7 @@ public struct TrainingPlan {
                 ("shape.mlpRatio", shape.mlpRatio != nil)
             ]
             if let (name, _) = vitOnly.first(where: \.1) {
-                throw PlanProblem(
+                throw TrainingError.fields(
                     "{\(name)} shapes a ViT; a ResNet's depth is its preset (resnet18, resnet34, ...) and {shape.width} its stem's width")
             }
             try refuseViTOnlyChoices()
@@ -96,7 +113,7 @@ public struct TrainingPlan {
             return trainer
         }
         if shape.cifarStem {
-            throw PlanProblem("{shape.cifarStem} is a ResNet's option ({shape.preset} resnet18, resnet34, resnet50, ...)")
+            throw TrainingError.fields("{shape.cifarStem} is a ResNet's option ({shape.preset} resnet18, resnet34, resnet50, ...)")
         }
         var config = try vitConfig()
         if let imageSize {
@@ -119,14 +136,14 @@ public struct TrainingPlan {
         switch saved.validation {
         case let .split(fraction, savedSeed, _)?:
             if let validationSplit, validationSplit != fraction {
-                throw PlanProblem(
+                throw TrainingError.fields(
                     "the run in \(folder.path) holds out {validationSplit} \(fraction), not \(validationSplit): resume without {validationSplit}"
                 )
             }
             split = (fraction, savedSeed)
         default:
             if let validationSplit {
-                throw PlanProblem(
+                throw TrainingError.fields(
                     "the run in \(folder.path) was started without {validationSplit}; {validationSplit} \(validationSplit) would change its validation images"
                 )
             }
@@ -148,8 +165,8 @@ public struct TrainingPlan {
 
     /// What only a ViT has, refused for a ResNet before any data is read (the trainer would refuse it only after).
     private func refuseViTOnlyChoices() throws {
-        if shape.distilled { throw PlanProblem("{shape.distilled} gives a ViT a distillation token; a ResNet has none") }
-        if recipe.layerDecay != nil { throw PlanProblem("{recipe.layerDecay} counts a ViT's blocks; a ResNet has none") }
+        if shape.distilled { throw TrainingError.fields("{shape.distilled} gives a ViT a distillation token; a ResNet has none") }
+        if recipe.layerDecay != nil { throw TrainingError.fields("{layerDecay} counts a ViT's blocks; a ResNet has none") }
     }
 
     /// The trainer of a new run, once one step's memory (the data's included) is known to fit.
@@ -180,7 +197,7 @@ public struct TrainingPlan {
     private func fineTune(_ checkpoint: URL, in folder: URL) throws -> Trainer {
         let defaults = Shape()
         if shape.patchSize != nil || shape.width != nil || shape.depth != nil || shape.mlpRatio != nil || shape.preset != defaults.preset {
-            throw PlanProblem(
+            throw TrainingError.fields(
                 "{initialCheckpoint} takes the checkpoint's architecture: drop {shape.preset}, {shape.patchSize}, {shape.width}, {shape.depth} and {shape.mlpRatio}"
             )
         }
@@ -207,10 +224,12 @@ public struct TrainingPlan {
 
     /// A fine-tune of a ResNet checkpoint at `imageSize` (default: its own), the data resized to it.
     private func fineTuneResNet(_ checkpoint: URL, in folder: URL) throws -> Trainer {
-        if shape.pooling != nil { throw PlanProblem("{shape.pooling} chooses a ViT's pooling; a ResNet averages its last feature map") }
+        if shape.pooling != nil {
+            throw TrainingError.fields("{shape.pooling} chooses a ViT's pooling; a ResNet averages its last feature map")
+        }
         try refuseViTOnlyChoices()
         guard let pretrained = try CheckpointLoader().loadModel(checkpoint) as? ResNet else {
-            throw PlanProblem("\(checkpoint.path) has a ResNet's tensor names but did not load as one")
+            throw TrainingError.fields("\(checkpoint.path) has a ResNet's tensor names but did not load as one")
         }
         let size = imageSize ?? pretrained.config.imageSize
         var sized = pretrained.config
@@ -236,7 +255,7 @@ public struct TrainingPlan {
         log("reading \(data.path) ...")
         let started = Date()
         let parts = try ImageDataset.load(data, parts: split != nil ? [.train] : [.train, .test], sizing: sizing)
-        guard var trainSet = parts[.train] else { throw PlanProblem("\(data.path) has no training images") }
+        guard var trainSet = parts[.train] else { throw TrainingError.fields("\(data.path) has no training images") }
         var validationSet = parts[.test]
         var source: ValidationSource = validationSet == nil ? .none : .testPart
         if let split {
@@ -246,7 +265,7 @@ public struct TrainingPlan {
         }
         for failure in trainSet.failures + (validationSet?.failures ?? []) { log("skipped: \(failure)") }
         if let validationSet, validationSet.classNames != trainSet.classNames {
-            throw PlanProblem(
+            throw TrainingError.fields(
                 "\(data.path): the test part has classes \(validationSet.classNames), the training part \(trainSet.classNames)")
         }
         log(
@@ -258,7 +277,7 @@ public struct TrainingPlan {
     /// The ViT preset with the shape's overrides.
     private func vitConfig() throws -> ViTConfig {
         var config: ViTConfig
-        do { config = try ViTConfig.preset(shape.preset) } catch { throw PlanProblem("{shape.preset}: \(error)") }
+        do { config = try ViTConfig.preset(shape.preset) } catch { throw TrainingError.fields("{shape.preset}: \(error)") }
         if let patchSize = shape.patchSize { config.patchSize = patchSize }
         if let width = shape.width { config.width = width }
         if let depth = shape.depth { config.depth = depth }
@@ -274,7 +293,7 @@ public struct TrainingPlan {
     /// `architecture` at the data's image size and class count, with the data's own normalisation.
     private func makeModel(_ architecture: Architecture, for data: ImageDataset) throws -> any ImageModel {
         guard data.width == data.height else {
-            throw PlanProblem("training needs square images, the data has \(data.width)x\(data.height): give {imageSize}")
+            throw TrainingError.fields("training needs square images, the data has \(data.width)x\(data.height): give {imageSize}")
         }
         var dataConfig = architecture.data
         dataConfig.inputSize = [3, data.width, data.width]
@@ -286,37 +305,16 @@ public struct TrainingPlan {
             (config.imageSize, config.numClasses, config.labels, config.data) = (
                 data.width, data.classNames.count, data.classNames, dataConfig
             )
-            do { try config.validate() } catch { throw PlanProblem("the architecture at \(data.width) px: \(error)") }
+            do { try config.validate() } catch { throw TrainingError.fields("the architecture at \(data.width) px: \(error)") }
             sized = .vit(config)
         case .resnet(var config):
             (config.imageSize, config.numClasses, config.labels, config.data) = (
                 data.width, data.classNames.count, data.classNames, dataConfig
             )
-            do { try config.validate() } catch { throw PlanProblem("the architecture at \(data.width) px: \(error)") }
+            do { try config.validate() } catch { throw TrainingError.fields("the architecture at \(data.width) px: \(error)") }
             sized = .resnet(config)
         }
         GlobalRandom.seed(recipe.seed)
         return try sized.build()
-    }
-}
-
-/// A plan that cannot run. Its text names the fields at fault in braces (`{shape.patchSize}`): `description` shows
-/// them as Swift fields, `described(naming:)` as what a caller calls them (the command line's flags).
-public struct PlanProblem: Error, CustomStringConvertible {
-    let template: String
-    init(_ template: String) { self.template = template }
-
-    public var description: String { described(naming: [:]) }
-
-    /// The text with each `{field}` replaced by `names[field]`, or the field's own name.
-    public func described(naming names: [String: String]) -> String {
-        var text = "", rest = template[...]
-        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
-            text += rest[..<open]
-            let field = String(rest[rest.index(after: open)..<close])
-            text += names[field] ?? field
-            rest = rest[rest.index(after: close)...]
-        }
-        return text + rest
     }
 }

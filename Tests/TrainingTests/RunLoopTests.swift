@@ -52,7 +52,8 @@ import Training
         #expect(saved.sums == ["loss": 1.5, "ranking_loss": 0.9] && saved.random == nil)
     }
 
-    /// The checks every recipe shares name the setting, whichever method's recipe it is.
+    /// The checks every recipe shares name the field, whichever method's recipe it is; the command line names the
+    /// flag instead (`FieldProblem.described(naming:)`).
     @Test func everyRecipeChecksTheSharedSettings() {
         func problems<R: Recipe>(_ recipe: R) -> String {
             do {
@@ -62,15 +63,25 @@ import Training
         }
         var training = TrainingOptions()
         training.minLearningRate = -1
-        #expect(problems(training).contains("minimum learning rate must be zero or more"))
+        #expect(problems(training).contains("minLearningRate must be zero or more, got -1.0"))
         var pretraining = PretrainingOptions()
         pretraining.warmupEpochs = 200
-        #expect(problems(pretraining).contains("a warm-up of 200.0 epochs must be shorter than the 100 epochs"))
+        #expect(problems(pretraining).contains("warmupEpochs: a warm-up of 200.0 epochs must be shorter than the 100 epochs"))
         var contrastive = ContrastiveOptions()
         contrastive.batchSize = 1
         contrastive.weightDecay = .nan
-        #expect(problems(contrastive).contains("a batch needs at least 2 images") && problems(contrastive).contains("weight decay"))
+        #expect(
+            problems(contrastive).contains("batchSize must be at least 2") && problems(contrastive).contains("weightDecay must be zero"))
         #expect(problems(TrainingOptions()).isEmpty && problems(PretrainingOptions()).isEmpty && problems(ContrastiveOptions()).isEmpty)
+        var both = TrainingOptions()
+        (both.learningRate, both.emaDecay) = (-1, 2)
+        #expect {
+            try both.validate()
+        } throws: { error in
+            guard case TrainingError.badFields(let problem)? = error as? TrainingError else { return false }
+            return problem.described(naming: ["learningRate": "--lr", "emaDecay": "--ema"])
+                == "--lr must be a positive number, got -1.0; --ema must be in (0, 1), got 2.0"
+        }
     }
 
     /// CLIP trains in mixed precision too: the bf16 run's losses stay within a few hundredths of float32's.
@@ -122,7 +133,7 @@ import Training
         (resnet.shape.preset, resnet.shape.width, resnet.shape.depth, resnet.shape.heads) = ("resnet18", nil, 4, nil)
         resnet.shape.patchSize = nil
         #expect { try resnet.start(in: root.appendingPathComponent("resnet")) } throws: { error in
-            guard let problem = error as? PlanProblem else { return false }
+            guard case TrainingError.badFields(let problem)? = error as? TrainingError else { return false }
             return "\(problem)".hasPrefix("shape.depth shapes a ViT")
                 && problem.described(naming: ["shape.depth": "--depth"]).hasPrefix("--depth shapes a ViT")
         }

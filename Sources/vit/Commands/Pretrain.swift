@@ -47,7 +47,6 @@ struct Pretrain: ParsableCommand {
     func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
         if let imageSize { try check(imageSize >= 1, "--image-size must be at least 1") }
-        try check(blr > 0 && blr.isFinite, "--blr must be a positive number, got \(blr)")
         try check(maskRatio >= 0 && maskRatio < 1, "--mask-ratio must be in [0, 1), got \(maskRatio)")
         try check(
             decoderWidth >= 1 && decoderDepth >= 0 && decoderHeads >= 1,
@@ -79,7 +78,7 @@ struct Pretrain: ParsableCommand {
         var options = PretrainingOptions()
         options.method = method
         options.baseLearningRate = blr
-        options = try runOptions.recipe(options)
+        options = try runOptions.recipe(options, flags: ["baseLearningRate": "--blr"])
 
         var encoder: ViTConfig
         do { encoder = try ViTConfig.preset(arch) } catch { throw CommandFailure("--arch: \(error)") }

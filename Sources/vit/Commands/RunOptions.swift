@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Tensors
 import Training
+import ViT
 
 /// The options of every training command (`train`, `pretrain`, `train-clip`), defined once: the run's folder,
 /// resuming, and the part of the recipe all methods share. The help shows `R`'s defaults; an option not given keeps
@@ -28,31 +29,26 @@ struct RunOptions<R: Recipe>: ParsableArguments {
     )
     var precision: Precision?
 
-    /// Every number named by its option, before any data is read (the recipe's own check follows in `recipe`).
+    /// The loop's own limit; the recipe's numbers are checked by the library (`Recipe.validate`), which names the
+    /// fields that `flags` turns into these options.
     func validate() throws {
-        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
-        if let epochs { try check(epochs >= 1, "--epochs must be at least 1, got \(epochs)") }
-        if let batchSize {
-            try check(
-                batchSize >= R.smallestBatch,
-                R.smallestBatch == 1
-                    ? "--batch-size must be at least 1, got \(batchSize)"
-                    : "--batch-size must be at least \(R.smallestBatch) (a contrastive batch compares pairs), got \(batchSize)")
-        }
-        if let lr { try check(lr > 0 && lr.isFinite, "--lr must be a positive number, got \(lr)") }
-        if let minLR { try check(minLR >= 0 && minLR.isFinite, "--min-lr must be zero or more, got \(minLR)") }
-        if let warmup { try check(warmup >= 0 && warmup.isFinite, "--warmup must be zero or more epochs, got \(warmup)") }
-        if let weightDecay {
-            try check(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be zero or more, got \(weightDecay)")
-        }
-        if let maxSteps { try check(maxSteps >= 1, "--max-steps must be at least 1, got \(maxSteps)") }
+        if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }
+    }
+
+    /// The option of each recipe field every training command shares.
+    static var flags: [String: String] {
+        [
+            "epochs": "--epochs", "batchSize": "--batch-size", "learningRate": "--lr", "minLearningRate": "--min-lr",
+            "warmupEpochs": "--warmup", "weightDecay": "--weight-decay"
+        ]
     }
 
     /// The seed in force.
     var seedValue: UInt64 { seed ?? R().seed }
 
-    /// `recipe` (the method's defaults and its own options) with the shared options given, checked as a whole.
-    func recipe(_ recipe: R) throws -> R {
+    /// `recipe` (the method's defaults and its own options) with the shared options given, checked as a whole by the
+    /// library before any data is read; a problem names the options (the command's own in `flags`).
+    func recipe(_ recipe: R, flags: [String: String] = [:]) throws -> R {
         var recipe = recipe
         if let epochs { recipe.epochs = epochs }
         if let batchSize { recipe.batchSize = batchSize }
@@ -62,7 +58,9 @@ struct RunOptions<R: Recipe>: ParsableArguments {
         if let weightDecay { recipe.weightDecay = weightDecay }
         recipe.seed = seedValue
         recipe.precision = Precision.decide(asked: precision, default: .fp32).precision
-        do { try recipe.validate() } catch { throw CommandFailure("\(error)") }
+        do { try recipe.validate() } catch TrainingError.badFields(let problem) {
+            throw CommandFailure(problem.described(naming: Self.flags.merging(flags) { shared, _ in shared }))
+        }
         return recipe
     }
 

@@ -87,29 +87,6 @@ struct Train: ParsableCommand {
     @OptionGroup var runOptions: RunOptions<TrainingOptions>
     @OptionGroup var imageLimit: ImageLimitOptions
 
-    func validate() throws {
-        if let valSplit, !(valSplit > 0 && valSplit < 1) { throw ValidationError("--val-split must be in (0, 1)") }
-        if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be at least 1") }
-        // Every number of the recipe, named by its option, before any data is read.
-        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
-        try check(labelSmoothing >= 0 && labelSmoothing < 1, "--label-smoothing must be in [0, 1), got \(labelSmoothing)")
-        try check(clipGrad >= 0 && clipGrad.isFinite, "--clip-grad must be zero (off) or more, got \(clipGrad)")
-        try check(dropPath >= 0 && dropPath < 1, "--drop-path must be in [0, 1), got \(dropPath)")
-        try check(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1), got \(dropout)")
-        try check(randomErasing >= 0 && randomErasing <= 1, "--random-erasing must be in [0, 1], got \(randomErasing)")
-        try check(mixup >= 0 && mixup.isFinite && cutmix >= 0 && cutmix.isFinite, "--mixup and --cutmix must be zero (off) or more")
-        try check(cropPadding >= 0, "--crop-padding must be zero or more, got \(cropPadding)")
-        try check(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)")
-        try check(accumulate >= 1, "--accumulate must be at least 1, got \(accumulate)")
-        if let ema { try check(ema > 0 && ema < 1, "--ema must be in (0, 1), got \(ema)") }
-        if let layerDecay { try check(layerDecay > 0 && layerDecay <= 1, "--layer-decay must be in (0, 1], got \(layerDecay)") }
-        try check(distillationAlpha >= 0 && distillationAlpha <= 1, "--distillation-alpha must be in [0, 1], got \(distillationAlpha)")
-        try check(tau > 0 && tau.isFinite, "--tau must be positive, got \(tau)")
-        if teacher != nil && !distilled && initialCheckpoint == nil {
-            throw ValidationError("--teacher distils into a distillation token: add --distilled")
-        }
-    }
-
     var outputPath: String { runOptions.output }
 
     func run() throws {
@@ -122,9 +99,13 @@ struct Train: ParsableCommand {
             files: "model.safetensors, config.json, metrics.jsonl, curves.png")
     }
 
-    /// The flag of each field a `PlanProblem` names.
+    /// The flag of each field a `FieldProblem` names: the plan's, and the recipe's beyond the shared ones.
     static let flags = [
-        "initialCheckpoint": "--init", "recipe.headOnly": "--linear-probe", "recipe.layerDecay": "--layer-decay",
+        "initialCheckpoint": "--init", "headOnly": "--linear-probe", "layerDecay": "--layer-decay",
+        "labelSmoothing": "--label-smoothing", "gradientClip": "--clip-grad", "emaDecay": "--ema", "momentum": "--momentum",
+        "accumulate": "--accumulate", "augmentation.randomErasing": "--random-erasing", "augmentation.cropPadding": "--crop-padding",
+        "mixing.mixupAlpha": "--mixup", "mixing.cutmixAlpha": "--cutmix", "distillation.alpha": "--distillation-alpha",
+        "distillation.tau": "--tau", "teacher": "--teacher", "shape.dropPath": "--drop-path", "shape.dropout": "--dropout",
         "shape.preset": "--arch", "shape.patchSize": "--patch-size", "shape.width": "--width", "shape.depth": "--depth",
         "shape.heads": "--heads", "shape.mlpRatio": "--mlp-ratio", "shape.pooling": "--pooling", "shape.distilled": "--distilled",
         "shape.cifarStem": "--cifar-stem", "imageSize": "--image-size", "validationSplit": "--val-split"
@@ -143,8 +124,8 @@ struct Train: ParsableCommand {
             }
             try runOptions.checkNewRun()
             return try plan(recipe: try recipe()).start(in: folder)
-        } catch let problem as PlanProblem {
-            throw CommandFailure(problem.described(naming: Self.flags))
+        } catch TrainingError.badFields(let problem) {
+            throw CommandFailure(problem.described(naming: RunOptions<TrainingOptions>.flags.merging(Self.flags) { shared, _ in shared }))
         }
     }
 
@@ -188,7 +169,7 @@ struct Train: ParsableCommand {
             options.teacher = teacher
             options.distillation = Distillation(kind: distillation, alpha: distillationAlpha, tau: tau)
         }
-        return try runOptions.recipe(options)
+        return try runOptions.recipe(options, flags: Self.flags)
     }
 }
 

@@ -54,15 +54,31 @@ struct TrainCLIP: ParsableCommand {
     @OptionGroup var runOptions: RunOptions<ContrastiveOptions>
     @OptionGroup var imageLimit: ImageLimitOptions
 
+    /// The flag of each CLIPConfig field.
+    static let flags = [
+        "patchSize": "--patch-size", "visionWidth": "--width", "visionLayers": "--depth", "visionHeadWidth": "--width / --heads",
+        "textWidth": "--text-width", "textLayers": "--text-depth", "textHeads": "--text-heads", "contextLength": "--context-length",
+        "embedDim": "--embed-dim", "imageSize": "--image-size"
+    ]
+
+    /// A new CLIP's configuration from the flags at `imageSize`.
+    func newConfig(imageSize: Int) -> CLIPConfig {
+        var config = CLIPConfig.small(imageSize: imageSize)
+        (config.patchSize, config.visionWidth, config.visionLayers) = (patchSize, width, depth)
+        config.visionHeadWidth = heads > 0 ? width / heads : 0
+        (config.textWidth, config.textLayers, config.textHeads, config.contextLength) = (textWidth, textDepth, textHeads, contextLength)
+        config.embedDim = embedDim
+        return config
+    }
+
+    /// The towers' sizes, checked by the library's CLIPConfig.validate before any data is read (the image size is
+    /// the data's, so a patch-sized stand-in is checked here).
     func validate() throws {
-        func check(_ ok: Bool, _ message: String) throws { if !ok { throw ValidationError(message) } }
-        if let imageSize { try check(imageSize >= 1, "--image-size must be at least 1") }
-        try check(
-            [patchSize, width, depth, heads, textWidth, textDepth, textHeads, embedDim].allSatisfy { $0 >= 1 },
-            "tower sizes must be at least 1")
-        try check(width % heads == 0, "--width \(width) is not a multiple of --heads \(heads)")
-        try check(textWidth % textHeads == 0, "--text-width \(textWidth) is not a multiple of --text-heads \(textHeads)")
-        try check(contextLength >= 2, "--context-length must hold the start and end tokens (at least 2)")
+        if let imageSize, imageSize < 1 { throw ValidationError("--image-size must be at least 1") }
+        if heads < 1 || width % heads != 0 { throw ValidationError("--width \(width) is not a multiple of --heads \(heads)") }
+        do { try newConfig(imageSize: imageSize ?? max(patchSize, 1)).validate() } catch let problem as FieldProblem {
+            throw ValidationError(problem.described(naming: Self.flags))
+        }
     }
 
     func run() throws {
@@ -129,10 +145,7 @@ struct TrainCLIP: ParsableCommand {
             model.train()
             for parameter in model.parameters() { parameter.requiresGrad = true }
         } else {
-            var config = CLIPConfig.small(imageSize: pairs.images.width)
-            (config.patchSize, config.visionWidth, config.visionLayers, config.visionHeadWidth) = (patchSize, width, depth, width / heads)
-            (config.textWidth, config.textLayers, config.textHeads, config.contextLength) = (textWidth, textDepth, textHeads, contextLength)
-            config.embedDim = embedDim
+            var config = newConfig(imageSize: pairs.images.width)
             (config.mean, config.std) = pairs.images.channelStatistics()
             if let encoder {
                 do { config = try config.withImageTower(of: encoder.config) } catch { throw CommandFailure("--image-init: \(error)") }
@@ -140,8 +153,8 @@ struct TrainCLIP: ParsableCommand {
                     throw CommandFailure("--image-init: the ViT takes \(config.imageSize) px images, the data is \(pairs.images.width) px")
                 }
             }
-            guard config.imageSize % config.patchSize == 0 else {
-                throw CommandFailure("--patch-size \(config.patchSize) does not divide the \(config.imageSize) px images")
+            do { try config.validate() } catch let problem as FieldProblem {
+                throw CommandFailure("at \(config.imageSize) px: \(problem.described(naming: Self.flags))")
             }
             model = CLIPModel(config)
             if let encoder {
