@@ -61,29 +61,29 @@ let package = Package(
                 "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training", "CLIP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ], resources: [.copy("Resources/cifar10-vit")]),
-        // Shared test helpers: finite-difference gradient checks, temporary folders.
+        // Shared test helpers: finite-difference gradient checks, temporary folders, the fixtures (Tests/<Target>/Fixtures,
+        // read in place by every target).
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
+        // The file formats on their own: safetensors, npy (each model's loading of them is in ViTTests).
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(
-            name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints", "TestSupport"],
-            resources: [.copy("Fixtures")]),
+            name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(
-            name: "ImagesTests", dependencies: ["Images", "Tensors", "Checkpoints"],
-            resources: [.copy("Fixtures")]),
-        // Reads the model and image fixtures of ViTTests and ImagesTests in place (by path, no copies).
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints"]),
+            name: "ImagesTests", dependencies: ["Images", "Tensors", "Checkpoints", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "ViT", "Images", "Tensors", "Checkpoints", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors", "TestSupport"]),
         .testTarget(
             name: "TrainingTests",
             dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints", "CLIP", "TestSupport"],
-            resources: [.copy("Fixtures")]),
+            exclude: ["Fixtures"]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
-        .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images", "ViT"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images", "ViT", "TestSupport"], exclude: ["Fixtures"]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
         .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(
-            name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"],
-            resources: [.copy("Fixtures")])
+            name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"], exclude: ["Fixtures"])
     ],
     swiftLanguageModes: [.v5]
 )

@@ -40,3 +40,25 @@ public final class Block: Module {
         return (h + dropPath(mlp(norm2(h))), attention)
     }
 }
+
+/// A stack of encoder blocks, the one loop every transformer here runs (a ViT, MAE's encoder, decoder and loss
+/// predictor): x [B, N, D] through each block in turn, keeping each block's output and attention when asked.
+public struct BlockStack {
+    public let blocks: [Block]
+    public init(_ blocks: [Block]) { self.blocks = blocks }
+
+    /// x [B, N, D] -> the last block's output [B, N, D], and each block's output and attention [B, heads, N, N] when
+    /// asked for.
+    public func callAsFunction(_ x: Tensor, keepOutputs: Bool = false, keepAttentions: Bool = false)
+        -> (output: Tensor, outputs: [Tensor], attentions: [Tensor])
+    {
+        var x = x, outputs: [Tensor] = [], attentions: [Tensor] = []
+        for block in blocks {
+            let (out, attention) = block(x, returnAttention: keepAttentions)
+            x = out
+            if keepOutputs { outputs.append(out) }
+            if let attention { attentions.append(attention) }
+        }
+        return (x, outputs, attentions)
+    }
+}

@@ -218,16 +218,14 @@ public final class MaskedAutoencoder: Module {
         x = x.gather(axis: 1, mask.keep)  // [B, K, D], in kept order
         let cls = (clsToken + table.slice(axis: 1, start: 0, length: 1)).expand(to: [b, 1, d])  // [B, 1, D]
         x = Tensor.concat([cls, x], axis: 1)  // [B, 1 + K, D]
-        for block in blocks { x = block(x).output }
-        return norm(x)
+        return norm(BlockStack(blocks)(x).output)  // the encoder's blocks, as a ViT runs them
     }
 
     /// latent [B, 1 + K, D] -> the prediction for every patch [B, N, P·P·C] and, with the loss predictor, each
     /// patch's predicted loss [B, N].
     public func decode(_ latent: Tensor, mask: PatchMask) -> (prediction: Tensor, predictedLoss: Tensor?) {
         let tokens = decoderInput(latent, mask: mask)
-        var h = tokens
-        for block in decoderBlocks { h = block(h).output }
+        let h = BlockStack(decoderBlocks)(tokens).output
         let prediction = decoderPred(decoderNorm(h)).slice(axis: 1, start: 1, length: config.encoder.patchCount)  // [B, N, P·P·C]
         return (prediction, predictLoss(tokens))
     }
@@ -250,8 +248,7 @@ public final class MaskedAutoencoder: Module {
         guard let lossBlocks = decoderBlocksLosspred, let lossNorm = decoderNormLosspred, let lossPred = decoderPredLosspred else {
             return nil
         }
-        var l = tokens  // HPM: `loss_pred = x.clone()`, the same decoder input
-        for block in lossBlocks { l = block(l).output }
+        let l = BlockStack(lossBlocks)(tokens).output  // HPM: `loss_pred = x.clone()`, the same decoder input
         return lossPred(lossNorm(l)).slice(axis: 1, start: 1, length: config.encoder.patchCount).mean(axis: -1)  // [B, N]
     }
 

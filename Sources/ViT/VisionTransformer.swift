@@ -140,15 +140,8 @@ public final class VisionTransformer: Module {
         if !config.noEmbedClass, let positions { x = x + positions }
         x = posDrop(x)
 
-        var blockOutputs: [Tensor] = [], attentions: [Tensor] = []
-        for block in blocks {
-            let (out, attention) = block(x, returnAttention: keepAttentions)
-            x = out  // [B, T, D]
-            if keepBlockOutputs { blockOutputs.append(out) }
-            if let attention { attentions.append(attention) }
-        }
-        if let norm { x = norm(x) }  // [B, T, D]
-        return (x, blockOutputs, attentions)
+        let encoded = BlockStack(blocks)(x, keepOutputs: keepBlockOutputs, keepAttentions: keepAttentions)  // [B, T, D]
+        return (norm.map { $0(encoded.output) } ?? encoded.output, encoded.outputs, encoded.attentions)
     }
 
     /// tokens [B, T, D] (compute dtype) -> pooled features, logits and a distilled model's heads, float32.

@@ -199,7 +199,7 @@ import ViT
     /// that does not divide the width, a patch that does not divide the image, a vocabulary without the start and end
     /// tokens, each one error naming the file and the field (none reaches a division by zero or an out-of-range gather).
     @Test func hostileOpenCLIPConfigurationsAreRefusedByField() throws {
-        let source = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
+        let source = Fixtures.url("CLIPTests")
         let edits: [(String, (inout [String: Any]) -> Void, String)] = [
             ("vision width 0", { $0["width"] = 0 }, "visionWidth 0 is outside"),
             ("vision width 2^40", { $0["width"] = 1 << 40 }, "visionWidth 1099511627776 is outside"),

@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import TestSupport
 import Testing
 @testable import CLIP
 
@@ -8,7 +9,7 @@ import Testing
 /// vocab.json + merges.txt.
 @Suite struct TokenizerTests {
     static func fixture(_ name: String) -> URL {
-        Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures")!
+        Fixtures.url("CLIPTests", name)
     }
 
     static let openAI = try! CLIPTokenizer.openAI()  // the merges file shipped with SwiftViT (the open_clip wheel's)

@@ -12,8 +12,7 @@ import Testing
     static let executable: URL = {
         let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("vit")
         if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent(".build/debug/vit")
+        return Fixtures.repository.appendingPathComponent(".build/debug/vit")
     }()
 
     struct Result {
@@ -133,8 +132,7 @@ import Testing
             "\(stillBF16.stderr)")
     }
 
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("ViTTests/Fixtures")
+    static let fixtures = Fixtures.url("ViTTests")
 
     /// `vit train --init` from a Hugging Face folder and from a PyTorch file runs to a saved model `vit predict` reads.
     @Test(arguments: ["hf-vit-p8-d64-h4-l2-i32", "pth-vit-p8-d64-l2-i32/deit_style.pth"])
@@ -285,8 +283,7 @@ import Testing
     @Test func tokenizeAndZeroShot() throws {
         let tokens = try vit(["tokenize", "--json", "a photo of a cat."])
         #expect(tokens.status == 0 && tokens.stdout.contains("[49406,320,1125,539,320,2368,269,49407,0,"), "\(tokens.stdout)")
-        let clip = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("CLIPTests/Fixtures").path
+        let clip = Fixtures.url("CLIPTests").path
         let root = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }
         let photos = root.appendingPathComponent("photos")
@@ -304,8 +301,7 @@ import Testing
 
     /// `vit embed` with a CLIP folder writes open_clip's image and text embeddings (the fixture's, within 1e-4).
     @Test func embedWritesCLIPImageAndTextEmbeddings() throws {
-        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("CLIPTests/Fixtures")
+        let fixtures = Fixtures.url("CLIPTests")
         let root = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }
         let reference = try SafetensorsFile(contentsOf: fixtures.appendingPathComponent("openclip-reference.safetensors"))
@@ -529,8 +525,7 @@ import Testing
         let parser = try vit(["train", "--data"])
         #expect(parser.status == 2 && parser.stderr.hasPrefix("error: "), "one style of message: \(parser.stderr)")
 
-        let clip = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("CLIPTests/Fixtures").path
+        let clip = Fixtures.url("CLIPTests").path
         let root = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }
         let photos = root.appendingPathComponent("photos")

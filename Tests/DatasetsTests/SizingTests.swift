@@ -23,8 +23,7 @@ import Testing
         let png = try PNG.encode([UInt8](repeating: 9, count: 7 * 5 * 3), width: 7, height: 5, channels: 3)
         #expect(ImageHeader.size(of: png)! == (7, 5))
         let jpeg = try Data(
-            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("ImagesTests/Fixtures/decode/rgb.jpg"))
+            contentsOf: Fixtures.url("ImagesTests", "decode/rgb.jpg"))
         let decoded = try RGBImage(data: jpeg, source: URL(fileURLWithPath: "x.jpg"))
         #expect(ImageHeader.size(of: jpeg)! == (decoded.width, decoded.height))
         #expect(ImageHeader.size(of: Data("not an image".utf8)) == nil)

@@ -2,10 +2,11 @@ import Checkpoints
 import Foundation
 import Images
 import Tensors
+import TestSupport
 import Testing
 
 func fixture(_ path: String) -> URL {
-    Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent(path)
+    Fixtures.url("ImagesTests", path)
 }
 
 /// CRC-32 (ISO-HDLC, as PNG chunks carry it).

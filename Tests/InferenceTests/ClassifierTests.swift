@@ -3,11 +3,12 @@ import Foundation
 import Images
 import Inference
 import Tensors
+import TestSupport
 import Testing
 import ViT
 
 /// The fixtures of the other test targets, read where they are.
-let testsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+let testsFolder = Fixtures.tests
 let timmFolder = testsFolder.appendingPathComponent("ViTTests/Fixtures/timm-vit-p8-d64-h4-l2-i32")
 
 @Suite struct ClassifierTests {

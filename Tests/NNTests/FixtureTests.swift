@@ -10,7 +10,7 @@ import TestSupport
     let reference: SafetensorsFile
 
     init() throws {
-        let url = Bundle.module.url(forResource: "optim-reference", withExtension: "safetensors", subdirectory: "Fixtures")!
+        let url = Fixtures.url("NNTests", "optim-reference.safetensors")
         reference = try SafetensorsFile(contentsOf: url)
     }
 

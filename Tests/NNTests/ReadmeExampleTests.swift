@@ -1,6 +1,7 @@
 import Foundation
 import NN
 import Tensors
+import TestSupport
 import Testing
 
 /// The README's Swift example ("Using the engine from Swift"), compiled and run here; the README is checked to show
@@ -34,8 +35,7 @@ import Testing
     /// `readmeExampleRuns`, in the same order.
     @Test func readmeShowsTheCompiledExample() throws {
         let file = URL(fileURLWithPath: #filePath)
-        let root = file.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let readme = try String(contentsOf: Fixtures.repository.appendingPathComponent("README.md"), encoding: .utf8)
         guard let section = readme.range(of: "## Using the engine from Swift"),
             let open = readme.range(of: "```swift\n", range: section.upperBound..<readme.endIndex),
             let close = readme.range(of: "\n```", range: open.upperBound..<readme.endIndex)

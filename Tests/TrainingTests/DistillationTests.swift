@@ -12,7 +12,7 @@ import ViT
 @Suite struct DistillationTests {
     @Test(arguments: [("hard", Distillation(kind: .hard)), ("soft_tau3", Distillation(kind: .soft, tau: 3))])
     func lossAndGradientsMatchDeiT(name: String, distillation: Distillation) throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/deit-losses.safetensors")
+        let url = Fixtures.url("TrainingTests", "deit-losses.safetensors")
         let ref = try SafetensorsFile(contentsOf: url)
         let cls = try ref.tensor("deit.student_cls"), dist = try ref.tensor("deit.student_dist")
         cls.requiresGrad = true

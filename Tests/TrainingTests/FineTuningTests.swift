@@ -11,7 +11,7 @@ import ViT
     /// MAE's param_groups_lrd on timm's vit_base_patch16_224 with average pooling, decay 0.75 (the fixture): every
     /// parameter's learning-rate scale and whether it decays.
     @Test func layerDecayMatchesMAE() throws {
-        let url = Bundle.module.url(forResource: "layer_decay_vit_base_0.75", withExtension: "json", subdirectory: "Fixtures")!
+        let url = Fixtures.url("TrainingTests", "layer_decay_vit_base_0.75.json")
         let table = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: [String: Any]]
         var config = try ViTConfig.preset("vit_base_patch16_224")
         config.pooling = .avg

@@ -107,8 +107,7 @@ import TestSupport
 
     @Test func theBuiltInModelsConfigNamesATimmArchitecture() throws {
         // Sources/vit/Resources/cifar10-vit, as shipped.
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Sources/vit/Resources/cifar10-vit/config.json")
+        let url = Fixtures.repository.appendingPathComponent("Sources/vit/Resources/cifar10-vit/config.json")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         let rebuilt = try rebuiltAsTimmWould(json)
         #expect(rebuilt.width == 192 && rebuilt.depth == 9 && rebuilt.heads == 3 && rebuilt.patchSize == 4 && rebuilt.imageSize == 32)

@@ -9,7 +9,7 @@ import TestSupport
 /// The fixtures made by timm and Hugging Face (`../shared/fixtures`, copied into Fixtures/): every model loads and
 /// computes the reference numbers.
 func fixture(_ name: String) -> URL {
-    Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures")!
+    Fixtures.url("ViTTests", name)
 }
 
 func reference(_ folder: String) throws -> SafetensorsFile {
