@@ -121,6 +121,9 @@ public enum Npy {
             }
             return value
         }
+        guard shape.count <= Tensor.maxRank else {
+            throw fail("shape (\(text)) has rank \(shape.count), above the engine's limit of \(Tensor.maxRank)")
+        }
         guard Shape.checkedCount(shape) != nil else { throw fail("shape (\(text)) has more elements than any array can") }
         return shape
     }

@@ -282,6 +282,9 @@ public enum PyTorchCheckpoint {
             guard tensor.strides.count == tensor.shape.count else {
                 throw Problem("has \(tensor.shape.count) sizes but \(tensor.strides.count) strides")
             }
+            guard tensor.shape.count <= Tensor.maxRank else {
+                throw Problem("has rank \(tensor.shape.count), above the engine's limit of \(Tensor.maxRank)")
+            }
             guard let count = Shape.checkedCount(tensor.shape), count <= Int(ProcessInfo.processInfo.physicalMemory) / 4 else {
                 throw Problem("has shape \(tensor.shape), more elements than this machine's memory holds")
             }

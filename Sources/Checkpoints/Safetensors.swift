@@ -1,5 +1,6 @@
 import Foundation
 import Tensors
+import ZIPFoundation
 
 /// Reading and writing the safetensors format: an 8-byte little-endian header length, a JSON header mapping each
 /// name to {dtype, shape, data_offsets}, then the raw little-endian data.
@@ -62,6 +63,9 @@ public final class SafetensorsFile {
         for (name, raw) in header.entries {
             let (dtype, shape, offsets) = (raw.dtype, raw.shape, raw.offsets)
             guard offsets.count == 2 else { throw CheckpointError(url, "header entry \(name) has \(offsets.count) data_offsets, not 2") }
+            guard shape.count <= Tensor.maxRank else {
+                throw CheckpointError(url, "tensor \(name) has rank \(shape.count), above the engine's limit of \(Tensor.maxRank)")
+            }
             guard let elements = Shape.checkedCount(shape) else {
                 throw CheckpointError(url, "tensor \(name) has shape \(shape): a dimension is negative or the product overflows")
             }
@@ -142,6 +146,30 @@ public final class SafetensorsFile {
         return dtype == .float32 ? out : out.converted(to: dtype)
     }
 
+    /// Whether the file holds `Safetensors.checksumKey`; if it does, its data section and metadata are read and
+    /// checked against it, and a mismatch is an error naming the file (a byte changed since it was written).
+    @discardableResult
+    public func verifyChecksum() throws -> Bool {
+        guard let stated = metadata[Safetensors.checksumKey] else { return false }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw CheckpointError(url, "cannot be read: \(String(cString: strerror(errno)))") }
+        var crc: UInt32 = 0
+        var offset = dataStart
+        var chunk = Data(count: 1 << 22)
+        while offset < Int(status.st_size) {
+            let count = min(chunk.count, Int(status.st_size) - offset)
+            try chunk.withUnsafeMutableBytes { buffer in
+                try Self.read(descriptor, into: buffer.baseAddress!, count: count, at: offset, url: url)
+            }
+            crc = chunk.prefix(count).crc32(checksum: crc)
+            offset += count
+        }
+        guard String(Safetensors.checksum(data: crc, metadata: metadata)) == stated else {
+            throw CheckpointError(url, "fails its checksum (\(Safetensors.checksumKey)): the file changed since it was written")
+        }
+        return true
+    }
+
     /// The named integer tensor as Ints (labels, indices).
     public func integers(_ name: String) throws -> [Int] {
         try tensor(name).toArray().map { Int($0) }
@@ -157,9 +185,34 @@ public final class SafetensorsFile {
 }
 
 public enum Safetensors {
+    /// The metadata entry of `write(..., checksum: true)`: the CRC-32 (decimal) of the data section, continued over
+    /// every other metadata entry (key, then value, in key order), so that a flipped byte anywhere but the layout
+    /// of the header is caught (`SafetensorsFile.verifyChecksum`).
+    public static let checksumKey = "swiftvit_crc32"
+
+    /// The checksum of `checksumKey` over data bytes (already summed into `crc`) and `metadata`.
+    static func checksum(data crc: UInt32, metadata: [String: String]) -> UInt32 {
+        var crc = crc
+        for key in metadata.keys.sorted() where key != checksumKey {
+            crc = Data(key.utf8).crc32(checksum: crc)
+            crc = Data(metadata[key]!.utf8).crc32(checksum: crc)
+        }
+        return crc
+    }
+
     /// Writes float32 tensors to `url` as safetensors, through a temporary file renamed into place, so a reader
-    /// never sees a half-written file.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
+    /// never sees a half-written file. With `checksum`, the metadata gets `checksumKey`.
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], checksum: Bool = false, to url: URL) throws {
+        var metadata = metadata
+        if checksum {
+            var crc: UInt32 = 0
+            for name in tensors.keys.sorted() {
+                let t = tensors[name]!
+                crc = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.pointer), count: t.count * 4, deallocator: .none)
+                    .crc32(checksum: crc)
+            }
+            metadata[checksumKey] = String(Self.checksum(data: crc, metadata: metadata))
+        }
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0

@@ -30,8 +30,10 @@ public struct ImageCaptions: Sendable {
     }
 
     /// A JSONL file or a folder / archive of images with `.txt` captions beside them. Images that cannot be read,
-    /// or that have no caption, are listed in `images.failures` and left out.
-    public static func load(_ url: URL, sizing: ImageSizing = .native) throws -> ImageCaptions {
+    /// or that have no caption, are listed in `images.failures` and left out. A JSONL file's image paths must lie in
+    /// its folder (`../elsewhere.png`, an absolute path or a link out of it is a failure of that line) unless
+    /// `pathsOutside` allows them; lines may end in CRLF.
+    public static func load(_ url: URL, sizing: ImageSizing = .native, pathsOutside: Bool = false) throws -> ImageCaptions {
         let isJSONL = ["jsonl", "json"].contains(url.pathExtension.lowercased())
         var captionsByPath: [String: [String]] = [:]
         var entries: [(path: String, data: () throws -> Data)]
@@ -41,8 +43,9 @@ public struct ImageCaptions: Sendable {
                 throw FileError(url, FileManager.default.fileExists(atPath: url.path) ? "cannot be read as UTF-8 text" : "no such file")
             }
             let base = url.deletingLastPathComponent()
-            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                let trimmed = line.trimmingCharacters(in: .whitespaces)
+            // \r\n is one Character in Swift: isNewline splits CRLF files as LF ones.
+            for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+                let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
                 if trimmed.isEmpty { continue }
                 guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any],
                     let image = object["image"] as? String, let caption = object["caption"] as? String
@@ -51,9 +54,22 @@ public struct ImageCaptions: Sendable {
                 }
                 captionsByPath[image, default: []].append(caption)
             }
+            let folder = base.standardizedFileURL.resolvingSymlinksInPath().path
             entries = captionsByPath.keys.sorted().map { path in
                 let file = path.hasPrefix("/") ? URL(fileURLWithPath: path) : base.appendingPathComponent(path)
-                return (path, { try Data(contentsOf: file) })
+                return (
+                    path,
+                    {
+                        let resolved = file.standardizedFileURL.resolvingSymlinksInPath().path
+                        guard pathsOutside || resolved.hasPrefix(folder.hasSuffix("/") ? folder : folder + "/") else {
+                            throw FileError(
+                                file,
+                                "lies outside \(folder), the folder of \(url.lastPathComponent) (paths outside it are read only when allowed)"
+                            )
+                        }
+                        return try Data(contentsOf: file)
+                    }
+                )
             }
         } else {
             let all = try ImageDataset.folderEntries(url)

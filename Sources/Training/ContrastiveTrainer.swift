@@ -161,13 +161,14 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
         var options = saved.options
         if let epochs { options.epochs = epochs }
         if let precision { options.precision = precision }
+        do { try options.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved recipe: \(error)") }
         let model = Init.withoutDrawing { CLIPModel(saved.config) }
         let trainer: ContrastiveTrainer
         do {
             try model.load(stateDict: groups["model"]!)
             trainer = try ContrastiveTrainer(
                 model: model, tokenizer: tokenizer, options: options, data: data, evaluation: evaluation, folder: folder)
-            try trainer.restore(saved.state, optimizerState: groups["optimizer"]!)
+            try trainer.restore(saved.state, optimizerState: groups["optimizer"]!, from: url)
         } catch let error as TrainingError {
             throw error
         } catch {

@@ -75,12 +75,16 @@ public final class Pretrainer: Training<PretrainingRecord> {
         var options = saved.options
         if let epochs { options.epochs = epochs }
         if let precision { options.precision = precision }
-        let model = try Init.withoutDrawing { try MaskedAutoencoder(saved.config) }
+        do { try options.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved recipe: \(error)") }
+        let model: MaskedAutoencoder
+        do { model = try Init.withoutDrawing { try MaskedAutoencoder(saved.config) } } catch {
+            throw TrainingError.badCheckpoint(url, "the saved configuration: \(error)")
+        }
         let pretrainer: Pretrainer
         do {
             try model.load(stateDict: groups["model"]!)
             pretrainer = try Pretrainer(model: model, options: options, data: data, folder: folder)
-            try pretrainer.restore(saved.state, optimizerState: groups["optimizer"]!)
+            try pretrainer.restore(saved.state, optimizerState: groups["optimizer"]!, from: url)
             try pretrainer.teacher?.load(stateDict: groups["teacher"]!)
         } catch let error as TrainingError {
             throw error

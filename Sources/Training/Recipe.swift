@@ -79,8 +79,28 @@ extension Recipe {
                 "{warmupEpochs}: a warm-up of \(effectiveWarmupEpochs) epochs must be shorter than the \(epochs) epochs of the run")
         }
         if !(weightDecay >= 0 && weightDecay.isFinite) { problems.append("{weightDecay} must be zero or more, got \(weightDecay)") }
+        problems += Self.problems(of: augmentation)
         problems += ownProblems
         if !problems.isEmpty { throw TrainingError.fields(problems) }
+    }
+
+    /// What every recipe's augmentation must be (a run checkpoint's too: its numbers are read from the file).
+    static func problems(of a: Augmentation) -> [String] {
+        var problems: [String] = []
+        if !(0...1024).contains(a.cropPadding) { problems.append("{augmentation.cropPadding} must be in 0...1024, got \(a.cropPadding)") }
+        if !(0...16).contains(a.randAugmentOps) {
+            problems.append("{augmentation.randAugmentOps} must be in 0...16 operations, got \(a.randAugmentOps)")
+        }
+        if !(a.randAugmentMagnitude >= 0 && a.randAugmentMagnitude <= 30) {
+            problems.append("{augmentation.randAugmentMagnitude} must be in [0, 30], got \(a.randAugmentMagnitude)")
+        }
+        if !(a.randomErasing >= 0 && a.randomErasing <= 1) {
+            problems.append("{augmentation.randomErasing} must be in [0, 1], got \(a.randomErasing)")
+        }
+        if let scale = a.resizedCropScale, !(scale.count == 2 && scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1) {
+            problems.append("{augmentation.resizedCropScale} must be two areas 0 < a <= b <= 1, got \(scale)")
+        }
+        return problems
     }
 
     /// How the run loop's batches are made: shuffled and augmented from `seed`, normalised with `mean` and `std`.

@@ -4,8 +4,9 @@ import Tensors
 
 /// `checkpoint.safetensors`, the one file every training run (`vit train`, `pretrain`, `train-clip`) continues from:
 /// its tensors in groups named by prefix (`model.*`, `optimizer.*`, and `ema.*` or `teacher.*`), and the run's state
-/// (recipe, position in the data, random state, history) as JSON in one metadata entry. Written to a temporary name
-/// and renamed, so an interrupted save leaves the previous checkpoint whole.
+/// (recipe, position in the data, random state, history) as JSON in one metadata entry, and a CRC-32 of all of it
+/// (`Safetensors.checksumKey`) that `read` verifies. Written to a temporary name and renamed, so an interrupted save
+/// leaves the previous checkpoint whole.
 enum RunCheckpoint {
     /// JSON has no NaN or infinity, but a validation loss can overflow while every weight is finite: such numbers are
     /// written as strings rather than making the run unsavable.
@@ -27,7 +28,7 @@ enum RunCheckpoint {
         encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = nonFiniteNumbers.encoding
         let text = String(decoding: try encoder.encode(state), as: UTF8.self)
-        try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT", key: text], to: url)
+        try Safetensors.write(tensors, metadata: ["format": "pt", "producer": "SwiftViT", key: text], checksum: true, to: url)
     }
 
     /// Reads `folder/checkpoint.safetensors`: the state under `key` and the tensors of each group in `groups` (a group
@@ -41,6 +42,8 @@ enum RunCheckpoint {
             throw TrainingError.badCheckpoint(url, "no such file: no \(run) checkpoint (nothing to resume) in \(folder.path)")
         }
         let file = try SafetensorsFile(contentsOf: url)
+        // Every checkpoint since the checksum was added carries one; a file without it is an older run's.
+        try file.verifyChecksum()
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = nonFiniteNumbers.decoding
         guard let text = file.metadata[key], let state = try? decoder.decode(State.self, from: Data(text.utf8)) else {

@@ -124,7 +124,11 @@ public final class Trainer: Training<EpochRecord> {
         guard saved.classNames == trainSet.classNames else {
             throw TrainingError.badCheckpoint(url, "was trained on classes \(saved.classNames), the data has \(trainSet.classNames)")
         }
-        let model = try Init.withoutDrawing { try saved.architecture.build() }
+        do { try options.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved recipe: \(error)") }
+        let model: any ImageModel
+        do { model = try Init.withoutDrawing { try saved.architecture.build() } } catch {
+            throw TrainingError.badCheckpoint(url, "the saved architecture: \(error)")
+        }
         do {
             try model.load(stateDict: tensors["model"]!)
         } catch {
@@ -134,7 +138,7 @@ public final class Trainer: Training<EpochRecord> {
             model: model, options: options, trainSet: trainSet, validationSet: validationSet,
             validationSource: validationSource ?? saved.validation, folder: folder, teacher: teacher)
         do {
-            try trainer.restore(saved.state, optimizerState: tensors["optimizer"]!)
+            try trainer.restore(saved.state, optimizerState: tensors["optimizer"]!, from: url)
             try trainer.averageModel?.load(stateDict: tensors["ema"]!)
         } catch {
             throw TrainingError.badCheckpoint(url, "\(error)")

@@ -199,8 +199,18 @@ open class Training<Record: TrainingRecord> {
         onEvent(.saved(checkpointURL))
     }
 
-    /// Puts a resumed run where its checkpoint left it: the optimiser's moments, the position, the random state.
-    func restore(_ saved: RunState<Record>, optimizerState: [String: Tensor]) throws {
+    /// Puts a resumed run where its checkpoint left it: the optimiser's moments, the position, the random state. The
+    /// saved position is checked first (it is read from a file).
+    func restore(_ saved: RunState<Record>, optimizerState: [String: Tensor], from url: URL) throws {
+        var problems: [String] = []
+        if !(0...loop.epochs).contains(saved.epoch) { problems.append("epoch \(saved.epoch) is outside 0...\(loop.epochs)") }
+        if !(0...stepsPerEpoch).contains(saved.batch) { problems.append("batch \(saved.batch) is outside 0...\(stepsPerEpoch)") }
+        if saved.step < 0 || saved.seen < 0 { problems.append("step \(saved.step) or images seen \(saved.seen) is negative") }
+        if !(saved.trainingSeconds >= 0 && saved.trainingSeconds.isFinite) || !saved.sums.values.allSatisfy(\.isFinite) {
+            problems.append("the epoch's sums or seconds are not finite")
+        }
+        if saved.history.count != saved.epoch { problems.append("\(saved.history.count) epoch records for \(saved.epoch) epochs done") }
+        guard problems.isEmpty else { throw TrainingError.badCheckpoint(url, "the saved run state: \(problems.joined(separator: "; "))") }
         try optimizer.load(state: optimizerState)
         state = saved
         if let generator = saved.random { random.generator = generator }

@@ -66,9 +66,6 @@ public struct TrainingOptions: Recipe {
         if let layerDecay { check(layerDecay > 0 && layerDecay <= 1, "{layerDecay} must be in (0, 1], got \(layerDecay)") }
         if let momentum { check(momentum >= 0 && momentum < 1, "{momentum} must be in [0, 1), got \(momentum)") }
         if let accumulate { check(accumulate >= 1, "{accumulate} must be at least 1 batch, got \(accumulate)") }
-        let a = augmentation
-        check(a.randomErasing >= 0 && a.randomErasing <= 1, "{augmentation.randomErasing} must be in [0, 1], got \(a.randomErasing)")
-        check(a.cropPadding >= 0, "{augmentation.cropPadding} must be zero or more, got \(a.cropPadding)")
         check(
             mixing.mixupAlpha >= 0 && mixing.mixupAlpha.isFinite && mixing.cutmixAlpha >= 0 && mixing.cutmixAlpha.isFinite,
             "{mixing.mixupAlpha} and {mixing.cutmixAlpha} must be zero (off) or more, got \(mixing.mixupAlpha) and \(mixing.cutmixAlpha)")

@@ -18,7 +18,8 @@ import Testing
         #expect(try Npy.parse(Self.npy(shape: "0,"), name: "empty.npy").shape == [0])
         for (shape, reason) in [
             ("1e3,", "not a non-negative integer"), ("-1,", "not a non-negative integer"), ("2, x", "not a non-negative integer"),
-            ("4294967295, 4294967295, 4294967295", "more elements than any array"), ("1000,", "truncated")
+            ("4294967295, 4294967295, 4294967295", "more elements than any array"), ("1000,", "truncated"),
+            ("1, 1, 1, 1, 1, 1, 1", "rank 7, above the engine's limit of 6")
         ] {
             #expect {
                 try Npy.parse(Self.npy(shape: shape), name: "bad.npy")

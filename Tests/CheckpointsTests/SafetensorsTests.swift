@@ -102,7 +102,8 @@ import Testing
             (
                 try file(#"{"a": {"dtype": "F32", "shape": [1152921504606846976, 2], "data_offsets": [0, 16]}}"#, padding: 16),
                 "bytes for shape"
-            )
+            ),
+            (try file(#"{"a": {"dtype": "F32", "shape": [1, 1, 1, 1, 1, 1, 1], "data_offsets": [0, 4]}}"#, padding: 4), "rank 7, above")
         ]
         for (url, reason) in cases {
             #expect { try SafetensorsFile(contentsOf: url) } throws: { "\($0)".contains(url.path) && "\($0)".contains(reason) }

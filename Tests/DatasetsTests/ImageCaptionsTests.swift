@@ -44,6 +44,23 @@ import Testing
         #expect(pairs.images.sources == ["photos/0.png", "photos/1.png"])
         #expect(pairs.captions == [["black"], ["a grey square", "mid grey"]])
 
+        // CRLF line endings read the same; a path out of the file's folder is refused (that line), unless allowed.
+        try lines.joined(separator: "\r\n").write(to: file, atomically: false, encoding: .utf8)
+        #expect(try ImageCaptions.load(file).captions == [["black"], ["a grey square", "mid grey"]])
+        let inner = root.appendingPathComponent("inner")
+        try FileManager.default.createDirectory(at: inner, withIntermediateDirectories: true)
+        let escaping = inner.appendingPathComponent("pairs.jsonl")
+        try [#"{"image": "../photos/0.png", "caption": "black"}"#, #"{"image": "\#(root.path)/photos/1.png", "caption": "grey"}"#]
+            .joined(separator: "\n").write(to: escaping, atomically: false, encoding: .utf8)
+        #expect(throws: (any Error).self) { try ImageCaptions.load(escaping) }  // nothing left to train on
+        let allowed = try ImageCaptions.load(escaping, pathsOutside: true)
+        #expect(allowed.count == 2)
+        try FileManager.default.copyItem(at: root.appendingPathComponent("photos/0.png"), to: inner.appendingPathComponent("ok.png"))
+        try (#"{"image": "ok.png", "caption": "inside"}"# + "\n" + #"{"image": "../photos/1.png", "caption": "outside"}"#)
+            .write(to: escaping, atomically: false, encoding: .utf8)
+        let confined = try ImageCaptions.load(escaping)
+        #expect(confined.count == 1 && confined.images.failures.count == 1 && "\(confined.images.failures[0])".contains("lies outside"))
+
         try (lines + [#"{"image": "photos/2.png"}"#]).joined(separator: "\n").write(to: file, atomically: false, encoding: .utf8)
         #expect {
             _ = try ImageCaptions.load(file)

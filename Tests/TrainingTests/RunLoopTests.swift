@@ -1,4 +1,5 @@
 import CLIP
+import Checkpoints
 import Foundation
 import Images
 import Tensors
@@ -137,5 +138,66 @@ import Training
             return "\(problem)".hasPrefix("shape.depth shapes a ViT")
                 && problem.described(naming: ["shape.depth": "--depth"]).hasPrefix("--depth shapes a ViT")
         }
+    }
+
+    /// A run checkpoint carries a CRC-32 of its tensors and state: any of 25 flipped bytes, spread over the file, stops
+    /// --resume with an error naming the file; a state rewritten with a fresh checksum (as an attacker would) is still
+    /// checked field by field (a negative epoch, an epoch count the history does not match, a huge RandAugment).
+    @Test func runCheckpointsAreCheckedBeforeTheyResume() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        var options = TrainingOptions()
+        (options.epochs, options.batchSize, options.warmupEpochs) = (3, 16, 0)
+        let data = quadrantDataset(count: 32, seed: 9)
+        let run = root.appendingPathComponent("run")
+        let trainer = try Trainer(model: try tinyModel(seed: 1), options: options, trainSet: data, validationSet: nil, folder: run)
+        trainer.stepLimit = 3
+        #expect(try trainer.run() == .stopped)
+        let checkpoint = run.appendingPathComponent("checkpoint.safetensors")
+        let original = try Data(contentsOf: checkpoint)
+        #expect(try SafetensorsFile(contentsOf: checkpoint).verifyChecksum())
+        _ = try Trainer.resume(folder: run, trainSet: data, validationSet: nil)
+
+        for k in 0..<25 {
+            var bytes = [UInt8](original)
+            bytes[(bytes.count - 1) * k / 24] ^= 0x5A
+            try Data(bytes).write(to: checkpoint)
+            #expect(throws: (any Error).self, "byte \((bytes.count - 1) * k / 24) flipped") {
+                try Trainer.resume(folder: run, trainSet: data, validationSet: nil)
+            }
+        }
+
+        func rewritten(_ edit: (inout [String: Any]) -> Void) throws -> String {
+            let file = try SafetensorsFile(contentsOf: checkpoint)
+            var metadata = file.metadata
+            var saved = try JSONSerialization.jsonObject(with: Data(metadata["swiftvit_training"]!.utf8)) as! [String: Any]
+            edit(&saved)
+            metadata["swiftvit_training"] = String(decoding: try JSONSerialization.data(withJSONObject: saved), as: UTF8.self)
+            try Safetensors.write(file.allTensors(), metadata: metadata, checksum: true, to: checkpoint)
+            do {
+                _ = try Trainer.resume(folder: run, trainSet: data, validationSet: nil)
+                return "resumed"
+            } catch { return "\(error)" }
+        }
+        try Data(original).write(to: checkpoint)
+        var state: (inout [String: Any]) -> Void = { saved in
+            var s = saved["state"] as! [String: Any]
+            s["epoch"] = -1
+            saved["state"] = s
+        }
+        #expect(try rewritten(state).contains("epoch -1 is outside"))
+        state = { saved in
+            var s = saved["state"] as! [String: Any]
+            s["epoch"] = 2
+            saved["state"] = s
+        }
+        #expect(try rewritten(state).contains("1 epoch records for 2 epochs done"))
+        state = { saved in
+            var o = saved["options"] as! [String: Any], a = o["augmentation"] as! [String: Any]
+            a["randAugmentOps"] = 1 << 40
+            o["augmentation"] = a
+            saved["options"] = o
+        }
+        #expect(try rewritten(state).contains("randAugmentOps must be in 0...16"))
     }
 }

@@ -51,6 +51,7 @@ struct TrainCLIP: ParsableCommand {
     @Option(help: "Text tower: tokens per caption, with start and end (longer captions are cut).") var contextLength = CLIPConfig.small()
         .contextLength
     @Option(help: "Width of the shared image-text embedding.") var embedDim = CLIPConfig.small().embedDim
+    @Flag(help: "Read JSONL image paths outside the JSONL file's folder (refused unless given).") var allowOutsidePaths = false
     @OptionGroup var runOptions: RunOptions<ContrastiveOptions>
     @OptionGroup var imageLimit: ImageLimitOptions
 
@@ -108,7 +109,7 @@ struct TrainCLIP: ParsableCommand {
                 evaluation = .init(images: test, templates: try PromptTemplates.named(templates))
             }
         } else {
-            pairs = try ImageCaptions.load(url, sizing: sizing)
+            pairs = try ImageCaptions.load(url, sizing: sizing, pathsOutside: allowOutsidePaths)
             for failure in pairs.images.failures { printError("skipped: \(failure)") }
         }
         let captionCount = pairs.captions.reduce(0) { $0 + $1.count }
