@@ -131,13 +131,7 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
     static let checkpointKey = "swiftvit_contrastive"
 
     /// What `checkpoint.safetensors` holds besides tensors.
-    struct SavedRun: Codable {
-        var options: ContrastiveOptions
-        var state: RunState<ContrastiveRecord>
-        var config: CLIPConfig
-        var dataCount: Int
-        var dataDigest: String
-    }
+    typealias SavedRun = SavedDataRun<ContrastiveOptions, ContrastiveRecord, CLIPConfig>
 
     /// The digest of the images and their captions: a resumed run must see the same pairs.
     static func digest(_ data: ImageCaptions) -> String {

@@ -109,13 +109,7 @@ public final class Pretrainer: Training<PretrainingRecord> {
     }
 
     /// What `checkpoint.safetensors` holds besides tensors.
-    struct SavedRun: Codable {
-        var options: PretrainingOptions
-        var state: RunState<PretrainingRecord>
-        var config: MAEConfig
-        var dataCount: Int
-        var dataDigest: String
-    }
+    typealias SavedRun = SavedDataRun<PretrainingOptions, PretrainingRecord, MAEConfig>
 
     override func willRun() { model.train() }
 

@@ -373,3 +373,14 @@ extension TrainingRecord {
         return "{\"kind\":\"\(Self.kind)\"" + (fields == "}" ? "" : ",") + fields
     }
 }
+
+/// What the checkpoint of a run on unlabelled data (pre-training, contrastive training) holds besides tensors: the
+/// recipe, where the run stands, the model's configuration and which data it saw (a resumed run must see the same).
+/// (A classifier's run keeps more: `Trainer.SavedRun`.)
+struct SavedDataRun<Options: Codable, Record: TrainingRecord, Config: Codable>: Codable {
+    var options: Options
+    var state: RunState<Record>
+    var config: Config
+    var dataCount: Int
+    var dataDigest: String
+}

@@ -55,12 +55,9 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         imageLimit.apply()
-        let interrupt = Interrupt()
-        let folder = URL(fileURLWithPath: runOptions.output)
-        let pretrainer = runOptions.resume ? try resumed(folder) : try newRun(folder)
-        try TrainingProgress.run(
-            pretrainer, maxSteps: runOptions.maxSteps, interrupt: interrupt, output: runOptions.output,
-            files: "model.safetensors, config.json, metrics.jsonl, curves.png, reconstruction.png")
+        try runOptions.train(files: "model.safetensors, config.json, metrics.jsonl, curves.png, reconstruction.png") {
+            runOptions.resume ? try resumed($0) : try newRun($0)
+        }
     }
 
     func loadImages(sizing: ImageSizing) throws -> ImageDataset {

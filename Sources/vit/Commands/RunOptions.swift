@@ -64,6 +64,14 @@ struct RunOptions<R: Recipe>: ParsableArguments {
         return recipe
     }
 
+    /// Starts the run in --output (`start` builds it, new or resumed, once Ctrl-C is caught) and shows it to its end:
+    /// the progress bar, --max-steps, a stop request, and the files it wrote (`files`).
+    func train<Record>(files: String, start: (URL) throws -> Training<Record>) throws {
+        let interrupt = Interrupt()
+        let training = try start(URL(fileURLWithPath: output))
+        try TrainingProgress.run(training, maxSteps: maxSteps, interrupt: interrupt, output: output, files: files)
+    }
+
     /// Refuses to start a new run over one that --resume would continue.
     func checkNewRun() throws {
         if FileManager.default.fileExists(atPath: URL(fileURLWithPath: output).appendingPathComponent("checkpoint.safetensors").path) {

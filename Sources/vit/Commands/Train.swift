@@ -87,16 +87,9 @@ struct Train: ParsableCommand {
     @OptionGroup var runOptions: RunOptions<TrainingOptions>
     @OptionGroup var imageLimit: ImageLimitOptions
 
-    var outputPath: String { runOptions.output }
-
     func run() throws {
         imageLimit.apply()
-        let interrupt = Interrupt()
-        let folder = URL(fileURLWithPath: outputPath)
-        let trainer = try trainer(folder)
-        try TrainingProgress.run(
-            trainer, maxSteps: runOptions.maxSteps, interrupt: interrupt, output: outputPath,
-            files: "model.safetensors, config.json, metrics.jsonl, curves.png")
+        try runOptions.train(files: "model.safetensors, config.json, metrics.jsonl, curves.png") { try trainer($0) }
     }
 
     /// The flag of each field a `FieldProblem` names: the plan's, and the recipe's beyond the shared ones.

@@ -84,12 +84,9 @@ struct TrainCLIP: ParsableCommand {
 
     func run() throws {
         imageLimit.apply()
-        let interrupt = Interrupt()
-        let folder = URL(fileURLWithPath: runOptions.output)
-        let trainer = runOptions.resume ? try resumed(folder) : try newRun(folder)
-        try TrainingProgress.run(
-            trainer, maxSteps: runOptions.maxSteps, interrupt: interrupt, output: runOptions.output,
-            files: "open_clip_config.json, open_clip_model.safetensors, metrics.jsonl, curves.png")
+        try runOptions.train(files: "open_clip_config.json, open_clip_model.safetensors, metrics.jsonl, curves.png") {
+            runOptions.resume ? try resumed($0) : try newRun($0)
+        }
     }
 
     /// The pairs, and the held-out labelled images of a labelled --data.
