@@ -17,8 +17,7 @@ let package = Package(
         .executable(name: "vit", targets: ["vit"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
     ],
     targets: [
         // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
@@ -27,14 +26,14 @@ let package = Package(
             providers: [.apt(["libdnnl-dev"])]),
         // libjpeg-turbo and libpng behind setjmp-safe C wrappers (scripts/bootstrap installs the -dev packages).
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
-        // gzip through zlib (for .tar.gz image folders and gzipped IDX files).
+        // zlib: gzip (.tar.gz image folders, gzipped IDX files), raw deflate and CRC-32 (the zips of .pth and .npz).
         .target(name: "CCompression", linkerSettings: [.linkedLibrary("z")]),
         // Tensors, the autograd tape and every op; the math runs on oneDNN.
         .target(name: "Tensors", dependencies: ["CDNNL"]),
         // Modules with named parameters, layers, initialisers, optimisers, schedules.
         .target(name: "NN", dependencies: ["Tensors"]),
-        // Checkpoint file formats: safetensors and npz reading, atomic writing.
-        .target(name: "Checkpoints", dependencies: ["Tensors", "ZIPFoundation"]),
+        // Checkpoint file formats: safetensors, npz and .pth reading (a bounded zip reader of our own), atomic writing.
+        .target(name: "Checkpoints", dependencies: ["Tensors", "CCompression"]),
         // Images: decoding, PNG encoding, PIL-exact resizing, timm's evaluation transform.
         .target(name: "Images", dependencies: ["CImageCodecs", "Tensors"]),
         // ViT/DeiT: configuration and presets, the model, position embeddings, loading published checkpoints (the

@@ -72,3 +72,61 @@ int vit_gunzip(const uint8_t *data, size_t size, size_t max_size, uint8_t **out,
     *out_size = length;
     return 0;
 }
+
+int vit_inflate_raw(const uint8_t *data, size_t size, uint8_t *out, size_t out_size, char *error, size_t error_size) {
+    z_stream stream;
+    memset(&stream, 0, sizeof(stream));
+    if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) {
+        snprintf(error, error_size, "cannot start zlib");
+        return 1;
+    }
+    size_t in_left = size, out_left = out_size;
+    int status = Z_OK;
+    uint8_t none = 0;  // zlib refuses a NULL output even when no byte is to be written
+    stream.next_out = out_size > 0 ? out : &none;
+    stream.next_in = size > 0 ? (Bytef *)data : &none;
+    // zlib counts in 32-bit units: feed at most 4 GiB of input and output per call.
+    while (status == Z_OK) {
+        if (stream.avail_in == 0 && in_left > 0) {
+            uInt chunk = (uInt)(in_left > 0xFFFFFFFFu ? 0xFFFFFFFFu : in_left);
+            stream.next_in = (Bytef *)(data + (size - in_left));
+            stream.avail_in = chunk;
+            in_left -= chunk;
+        }
+        if (stream.avail_out == 0 && out_left > 0) {
+            uInt chunk = (uInt)(out_left > 0xFFFFFFFFu ? 0xFFFFFFFFu : out_left);
+            stream.next_out = out + (out_size - out_left);
+            stream.avail_out = chunk;
+            out_left -= chunk;
+        }
+        uInt in_before = stream.avail_in, out_before = stream.avail_out;
+        status = inflate(&stream, Z_NO_FLUSH);
+        // No progress: the input ran out (truncated) or the output is full (more than declared).
+        if (status == Z_BUF_ERROR || (status == Z_OK && stream.avail_in == in_before && stream.avail_out == out_before)) break;
+    }
+    size_t produced = out_size - out_left - stream.avail_out;
+    int ok = status == Z_STREAM_END && produced == out_size;
+    if (!ok) {
+        if (status == Z_STREAM_END)
+            snprintf(error, error_size, "inflates to %zu bytes, not the %zu its directory entry declares", produced, out_size);
+        else if (status == Z_OK || status == Z_BUF_ERROR)
+            snprintf(error, error_size, produced == out_size && out_size > 0
+                         ? "inflates past the %zu bytes its directory entry declares"
+                         : "its deflate stream ends early: truncated (declared %zu bytes)", out_size);
+        else
+            snprintf(error, error_size, "corrupt deflate data (%s)", stream.msg ? stream.msg : "zlib error");
+    }
+    inflateEnd(&stream);
+    return ok ? 0 : 1;
+}
+
+uint32_t vit_crc32(uint32_t crc, const uint8_t *data, size_t size) {
+    uLong value = crc;
+    while (size > 0) {
+        uInt chunk = (uInt)(size > 0x40000000u ? 0x40000000u : size);
+        value = crc32(value, data, chunk);
+        data += chunk;
+        size -= chunk;
+    }
+    return (uint32_t)value;
+}

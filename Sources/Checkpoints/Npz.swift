@@ -1,6 +1,5 @@
 import Foundation
 import Tensors
-import ZIPFoundation
 
 /// NumPy `.npz` archives (a zip of `.npy` files), as the original JAX ViT and big_vision publish weights.
 public enum Npz {
@@ -8,44 +7,21 @@ public enum Npz {
     /// names first (from the zip directory, before anything is inflated) and may refuse the file by throwing.
     public static func read(_ url: URL, accept: ([String]) throws -> Void = { _ in }) throws -> [String: Tensor] {
         guard FileManager.default.fileExists(atPath: url.path) else { throw CheckpointError(url, "no such file") }
-        let archive: Archive
-        do {
-            archive = try Archive(url: url, accessMode: .read)
-        } catch {
-            throw CheckpointError(url, "is not a readable zip archive (npz): \(error)")
-        }
-        try accept(archive.filter { $0.type == .file && $0.path.hasSuffix(".npy") }.map { String($0.path.dropLast(4)) })
-        var tensors: [String: Tensor] = [:]
-        let members = archive.filter { $0.type == .file && $0.path.hasSuffix(".npy") }
-        // A small archive can declare (and deflate to) gigabytes: refuse more than the machine holds before
-        // extracting anything, and stop any member that grows past what it declared.
-        let declared = members.reduce(UInt64(0)) { $0 &+ $1.uncompressedSize }
-        guard declared <= ProcessInfo.processInfo.physicalMemory else {
+        let archive = try ZipArchive(url)
+        let members = archive.members.filter { $0.name.hasSuffix(".npy") }
+        try accept(members.map { String($0.name.dropLast(4)) })
+        // A small archive can declare (and deflate to) gigabytes: refuse more than the machine has free before
+        // extracting anything (each member then inflates to exactly its declared size, its CRC-32 checked).
+        let declared = members.reduce(0) { $0 > Int.max - $1.size ? Int.max : $0 + $1.size }
+        let free = SystemMemory.available
+        guard declared <= free else {
             throw CheckpointError(
-                url,
-                "declares \(declared) bytes of arrays, more than this machine's \(ProcessInfo.processInfo.physicalMemory) bytes of memory")
+                url, "declares \(declared) bytes of arrays, more than the \(SystemMemory.describe(free)) of memory free now")
         }
-        for entry in members {
-            let size = entry.uncompressedSize
-            var data = Data(capacity: Int(size))
-            do {
-                _ = try archive.extract(entry, skipCRC32: true) { chunk in
-                    guard UInt64(data.count + chunk.count) <= size else {
-                        throw CheckpointError(url, "member \(entry.path) inflates past its declared \(size) bytes")
-                    }
-                    data.append(chunk)
-                }
-            } catch let error as CheckpointError {
-                throw error
-            } catch {
-                throw CheckpointError(url, "member \(entry.path) could not be extracted: \(error)")
-            }
-            // ZIPFoundation checks no CRC of stored (uncompressed) members, which is how numpy saves them.
-            guard UInt64(data.count) == size, data.crc32(checksum: 0) == entry.checksum else {
-                throw CheckpointError(url, "member \(entry.path) is corrupt (its CRC-32 or size does not match the zip directory)")
-            }
-            let name = String(entry.path.dropLast(4))
-            tensors[name] = try Npy.parse(data, name: "\(url.path)/\(entry.path)")
+        var tensors: [String: Tensor] = [:]
+        for member in members {
+            let data = try archive.contents(of: member)
+            tensors[String(member.name.dropLast(4))] = try Npy.parse(data, name: "\(url.path)/\(member.name)")
         }
         if tensors.isEmpty { throw CheckpointError(url, "holds no .npy arrays") }
         return tensors

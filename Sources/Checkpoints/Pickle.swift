@@ -101,8 +101,11 @@ public struct Unpickler {
     public private(set) var position: Int
 
     static let maxContainers = 1_000_000
-    /// EMPTY_TUPLE, EMPTY_LIST, EMPTY_DICT, TUPLE, TUPLE1-3, LIST, DICT, EMPTY_SET, FROZENSET, REDUCE, NEWOBJ(_EX), BUILD.
-    static let buildsContainer: Set<UInt8> = [0x29, 0x5D, 0x7D, 0x74, 0x85, 0x86, 0x87, 0x6C, 0x64, 0x8F, 0x91, 0x52, 0x81, 0x92, 0x62]
+    /// EMPTY_TUPLE, EMPTY_LIST, EMPTY_DICT, TUPLE, TUPLE1-3, LIST, DICT, EMPTY_SET, FROZENSET, REDUCE, NEWOBJ(_EX), BUILD,
+    /// and BINPERSID and PERSID, whose value wraps what they pop (a chain of them nests as deeply as a list's).
+    static let buildsContainer: Set<UInt8> = [
+        0x29, 0x5D, 0x7D, 0x74, 0x85, 0x86, 0x87, 0x6C, 0x64, 0x8F, 0x91, 0x52, 0x81, 0x92, 0x62, 0x51, 0x50
+    ]
 
     public init(_ bytes: [UInt8], at position: Int = 0) {
         self.bytes = bytes

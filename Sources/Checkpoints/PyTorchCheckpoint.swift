@@ -1,6 +1,5 @@
 import Foundation
 import Tensors
-import ZIPFoundation
 
 /// Files written by `torch.save` (`.pth`, `.pt`, `.bin`, Lightning's `.ckpt`), read without Python and without
 /// running anything in them (`Unpickler` refuses every callable a state dict does not need).
@@ -27,7 +26,7 @@ public enum PyTorchCheckpoint {
             let (_, stateDict) = try open(url)
             let names = stateDict.entries.compactMap { $0.value.tensor != nil ? $0.key.string : nil }
             let prefix = wrapperPrefix(names)
-            return Set(names.map { String($0.dropFirst(prefix.count)) })
+            return Set(names.map { dropping(prefix, from: $0) })
         }
     }
 
@@ -68,6 +67,7 @@ public enum PyTorchCheckpoint {
 
     static func readOnThisThread(_ url: URL) throws -> [String: Tensor] {
         let (container, stateDict) = try open(url)
+        try checkOutputSize(stateDict, of: url)
         var tensors: [String: Tensor] = [:]
         for (key, value) in stateDict.entries {
             guard let name = key.string, let tensor = value.tensor else { continue }
@@ -78,6 +78,35 @@ public enum PyTorchCheckpoint {
             }
         }
         return withoutWrapperPrefix(tensors)
+    }
+
+    /// Refuses, before anything is materialised, tensors whose float32 copies would not fit in the memory free now,
+    /// or would take more than 8 times the file's size: a tensor repeats no element of its storage but through zero
+    /// strides (`expand`), and a storage of bytes becomes 4 times as large as float32, so no honest checkpoint comes
+    /// near that, while a tiny file of zero-stride views could ask for gigabytes.
+    static func checkOutputSize(_ stateDict: PickleDict, of url: URL) throws {
+        var total = 0
+        for (key, value) in stateDict.entries {
+            guard let tensor = value.tensor else { continue }
+            guard let count = Shape.checkedCount(tensor.shape), count <= (Int.max - total) / 4 else {
+                throw CheckpointError(url, "tensor \(key.string ?? "?") has shape \(tensor.shape), more elements than any memory holds")
+            }
+            total += count * 4
+        }
+        let fileSize = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+        let free = SystemMemory.available
+        if total > free {
+            throw CheckpointError(
+                url,
+                "its tensors take \(SystemMemory.describe(total)) as float32, more than the \(SystemMemory.describe(free)) of memory free now"
+            )
+        }
+        if total / 8 > fileSize + (8 << 20) {
+            throw CheckpointError(
+                url,
+                "its tensors would take \(SystemMemory.describe(total)) as float32 from a file of \(SystemMemory.describe(fileSize)): views that repeat their elements (zero strides) past what any checkpoint holds"
+            )
+        }
     }
 
     /// The dict of tensors: the top object, or the first of the usual wrapper keys that holds one.
@@ -95,19 +124,43 @@ public enum PyTorchCheckpoint {
     }
 
     /// A prefix every name shares that no model has: `module.` (DistributedDataParallel), `model.` (Lightning
-    /// modules and wrappers that hold the network as `model`), or both.
+    /// modules and wrappers that hold the network as `model`), or a run of them. Each name is read once, up to the
+    /// prefix (a name made of 50,000 `module.`s costs its length, not a copy per level).
     static func wrapperPrefix(_ names: [String]) -> String {
-        for prefix in ["module.", "model."] where !names.isEmpty && names.allSatisfy({ $0.hasPrefix(prefix) }) {
-            return prefix + wrapperPrefix(names.map { String($0.dropFirst(prefix.count)) })
+        guard let first = names.first else { return "" }
+        let bytes = Array(first.utf8)
+        let wrappers = [Array("module.".utf8), Array("model.".utf8)]
+        // Where each wrapper at the start of the first name ends.
+        var ends: [Int] = []
+        var length = 0
+        while let wrapper = wrappers.first(where: {
+            bytes.count - length >= $0.count && bytes[length..<(length + $0.count)].elementsEqual($0)
+        }) {
+            length += wrapper.count
+            ends.append(length)
         }
-        return ""
+        for name in names.dropFirst() {
+            guard let longest = ends.last else { break }
+            var shared = 0
+            for (a, b) in zip(name.utf8, bytes[0..<longest]) {
+                if a != b { break }
+                shared += 1
+            }
+            while let end = ends.last, end > shared { ends.removeLast() }
+        }
+        return String(decoding: bytes[0..<(ends.last ?? 0)], as: UTF8.self)
+    }
+
+    /// `name` without the first `prefix` UTF-8 bytes (a prefix `wrapperPrefix` found: ASCII).
+    static func dropping(_ prefix: String, from name: String) -> String {
+        String(decoding: name.utf8.dropFirst(prefix.utf8.count), as: UTF8.self)
     }
 
     /// The tensors without their `wrapperPrefix`.
     static func withoutWrapperPrefix(_ tensors: [String: Tensor]) -> [String: Tensor] {
         let prefix = wrapperPrefix(Array(tensors.keys))
         if prefix.isEmpty { return tensors }
-        return Dictionary(uniqueKeysWithValues: tensors.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
+        return Dictionary(uniqueKeysWithValues: tensors.map { (dropping(prefix, from: $0.key), $0.value) })
     }
 
     /// A storage's element type, from its class name (`torch.FloatStorage`).
@@ -168,25 +221,20 @@ public enum PyTorchCheckpoint {
             let handle = try FileHandle(forReadingFrom: url)
             let head = try handle.read(upToCount: 4) ?? Data()
             try handle.close()
+            // Storage key -> bytes per element, from the persistent ids met while unpickling.
+            var elementSizes: [String: Int] = [:]
             if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-                let archive = try Archive(url: url, accessMode: .read)
-                guard let pickle = archive.filter({ $0.path.hasSuffix("data.pkl") }).min(by: { $0.path.count < $1.path.count })
+                let archive = try ZipArchive(url)
+                guard let pickle = archive.members.filter({ $0.name.hasSuffix("data.pkl") }).min(by: { $0.name.count < $1.name.count })
                 else { throw CheckpointError(url, "is a zip without data.pkl: not a PyTorch checkpoint") }
-                let prefix = String(pickle.path.dropLast("data.pkl".count))
-                func extract(_ path: String) throws -> Data? {
-                    guard let entry = archive[path] else { return nil }
-                    var data = Data()
-                    _ = try archive.extract(entry, skipCRC32: false) { data.append($0) }
-                    return data
-                }
-                if let order = try extract(prefix + "byteorder"), String(decoding: order, as: UTF8.self) != "little" {
+                let prefix = String(pickle.name.dropLast("data.pkl".count))
+                if let order = try archive.contents(of: prefix + "byteorder"), String(decoding: order, as: UTF8.self) != "little" {
                     throw CheckpointError(url, "stores big-endian tensors, which are not read")
                 }
-                guard let pickleData = try extract(pickle.path) else { throw CheckpointError(url, "data.pkl unreadable") }
-                var unpickler = Unpickler([UInt8](pickleData))
-                object = try unpickler.load(persistentLoad: { try Container.storage($0) })
+                var unpickler = Unpickler([UInt8](try archive.contents(of: pickle)))
+                object = try unpickler.load(persistentLoad: { try Container.storage($0, sizes: &elementSizes) })
                 storageBytes = { key in
-                    guard let data = try extract(prefix + "data/" + key) else {
+                    guard let data = try archive.contents(of: prefix + "data/" + key) else {
                         throw Problem("storage \(key) is missing from the archive")
                     }
                     return data
@@ -203,16 +251,15 @@ public enum PyTorchCheckpoint {
                 if case .bool(false) = info.dict?["little_endian"] ?? .bool(true) {
                     throw CheckpointError(url, "stores big-endian tensors, which are not read")
                 }
-                object = try unpickler.load(persistentLoad: { try Container.storage($0) })
+                object = try unpickler.load(persistentLoad: { try Container.storage($0, sizes: &elementSizes) })
                 let keys = try unpickler.load().items?.compactMap(\.string) ?? []
                 // Then, for each key in that order: the element count (int64) and the elements.
                 var offsets: [String: Range<Int>] = [:]
                 var position = unpickler.position
-                let sizes = Container.legacySizes(object)
                 for key in keys {
                     guard position + 8 <= bytes.count else { throw CheckpointError(url, "ends before storage \(key): truncated") }
                     let count = bytes[position..<(position + 8)].reversed().reduce(0) { $0 << 8 | Int($1) }
-                    let width = sizes[key] ?? 4
+                    let width = elementSizes[key] ?? 4
                     position += 8
                     guard count >= 0, count <= (bytes.count - position) / width else {
                         throw CheckpointError(url, "storage \(key) claims \(count) elements past the end of the file: truncated")
@@ -229,35 +276,14 @@ public enum PyTorchCheckpoint {
             }
         }
 
-        /// A persistent id ('storage', type, key, location, count[, view]) as a storage reference.
-        static func storage(_ pid: PickleValue) throws -> PickleValue {
+        /// A persistent id ('storage', type, key, location, count[, view]) as a storage reference; the element
+        /// size of its type is noted by key (the legacy format counts a storage's bytes in elements).
+        static func storage(_ pid: PickleValue, sizes: inout [String: Int]) throws -> PickleValue {
             guard let fields = pid.items, fields.count >= 5, fields[0].string == "storage" else {
                 throw Problem("unknown persistent id in the pickle")
             }
+            if let key = fields[2].string, let element = ElementType(fields[1]) { sizes[key] = element.size }
             return .persistent(pid)
-        }
-
-        /// Element sizes by storage key (the legacy format's count is in elements).
-        static func legacySizes(_ object: PickleValue) -> [String: Int] {
-            // Iterative, and each list and dict visited once: a pickle may nest deeply or hold a container in itself.
-            var sizes: [String: Int] = [:]
-            var pending = [object]
-            var seen = Set<ObjectIdentifier>()
-            while let value = pending.popLast() {
-                switch value {
-                case .tensor(let t):
-                    if case .persistent(let pid) = t.storage, let fields = pid.items, fields.count >= 5, let key = fields[2].string,
-                        let element = ElementType(fields[1])
-                    {
-                        sizes[key] = element.size
-                    }
-                case .dict(let d): if seen.insert(ObjectIdentifier(d)).inserted { pending += d.entries.map(\.value) }
-                case .list(let l): if seen.insert(ObjectIdentifier(l)).inserted { pending += l.items }
-                case .tuple(let items): pending += items
-                default: break
-                }
-            }
-            return sizes
         }
 
         /// A tensor's view of its storage, copied out contiguous, as float32.
@@ -297,6 +323,7 @@ public enum PyTorchCheckpoint {
             guard count == 0 || (!last.overflow && last.partialValue < available) else {
                 throw Problem("reads past the end of a storage of \(available) elements: corrupt or truncated")
             }
+            if count == 0 { return Tensor.zeros(tensor.shape) }
             let out = Tensor(uninitializedShape: tensor.shape)
             let dst = out.pointer
             let contiguous = tensor.strides == Shape.contiguousStrides(tensor.shape) || count <= 1
@@ -311,7 +338,9 @@ public enum PyTorchCheckpoint {
                     }
                     return
                 }
-                // A strided view (a transposed or sliced tensor): walk its index in row-major order.
+                // A strided view (a transposed or sliced tensor): walk its index in row-major order. Every position
+                // read lies in the storage (checked above), but stepping past the last one may overflow: the walk
+                // wraps instead of trapping, and nothing is read after it.
                 var index = [Int](repeating: 0, count: tensor.shape.count)
                 var source = start
                 for i in 0..<count {
@@ -319,9 +348,9 @@ public enum PyTorchCheckpoint {
                     var axis = tensor.shape.count - 1
                     while axis >= 0 {
                         index[axis] += 1
-                        source += tensor.strides[axis]
+                        source &+= tensor.strides[axis]
                         if index[axis] < tensor.shape[axis] { break }
-                        source -= tensor.strides[axis] * tensor.shape[axis]
+                        source &-= tensor.strides[axis] &* tensor.shape[axis]
                         index[axis] = 0
                         axis -= 1
                     }

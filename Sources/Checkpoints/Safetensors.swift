@@ -1,6 +1,5 @@
 import Foundation
 import Tensors
-import ZIPFoundation
 
 /// Reading and writing the safetensors format: an 8-byte little-endian header length, a JSON header mapping each
 /// name to {dtype, shape, data_offsets}, then the raw little-endian data.
@@ -161,7 +160,7 @@ public final class SafetensorsFile {
             try chunk.withUnsafeMutableBytes { buffer in
                 try Self.read(descriptor, into: buffer.baseAddress!, count: count, at: offset, url: url)
             }
-            crc = chunk.prefix(count).crc32(checksum: crc)
+            crc = chunk.prefix(count).crc32(continuing: crc)
             offset += count
         }
         guard String(Safetensors.checksum(data: crc, metadata: metadata)) == stated else {
@@ -194,8 +193,8 @@ public enum Safetensors {
     static func checksum(data crc: UInt32, metadata: [String: String]) -> UInt32 {
         var crc = crc
         for key in metadata.keys.sorted() where key != checksumKey {
-            crc = Data(key.utf8).crc32(checksum: crc)
-            crc = Data(metadata[key]!.utf8).crc32(checksum: crc)
+            crc = Data(key.utf8).crc32(continuing: crc)
+            crc = Data(metadata[key]!.utf8).crc32(continuing: crc)
         }
         return crc
     }
@@ -209,7 +208,7 @@ public enum Safetensors {
             for name in tensors.keys.sorted() {
                 let t = tensors[name]!
                 crc = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.pointer), count: t.count * 4, deallocator: .none)
-                    .crc32(checksum: crc)
+                    .crc32(continuing: crc)
             }
             metadata[checksumKey] = String(Self.checksum(data: crc, metadata: metadata))
         }

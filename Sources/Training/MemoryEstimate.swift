@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 import ViT
 
 /// What one training step will hold in memory, estimated before anything is allocated, so that a run that cannot
@@ -124,14 +125,7 @@ public struct MemoryEstimate: Sendable {
     }
 
     /// The memory the kernel says can be had now (`MemAvailable` in /proc/meminfo), or nil where it cannot tell.
-    public static func availableBytes() -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
-            let parts = line.split(separator: " ")
-            if parts.count >= 2, let kib = Double(parts[1]) { return kib * 1024 }
-        }
-        return nil
-    }
+    public static func availableBytes() -> Double? { SystemMemory.availableBytes().map(Double.init) }
 
     /// Throws, with the estimate and what to change, when one step will not fit in `available` bytes.
     public func check(available: Double?) throws {

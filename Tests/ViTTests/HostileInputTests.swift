@@ -127,7 +127,7 @@ import TestSupport
         }
     }
 
-    /// numpy stores npz members uncompressed, whose CRC-32 ZIPFoundation does not check: flipped bytes in a kernel
+    /// numpy stores npz members uncompressed, and every member's CRC-32 is compared (ZipArchive): flipped bytes in a kernel
     /// used to load as a model.
     @Test func flippedBytesInAnNpzMemberFailItsCRC() throws {
         var bytes = [UInt8](try Data(contentsOf: fixture("jax-vit-p8-d64-h4-l2-i32").appendingPathComponent("model.npz")))
