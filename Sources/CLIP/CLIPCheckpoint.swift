@@ -33,7 +33,7 @@ extension CLIPModel {
             guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                 throw CheckpointError(openCLIPConfig, "is not a JSON object")
             }
-            config = try CLIPConfig(openCLIP: json)
+            do { config = try CLIPConfig(openCLIP: json) } catch { throw CheckpointError(openCLIPConfig, "\(error)") }
             weightFiles = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors"]
         } else if let json = huggingFaceConfig(folder), json["model_type"] as? String == "clip" {
             var preprocessing: [String: Any]?
@@ -51,8 +51,11 @@ extension CLIPModel {
             throw CheckpointError(
                 folder, "is not a CLIP folder: no open_clip_config.json, and no config.json of a Hugging Face CLIPModel (model_type clip)")
         }
-        do { try config.validate() } catch {
-            throw CheckpointError(huggingFace ? folder.appendingPathComponent("config.json") : openCLIPConfig, "\(error)")
+        do { try config.validate() } catch let problem as FieldProblem {
+            // The problem named as the file names its keys.
+            throw huggingFace
+                ? CheckpointError(folder.appendingPathComponent("config.json"), problem.described(naming: CLIPConfig.huggingFaceKeys))
+                : CheckpointError(openCLIPConfig, problem.described(naming: CLIPConfig.openCLIPKeys))
         }
         let candidates = weightFiles.map { folder.appendingPathComponent($0) }
         guard let weights = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
@@ -61,7 +64,7 @@ extension CLIPModel {
         var tensors =
             weights.pathExtension == "bin"
             ? try PyTorchCheckpoint.read(weights) : try SafetensorsFile(contentsOf: weights).allTensors(matrices: .float32)
-        let model = try Init.withoutDrawing { CLIPModel(config) }
+        let model = Init.withoutDrawing { CLIPModel(config) }
         do {
             if huggingFace { tensors = try huggingFaceToOpenAI(tensors) }
             try model.load(stateDict: tensors.filter { !$0.key.hasSuffix("attn_mask") }, takingStorage: true)
@@ -131,6 +134,9 @@ extension CLIPModel {
                 guard let q = parts["q_proj.\(kind)"], let k = parts["k_proj.\(kind)"], let v = parts["v_proj.\(kind)"] else {
                     throw CLIPError("\(block)attention lacks one of its q, k, v projections' \(kind)")
                 }
+                guard q.shape == k.shape, q.shape == v.shape, q.rank == (kind == "weight" ? 2 : 1) else {
+                    throw CLIPError("\(block)attention's q, k, v projection \(kind)s are \(q.shape), \(k.shape), \(v.shape): not one shape")
+                }
                 out[block + "attn.in_proj_\(kind)"] = Tensor.concat([q, k, v], axis: 0)  // [3W, W] or [3W]
             }
         }
@@ -150,31 +156,50 @@ extension CLIPModel {
 }
 
 extension CLIPConfig {
+    /// Each field's key in `open_clip_config.json` and in a Hugging Face config.json.
+    static let openCLIPKeys = [
+        "embedDim": "model_cfg.embed_dim", "imageSize": "vision_cfg.image_size", "patchSize": "vision_cfg.patch_size",
+        "visionWidth": "vision_cfg.width", "visionLayers": "vision_cfg.layers", "visionHeadWidth": "vision_cfg.head_width",
+        "visionMLPRatio": "vision_cfg.mlp_ratio", "contextLength": "text_cfg.context_length", "vocabSize": "text_cfg.vocab_size",
+        "textWidth": "text_cfg.width", "textHeads": "text_cfg.heads", "textLayers": "text_cfg.layers", "mean": "preprocess_cfg.mean",
+        "std": "preprocess_cfg.std"
+    ]
+    static let huggingFaceKeys = [
+        "embedDim": "projection_dim", "imageSize": "vision_config.image_size", "patchSize": "vision_config.patch_size",
+        "visionWidth": "vision_config.hidden_size", "visionLayers": "vision_config.num_hidden_layers",
+        "visionHeadWidth": "vision_config.hidden_size / num_attention_heads",
+        "visionMLPRatio": "vision_config.intermediate_size / hidden_size",
+        "contextLength": "text_config.max_position_embeddings", "vocabSize": "text_config.vocab_size",
+        "textWidth": "text_config.hidden_size",
+        "textHeads": "text_config.num_attention_heads", "textLayers": "text_config.num_hidden_layers",
+        "mean": "preprocessor_config.json image_mean", "std": "preprocessor_config.json image_std"
+    ]
+
     /// From a Hugging Face `CLIPModel` config.json (`projection_dim`, `text_config`, `vision_config`) and its
     /// `preprocessor_config.json` (`image_mean`, `image_std`). The text tower's MLP must be 4x wide.
     public init(huggingFace json: [String: Any], preprocessing: [String: Any]?) throws {
         self.init()
         let vision = json["vision_config"] as? [String: Any] ?? [:], text = json["text_config"] as? [String: Any] ?? [:]
-        func int(_ d: [String: Any], _ key: String, _ fallback: Int) -> Int { (d[key] as? NSNumber)?.intValue ?? fallback }
+        func int(_ d: [String: Any], _ key: String, _ fallback: Int) throws -> Int { try Self.integer(d, key) ?? fallback }
         // transformers' defaults where a key is absent (its CLIPTextConfig / CLIPVisionConfig).
-        embedDim = int(json, "projection_dim", 512)
+        embedDim = try int(json, "projection_dim", 512)
         quickGELU = (text["hidden_act"] as? String ?? "quick_gelu") == "quick_gelu"
-        imageSize = int(vision, "image_size", 224)
-        patchSize = int(vision, "patch_size", 32)
-        visionWidth = int(vision, "hidden_size", 768)
-        visionLayers = int(vision, "num_hidden_layers", 12)
-        let visionHeads = int(vision, "num_attention_heads", 12)
-        contextLength = int(text, "max_position_embeddings", 77)
-        vocabSize = int(text, "vocab_size", 49408)
-        textWidth = int(text, "hidden_size", 512)
-        textHeads = int(text, "num_attention_heads", 8)
-        textLayers = int(text, "num_hidden_layers", 12)
+        imageSize = try int(vision, "image_size", 224)
+        patchSize = try int(vision, "patch_size", 32)
+        visionWidth = try int(vision, "hidden_size", 768)
+        visionLayers = try int(vision, "num_hidden_layers", 12)
+        let visionHeads = try int(vision, "num_attention_heads", 12)
+        contextLength = try int(text, "max_position_embeddings", 77)
+        vocabSize = try int(text, "vocab_size", 49408)
+        textWidth = try int(text, "hidden_size", 512)
+        textHeads = try int(text, "num_attention_heads", 8)
+        textLayers = try int(text, "num_hidden_layers", 12)
         guard visionHeads > 0, visionWidth % visionHeads == 0, textHeads > 0, textWidth % textHeads == 0 else {
             throw CLIPError("widths \(visionWidth), \(textWidth) do not split into \(visionHeads), \(textHeads) heads")
         }
         visionHeadWidth = visionWidth / visionHeads
-        visionMLPRatio = Float(int(vision, "intermediate_size", 4 * visionWidth)) / Float(visionWidth)
-        let textMLP = int(text, "intermediate_size", 4 * textWidth)
+        visionMLPRatio = Float(try int(vision, "intermediate_size", 4 * visionWidth)) / Float(visionWidth)
+        let textMLP = try int(text, "intermediate_size", 4 * textWidth)
         guard textMLP == 4 * textWidth else { throw CLIPError("the text MLP is \(textMLP) wide, not 4 x \(textWidth): not supported") }
         if (vision["hidden_act"] as? String ?? "quick_gelu") != (text["hidden_act"] as? String ?? "quick_gelu") {
             throw CLIPError(

@@ -57,25 +57,43 @@ public struct CLIPConfig: Codable, Equatable, Sendable {
         if !problems.isEmpty { throw FieldProblem(problems) }
     }
 
+    /// `d[key]` as an integer: nil when absent; an error naming the key when it is not a whole number an Int holds
+    /// (`NSNumber.intValue` would wrap 1e30 or cut 3.5 to 3 without a word).
+    static func integer(_ d: [String: Any], _ key: String) throws -> Int? {
+        guard let value = try number(d, key) else { return nil }
+        guard value == value.rounded(), abs(value) < 1e15 else { throw CLIPError("\(key) is \(value), not an integer in range") }
+        return Int(value)
+    }
+
+    /// `d[key]` as a finite number: nil when absent; an error naming the key when it is something else.
+    static func number(_ d: [String: Any], _ key: String) throws -> Double? {
+        guard let raw = d[key], !(raw is NSNull) else { return nil }
+        // (true and false arrive as NSNumbers too, of Objective-C type "c".)
+        guard let number = raw as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue.isFinite else {
+            throw CLIPError("\(key) is \(raw), not a number")
+        }
+        return number.doubleValue
+    }
+
     /// From open_clip's `open_clip_config.json` (`model_cfg`, `preprocess_cfg`).
     public init(openCLIP json: [String: Any]) throws {
         let model = json["model_cfg"] as? [String: Any] ?? json
         let vision = model["vision_cfg"] as? [String: Any] ?? [:], text = model["text_cfg"] as? [String: Any] ?? [:]
-        func int(_ d: [String: Any], _ key: String) -> Int? { (d[key] as? NSNumber)?.intValue }
-        guard let embed = int(model, "embed_dim") else { throw CLIPError("open_clip config has no model_cfg.embed_dim") }
+        func int(_ d: [String: Any], _ key: String) throws -> Int? { try Self.integer(d, key) }
+        guard let embed = try int(model, "embed_dim") else { throw CLIPError("open_clip config has no model_cfg.embed_dim") }
         embedDim = embed
         quickGELU = model["quick_gelu"] as? Bool ?? false
-        imageSize = int(vision, "image_size") ?? imageSize
-        patchSize = int(vision, "patch_size") ?? patchSize
-        visionWidth = int(vision, "width") ?? visionWidth
-        visionLayers = int(vision, "layers") ?? visionLayers
-        visionHeadWidth = int(vision, "head_width") ?? visionHeadWidth
-        visionMLPRatio = (vision["mlp_ratio"] as? NSNumber)?.floatValue ?? visionMLPRatio
-        contextLength = int(text, "context_length") ?? contextLength
-        vocabSize = int(text, "vocab_size") ?? vocabSize
-        textWidth = int(text, "width") ?? textWidth
-        textHeads = int(text, "heads") ?? textHeads
-        textLayers = int(text, "layers") ?? textLayers
+        imageSize = try int(vision, "image_size") ?? imageSize
+        patchSize = try int(vision, "patch_size") ?? patchSize
+        visionWidth = try int(vision, "width") ?? visionWidth
+        visionLayers = try int(vision, "layers") ?? visionLayers
+        visionHeadWidth = try int(vision, "head_width") ?? visionHeadWidth
+        visionMLPRatio = try Self.number(vision, "mlp_ratio").map(Float.init) ?? visionMLPRatio
+        contextLength = try int(text, "context_length") ?? contextLength
+        vocabSize = try int(text, "vocab_size") ?? vocabSize
+        textWidth = try int(text, "width") ?? textWidth
+        textHeads = try int(text, "heads") ?? textHeads
+        textLayers = try int(text, "layers") ?? textLayers
         if let pre = json["preprocess_cfg"] as? [String: Any] {
             if let m = pre["mean"] as? [Double], m.count == 3 { mean = m.map(Float.init) }
             if let s = pre["std"] as? [Double], s.count == 3 { std = s.map(Float.init) }

@@ -11,9 +11,12 @@ public final class CLIPTokenizer {
     /// The context length of every published CLIP.
     public static let contextLength = 77
 
-    /// Symbol -> id, and each merge's rank (lower merges first).
+    /// Symbol -> id, each merge's rank (lower merges first), and the merges by rank.
     let encoder: [String: Int]
     let ranks: [Pair: Int]
+    let merges: [Pair]
+    /// The largest id of the vocabulary.
+    let largestId: Int
     /// Byte -> its printable stand-in (GPT-2's `bytes_to_unicode`).
     let byteSymbols: [Character]
     private var cache: [String: [Int]] = [:]
@@ -49,6 +52,9 @@ public final class CLIPTokenizer {
         guard let vocab = try JSONSerialization.jsonObject(with: Data(contentsOf: vocabURL)) as? [String: Int] else {
             throw TokenizerError(vocabURL, "is not a JSON object of symbol -> id")
         }
+        if let (symbol, id) = vocab.first(where: { $0.value < 0 }) {
+            throw TokenizerError(vocabURL, "gives \(symbol) the negative id \(id)")
+        }
         let lines = String(decoding: try Data(contentsOf: mergesURL), as: UTF8.self).split(separator: "\n")
         let merges = try lines.filter { !$0.hasPrefix("#version") }.map { line -> Pair in
             let parts = line.split(separator: " ")
@@ -60,7 +66,9 @@ public final class CLIPTokenizer {
 
     init(encoder: [String: Int], merges: [Pair]) {
         self.encoder = encoder
+        largestId = encoder.values.max() ?? 0
         ranks = Dictionary(merges.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        self.merges = merges
         byteSymbols = Self.bytesToUnicode()
     }
 
@@ -153,36 +161,87 @@ public final class CLIPTokenizer {
         return ids + [Int](repeating: 0, count: contextLength - ids.count)
     }
 
-    /// One word's ids: its bytes as symbols, the last ending in `</w>`, merged pair by pair, lowest rank first.
+    /// One word's ids: its bytes as symbols, the last ending in `</w>`, merged pair by pair, lowest rank first, each
+    /// pair at every place it occurs, left to right, as OpenAI's loop does. OpenAI's loop rescans the word after each
+    /// merge (quadratic: a 300,000-letter word took minutes); here the symbols are a linked list, each ranked pair
+    /// lists where it occurs, and a heap gives the next rank to merge, so a word costs O(n log n). The quadratic loop
+    /// is kept as the reference in the tests (`CLIPTokenizerTests`).
     func bpe(_ word: String) -> [Int] {
-        if let cached = lock.withLock({ cache[word] }) { return cached }
+        let cacheable = word.utf8.count <= 64  // common words; a hostile text's long ones would only fill memory
+        if cacheable, let cached = lock.withLock({ cache[word] }) { return cached }
         var symbols = word.utf8.map { String(byteSymbols[Int($0)]) }
         guard !symbols.isEmpty else { return [] }
         symbols[symbols.count - 1] += "</w>"
-        while symbols.count > 1 {
-            var best: (rank: Int, index: Int)?
-            for i in 0..<(symbols.count - 1) {
-                if let rank = ranks[Pair(first: symbols[i], second: symbols[i + 1])], rank < (best?.rank ?? .max) { best = (rank, i) }
-            }
-            guard let best else { break }
-            // Merge every occurrence of the best pair, left to right, as OpenAI's loop does.
-            let (first, second) = (symbols[best.index], symbols[best.index + 1])
-            var merged: [String] = []
-            var i = 0
-            while i < symbols.count {
-                if i < symbols.count - 1 && symbols[i] == first && symbols[i + 1] == second {
-                    merged.append(first + second)
-                    i += 2
-                } else {
-                    merged.append(symbols[i])
-                    i += 1
-                }
-            }
-            symbols = merged
+        let n = symbols.count
+        var next = Array(1...n), previous = Array(-1..<(n - 1))  // n: no next; -1: no previous
+        var alive = [Bool](repeating: true, count: n)
+        var places: [Int: [Int]] = [:]  // rank -> the left symbol of each place its pair may occur (some stale)
+        var heap = MinHeap()
+        func note(_ i: Int) {
+            guard i >= 0, next[i] < n, let rank = ranks[Pair(first: symbols[i], second: symbols[next[i]])] else { return }
+            if places[rank] == nil { heap.push(rank) }
+            places[rank, default: []].append(i)
         }
-        let ids = symbols.map { encoder[$0] ?? 0 }
-        lock.withLock { cache[word] = ids }
+        for i in 0..<(n - 1) { note(i) }
+        while let rank = heap.pop() {
+            guard let found = places.removeValue(forKey: rank) else { continue }
+            let pair = merges[rank]
+            for i in found.sorted() {
+                let j = next[i]
+                guard alive[i], j < n, symbols[i] == pair.first, symbols[j] == pair.second else { continue }
+                symbols[i] = pair.first + pair.second
+                alive[j] = false
+                next[i] = next[j]
+                if next[j] < n { previous[next[j]] = i }
+                note(previous[i])
+                note(i)
+            }
+        }
+        var ids: [Int] = []
+        var i = 0
+        while i < n {
+            ids.append(encoder[symbols[i]] ?? 0)
+            i = next[i]
+        }
+        if cacheable { lock.withLock { cache[word] = ids } }
         return ids
+    }
+
+    /// The merge ranks still to do, smallest first.
+    struct MinHeap {
+        private var items: [Int] = []
+        mutating func push(_ value: Int) {
+            items.append(value)
+            var child = items.count - 1
+            while child > 0, items[(child - 1) / 2] > items[child] {
+                items.swapAt(child, (child - 1) / 2)
+                child = (child - 1) / 2
+            }
+        }
+        mutating func pop() -> Int? {
+            guard let top = items.first else { return nil }
+            items[0] = items[items.count - 1]
+            items.removeLast()
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < items.count, items[left] < items[smallest] { smallest = left }
+                if right < items.count, items[right] < items[smallest] { smallest = right }
+                if smallest == parent { return top }
+                items.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+    }
+
+    /// Throws unless every id this tokenizer gives (its vocabulary's and the start and end tokens) indexes an
+    /// embedding of `vocabularySize` rows: a `vocab.json` beside a smaller model would index past it.
+    public func check(fitting vocabularySize: Int, source: URL) throws {
+        let largest = max(largestId, Self.endOfText)
+        guard largest < vocabularySize else {
+            throw TokenizerError(source, "gives ids up to \(largest), past the model's vocabulary of \(vocabularySize) (vocab_size)")
+        }
     }
 }
 

@@ -14,16 +14,22 @@ extension CLIPTokenizer {
     }
 
     /// The tokenizer a CLIP folder carries (`bpe_simple_vocab_16e6.txt.gz`, or Hugging Face's `vocab.json` +
-    /// `merges.txt`), else the shipped one (every OpenAI and open_clip CLIP uses it).
-    public static func forModel(in folder: URL) throws -> CLIPTokenizer {
+    /// `merges.txt`), else the shipped one (every OpenAI and open_clip CLIP uses it); with `vocabularySize` (the
+    /// model's), checked to give no id past its embedding.
+    public static func forModel(in folder: URL, vocabularySize: Int?) throws -> CLIPTokenizer {
         let files = FileManager.default
         let merges = folder.appendingPathComponent("bpe_simple_vocab_16e6.txt.gz")
-        if files.fileExists(atPath: merges.path) { return try CLIPTokenizer(mergesFile: merges) }
         let vocab = folder.appendingPathComponent("vocab.json"), hfMerges = folder.appendingPathComponent("merges.txt")
-        if files.fileExists(atPath: vocab.path) && files.fileExists(atPath: hfMerges.path) {
-            return try CLIPTokenizer(vocabulary: vocab, merges: hfMerges)
+        let (tokenizer, source): (CLIPTokenizer, URL)
+        if files.fileExists(atPath: merges.path) {
+            (tokenizer, source) = (try CLIPTokenizer(mergesFile: merges), merges)
+        } else if files.fileExists(atPath: vocab.path) && files.fileExists(atPath: hfMerges.path) {
+            (tokenizer, source) = (try CLIPTokenizer(vocabulary: vocab, merges: hfMerges), vocab)
+        } else {
+            (tokenizer, source) = (try openAI(), folder)
         }
-        return try openAI()
+        if let vocabularySize { try tokenizer.check(fitting: vocabularySize, source: source) }
+        return tokenizer
     }
 }
 

@@ -54,7 +54,7 @@ import ViT
         let worst = zip(logits.toArray(), try ref.tensor("logits_per_image").toArray()).map { abs($0 - $1) }.max() ?? 1
         #expect(worst <= 1e-4, "logits: max difference \(worst)")
         // The tokenizer comes from the folder's vocab.json + merges.txt.
-        #expect(try CLIPTokenizer.forModel(in: folder).tokenize("a photo of a cat.") == Array(tokens[0..<77]))
+        #expect(try CLIPTokenizer.forModel(in: folder, vocabularySize: nil).tokenize("a photo of a cat.") == Array(tokens[0..<77]))
     }
 }
 
@@ -70,7 +70,7 @@ import ViT
     @Test func ensemblingAndLogitsFollowCLIP() throws {
         let folder = TokenizerTests.fixture("open_clip_model.safetensors").deletingLastPathComponent()
         let model = try CLIPModel.load(folder)
-        let tokenizer = try CLIPTokenizer.forModel(in: folder)  // the fixture's vocab.json + merges.txt
+        let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: nil)  // the fixture's vocab.json + merges.txt
         let ref = try SafetensorsFile(contentsOf: TokenizerTests.fixture("openclip-reference.safetensors"))
         let images = try ref.tensor("image_input")
         // One template: each class is its prompt's normalised embedding; logits are 100 x cosine.
@@ -193,37 +193,5 @@ import ViT
         let loaded = try CLIPModel.load(folder)
         #expect(loaded.config == clip.config)
         #expect(loaded.visual.proj.toArray() == clip.visual.proj.toArray())
-    }
-
-    /// An open_clip configuration is validated before a model is built from it: zero or huge widths, a head width
-    /// that does not divide the width, a patch that does not divide the image, a vocabulary without the start and end
-    /// tokens, each one error naming the file and the field (none reaches a division by zero or an out-of-range gather).
-    @Test func hostileOpenCLIPConfigurationsAreRefusedByField() throws {
-        let source = Fixtures.url("CLIPTests")
-        let edits: [(String, (inout [String: Any]) -> Void, String)] = [
-            ("vision width 0", { $0["width"] = 0 }, "visionWidth 0 is outside"),
-            ("vision width 2^40", { $0["width"] = 1 << 40 }, "visionWidth 1099511627776 is outside"),
-            ("head width 48 of 64", { $0["head_width"] = 48 }, "visionWidth 64 is not a multiple of visionHeadWidth 48"),
-            ("patch 7 of 32 px", { $0["patch_size"] = 7 }, "patchSize 7 does not divide imageSize 32")
-        ]
-        for (what, edit, reason) in edits {
-            let folder = try temporaryFolder("swiftvit-clip-config")
-            defer { try? FileManager.default.removeItem(at: folder) }
-            for name in ["open_clip_model.safetensors", "open_clip_config.json"] {
-                try FileManager.default.copyItem(at: source.appendingPathComponent(name), to: folder.appendingPathComponent(name))
-            }
-            let url = folder.appendingPathComponent("open_clip_config.json")
-            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
-            var model = json["model_cfg"] as! [String: Any], vision = model["vision_cfg"] as! [String: Any]
-            edit(&vision)
-            model["vision_cfg"] = vision
-            json["model_cfg"] = model
-            try JSONSerialization.data(withJSONObject: json).write(to: url)
-            #expect(throws: (any Error).self, "\(what)") { try CLIPModel.load(folder) }
-            #expect { try CLIPModel.load(folder) } throws: { "\($0)".contains(url.path) && "\($0)".contains(reason) }
-        }
-        var config = CLIPConfig()
-        config.vocabSize = 1000
-        #expect { try config.validate() } throws: { "\($0)".contains("vocabSize 1000 has no room for the start and end tokens") }
     }
 }

@@ -101,7 +101,7 @@ struct Embed: ParsableCommand {
         if tokens { throw CommandFailure("--tokens is for ViT classifiers; a CLIP gives one embedding per image or text") }
         let size = batchAlias ?? batchSize
         if !text.isEmpty || textFile != nil {
-            let tokenizer = try CLIPTokenizer.forModel(in: folder)
+            let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)
             let all = try texts()
             var named: [(String, Tensor)] = []
             for start in stride(from: 0, to: all.count, by: size) {

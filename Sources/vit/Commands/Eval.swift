@@ -57,7 +57,7 @@ struct Eval: ParsableCommand {
         if zeroshot {
             let folder = URL(fileURLWithPath: modelOptions.model)
             let clip = try CLIPModel.load(folder)
-            let tokenizer = try CLIPTokenizer.forModel(in: folder)
+            let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)
             let prompts = try PromptTemplates.named(templates)
             dataset = try loadData(clip.transform)
             bar = ProgressBar(total: dataset.count, unit: "img")

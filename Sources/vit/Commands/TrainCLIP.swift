@@ -162,7 +162,9 @@ struct TrainCLIP: ParsableCommand {
             }
         }
         if evaluation != nil, evaluation!.images.width != model.config.imageSize { evaluation = nil }
-        let tokenizer = try `init`.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0)) } ?? CLIPTokenizer.openAI()
+        let tokenizer =
+            try `init`.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0), vocabularySize: model.config.vocabSize) }
+            ?? CLIPTokenizer.openAI()
         let trainer = try ContrastiveTrainer(
             model: model, tokenizer: tokenizer, options: options, data: pairs, evaluation: evaluation, folder: folder)
         let c = model.config
@@ -180,7 +182,7 @@ struct TrainCLIP: ParsableCommand {
         let config = try CLIPModel.load(folder).config
         let (pairs, evaluation) = try loadData(sizing: .size(config.imageSize))
         let trainer = try ContrastiveTrainer.resume(
-            folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder), data: pairs, evaluation: evaluation,
+            folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder, vocabularySize: config.vocabSize), data: pairs, evaluation: evaluation,
             epochs: runOptions.epochs,
             precision: runOptions.precision)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")

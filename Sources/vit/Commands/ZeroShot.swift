@@ -60,7 +60,7 @@ struct ZeroShot: ParsableCommand {
         let names = try classNames()
         let folder = URL(fileURLWithPath: model)
         let clip = try CLIPModel.load(folder)
-        let tokenizer = try CLIPTokenizer.forModel(in: folder)
+        let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)
         let prompts = try PromptTemplates.named(templates)
         let classifier = ZeroShotClassifier(model: clip, tokenizer: tokenizer, classNames: names, templates: prompts)
         let (files, missing) = try imageFiles(images)
@@ -105,7 +105,7 @@ struct Tokenize: ParsableCommand {
     @Argument(help: "Texts.") var texts: [String]
 
     func run() throws {
-        let tokenizer = try model.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0)) } ?? CLIPTokenizer.openAI()
+        let tokenizer = try model.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0), vocabularySize: nil) } ?? CLIPTokenizer.openAI()
         for text in texts {
             let ids = tokenizer.tokenize(text)
             if json {
