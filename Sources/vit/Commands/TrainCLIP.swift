@@ -182,7 +182,8 @@ struct TrainCLIP: ParsableCommand {
         let config = try CLIPModel.load(folder).config
         let (pairs, evaluation) = try loadData(sizing: .size(config.imageSize))
         let trainer = try ContrastiveTrainer.resume(
-            folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder, vocabularySize: config.vocabSize), data: pairs, evaluation: evaluation,
+            folder: folder, tokenizer: try CLIPTokenizer.forModel(in: folder, vocabularySize: config.vocabSize), data: pairs,
+            evaluation: evaluation,
             epochs: runOptions.epochs,
             precision: runOptions.precision)
         printError("resuming at epoch \(trainer.state.epoch + 1), batch \(trainer.state.batch + 1) of \(trainer.stepsPerEpoch)")

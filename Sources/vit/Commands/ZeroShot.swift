@@ -105,7 +105,8 @@ struct Tokenize: ParsableCommand {
     @Argument(help: "Texts.") var texts: [String]
 
     func run() throws {
-        let tokenizer = try model.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0), vocabularySize: nil) } ?? CLIPTokenizer.openAI()
+        let tokenizer =
+            try model.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0), vocabularySize: nil) } ?? CLIPTokenizer.openAI()
         for text in texts {
             let ids = tokenizer.tokenize(text)
             if json {
