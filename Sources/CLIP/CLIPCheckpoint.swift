@@ -51,11 +51,16 @@ extension CLIPModel {
             throw CheckpointError(
                 folder, "is not a CLIP folder: no open_clip_config.json, and no config.json of a Hugging Face CLIPModel (model_type clip)")
         }
-        do { try config.validate() } catch let problem as FieldProblem {
+        do {
+            try config.validate()
+            try config.checkMemory()
+        } catch let problem as FieldProblem {
             // The problem named as the file names its keys.
             throw huggingFace
                 ? CheckpointError(folder.appendingPathComponent("config.json"), problem.described(naming: CLIPConfig.huggingFaceKeys))
                 : CheckpointError(openCLIPConfig, problem.described(naming: CLIPConfig.openCLIPKeys))
+        } catch {
+            throw CheckpointError(huggingFace ? folder.appendingPathComponent("config.json") : openCLIPConfig, "\(error)")
         }
         let candidates = weightFiles.map { folder.appendingPathComponent($0) }
         guard let weights = candidates.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {

@@ -75,6 +75,32 @@ public struct CLIPConfig: Codable, Equatable, Sendable {
         return number.doubleValue
     }
 
+    /// The image tower as the ViT shape `MemoryEstimate` knows.
+    var imageTower: ViTConfig {
+        var vit = ViTConfig()
+        (vit.imageSize, vit.patchSize, vit.width, vit.depth) = (imageSize, patchSize, visionWidth, visionLayers)
+        (vit.heads, vit.mlpRatio, vit.numClasses) = (visionHeads, visionMLPRatio, 0)
+        return vit
+    }
+
+    /// Throws unless the weights and a forward pass of `batchSize` images and texts fit in the memory free now,
+    /// checked after `validate` and before a model is built: sizes each in range can still multiply past any memory
+    /// (1,024 layers of width 65,536), which an allocation would only find by failing.
+    public func checkMemory(batchSize: Int = 1) throws {
+        let image = MemoryEstimate(config: imageTower, batchSize: batchSize, purpose: .inference).totalBytes
+        let t = Double(contextLength), w = Double(textWidth), b = Double(batchSize)
+        let textWeights = Double(textLayers) * 12 * w * w + Double(vocabSize + contextLength) * w + w * Double(embedDim)
+        let textActivations = b * (8 * t * w + 8 * t * w + 2 * Double(textHeads) * t * t)
+        let total = image + 4 * (textWeights + textActivations)
+        guard let available = MemoryEstimate.availableBytes(), total > available else { return }
+        throw MemoryEstimate.TooLarge(
+            description: String(
+                format:
+                    "this CLIP needs about %.1f GiB (image tower %d blocks of width %d at %d px, text tower %d blocks of width %d over %d tokens), more than the %.1f GiB available",
+                total / 1_073_741_824, visionLayers, visionWidth, imageSize, textLayers, textWidth, contextLength, available / 1_073_741_824
+            ))
+    }
+
     /// From open_clip's `open_clip_config.json` (`model_cfg`, `preprocess_cfg`).
     public init(openCLIP json: [String: Any]) throws {
         let model = json["model_cfg"] as? [String: Any] ?? json

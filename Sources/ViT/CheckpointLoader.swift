@@ -148,11 +148,13 @@ public struct CheckpointLoader {
         }
         let file = try configURL.map(HubConfig.read) ?? HubConfig()
         do {
-            let model = try ResNet.load(tensors: tensors, file: file)
+            let model = try ResNet.load(tensors: tensors, file: file, url: configURL)
             if let imageSize, imageSize != model.config.imageSize {
                 var config = model.config
                 config.imageSize = imageSize  // a convnet takes any size; the data config follows
                 config.data.inputSize = [3, imageSize, imageSize]
+                try config.validate()
+                try MemoryEstimate.checkInference(.resnet(config))
                 let resized = try Init.withoutDrawing { try ResNet(config) }
                 try resized.load(stateDict: model.stateDict(), takingStorage: true)
                 resized.eval()
@@ -161,6 +163,10 @@ public struct CheckpointLoader {
             return model
         } catch let error as CheckpointError {
             throw error
+        } catch let error as MemoryEstimate.TooLarge {
+            throw CheckpointError(configURL ?? weightsURL, "\(error)")
+        } catch let error as ConfigError {
+            throw CheckpointError(error.file ?? configURL ?? weightsURL, error.problem)  // named by the configuration's file
         } catch {
             throw CheckpointError(weightsURL, "\(error)")
         }
@@ -236,7 +242,12 @@ public struct CheckpointLoader {
         // The position-embedding grid of the checkpoint, then the size to build at.
         let checkpointGrid = config.gridSize
         if let imageSize { config.imageSize = imageSize; config.data.inputSize = [config.channels, imageSize, imageSize] }
-        do { try config.validate() } catch { throw CheckpointError(weightsURL, "configuration: \(error)") }
+        do {
+            try config.validate()
+            try MemoryEstimate.checkInference(.vit(config))
+        } catch {
+            throw CheckpointError(configURL ?? weightsURL, "configuration: \(error)")
+        }
         if let pos = tensors["pos_embed"], config.gridSize != checkpointGrid {
             let prefix = config.noEmbedClass ? 0 : config.prefixTokens
             tensors["pos_embed"] = PositionEmbeddings.resample(

@@ -65,11 +65,7 @@ public enum ConfigFiles {
         }
         if file["pretrained_cfg"] != nil {
             let cfg = file.pretrainedConfig
-            if let v = try inputSize(cfg["input_size"], "pretrained_cfg.input_size", url) { config.data.inputSize = v }
-            if let v = try triple(cfg["mean"], "pretrained_cfg.mean", url) { config.data.mean = v }
-            if let v = try triple(cfg["std"], "pretrained_cfg.std", url) { config.data.std = v }
-            if let v = cfg["crop_pct"]?.float { config.data.cropPct = v }
-            if let v = cfg["interpolation"]?.string, let i = DataConfig.Interpolation(rawValue: v) { config.data.interpolation = i }
+            try config.data.read(pretrainedConfig: cfg, in: url)
             if args["img_size"] == nil, cfg["input_size"] != nil {
                 config.imageSize = config.data.inputSize[2]; fields.insert("imageSize")
             }
@@ -106,7 +102,7 @@ public enum ConfigFiles {
     static func triple(_ value: JSONValue?, _ name: String, _ url: URL) throws -> [Float]? {
         guard let value else { return nil }
         guard let numbers = value.numbers, numbers.count == 3, numbers.allSatisfy({ $0.isFinite }) else {
-            throw ConfigError("\(url.path): \(name) is \(value), not three numbers")
+            throw ConfigError(url, "\(name) is \(value), not three numbers")
         }
         return numbers.map { Float($0) }
     }
@@ -115,7 +111,7 @@ public enum ConfigFiles {
     static func inputSize(_ value: JSONValue?, _ name: String, _ url: URL) throws -> [Int]? {
         guard let value else { return nil }
         guard let array = value.array, case let sizes = array.compactMap(\.int), sizes.count == 3, array.count == 3 else {
-            throw ConfigError("\(url.path): \(name) is \(value), not three whole numbers")
+            throw ConfigError(url, "\(name) is \(value), not three whole numbers")
         }
         return sizes
     }

@@ -4,7 +4,7 @@ import Foundation
 /// A JSON value: what a configuration file holds under a key this project does not know, kept as it was so that a
 /// file read and written again loses nothing. Numbers keep their kind (an integer stays one; a `Float` written by
 /// SwiftViT prints as the shortest decimal that reads back as it).
-public enum JSONValue: Codable, Equatable, Sendable {
+public enum JSONValue: Codable, Equatable, Sendable, CustomStringConvertible {
     case null
     case bool(Bool)
     case int(Int)
@@ -62,6 +62,13 @@ public enum JSONValue: Codable, Equatable, Sendable {
             if case .float = b { return Float(x) == Float(y) }
             return x == y
         }
+    }
+
+    /// The value as JSON text (what an error message quotes).
+    public var description: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
     }
 
     public var bool: Bool? { if case .bool(let v) = self { return v } else { return nil } }

@@ -43,6 +43,9 @@ public struct ResNetConfig: Codable, Equatable, Sendable {
         }
         if !(0...10_000_000).contains(numClasses) { problems.append("class count \(numClasses)") }
         if !(8...16384).contains(imageSize) { problems.append("image size \(imageSize) outside 8...16384") }
+        if !(batchNormEps > 0 && batchNormEps < 1) { problems.append("batch-norm eps \(batchNormEps) is outside (0, 1)") }
+        problems += data.problems(imageSize: imageSize)
+        if let labels, numClasses > 0, labels.count != numClasses { problems.append("\(labels.count) labels for \(numClasses) classes") }
         if !problems.isEmpty { throw ConfigError(problems.joined(separator: "; ")) }
     }
 }
@@ -169,7 +172,7 @@ extension ResNet {
     /// The configuration of timm ResNet tensors (`conv1.weight`, `layerN.i.*`, `fc.*`), with what a timm-style
     /// config.json states (`architecture`, `model_args.block/layers/channels`, `pretrained_cfg`): the tensors decide
     /// every width, and must agree with the config.
-    public static func config(tensors: [String: Tensor], file: HubConfig) throws -> ResNetConfig {
+    public static func config(tensors: [String: Tensor], file: HubConfig, url: URL? = nil) throws -> ResNetConfig {
         var config = ResNetConfig()
         guard let stem = tensors["conv1.weight"], stem.rank == 4, stem.shape[1] == 3 else {
             throw ConfigError("no ResNet stem (conv1.weight [width, 3, k, k])")
@@ -204,6 +207,7 @@ extension ResNet {
                 throw ConfigError(
                     "config.json describes \(saved.block) blocks \(saved.layers), the weights \(config.block) \(config.layers)")
             }
+            try saved.validate()
             return saved
         }
         let args = file.modelArgs
@@ -219,14 +223,8 @@ extension ResNet {
         if let eps = args["bn_eps"]?.float { config.batchNormEps = eps }
         if let cifar = args["cifar_stem"]?.bool { config.cifarStem = cifar }
         if file["pretrained_cfg"] != nil {
-            let cfg = file.pretrainedConfig
-            if let size = cfg["input_size"]?.array?.compactMap(\.int), size.count == 3 {
-                config.imageSize = size[2]; config.data.inputSize = size
-            }
-            if let mean = cfg["mean"]?.numbers, mean.count == 3 { config.data.mean = mean.map { Float($0) } }
-            if let std = cfg["std"]?.numbers, std.count == 3 { config.data.std = std.map { Float($0) } }
-            if let crop = cfg["crop_pct"]?.float { config.data.cropPct = crop }
-            if cfg["interpolation"]?.string == "bilinear" { config.data.interpolation = .bilinear }
+            try config.data.read(pretrainedConfig: file.pretrainedConfig, in: url ?? URL(fileURLWithPath: "config.json"))
+            if file.pretrainedConfig["input_size"] != nil { config.imageSize = config.data.inputSize[2] }
         }
         config.labels = file.labelNames.flatMap { $0.count == config.numClasses ? $0 : nil }
         try config.validate()
@@ -235,9 +233,11 @@ extension ResNet {
 
     /// A timm ResNet from its tensors (safetensors or PyTorch file; `num_batches_tracked` counters are dropped: the
     /// momentum is fixed) and config.json.
-    public static func load(tensors raw: [String: Tensor], file: HubConfig) throws -> ResNet {
+    public static func load(tensors raw: [String: Tensor], file: HubConfig, url: URL? = nil) throws -> ResNet {
         var tensors = raw.filter { !$0.key.hasSuffix("num_batches_tracked") }
-        let model = try Init.withoutDrawing { try ResNet(try config(tensors: tensors, file: file)) }
+        let config = try config(tensors: tensors, file: file, url: url)
+        try MemoryEstimate.checkInference(.resnet(config))
+        let model = try Init.withoutDrawing { try ResNet(config) }
         try model.load(stateDict: tensors, takingStorage: true)
         tensors.removeAll()
         model.eval()

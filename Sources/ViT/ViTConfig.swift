@@ -91,15 +91,7 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         for (name, rate) in [("dropout", dropout), ("attention dropout", attentionDropout), ("drop path", dropPath)] {
             if !(rate >= 0 && rate < 1) { problems.append("\(name) rate \(rate) is outside [0, 1)") }
         }
-        if !(data.cropPct > 0 && data.cropPct <= 1) { problems.append("crop_pct \(data.cropPct) is outside (0, 1]") }
-        // The resize before the crop (size / crop_pct) stays a size a resampler can index.
-        if data.cropPct > 0, Float(imageSize) / data.cropPct > Float(1 << 20) {
-            problems.append("crop_pct \(data.cropPct) resizes to \(Float(imageSize) / data.cropPct) px before the crop")
-        }
-        if data.mean.count != 3 || !data.mean.allSatisfy(\.isFinite) { problems.append("mean \(data.mean) is not three finite numbers") }
-        if data.std.count != 3 || !data.std.allSatisfy({ $0.isFinite && $0 > 0 }) {
-            problems.append("std \(data.std) is not three positive numbers")
-        }
+        problems += data.problems(imageSize: imageSize)
         if !problems.isEmpty { throw ConfigError(problems.joined(separator: "; ")) }
         if let backbone { try backbone.validate() }
         if imageSize % pixelsPerPatch != 0 {
@@ -121,6 +113,33 @@ public struct ViTConfig: Codable, Equatable, Sendable {
 
 /// What the weights expect of an image (timm's `pretrained_cfg` data fields).
 public struct DataConfig: Codable, Equatable, Sendable {
+    /// timm's `pretrained_cfg` data fields (input_size, mean, std, crop_pct, interpolation) over these, as a ViT's and
+    /// a ResNet's config.json give them; a field present but malformed is an error naming it and `url`.
+    public mutating func read(pretrainedConfig cfg: HubConfig.Section, in url: URL) throws {
+        if let v = try ConfigFiles.inputSize(cfg["input_size"], "pretrained_cfg.input_size", url) { inputSize = v }
+        if let v = try ConfigFiles.triple(cfg["mean"], "pretrained_cfg.mean", url) { mean = v }
+        if let v = try ConfigFiles.triple(cfg["std"], "pretrained_cfg.std", url) { std = v }
+        if let raw = cfg["crop_pct"] {
+            guard let v = raw.float else { throw ConfigError(url, "pretrained_cfg.crop_pct is \(raw), not a number") }
+            cropPct = v
+        }
+        if let v = cfg["interpolation"]?.string, let i = Interpolation(rawValue: v) { interpolation = i }
+    }
+
+    /// What is wrong with these fields for a model of `imageSize` px, in timm's names (a ViT's and a ResNet's
+    /// `validate` both report them). Images are normalised as RGB: three means and three deviations.
+    public func problems(imageSize: Int) -> [String] {
+        var problems: [String] = []
+        if !(cropPct > 0 && cropPct <= 1) { problems.append("crop_pct \(cropPct) is outside (0, 1]") }
+        // The resize before the crop (size / crop_pct) stays a size a resampler can index.
+        if cropPct > 0, Float(imageSize) / cropPct > Float(1 << 20) {
+            problems.append("crop_pct \(cropPct) resizes to \(Float(imageSize) / cropPct) px before the crop")
+        }
+        if mean.count != 3 || !mean.allSatisfy(\.isFinite) { problems.append("mean \(mean) is not three finite numbers") }
+        if std.count != 3 || !std.allSatisfy({ $0.isFinite && $0 > 0 }) { problems.append("std \(std) is not three positive numbers") }
+        return problems
+    }
+
     public enum Interpolation: String, Codable, Sendable { case bicubic, bilinear }
 
     /// [channels, height, width]
@@ -138,6 +157,10 @@ public struct DataConfig: Codable, Equatable, Sendable {
 }
 
 public struct ConfigError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The configuration file at fault, when the error knows it.
+    public let file: URL?
+    public let problem: String
+    public var description: String { file.map { "\($0.path): \(problem)" } ?? problem }
+    public init(_ problem: String) { (file, self.problem) = (nil, problem) }
+    public init(_ file: URL, _ problem: String) { (self.file, self.problem) = (file, problem) }
 }

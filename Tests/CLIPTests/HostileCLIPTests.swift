@@ -125,6 +125,24 @@ import Testing
         }
     }
 
+    /// Sizes each in range can multiply past any memory: refused before a model is built (which would fail to
+    /// allocate), through the folder's file.
+    @Test func aCLIPThatCannotFitIsRefusedBeforeItIsBuilt() throws {
+        var config = CLIPConfig()
+        (config.visionWidth, config.visionLayers, config.visionHeadWidth) = (65_536, 1_024, 64)
+        #expect { try config.checkMemory() } throws: { "\($0)".contains("this CLIP needs about") && "\($0)".contains("GiB available") }
+        #expect(throws: Never.self) { try CLIPConfig().checkMemory(batchSize: 8) }  // ViT-B/32's shape
+        let folder = try openCLIPFolder("huge") { json in
+            var model = json["model_cfg"] as! [String: Any]
+            var text = model["text_cfg"] as! [String: Any]
+            (text["width"], text["layers"], text["heads"]) = (65_536, 1_024, 64)
+            model["text_cfg"] = text
+            json["model_cfg"] = model
+        }
+        defer { try? FileManager.default.removeItem(at: folder) }
+        #expect { try CLIPModel.load(folder) } throws: { "\($0)".contains("open_clip_config.json") && "\($0)".contains("needs about") }
+    }
+
     /// A copy of the Hugging Face fixture with `edit` applied to its config.json and `weights` to its tensors.
     func huggingFaceFolder(
         _ name: String, config edit: (inout [String: Any]) -> Void = { _ in }, weights: (inout [String: Tensor]) -> Void = { _ in }

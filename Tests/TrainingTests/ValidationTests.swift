@@ -98,7 +98,7 @@ import ViT
         config.imageSize = 512
         let estimate = MemoryEstimate(config: config, batchSize: 128)
         #expect(config.tokenCount == 16385)
-        #expect(throws: TrainingError.self) { try estimate.check(available: 24 * 1_073_741_824) }
+        #expect(throws: MemoryEstimate.TooLarge.self) { try estimate.check(available: 24 * 1_073_741_824) }
         do {
             try estimate.check(available: 24 * 1_073_741_824)
         } catch {

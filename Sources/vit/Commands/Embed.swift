@@ -52,7 +52,7 @@ struct Embed: ParsableCommand {
             throw CommandFailure("--text and --text-file need a CLIP --model (an open_clip or Hugging Face CLIPModel folder)")
         }
         let (files, missing) = try imageFiles(images)
-        let classifier = try modelOptions.classifier()
+        let classifier = try modelOptions.classifier(batchSize: batchAlias ?? batchSize)
         var failures = missing
         var perImage: [(String, Tensor)] = []
         let progress = ProgressBar(
@@ -100,6 +100,7 @@ struct Embed: ParsableCommand {
         let clip = try CLIPModel.load(folder)
         if tokens { throw CommandFailure("--tokens is for ViT classifiers; a CLIP gives one embedding per image or text") }
         let size = batchAlias ?? batchSize
+        try clip.config.checkMemory(batchSize: size)
         if !text.isEmpty || textFile != nil {
             let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)
             let all = try texts()

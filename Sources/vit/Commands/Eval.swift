@@ -57,6 +57,7 @@ struct Eval: ParsableCommand {
         if zeroshot {
             let folder = URL(fileURLWithPath: modelOptions.model)
             let clip = try CLIPModel.load(folder)
+            try clip.config.checkMemory(batchSize: batchSize)
             let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)
             let prompts = try PromptTemplates.named(templates)
             dataset = try loadData(clip.transform)
@@ -67,7 +68,7 @@ struct Eval: ParsableCommand {
                 done = count
             }
         } else {
-            let classifier = try modelOptions.classifier()
+            let classifier = try modelOptions.classifier(batchSize: batchSize)
             let network = classifier.model, config = network.architecture
             let transform = classifier.transform
             dataset = try loadData(transform)

@@ -32,7 +32,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         let (files, missing) = try imageFiles(images)
-        let classifier = try modelOptions.classifier()
+        let classifier = try modelOptions.classifier(batchSize: batchAlias ?? batchSize)
         var failures = missing
         let progress = ProgressBar(
             total: files.count, unit: "images",

@@ -119,7 +119,8 @@ struct ModelOptions: ParsableArguments {
         if let cropPct, !(cropPct > 0 && cropPct <= 1) { throw ValidationError("--crop-pct must be in (0, 1], got \(cropPct)") }
     }
 
-    func classifier() throws -> Classifier {
+    /// The model, checked to run `batchSize` images at once in the memory free now.
+    func classifier(batchSize: Int = 1) throws -> Classifier {
         imageLimit.apply()
         let overrides = PreprocessingOverrides(cropPct: cropPct, interpolation: interpolation, mean: mean?.values, std: std?.values)
         // The weights are converted as they are read; the precision is said once the model has loaded (a model that
@@ -128,6 +129,7 @@ struct ModelOptions: ParsableArguments {
         var loader = architecture.loader
         loader.weightDType = chosen.precision.dtype
         let model = try loader.loadModel(try BuiltInModel.resolve(self.model))
+        if batchSize > 1 { try MemoryEstimate.checkInference(model.architecture, batchSize: batchSize) }
         printError("precision: \(chosen.precision) (\(chosen.why))")
         if chosen.precision == .bf16, model.architecture.hasConvolutions {
             // bf16 covers the matrix products (attention, MLPs, heads); the convolutions always compute in float32.

@@ -60,6 +60,7 @@ struct ZeroShot: ParsableCommand {
         let names = try classNames()
         let folder = URL(fileURLWithPath: model)
         let clip = try CLIPModel.load(folder)
+        try clip.config.checkMemory(batchSize: batchSize)
         let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)
         let prompts = try PromptTemplates.named(templates)
         let classifier = ZeroShotClassifier(model: clip, tokenizer: tokenizer, classNames: names, templates: prompts)
