@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Plots", targets: ["Plots"]),
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "CLIP", targets: ["CLIP"]),
         .executable(name: "vit", targets: ["vit"])
     ],
     dependencies: [

@@ -1,8 +1,11 @@
+import CLIP
 import Checkpoints
 import Datasets
 import Foundation
 import Images
+import NN
 import Tensors
+import Training
 import ViT
 
 /// One libFuzzer entry point for every harness; `SWIFTVIT_FUZZ_TARGET` names the one this process runs (one
@@ -26,6 +29,20 @@ enum Harness: String, CaseIterable {
     case targz
     /// IDX image and label files, and CIFAR binary batches, as datasets.
     case idx
+    /// A CLIP folder's configuration beside real weights: the first byte picks open_clip's open_clip_config.json or
+    /// Hugging Face's config.json, the rest is the file; through `CLIPModel.load`.
+    case clipconfig
+    /// A ResNet's config.json beside real timm ResNet weights, through the loader to a model.
+    case resnetconfig
+    /// A run checkpoint (checkpoint.safetensors of a pre-training run), resumed on the run's own data and stepped once.
+    case runstate
+    /// Text through OpenAI's tokenizer (cleaning, the word pattern, BPE).
+    case tokenizer
+    /// A Hugging Face vocab.json and merges.txt (split at the first two NUL bytes), then text through the tokenizer
+    /// they make.
+    case vocabulary
+    /// A JSONL captions file beside one image, loaded as train-clip loads it, each caption tokenized.
+    case captions
 
     static let current: Harness = {
         let name = ProcessInfo.processInfo.environment["SWIFTVIT_FUZZ_TARGET"] ?? ""
@@ -45,6 +62,54 @@ enum Harness: String, CaseIterable {
     }()
 
     static let fixtureWeights: URL? = ProcessInfo.processInfo.environment["SWIFTVIT_FUZZ_WEIGHTS"].map(URL.init(fileURLWithPath:))
+    /// The repository's Tests folder (fixtures of the CLIP, ResNet and caption harnesses).
+    static let tests: URL? = ProcessInfo.processInfo.environment["SWIFTVIT_FUZZ_TESTS"].map(URL.init(fileURLWithPath:))
+
+    /// A folder holding a copy of each fixture file (made once per process).
+    static func folder(_ name: String, with files: [String: String]) -> URL {
+        let folder = Self.folder.appendingPathComponent(name)
+        if !FileManager.default.fileExists(atPath: folder.path) {
+            try! FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            for (target, source) in files {
+                guard let tests else { fatalError("set SWIFTVIT_FUZZ_TESTS to the repository's Tests folder") }
+                try! FileManager.default.copyItem(at: tests.appendingPathComponent(source), to: folder.appendingPathComponent(target))
+            }
+        }
+        return folder
+    }
+
+    /// The run harness's data: 32 images of 8x8 (a resumed run must see the data it started on).
+    static let runData: ImageDataset = {
+        var state: UInt64 = 7
+        let pixels = (0..<(32 * 8 * 8 * 3)).map { _ -> UInt8 in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 56)
+        }
+        return ImageDataset(width: 8, height: 8, pixels: pixels, labels: [Int](repeating: 0, count: 32), classNames: ["a"])
+    }()
+
+    /// A pre-training run of one step on `runData`, stopped with a checkpoint: the run harness's seed.
+    static func makeRunSeed(into corpus: URL) throws {
+        let folder = Self.folder.appendingPathComponent("seed-run")
+        var encoder = ViTConfig()
+        (encoder.imageSize, encoder.patchSize, encoder.width, encoder.depth, encoder.heads, encoder.mlpRatio) = (8, 2, 16, 1, 2, 2)
+        encoder.data.inputSize = [3, 8, 8]
+        var config = MAEConfig(encoder: encoder)
+        (config.decoderWidth, config.decoderDepth, config.decoderHeads) = (8, 1, 2)
+        var options = PretrainingOptions()
+        (options.epochs, options.batchSize) = (2, 8)
+        let pretrainer = try Pretrainer(model: try MaskedAutoencoder(config), options: options, data: runData, folder: folder)
+        pretrainer.stepLimit = 1
+        _ = try pretrainer.run()
+        try? FileManager.default.copyItem(
+            at: folder.appendingPathComponent("checkpoint.safetensors"), to: corpus.appendingPathComponent("seed-run.safetensors"))
+    }
+
+    /// SWIFTVIT_FUZZ_VERBOSE=1: say what became of each input (to check that the seeds reach the deep paths).
+    static let verbose = ProcessInfo.processInfo.environment["SWIFTVIT_FUZZ_VERBOSE"] == "1"
+
+    /// OpenAI's tokenizer, loaded once.
+    static let openAITokenizer = try! CLIPTokenizer.openAI()
 
     func file(_ name: String, _ data: Data) -> URL {
         let url = Self.folder.appendingPathComponent(name)
@@ -92,8 +157,68 @@ enum Harness: String, CaseIterable {
             let images = file("images-idx3-ubyte", Data(body[..<cut])), labels = file("labels-idx1-ubyte", Data(body[cut...]))
             _ = try? ImageDataset.idx(images: images, labels: labels, classNames: ["a", "b", "c"])
             _ = try? ImageDataset.cifarBinary([file("data_batch_1.bin", Data(body))], classNames: (0..<10).map(String.init))
+        case .clipconfig:
+            guard let mode = data.first else { return }
+            let body = Data(data.dropFirst())
+            if mode & 1 == 0 {
+                let folder = Self.folder(
+                    "openclip", with: ["open_clip_model.safetensors": "CLIPTests/Fixtures/open_clip_model.safetensors"])
+                try! body.write(to: folder.appendingPathComponent("open_clip_config.json"))
+                _ = try? CLIPModel.load(folder)
+            } else {
+                let folder = Self.folder("hfclip", with: ["model.safetensors": "CLIPTests/Fixtures/hf-clip/model.safetensors"])
+                try! body.write(to: folder.appendingPathComponent("config.json"))
+                _ = try? CLIPModel.load(folder)
+            }
+        case .resnetconfig:
+            let folder = Self.folder(
+                "resnet", with: ["model.safetensors": "ViTTests/Fixtures/timm-resnet-basic1111-w16-i32/model.safetensors"])
+            try! data.write(to: folder.appendingPathComponent("config.json"))
+            _ = try? CheckpointLoader().loadModel(folder)
+        case .runstate:
+            let folder = Self.folder.appendingPathComponent("run")
+            try? FileManager.default.removeItem(at: folder)
+            try! FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try! data.write(to: folder.appendingPathComponent("checkpoint.safetensors"))
+            let resumed: Pretrainer
+            do { resumed = try Pretrainer.resume(folder: folder, data: Self.runData) } catch {
+                if Self.verbose { FileHandle.standardError.write(Data("refused: \(error)\n".utf8)) }
+                return
+            }
+            resumed.stepLimit = 1
+            let outcome = try? resumed.run()
+            if Self.verbose { FileHandle.standardError.write(Data("resumed and stepped: \(String(describing: outcome))\n".utf8)) }
+        case .tokenizer:
+            _ = Self.openAITokenizer.tokenize(String(decoding: data, as: UTF8.self))
+        case .vocabulary:
+            let parts = data.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { return }
+            let vocab = file("vocab.json", Data(parts[0])), merges = file("merges.txt", Data(parts[1]))
+            guard let tokenizer = try? CLIPTokenizer(vocabulary: vocab, merges: merges) else { return }
+            _ = tokenizer.tokenize(String(decoding: parts[2], as: UTF8.self))
+        case .captions:
+            let folder = Self.folder("captions", with: ["a.png": "ImagesTests/Fixtures/decode/rgb.png"])
+            let url = folder.appendingPathComponent("captions.jsonl")
+            try! data.write(to: url)
+            guard let pairs = try? ImageCaptions.load(url, sizing: .size(8)) else { return }
+            for caption in pairs.captions.joined() { _ = Self.openAITokenizer.tokenize(caption) }
         }
     }
+}
+
+/// Once, before the corpus is read: the run harness writes its seed (a real checkpoint of its own data) into the
+/// corpus folder `SWIFTVIT_FUZZ_CORPUS`.
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
+) -> CInt {
+    if Harness.current == .runstate, let corpus = ProcessInfo.processInfo.environment["SWIFTVIT_FUZZ_CORPUS"] {
+        let url = URL(fileURLWithPath: corpus)
+        if !FileManager.default.fileExists(atPath: url.appendingPathComponent("seed-run.safetensors").path) {
+            do { try Harness.makeRunSeed(into: url) } catch { FileHandle.standardError.write(Data("run seed: \(error)\n".utf8)) }
+        }
+    }
+    return 0
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
