@@ -231,6 +231,14 @@ public enum PyTorchCheckpoint {
                 if let order = try archive.contents(of: prefix + "byteorder"), String(decoding: order, as: UTF8.self) != "little" {
                     throw CheckpointError(url, "stores big-endian tensors, which are not read")
                 }
+                // Every storage is held while the tensors are copied out: together they must fit in free memory.
+                let storages = archive.members.filter { $0.name.hasPrefix(prefix + "data/") }
+                let declared = storages.reduce(0) { $0 > Int.max - $1.size ? Int.max : $0 + $1.size }
+                let free = SystemMemory.available
+                if declared > free {
+                    throw CheckpointError(
+                        url, "declares \(declared) bytes of storages, more than the \(SystemMemory.describe(free)) of memory free now")
+                }
                 var unpickler = Unpickler([UInt8](try archive.contents(of: pickle)))
                 object = try unpickler.load(persistentLoad: { try Container.storage($0, sizes: &elementSizes) })
                 storageBytes = { key in

@@ -70,9 +70,15 @@ public struct ZipArchive {
         guard member.size <= free else {
             throw fail("declares \(member.size) bytes, more than the \(SystemMemory.describe(free)) of memory free now")
         }
-        // Deflate produces at most about 1032 bytes per input byte: a larger declared size cannot be honest.
+        // Deflate produces at most about 1032 bytes per input byte: a larger declared size cannot be honest. Weights
+        // deflate to no less than about half their size; a member over 16 MiB that claims to grow more than 64-fold
+        // is a decompression bomb, not tensors (torch.save and numpy.savez store members uncompressed anyway).
         guard member.method == 0 || member.size / 1032 <= member.compressedSize + 1 else {
             throw fail("declares \(member.size) bytes from \(member.compressedSize) deflated ones, more than deflate can produce: corrupt")
+        }
+        guard member.method == 0 || member.size <= 16 << 20 || member.size / 64 <= member.compressedSize else {
+            throw fail(
+                "would inflate \(member.compressedSize) bytes to \(member.size), more than 64-fold: a decompression bomb, not tensors")
         }
         var out = Data(count: member.size)
         try bytes.withUnsafeBytes { raw in

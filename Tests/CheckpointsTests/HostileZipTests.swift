@@ -191,6 +191,13 @@ enum Forge {
         try expectError(
             pth(Forge.Member(name: "archive/data/0", data: deflated(storage), method: 8, size: 0xFFFF_FFF0, crc: 0)),
             "bomb.pth", "more than deflate can produce")
+        // 5.6 MB of deflate that would become 5.6 GB (as zlib makes of zeros): refused before anything is inflated.
+        try expectError(
+            pth(
+                Forge.Member(
+                    name: "archive/data/0", data: deflated(storage), method: 8, size: 0x5400_0000, compressedSize: 5_600_000, crc: 0)
+            ),
+            "ratio.pth", "decompression bomb")
     }
 
     /// Thousands of storages (each found through the directory's index) and a `module.` prefix thousands deep
