@@ -73,6 +73,8 @@ public enum PyTorchCheckpoint {
             guard let name = key.string, let tensor = value.tensor else { continue }
             do {
                 tensors[name] = try container.materialise(tensor)
+            } catch let error as CheckpointError {
+                throw error  // the archive's own error, naming the file and member
             } catch {
                 throw CheckpointError(url, "tensor \(name): \(error)")
             }

@@ -61,10 +61,10 @@ public struct ZipArchive {
     /// The member's bytes, inflated and checked against its CRC-32; a member larger than the memory free now, one
     /// that inflates to another size than it declares, or a corrupt one is an error naming the archive and member.
     public func contents(of member: Member) throws -> Data {
-        func fail(_ why: String) -> CheckpointError { CheckpointError(url, "member \(member.name) \(why)") }
-        guard member.flags & 1 == 0 else { throw fail("is encrypted, which is not read") }
+        func fail(_ why: String) -> CheckpointError { CheckpointError(url, "member \(member.name): \(why)") }
+        guard member.flags & 1 == 0 else { throw fail("encrypted, which is not read") }
         guard member.method == 0 || member.method == 8 else {
-            throw fail("is compressed with method \(member.method); only stored (0) and deflate (8) are read")
+            throw fail("compressed with method \(member.method); only stored (0) and deflate (8) are read")
         }
         let free = SystemMemory.available
         guard member.size <= free else {
@@ -88,7 +88,7 @@ public struct ZipArchive {
                 let input = raw.baseAddress!.advanced(by: start).assumingMemoryBound(to: UInt8.self)
                 if member.method == 0 {
                     guard member.compressedSize == member.size else {
-                        throw Failure(description: "is stored with \(member.compressedSize) bytes but declares \(member.size)")
+                        throw Failure(description: "stored with \(member.compressedSize) bytes but declares \(member.size)")
                     }
                     out.withUnsafeMutableBytes { if member.size > 0 { $0.baseAddress!.copyMemory(from: input, byteCount: member.size) } }
                 } else {
@@ -228,7 +228,7 @@ public struct ZipArchive {
     static func dataStart(_ member: Member, in file: Reader) throws -> Int {
         try file.check(member.localHeader, 30, "member \(member.name)'s local header")
         guard file.u32(member.localHeader) == localSignature else {
-            throw Failure(description: "has no local header at offset \(member.localHeader): corrupt")
+            throw Failure(description: "no local header at offset \(member.localHeader): corrupt")
         }
         let start = member.localHeader + 30 + file.u16(member.localHeader + 26) + file.u16(member.localHeader + 28)
         try file.check(start, member.compressedSize, "its data")
