@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
         // The file formats on their own: safetensors, npy (each model's loading of them is in ViTTests).
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors", "TestSupport"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "NNTests", dependencies: ["NN", "Tensors", "Checkpoints", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(

@@ -66,9 +66,15 @@ public struct ZipArchive {
         guard member.method == 0 || member.method == 8 else {
             throw fail("compressed with method \(member.method); only stored (0) and deflate (8) are read")
         }
-        let free = SystemMemory.available
-        guard member.size <= free else {
-            throw fail("declares \(member.size) bytes, more than the \(SystemMemory.describe(free)) of memory free now")
+        // Nothing is allocated before the declared sizes are checked against the file and free memory.
+        let start: Int
+        do {
+            start = try bytes.withUnsafeBytes { try Self.dataStart(member, in: Reader(raw: $0)) }
+            if member.method == 0, member.compressedSize != member.size {
+                throw Failure(description: "stored with \(member.compressedSize) bytes but declares \(member.size)")
+            }
+        } catch let failure as Failure {
+            throw fail(failure.description)
         }
         // Deflate produces at most about 1032 bytes per input byte: a larger declared size cannot be honest. Weights
         // deflate to no less than about half their size; a member over 16 MiB that claims to grow more than 64-fold
@@ -80,31 +86,24 @@ public struct ZipArchive {
             throw fail(
                 "would inflate \(member.compressedSize) bytes to \(member.size), more than 64-fold: a decompression bomb, not tensors")
         }
+        let free = SystemMemory.available
+        guard member.size <= free else {
+            throw fail("declares \(member.size) bytes, more than the \(SystemMemory.describe(free)) of memory free now")
+        }
         var out = Data(count: member.size)
         try bytes.withUnsafeBytes { raw in
-            let file = Reader(raw: raw)
-            do {
-                let start = try Self.dataStart(member, in: file)
-                let input = raw.baseAddress!.advanced(by: start).assumingMemoryBound(to: UInt8.self)
-                if member.method == 0 {
-                    guard member.compressedSize == member.size else {
-                        throw Failure(description: "stored with \(member.compressedSize) bytes but declares \(member.size)")
-                    }
-                    out.withUnsafeMutableBytes { if member.size > 0 { $0.baseAddress!.copyMemory(from: input, byteCount: member.size) } }
-                } else {
-                    var message = [CChar](repeating: 0, count: 256)
-                    let status = out.withUnsafeMutableBytes {
-                        vit_inflate_raw(
-                            input, member.compressedSize, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), member.size, &message, 256)
-                    }
-                    if status != 0 {
-                        throw Failure(
-                            description: String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-                    }
-                }
-            } catch let failure as Failure {
-                throw fail(failure.description)
+            guard let base = raw.baseAddress else { return }  // never: the file has at least its end record
+            let input = base.advanced(by: start).assumingMemoryBound(to: UInt8.self)
+            if member.method == 0 {
+                out.withUnsafeMutableBytes { $0.baseAddress?.copyMemory(from: input, byteCount: member.size) }
+                return
             }
+            var message = [CChar](repeating: 0, count: 256)
+            let status = out.withUnsafeMutableBytes {
+                vit_inflate_raw(
+                    input, member.compressedSize, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), member.size, &message, 256)
+            }
+            if status != 0 { throw fail(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
         }
         let crc = out.withUnsafeBytes { vit_crc32(0, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count) }
         guard crc == member.crc else {

@@ -150,12 +150,27 @@ enum Forge {
         // A ZIP64 size of 2^62 (and one of 2^63) for the pickle.
         for (name, size, reason) in [
             ("size-2e62.pth", UInt64(1) << 62, "corrupt"), ("size-2e63.pth", UInt64(1) << 63, "corrupt"),
-            ("size-1tb.pth", UInt64(1) << 40, "memory free")
+            ("size-1tb.pth", UInt64(1) << 40, "but declares")
         ] {
             let extra = Forge.le(1, 2) + Forge.le(8, 2) + Forge.le(size, 8)
             let member = Forge.Member(name: "archive/data.pkl", data: Forge.stateDict([]), size: 0xFFFF_FFFF, extra: extra)
             try expectError(Forge.zip([member]), name, reason)
         }
+    }
+
+    /// Every input a fuzzer once broke reads to one error naming it; a stored member declaring 4 GiB in a small file
+    /// is refused before anything is allocated.
+    @Test func fuzzRegressionsAreErrors() throws {
+        let folder = Fixtures.url("CheckpointsTests", "fuzz-regressions")
+        let inputs = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".pth") }
+        #expect(!inputs.isEmpty)
+        for name in inputs {
+            #expect { try PyTorchCheckpoint.read(folder.appendingPathComponent(name)) } throws: { "\($0)".contains(name) }
+        }
+        let member = Forge.Member(
+            name: "archive/data/0", data: Array(repeating: 1, count: 64), size: 0xFFFF_0000, compressedSize: 0xFFFF_0000)
+        let pickle = Forge.Member(name: "archive/data.pkl", data: Forge.stateDict([("w", "0", 1, 0, [1], [1])]))
+        try expectError(Forge.zip([pickle, member]), "stored-4gib.pth", "outside the file")
     }
 
     /// A deflated member inflates into exactly the size it declares: no more (a bomb stops there), no less, and its
@@ -191,11 +206,12 @@ enum Forge {
         try expectError(
             pth(Forge.Member(name: "archive/data/0", data: deflated(storage), method: 8, size: 0xFFFF_FFF0, crc: 0)),
             "bomb.pth", "more than deflate can produce")
-        // 5.6 MB of deflate that would become 5.6 GB (as zlib makes of zeros): refused before anything is inflated.
+        // 65 KB of deflate that claim 20 MiB (that much deflate can hold 67 MB of zeros): a bomb, refused before anything
+        // is inflated.
         try expectError(
             pth(
                 Forge.Member(
-                    name: "archive/data/0", data: deflated(storage), method: 8, size: 0x5400_0000, compressedSize: 5_600_000, crc: 0)
+                    name: "archive/data/0", data: deflated([UInt8](repeating: 0, count: 65_000)), method: 8, size: 20 << 20, crc: 0)
             ),
             "ratio.pth", "decompression bomb")
     }
