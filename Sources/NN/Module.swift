@@ -58,7 +58,7 @@ open class Module {
     open var checkpointNames: [String: String] { [:] }
 
     /// Switches this module and all below it to training (true) or evaluation (false) mode.
-    public func train(_ on: Bool = true) {
+    open func train(_ on: Bool = true) {
         training = on
         for (_, child) in children() { child.train(on) }
     }
