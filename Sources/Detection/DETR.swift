@@ -18,6 +18,11 @@ public struct DETRConfig: Codable, Equatable, Sendable {
     public var feedForward = 2048
     public var queries = 100
     public var classNames: [String] = []
+    /// Hugging Face's `auxiliary_loss`: every decoder layer's output goes through the heads (DETR's auxiliary
+    /// losses). As in transformers, each layer's output is then normalised before the next layer takes it, and the
+    /// last normalised once more; without it, the layers pass their raw outputs and only the last is normalised
+    /// (facebookresearch/detr's decoder at inference, and transformers' with the published configurations).
+    public var auxiliaryLoss = false
     /// DETR's image processing: ImageNet's normalisation; the shorter side resized to `shortestEdge` unless the
     /// longer would then pass `longestEdge`.
     public var mean: [Float] = [0.485, 0.456, 0.406]
@@ -174,8 +179,9 @@ public final class DETRBoxHead: Module {
     }
 }
 
-/// What DETR says about a batch: for each decoder layer (the last one last) the class logits [B, Q, classes + 1]
-/// and boxes [B, Q, 4] (cx, cy, w, h relative to each image's unpadded size), with the hidden states.
+/// What DETR says about a batch: the class logits [B, Q, classes + 1] and boxes [B, Q, 4] (cx, cy, w, h relative to
+/// each image's unpadded size) of the last decoder layer, and of every earlier one with `auxiliaryLoss`, with the
+/// hidden states.
 public struct DETROutput {
     /// Each decoder layer's (logits, boxes), the earlier ones DETR's auxiliary outputs.
     public let layers: [(logits: Tensor, boxes: Tensor)]
@@ -256,12 +262,15 @@ public final class DETR: Module {
         let queryPosition = queryPositionEmbeddings.reshape([1, config.queries, d])
         var x = Tensor.zeros([b, config.queries, d])
         var outputs: [(Tensor, Tensor)] = []
-        var last = x
-        for layer in decoder.layers {
+        for (index, layer) in decoder.layers.enumerated() {
             x = layer(x, queryPosition: queryPosition, memory: memory, memoryPosition: position, padding: padding)
-            last = decoder.layernorm(x)
-            outputs.append((classLabelsClassifier(last), bboxPredictor(last)))
+            if config.auxiliaryLoss {
+                x = decoder.layernorm(x)
+                if index < decoder.layers.count - 1 { outputs.append((classLabelsClassifier(x), bboxPredictor(x))) }
+            }
         }
+        let last = decoder.layernorm(x)  // [B, Q, D]
+        outputs.append((classLabelsClassifier(last), bboxPredictor(last)))
         return DETROutput(layers: outputs, lastHiddenState: last, encoderLastHiddenState: memory)
     }
 }

@@ -80,6 +80,7 @@ public enum DETRCheckpoint {
         config.classNames = (0..<max(classes, 0)).map { "class\($0)" }
         if let file {
             if let heads = file["encoder_attention_heads"]?.int { config.heads = heads }
+            if let auxiliary = file["auxiliary_loss"]?.bool { config.auxiliaryLoss = auxiliary }
             if let labels = file["id2label"]?.object {
                 for (key, value) in labels {
                     if let index = Int(key), (0..<config.classNames.count).contains(index), let name = value.string {

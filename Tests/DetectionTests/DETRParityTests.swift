@@ -47,3 +47,81 @@ import Testing
         try Self.expectClose(output.layers[0].boxes, "aux.0.pred_boxes")
     }
 }
+
+/// Training DETR against transformers' `DetrLoss`: the Hungarian matching, every loss term of the last and the
+/// auxiliary layer, the total, and the gradient of every trainable parameter.
+@Suite struct DETRLossTests {
+    typealias P = DETRParityTests
+
+    static func targets() throws -> [DetectionTarget] {
+        try (0..<2).map { n in
+            let labels = try P.reference.integers("target.\(n).class_labels")
+            return DetectionTarget(labels: labels, boxes: Box.rows(try P.reference.tensor("target.\(n).boxes")))
+        }
+    }
+
+    static func scalar(_ name: String) throws -> Float { try P.reference.tensor(name).toArray()[0] }
+
+    /// transformers' matching of the last decoder layer.
+    static func referenceMatches() throws -> [[(query: Int, target: Int)]] {
+        try (0..<2).map { n in
+            Array(zip(try P.reference.integers("match.\(n).query"), try P.reference.integers("match.\(n).target"))).map {
+                (query: $0.0, target: $0.1)
+            }
+        }
+    }
+
+    @Test func matchingAndLossesMatchTransformers() throws {
+        let model = try DETRCheckpoint.load(P.folder)
+        let (images, mask) = try P.batch()
+        let output = Autograd.withNoGrad { model(images, mask: mask) }
+        let (total, layers) = Autograd.withNoGrad { DETRLoss()(output, targets: try! Self.targets()) }
+        let last = try #require(layers.last)
+        // The matcher on transformers' own outputs gives transformers' matching (on ours, which differ by 1e-7, an
+        // untrained model's near-equal query costs may pair differently at the same total cost).
+        let matched = HungarianMatcher().match(
+            logits: try P.reference.tensor("logits"), boxes: try P.reference.tensor("pred_boxes"), targets: try Self.targets())
+        #expect(matched.map { $0.map(\.query) } == (try Self.referenceMatches().map { $0.map(\.query) }))
+        #expect(matched.map { $0.map(\.target) } == (try Self.referenceMatches().map { $0.map(\.target) }))
+        #expect(last.matches.map(\.count) == [2, 3])
+        for (suffix, terms) in [("", last), ("_0", layers[0])] {
+            #expect(abs(terms.crossEntropy.toArray()[0] - (try Self.scalar("loss_dict.loss_ce\(suffix)"))) < 1e-4, "loss_ce\(suffix)")
+            #expect(abs(terms.l1.toArray()[0] - (try Self.scalar("loss_dict.loss_bbox\(suffix)"))) < 1e-4, "loss_bbox\(suffix)")
+            #expect(abs(terms.giou.toArray()[0] - (try Self.scalar("loss_dict.loss_giou\(suffix)"))) < 1e-4, "loss_giou\(suffix)")
+            #expect(terms.cardinalityError == (try Self.scalar("loss_dict.cardinality_error\(suffix)")), "cardinality_error\(suffix)")
+        }
+        #expect(abs(total.toArray()[0] - (try Self.scalar("loss"))) < 1e-4)
+    }
+
+    /// Every trainable parameter's gradient within 1e-4 of its largest value; the frozen ones (the stem, the first
+    /// stage, every batch norm) get none.
+    @Test func gradientsMatchTransformers() throws {
+        let model = try DETRCheckpoint.load(P.folder)
+        model.train()
+        let (images, mask) = try P.batch()
+        let output = model(images, mask: mask)
+        // The last layer matched as transformers matched it (the fixture's matching: on an untrained model, query
+        // costs 1e-7 apart pair by noise); the auxiliary layer by the matcher.
+        let (total, _) = DETRLoss()(output, targets: try Self.targets(), matches: [output.layers.count - 1: try Self.referenceMatches()])
+        total.backward()
+        let expected = P.reference.entries.keys.filter { $0.hasPrefix("grad.") }
+        #expect(expected.count > 100)
+        var trainable = 0
+        // A few tensors' gradients are four orders below the rest (the first decoder layer's cross-attention q and
+        // k, the query positions: 1e-5 against 0.08, a near-cancelling sum); for them float32 noise of 5e-7 is most
+        // of 1e-4 of their own largest value, so their tolerance is 1e-4 of 1% of the model's largest gradient.
+        let largest = try expected.map { try P.reference.tensor($0).toArray().map(abs).max() ?? 0 }.max() ?? 0
+        for (name, parameter) in model.namedParameters() {
+            guard let reference = expected.contains("grad." + name) ? try P.reference.tensor("grad." + name) : nil else {
+                #expect(!parameter.requiresGrad, "\(name) is trained but transformers gives it no gradient")
+                continue
+            }
+            trainable += 1
+            let grad = try #require(parameter.grad, "\(name) has no gradient")
+            let scale = reference.toArray().map(abs).max() ?? 0
+            let difference = zip(grad.toArray(), reference.toArray()).map { abs($0 - $1) }.max() ?? 0
+            #expect(difference <= 1e-4 * max(scale, 0.01 * largest), "\(name): difference \(difference) of largest \(scale)")
+        }
+        #expect(trainable == expected.count)
+    }
+}
