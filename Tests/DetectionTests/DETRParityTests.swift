@@ -125,3 +125,28 @@ import Testing
         #expect(trainable == expected.count)
     }
 }
+
+/// Post-processing as transformers' `post_process_object_detection` (threshold 0: every query).
+@Suite struct DETRDetectionsTests {
+    typealias P = DETRParityTests
+
+    @Test func detectionsMatchTransformers() throws {
+        let model = try DETRCheckpoint.load(P.folder)
+        let (images, mask) = try P.batch()
+        let output = Autograd.withNoGrad { model(images, mask: mask) }
+        // Each image's own size: the unpadded extent of its mask.
+        let sizes = mask.map { image in (height: image.filter { $0.contains(true) }.count, width: image[0].filter { $0 }.count) }
+        let detections = output.detections(sizes: sizes, threshold: 0)
+        for n in 0..<2 {
+            let scores = try P.reference.tensor("post.\(n).scores").toArray(), labels = try P.reference.integers("post.\(n).labels")
+            let boxes = try P.reference.tensor("post.\(n).boxes").toArray()
+            #expect(detections[n].count == scores.count)
+            #expect(detections[n].map(\.label) == labels, "image \(n) labels")
+            for (i, d) in detections[n].enumerated() {
+                #expect(abs(d.score - scores[i]) < 1e-4, "image \(n) query \(i) score")
+                let box = [d.box.x0, d.box.y0, d.box.x1, d.box.y1]
+                #expect(zip(box, boxes[(4 * i)..<(4 * i + 4)]).allSatisfy { abs($0 - $1) < 1e-4 }, "image \(n) query \(i) box \(box)")
+            }
+        }
+    }
+}
