@@ -55,7 +55,7 @@ let package = Package(
             resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
         // Detection: DETR (the model with Hugging Face's names, facebookresearch/detr's mapped), its Hungarian matcher
         // and losses, post-processing.
-        .target(name: "Detection", dependencies: ["Tensors", "NN", "Checkpoints", "ViT"]),
+        .target(name: "Detection", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images"]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The command-line tool.
@@ -86,7 +86,8 @@ let package = Package(
             name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images", "ViT", "TestSupport"], exclude: ["Fixtures"]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
         .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Tensors", "TestSupport"]),
-        .testTarget(name: "DetectionTests", dependencies: ["Detection", "ViT", "Tensors", "Checkpoints", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "DetectionTests", dependencies: ["Detection", "ViT", "Tensors", "Checkpoints", "Images", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"], exclude: ["Fixtures"])
     ],

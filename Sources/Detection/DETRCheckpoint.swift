@@ -35,8 +35,12 @@ public enum DETRCheckpoint {
         if tensors.keys.contains(where: { $0.hasPrefix("transformer.") }) {
             do { tensors = try fromOriginal(tensors) } catch { throw CheckpointError(weights, "\(error)") }
         }
-        let config: DETRConfig
-        do { config = try Self.config(tensors: tensors, file: hub) } catch let problem as FieldProblem {
+        var config: DETRConfig
+        do {
+            config = try Self.config(tensors: tensors, file: hub)
+            try readPreprocessing(folder.appendingPathComponent("preprocessor_config.json"), into: &config)
+            try config.validate()
+        } catch let problem as FieldProblem {
             throw CheckpointError(hub != nil ? configURL : weights, problem.described(naming: huggingFaceKeys))
         } catch {
             throw CheckpointError(weights, "\(error)")
@@ -45,6 +49,28 @@ public enum DETRCheckpoint {
         do { try model.load(stateDict: tensors, takingStorage: true) } catch { throw CheckpointError(weights, "\(error)") }
         model.eval()
         return model
+    }
+
+    /// A `DetrImageProcessor`'s preprocessor_config.json, when there is one: the resize (`size.shortest_edge`,
+    /// `size.longest_edge`) and the normalisation (`image_mean`, `image_std`); a field present but malformed is an
+    /// error naming it.
+    static func readPreprocessing(_ url: URL, into config: inout DETRConfig) throws {
+        guard FileManager.default.fileExists(atPath: url.path) else { return }
+        let file = try HubConfig.read(url)
+        if let size = file["size"]?.object {
+            if let v = size["shortest_edge"] {
+                config.shortestEdge = try v.int ?? { throw ConfigError(url, "size.shortest_edge is \(v)") }()
+            }
+            if let v = size["longest_edge"] { config.longestEdge = try v.int ?? { throw ConfigError(url, "size.longest_edge is \(v)") }() }
+        }
+        for (key, path) in [("image_mean", \DETRConfig.mean), ("image_std", \DETRConfig.std)] {
+            guard let raw = file[key] else { continue }
+            guard let numbers = raw.numbers, numbers.count == 3, numbers.allSatisfy({ $0.isFinite }) else {
+                throw ConfigError(url, "\(key) is \(raw), not three numbers")
+            }
+            config[keyPath: path] = numbers.map { Float($0) }
+        }
+        if !config.std.allSatisfy({ $0 > 0 }) { throw ConfigError(url, "image_std \(config.std) is not three positive numbers") }
     }
 
     /// The names a `FieldProblem` of `DETRConfig` has in a Hugging Face config.json.

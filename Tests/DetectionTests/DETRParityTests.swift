@@ -1,4 +1,5 @@
 import Checkpoints
+import Images
 import Foundation
 import Tensors
 import TestSupport
@@ -148,5 +149,39 @@ import Testing
                 #expect(zip(box, boxes[(4 * i)..<(4 * i + 4)]).allSatisfy { abs($0 - $1) < 1e-4 }, "image \(n) query \(i) box \(box)")
             }
         }
+    }
+}
+
+/// `DetrImageProcessor` (shortest edge 64, longest 96) on the fixture's PNGs, and the detections the model makes of
+/// them through it.
+@Suite struct DETRPreprocessingTests {
+    typealias P = DETRParityTests
+
+    @Test func resizeNormalisePadAndMaskMatchTransformers() throws {
+        let model = try DETRCheckpoint.load(P.folder)
+        #expect(model.config.shortestEdge == 64 && model.config.longestEdge == 96)
+        let images = try (0..<2).map { try RGBImage(contentsOf: P.folder.appendingPathComponent("input\($0).png")) }
+        let (pixels, mask, sizes) = DETRPreprocessing(model.config)(images)
+        let reference = try SafetensorsFile(contentsOf: P.folder.appendingPathComponent("preprocess.safetensors"))
+        let expected = try reference.tensor("pixel_values")
+        #expect(pixels.shape == expected.shape)
+        let difference = zip(pixels.toArray(), expected.toArray()).map { abs($0 - $1) }.max() ?? 1
+        #expect(difference < 1e-4, "pixel values differ by \(difference)")
+        #expect(mask.flatMap { $0.flatMap { $0.map { $0 ? 1 : 0 } } } == (try reference.integers("pixel_mask")))
+
+        let output = Autograd.withNoGrad { model(pixels, mask: mask) }
+        // Boxes in each PNG's own pixels: the relative boxes scaled by the original size.
+        let detections = output.detections(sizes: images.map { ($0.height, $0.width) }, threshold: 0)
+        let expectedDetections = try SafetensorsFile(contentsOf: P.folder.appendingPathComponent("detections.safetensors"))
+        for n in 0..<2 {
+            #expect(detections[n].map(\.label) == (try expectedDetections.integers("png.\(n).labels")))
+            let scores = try expectedDetections.tensor("png.\(n).scores").toArray()
+            let boxes = try expectedDetections.tensor("png.\(n).boxes").toArray()
+            for (i, d) in detections[n].enumerated() {
+                #expect(abs(d.score - scores[i]) < 1e-4)
+                #expect(zip([d.box.x0, d.box.y0, d.box.x1, d.box.y1], boxes[(4 * i)..<(4 * i + 4)]).allSatisfy { abs($0 - $1) < 1e-4 })
+            }
+        }
+        #expect(sizes.count == 2)
     }
 }
