@@ -55,14 +55,14 @@ let package = Package(
             resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
         // Detection: DETR (the model with Hugging Face's names, facebookresearch/detr's mapped), its Hungarian matcher
         // and losses, post-processing.
-        .target(name: "Detection", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images"]),
+        .target(name: "Detection", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Plots"]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The command-line tool.
         .executableTarget(
             name: "vit",
             dependencies: [
-                "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training", "CLIP",
+                "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training", "CLIP", "Detection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ], resources: [.copy("Resources/cifar10-vit")]),
         // Shared test helpers: finite-difference gradient checks, temporary folders, the fixtures (Tests/<Target>/Fixtures,

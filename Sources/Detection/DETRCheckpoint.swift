@@ -35,6 +35,12 @@ public enum DETRCheckpoint {
         if tensors.keys.contains(where: { $0.hasPrefix("transformer.") }) {
             do { tensors = try fromOriginal(tensors) } catch { throw CheckpointError(weights, "\(error)") }
         }
+        guard tensors.keys.contains(where: { $0.hasPrefix(backbonePrefix) }), tensors["class_labels_classifier.weight"] != nil else {
+            throw CheckpointError(
+                weights,
+                "is not a DETR checkpoint (no model.backbone.conv_encoder.* or backbone.0.body.* and no class head): a classifier runs with vit predict"
+            )
+        }
         var config: DETRConfig
         do {
             config = try Self.config(tensors: tensors, file: hub)

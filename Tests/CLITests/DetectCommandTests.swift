@@ -1,0 +1,44 @@
+import Foundation
+import Images
+import TestSupport
+import Testing
+
+/// `vit detect` as a user runs it on the fixture DETR: pictures and COCO-format lines, and one clear line for what
+/// cannot run.
+@Suite(.serialized) struct DetectCommandTests {
+    let cli = CommandLineTests()
+    static let model = Fixtures.url("DetectionTests", "hf-detr-r50tiny-d64-q8-e2d2")
+
+    @Test func picturesAndCOCOLines() throws {
+        let folder = try temporaryFolder("swiftvit-detect")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let images = (0..<2).map { Self.model.appendingPathComponent("input\($0).png").path }
+        let result = try cli.vit(
+            ["detect", "--model", Self.model.path, "--threshold", "0", "--precision", "fp32", "--json", "-o", folder.path] + images)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.count == 16, "8 queries of 2 images at threshold 0")
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(images.contains(object["image_id"] as? String ?? "") && (object["bbox"] as? [Double])?.count == 4)
+            #expect((object["label"] as? String)?.hasPrefix("class") == true && object["score"] is Double && object["category_id"] is Int)
+        }
+        for n in 0..<2 {
+            let picture = try RGBImage(contentsOf: folder.appendingPathComponent("input\(n).png"))
+            #expect(picture.width >= 360 && picture.height > 64)
+        }
+    }
+
+    @Test func whatCannotRunIsOneLine() throws {
+        let image = Self.model.appendingPathComponent("input0.png").path
+        let noOutput = try cli.vit(["detect", "--model", Self.model.path, image])
+        #expect(noOutput.status == 64 || noOutput.status == 2)
+        #expect(noOutput.stderr.contains("-o DIR") && noOutput.stderr.contains("--json"))
+        let threshold = try cli.vit(["detect", "--model", Self.model.path, "--json", "--threshold", "1.5", image])
+        #expect(threshold.stderr.contains("--threshold") && threshold.status != 0)
+        let missing = try cli.vit(["detect", "--model", "/nonexistent/detr", "--json", image])
+        #expect(missing.status == 2 && missing.stderr.contains("/nonexistent/detr"))
+        let notDETR = try cli.vit(["detect", "--model", Fixtures.url("ViTTests", "timm-vit-p8-d64-h4-l2-i32").path, "--json", image])
+        #expect(notDETR.status == 2 && notDETR.stderr.contains("is not a DETR checkpoint"), "\(notDETR.stderr)")
+    }
+}
