@@ -42,3 +42,26 @@ import Testing
         #expect(notDETR.status == 2 && notDETR.stderr.contains("is not a DETR checkpoint"), "\(notDETR.stderr)")
     }
 }
+
+/// `vit eval --task detection`: a results file scored against annotations prints COCO's twelve numbers, equal to
+/// pycocotools' (the fixture's coco_stats.json) to 1e-6.
+@Suite struct DetectionEvalCommandTests {
+    @Test func scoresAResultsFile() throws {
+        let folder = DetectCommandTests.model
+        let result = try CommandLineTests().vit([
+            "eval", "--task", "detection", "--annotations", folder.appendingPathComponent("coco_gt.json").path,
+            "--detections", folder.appendingPathComponent("coco_dt.json").path, "--json"
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let stats = try #require(object["stats"] as? [Double])
+        let reference =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("coco_stats.json"))) as! [String: Any]
+        let expected = reference["stats"] as! [Double]
+        #expect(stats.count == 12 && zip(stats, expected).allSatisfy { abs($0 - $1) < 1e-6 })
+        let missing = try CommandLineTests().vit([
+            "eval", "--task", "detection", "--annotations", "/nonexistent/gt.json", "--detections", "x.json"
+        ])
+        #expect(missing.status == 2 && missing.stderr.contains("/nonexistent/gt.json"))
+    }
+}

@@ -17,7 +17,17 @@ struct Eval: ParsableCommand {
     )
 
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: "Labelled data (see vit train).") var data: String
+    @Option(help: "What the model does: classification, or detection (a DETR --model, COCO-format --data or --annotations).")
+    var task: EvalTask = .classification
+    @Option(
+        help:
+            "Labelled data (see vit train); for --task detection a folder with instances_val.json (or instances_<part>.json) beside its images."
+    )
+    var data: String?
+    @Option(help: "With --task detection: a COCO annotation file to score --detections against (no model is run).")
+    var annotations: String?
+    @Option(help: "With --task detection and --annotations: a COCO results file (a JSON array of image_id, category_id, bbox, score).")
+    var detections: String?
     @Option(help: "Which part of --data.") var part: DataPart = .test
     @Option(help: "Images per batch (256: a data set is scored in large batches; predict and embed take 8, a few files at a time).")
     var batchSize = 256
@@ -37,11 +47,23 @@ struct Eval: ParsableCommand {
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        switch task {
+        case .classification:
+            if data == nil { throw ValidationError("--data is required (the labelled images to score)") }
+            if annotations != nil || detections != nil { throw ValidationError("--annotations and --detections are for --task detection") }
+        case .detection:
+            if (annotations == nil) != (detections == nil) { throw ValidationError("--annotations and --detections go together") }
+            if annotations == nil && data == nil {
+                throw ValidationError("--task detection scores --data with a DETR --model, or a --detections file against --annotations")
+            }
+            if zeroshot { throw ValidationError("--zeroshot is for classification") }
+        }
     }
 
     /// The labelled part of --data, each image brought to the model's input as `transform` does.
     func loadData(_ transform: EvalTransform) throws -> ImageDataset {
         let sizing = ImageSizing.resize(.init(size: transform.size, cropPct: transform.cropPct, filter: transform.filter))
+        let data = self.data ?? ""  // validate() requires it for classification
         let loaded = try ImageDataset.load(URL(fileURLWithPath: data), parts: [part], sizing: sizing)
         guard let dataset = loaded[part] else { throw CommandFailure("\(data) has no \(part) part") }
         for failure in dataset.failures { printError("skipped: \(failure)") }
@@ -49,6 +71,8 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
+        if task == .detection { return try evaluateDetection() }
+        let data = self.data ?? ""
         let dataset: ImageDataset
         let bar: ProgressBar
         var done = 0
