@@ -55,7 +55,7 @@ let package = Package(
             resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
         // Detection: DETR (the model with Hugging Face's names, facebookresearch/detr's mapped), its Hungarian matcher
         // and losses, post-processing.
-        .target(name: "Detection", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Plots"]),
+        .target(name: "Detection", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Plots", "Datasets"]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The command-line tool.

@@ -11,7 +11,8 @@ struct VIT: ParsableCommand {
             (bad data, model or options: one line says which file and why); 130 interrupted.
             """,
         subcommands: [
-            Predict.self, Detect.self, ZeroShot.self, Tokenize.self, Train.self, Pretrain.self, TrainCLIP.self, Eval.self, Embed.self,
+            Predict.self, Detect.self, DetectionData.self, ZeroShot.self, Tokenize.self, Train.self, Pretrain.self, TrainCLIP.self,
+            Eval.self, Embed.self,
             Inspect.self,
             Convert.self,
             Create.self, Bench.self
