@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["CCompression", "Images", "Tensors"]),
         // Training: the trainers (supervised, masked pre-training, contrastive; schedule, EMA, checkpoints, exact resume),
         // evaluation and its metrics.
-        .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP"]),
+        .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP", "Detection"]),
         // CLIP: the tokenizer, the model (image and text towers), zero-shot classification, the contrastive loss.
         // OpenAI's BPE merges (MIT) ship with it, for CLIP folders that carry no tokenizer files.
         .target(
@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Images", "Tensors", "TestSupport"]),
         .testTarget(
             name: "TrainingTests",
-            dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints", "CLIP", "TestSupport"],
+            dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints", "CLIP", "Detection", "TestSupport"],
             exclude: ["Fixtures"]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
         .testTarget(

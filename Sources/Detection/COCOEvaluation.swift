@@ -104,7 +104,7 @@ public struct COCOResults: Sendable {
 
 public struct COCOError: Error, CustomStringConvertible {
     public let description: String
-    init(_ url: URL, _ why: String) { description = "\(url.path): \(why)" }
+    public init(_ url: URL, _ why: String) { description = "\(url.path): \(why)" }
 }
 
 /// COCO's box evaluation, as pycocotools' `COCOeval(gt, dt, 'bbox')` computes it step for step (`evaluate`,

@@ -190,6 +190,10 @@ public struct DETROutput {
     /// The encoder's output [B, N, D] (N = the feature map's positions).
     public let encoderLastHiddenState: Tensor
 
+    public init(layers: [(logits: Tensor, boxes: Tensor)], lastHiddenState: Tensor, encoderLastHiddenState: Tensor) {
+        (self.layers, self.lastHiddenState, self.encoderLastHiddenState) = (layers, lastHiddenState, encoderLastHiddenState)
+    }
+
     public var logits: Tensor { layers[layers.count - 1].logits }
     public var boxes: Tensor { layers[layers.count - 1].boxes }
 }

@@ -57,6 +57,35 @@ public enum DETRCheckpoint {
         return model
     }
 
+    /// Writes `model` as a Hugging Face folder that transformers' `DetrForObjectDetection.from_pretrained` and
+    /// `DetrImageProcessor` read (config.json, model.safetensors, preprocessor_config.json), each file through a
+    /// temporary name; `weights` replaces the model's own (a checkpoint's copy).
+    public static func save(_ model: DETR, to folder: URL, weights: [String: Tensor]? = nil) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let c = model.config
+        let labels = Dictionary(uniqueKeysWithValues: c.classNames.enumerated().map { ("\($0.offset)", $0.element) })
+        let config: [String: Any] = [
+            "model_type": "detr", "architectures": ["DetrForObjectDetection"], "d_model": c.width, "encoder_layers": c.encoderLayers,
+            "decoder_layers": c.decoderLayers, "encoder_attention_heads": c.heads, "decoder_attention_heads": c.heads,
+            "encoder_ffn_dim": c.feedForward, "decoder_ffn_dim": c.feedForward, "num_queries": c.queries, "id2label": labels,
+            "label2id": Dictionary(uniqueKeysWithValues: c.classNames.enumerated().map { ($0.element, $0.offset) }),
+            "auxiliary_loss": c.auxiliaryLoss, "activation_function": "relu", "position_embedding_type": "sine",
+            "use_timm_backbone": true, "backbone": c.backbone.block == .basic ? "resnet18" : "resnet50", "num_channels": 3
+        ]
+        let processor: [String: Any] = [
+            "image_processor_type": "DetrImageProcessor", "do_resize": true, "do_normalize": true, "do_rescale": true, "do_pad": true,
+            "size": ["shortest_edge": c.shortestEdge, "longest_edge": c.longestEdge], "image_mean": c.mean, "image_std": c.std,
+            "rescale_factor": 1.0 / 255, "resample": 2, "format": "coco_detection"
+        ]
+        for (name, object) in [("config.json", config), ("preprocessor_config.json", processor)] {
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            try AtomicFile.write(data, to: folder.appendingPathComponent(name))
+        }
+        try Safetensors.write(
+            weights ?? model.stateDict(), metadata: ["format": "pt", "producer": "SwiftViT"],
+            to: folder.appendingPathComponent("model.safetensors"))
+    }
+
     /// A `DetrImageProcessor`'s preprocessor_config.json, when there is one: the resize (`size.shortest_edge`,
     /// `size.longest_edge`) and the normalisation (`image_mean`, `image_std`); a field present but malformed is an
     /// error naming it.

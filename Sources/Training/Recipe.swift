@@ -38,6 +38,8 @@ public protocol Recipe: Codable, Equatable, Sendable {
     var batchesPerUpdate: Int { get }
     /// The largest global gradient norm; 0 turns clipping off.
     var gradientClip: Float { get }
+    /// DETR's step decay: the learning rate times 0.1 from this epoch on, instead of the cosine (nil: the cosine).
+    var learningRateDrop: Int? { get }
     /// The smallest batch the method works with (a contrastive batch compares pairs).
     static var smallestBatch: Int { get }
     /// The recipe's own settings that are out of range, each said in a few words with its field in braces
@@ -52,6 +54,7 @@ extension Recipe {
     public var learningRateIsDerived: Bool { false }
     public var batchesPerUpdate: Int { 1 }
     public var gradientClip: Float { 0 }
+    public var learningRateDrop: Int? { nil }
 
     /// The compute precision: bf16 is mixed precision (`Autocast`), fp32 float32 throughout.
     public var precision: Precision {
@@ -114,7 +117,8 @@ extension Recipe {
     var loop: RunLoopSettings {
         RunLoopSettings(
             epochs: epochs, batchSize: batchSize, learningRate: peakLearningRate, minLearningRate: minLearningRate,
-            warmupEpochs: effectiveWarmupEpochs, accumulate: batchesPerUpdate, gradientClip: gradientClip, precision: precision)
+            warmupEpochs: effectiveWarmupEpochs, accumulate: batchesPerUpdate, gradientClip: gradientClip, precision: precision,
+            learningRateDrop: learningRateDrop)
     }
 }
 

@@ -31,7 +31,7 @@ open class Training<Record: TrainingRecord> {
     /// The metadata key the checkpoint's state is saved under ("swiftvit_training", ...).
     let checkpointKey: String
     let optimizer: any Optimizer
-    let schedule: WarmupCosineSchedule
+    let schedule: any LRSchedule
     /// Dropout, drop path and masks draw from this during `run` (its state is saved with each checkpoint).
     let random: RandomStream
 
@@ -68,9 +68,13 @@ open class Training<Record: TrainingRecord> {
         self.optimizer = optimizer
         self.random = RandomStream(SeededGenerator(seed: recipe.seed ^ salt))
         let steps = loop.epochs * (images.count / loop.batchSize)
-        schedule = WarmupCosineSchedule(
-            base: loop.learningRate, warmupSteps: Int(loop.warmupEpochs * Float(steps / loop.epochs)), totalSteps: max(steps, 1),
-            minimum: loop.minLearningRate)
+        if let drop = loop.learningRateDrop {
+            schedule = StepSchedule(base: loop.learningRate, stepSize: max(drop * (images.count / loop.batchSize), 1), gamma: 0.1)
+        } else {
+            schedule = WarmupCosineSchedule(
+                base: loop.learningRate, warmupSteps: Int(loop.warmupEpochs * Float(steps / loop.epochs)), totalSteps: max(steps, 1),
+                minimum: loop.minLearningRate)
+        }
         state = RunState()
         AtomicFile.removeStaleTemporaries(in: folder)
     }
@@ -291,6 +295,8 @@ struct RunLoopSettings {
     var gradientClip: Float = 0
     /// The compute precision (bf16: the matrix products under `Autocast`).
     var precision: Precision
+    /// The epoch from which the rate is a tenth (a step decay instead of warm-up + cosine).
+    var learningRateDrop: Int?
 }
 
 /// Where a run stands: enough, with the weights and optimiser state, to continue exactly. Saved with each checkpoint.
