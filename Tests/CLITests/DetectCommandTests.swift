@@ -65,3 +65,35 @@ import Testing
         #expect(missing.status == 2 && missing.stderr.contains("/nonexistent/gt.json"))
     }
 }
+
+/// `vit detection-data`, `vit train --task detection`, `vit eval --task detection --data` and `vit detect` on what
+/// that training wrote: the whole detection loop from the command line, on a tiny set.
+@Suite(.serialized) struct DetectionLoopCommandTests {
+    @Test func generateTrainEvaluateDetect() throws {
+        let cli = CommandLineTests()
+        let root = try temporaryFolder("swiftvit-detection-loop")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("scenes").path, run = root.appendingPathComponent("run").path
+        // Objects from generated stand-ins would do; CIFAR-10 from the shared data when it is there, else none.
+        let cifar = Fixtures.repository.appendingPathComponent("../shared/data/cifar10-jpg.tar.gz").standardizedFileURL.path
+        guard FileManager.default.fileExists(atPath: cifar) else { return }
+        let made = try cli.vit([
+            "detection-data", "-o", data, "--train", "16", "--val", "8", "--image-size", "48", "--fashion", "none", "--cifar", cifar
+        ])
+        #expect(made.status == 0, "\(made.stderr)")
+        let trained = try cli.vit([
+            "train", "--task", "detection", "--data", data, "-o", run, "--epochs", "1", "--batch-size", "4", "--width", "16",
+            "--depth", "1", "--heads", "2", "--queries", "4", "--arch", "resnet18"
+        ])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        #expect(trained.stdout.contains("\"kind\":\"train-detection\""))
+        let evaluated = try cli.vit(["eval", "--task", "detection", "--data", data, "--model", run, "--json", "--precision", "fp32"])
+        #expect(evaluated.status == 0 && evaluated.stdout.contains("\"stats\""), "\(evaluated.stderr)")
+        let detected = try cli.vit(["detect", "--model", run, "--json", "--threshold", "0", "\(data)/val/000001.png"])
+        #expect(detected.status == 0 && detected.stdout.split(separator: "\n").count == 4, "\(detected.stderr)")
+        let refused = try cli.vit([
+            "train", "--task", "detection", "--data", data, "-o", root.appendingPathComponent("x").path, "--mixup", "0.2"
+        ])
+        #expect(refused.status == 2 && refused.stderr.contains("--mixup does not apply to --task detection"))
+    }
+}

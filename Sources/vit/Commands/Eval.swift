@@ -18,7 +18,7 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "What the model does: classification, or detection (a DETR --model, COCO-format --data or --annotations).")
-    var task: EvalTask = .classification
+    var task: ModelTask = .classification
     @Option(
         help:
             "Labelled data (see vit train); for --task detection a folder with instances_val.json (or instances_<part>.json) beside its images."

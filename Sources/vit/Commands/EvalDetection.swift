@@ -5,8 +5,8 @@ import Foundation
 import Images
 import Tensors
 
-/// What `vit eval` scores.
-enum EvalTask: String, ExpressibleByArgument, CaseIterable {
+/// What a model does (`vit train --task`, `vit eval --task`).
+enum ModelTask: String, ExpressibleByArgument, CaseIterable {
     case classification, detection
 }
 

@@ -48,7 +48,11 @@ struct RunOptions<R: Recipe>: ParsableArguments {
 
     /// `recipe` (the method's defaults and its own options) with the shared options given, checked as a whole by the
     /// library before any data is read; a problem names the options (the command's own in `flags`).
-    func recipe(_ recipe: R, flags: [String: String] = [:]) throws -> R {
+    func recipe(_ recipe: R, flags: [String: String] = [:]) throws -> R { try apply(to: recipe, flags: flags) }
+
+    /// `recipe` of any method with the shared options given (what `recipe` does for the command's own method; a
+    /// command that trains another task, as `train --task detection`, applies them to that task's recipe).
+    func apply<S: Recipe>(to recipe: S, flags: [String: String] = [:]) throws -> S {
         var recipe = recipe
         if let epochs { recipe.epochs = epochs }
         if let batchSize { recipe.batchSize = batchSize }
@@ -56,7 +60,7 @@ struct RunOptions<R: Recipe>: ParsableArguments {
         if let minLR { recipe.minLearningRate = minLR }
         if let warmup { recipe.warmupEpochs = warmup }
         if let weightDecay { recipe.weightDecay = weightDecay }
-        recipe.seed = seedValue
+        recipe.seed = seed ?? S().seed
         recipe.precision = Precision.decide(asked: precision, default: .fp32).precision
         do { try recipe.validate() } catch TrainingError.badFields(let problem) {
             throw CommandFailure(problem.described(naming: Self.flags.merging(flags) { shared, _ in shared }))

@@ -25,7 +25,18 @@ struct Train: ParsableCommand {
     )
     private static let defaults = TrainingOptions()
 
+    @Option(
+        help:
+            "What to train: classification (a ViT or ResNet classifier), or detection (DETR on a COCO-format --data folder: instances_train.json and instances_val.json beside the images; see vit detection-data)."
+    )
+    var task: ModelTask = .classification
     @Option(help: "Training data (see above).") var data: String
+    @Option(help: "Detection: DETR's object queries (at most this many objects per image; default 20).") var queries: Int?
+    @Option(
+        help:
+            "Detection: start the backbone from this ResNet (a timm checkpoint or a vit train --arch resnet run); its shape decides the backbone's."
+    )
+    var backboneInit: String?
     @Option(help: "Hold out this fraction of each class of the training images for validation (default: the data's test part, if any).")
     var valSplit: Double?
     @Option(help: "Architecture preset; the class count follows the data.") var arch = "vit_cifar_patch4_32"
@@ -89,6 +100,12 @@ struct Train: ParsableCommand {
 
     func run() throws {
         imageLimit.apply()
+        if task == .detection {
+            return try runOptions.train(files: "model.safetensors, config.json, preprocessor_config.json, metrics.jsonl, curves.png") {
+                try detectionTrainer($0)
+            }
+        }
+        if queries != nil || backboneInit != nil { throw CommandFailure("--queries and --backbone-init are for --task detection") }
         try runOptions.train(files: "model.safetensors, config.json, metrics.jsonl, curves.png") { try trainer($0) }
     }
 
