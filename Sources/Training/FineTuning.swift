@@ -23,10 +23,13 @@ public enum FineTuning {
         public var unused: [String] = []
         /// Why the head was kept or replaced, for the log.
         public var head: String = ""
+        /// What was added to the checkpoint's architecture (a distillation token), for the log.
+        public var added: String?
 
         /// One line for the log.
         public var summary: String {
             var text = "\(loaded.count) tensors from the checkpoint; \(head)"
+            if let added { text += "; \(added)" }
             if !fresh.isEmpty { text += "; new: \(fresh.joined(separator: ", "))" }
             if !unused.isEmpty {
                 let shown = unused.prefix(6).joined(separator: ", ")
@@ -40,12 +43,30 @@ public enum FineTuning {
     /// already at the training image size). `pooling` switches the pooling (average pooling gets a new `fc_norm`, as
     /// MAE fine-tunes); nil keeps the checkpoint's. New parameters (the head when the classes differ) are
     /// initialised as a new model's are: timm's zero head.
+    ///
+    /// `distilled` gives a checkpoint without one a distillation token (DeiT's, to distil a teacher into a
+    /// pre-trained encoder such as MAE's): the token starts as a copy of the class token and its position as the
+    /// class token's, so the new head reads features the encoder already makes.
     public static func model(
         checkpointConfig: ViTConfig, tensors: [String: Tensor], classNames: [String], pooling: ViTConfig.Pooling?,
-        dropout: Float, dropPath: Float, headInit: HeadInit = .zeros
+        dropout: Float, dropPath: Float, headInit: HeadInit = .zeros, distilled: Bool = false
     ) throws -> (model: VisionTransformer, report: Report) {
         var config = checkpointConfig
+        var tensors = tensors
         var report = Report()
+        if distilled && !config.distillationToken {
+            guard config.classToken, let cls = tensors["cls_token"] else {
+                throw TrainingError.badOptions("a distillation token joins a class token, and the checkpoint has none")
+            }
+            config.distillationToken = true
+            tensors["dist_token"] = cls.copy()
+            if !config.noEmbedClass, let pos = tensors["pos_embed"], pos.rank == 3, pos.shape[1] >= 1 {
+                // [1, 1 + N, D] -> [1, 2 + N, D]: the class token's position twice, then the patches'.
+                let first = pos.slice(axis: 1, start: 0, length: 1)
+                tensors["pos_embed"] = Tensor.concat([first, first, pos.slice(axis: 1, start: 1, length: pos.shape[1] - 1)], axis: 1)
+            }
+            report.added = "distillation token added (dist_token from cls_token, its position from the class token's)"
+        }
         let sameClasses =
             config.numClasses == classNames.count && (config.labels == nil || config.labels == classNames) && tensors["head.weight"] != nil
         if sameClasses {

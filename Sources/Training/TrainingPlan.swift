@@ -212,7 +212,7 @@ public struct TrainingPlan {
         GlobalRandom.seed(recipe.seed)
         let (model, report) = try FineTuning.model(
             checkpointConfig: checkpointConfig, tensors: tensors, classNames: trainSet.classNames, pooling: shape.pooling,
-            dropout: shape.dropout, dropPath: shape.dropPath, headInit: headInit)
+            dropout: shape.dropout, dropPath: shape.dropPath, headInit: headInit, distilled: shape.distilled)
         log("fine-tuning \(weights.path): \(report.summary)")
         let (trainer, estimate) = try checkedTrainer(model, trainSet, validationSet, source, folder)
         let trained = trainer.model.parameters().filter(\.requiresGrad).reduce(0) { $0 + $1.count }

@@ -161,6 +161,9 @@ public final class VisionTransformer: Module {
         outputs.logits = head(pooled).cast(to: .float32)  // [B, classes]
         if let headDist {
             var distilled = x.slice(axis: 1, start: 1, length: 1).squeeze(1)  // distillation token [B, D]
+            // With average pooling the tokens leave the blocks unnormalised (fc_norm follows the pooling): the
+            // distillation token goes through the same fc_norm. (timm's distilled models pool tokens: no fc_norm.)
+            if config.pooling == .avg, let fcNorm { distilled = fcNorm(distilled) }
             if let preLogits { distilled = preLogits(distilled) }
             let distLogits = headDist(distilled).cast(to: .float32)
             outputs.classHeadLogits = outputs.logits

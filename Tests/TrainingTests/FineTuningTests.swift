@@ -54,6 +54,28 @@ import ViT
         return (config, trainer.model.stateDict().mapValues { $0.copy() })
     }
 
+    /// --distilled on a checkpoint without a distillation token (MAE's encoder, a plain ViT): the token starts as
+    /// the class token, its position as the class token's, and the model runs with both heads.
+    @Test func aDistillationTokenIsAddedToAPretrainedEncoder() throws {
+        let (config, tensors) = try checkpoint()
+        #expect(!config.distillationToken)
+        let (model, report) = try FineTuning.model(
+            checkpointConfig: config, tensors: tensors, classNames: ["x", "y"], pooling: nil, dropout: 0, dropPath: 0, distilled: true)
+        #expect(model.config.distillationToken && report.added != nil && report.summary.contains("distillation token added"))
+        #expect(try #require(model.distToken).toArray() == (try #require(tensors["cls_token"])).toArray())
+        let pos = try #require(tensors["pos_embed"]), posEmbed = try #require(model.posEmbed)
+        let grown = posEmbed.toArray()
+        let d = config.width
+        #expect(posEmbed.shape == [1, pos.shape[1] + 1, d])
+        #expect(Array(grown[0..<d]) == Array(pos.toArray()[0..<d]) && Array(grown[d..<(2 * d)]) == Array(pos.toArray()[0..<d]))
+        #expect(Array(grown[(2 * d)...]) == Array(pos.toArray()[d...]))
+        #expect(model.headDist != nil && report.loaded.contains("blocks.0.attn.qkv.weight"))
+        let data = quadrantDataset(count: 2, seed: 9)
+        let images = TrainingLoader.normalisedBatch([data.image(0), data.image(1)], mean: config.data.mean, std: config.data.std)
+        let outputs = Autograd.withNoGrad { model.forward(images) }
+        #expect(outputs.distillationHeadLogits?.shape == [2, 2])
+    }
+
     /// The quadrant images with two classes: red or green (a, b) against blue or yellow (c, d).
     func twoClassData() -> ImageDataset {
         let four = quadrantDataset(count: 160, seed: 33)
