@@ -91,6 +91,13 @@ import Testing
         #expect(evaluated.status == 0 && evaluated.stdout.contains("\"stats\""), "\(evaluated.stderr)")
         let detected = try cli.vit(["detect", "--model", run, "--json", "--threshold", "0", "\(data)/val/000001.png"])
         #expect(detected.status == 0 && detected.stdout.split(separator: "\n").count == 4, "\(detected.stderr)")
+        // The backbone from a timm ResNet checkpoint: its shape and weights.
+        let resnet = Fixtures.url("ViTTests", "timm-resnet-basic1111-w16-i32").path
+        let initialised = try cli.vit([
+            "train", "--task", "detection", "--data", data, "-o", root.appendingPathComponent("init").path, "--epochs", "1",
+            "--batch-size", "4", "--width", "16", "--depth", "1", "--heads", "2", "--queries", "4", "--backbone-init", resnet
+        ])
+        #expect(initialised.status == 0 && initialised.stderr.contains("backbone from \(resnet)"), "\(initialised.stderr)")
         let refused = try cli.vit([
             "train", "--task", "detection", "--data", data, "-o", root.appendingPathComponent("x").path, "--mixup", "0.2"
         ])

@@ -67,6 +67,7 @@ extension Train {
             throw CommandFailure(
                 problem.described(naming: ["width": "--width", "heads": "--heads", "queries": "--queries", "encoderLayers": "--depth"]))
         }
+        try config.checkMemory(batchSize: options.batchSize, height: train.images.height, width: train.images.width)
         GlobalRandom.seed(options.seed)
         let model = try DETR(config)
         if let backboneWeights {
