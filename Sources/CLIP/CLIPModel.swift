@@ -25,36 +25,33 @@ public struct CLIPConfig: Codable, Equatable, Sendable {
     /// zero or negative width would divide by zero, a huge one allocate without end, a vocabulary without room for the
     /// start and end tokens index out of the embedding. Each problem names its field (`FieldProblem`).
     public func validate() throws {
-        var problems: [String] = []
-        func within(_ field: String, _ value: Int, _ range: ClosedRange<Int>) {
-            if !range.contains(value) { problems.append("{\(field)} \(value) is outside \(range.lowerBound)...\(range.upperBound)") }
-        }
-        within("embedDim", embedDim, 1...65536)
-        within("imageSize", imageSize, 1...16384)
-        within("patchSize", patchSize, 1...16384)
-        within("visionWidth", visionWidth, 1...65536)
-        within("visionLayers", visionLayers, 0...1024)
-        within("visionHeadWidth", visionHeadWidth, 1...65536)
-        within("contextLength", contextLength, 2...16384)
-        within("vocabSize", vocabSize, 1...10_000_000)
-        within("textWidth", textWidth, 1...65536)
-        within("textHeads", textHeads, 1...4096)
-        within("textLayers", textLayers, 0...1024)
-        if problems.isEmpty {
-            if imageSize % patchSize != 0 { problems.append("{patchSize} \(patchSize) does not divide {imageSize} \(imageSize)") }
-            if visionWidth % visionHeadWidth != 0 {
-                problems.append("{visionWidth} \(visionWidth) is not a multiple of {visionHeadWidth} \(visionHeadWidth)")
-            }
-            if textWidth % textHeads != 0 { problems.append("{textWidth} \(textWidth) is not a multiple of {textHeads} \(textHeads)") }
+        var checks = FieldChecks()
+        checks.within("embedDim", embedDim, 1...65536)
+        checks.within("imageSize", imageSize, 1...16384)
+        checks.within("patchSize", patchSize, 1...16384)
+        checks.within("visionWidth", visionWidth, 1...65536)
+        checks.within("visionLayers", visionLayers, 0...1024)
+        checks.within("visionHeadWidth", visionHeadWidth, 1...65536)
+        checks.within("contextLength", contextLength, 2...16384)
+        checks.within("vocabSize", vocabSize, 1...10_000_000)
+        checks.within("textWidth", textWidth, 1...65536)
+        checks.within("textHeads", textHeads, 1...4096)
+        checks.within("textLayers", textLayers, 0...1024)
+        if checks.isEmpty {
+            checks.require(imageSize % patchSize == 0, "{patchSize} \(patchSize) does not divide {imageSize} \(imageSize)")
+            checks.require(
+                visionWidth % visionHeadWidth == 0, "{visionWidth} \(visionWidth) is not a multiple of {visionHeadWidth} \(visionHeadWidth)"
+            )
+            checks.require(textWidth % textHeads == 0, "{textWidth} \(textWidth) is not a multiple of {textHeads} \(textHeads)")
             // The tokenizer's start and end ids are the vocabulary's last two (49406, 49407 in OpenAI's).
-            if vocabSize < CLIPTokenizer.endOfText + 1 {
-                problems.append("{vocabSize} \(vocabSize) has no room for the start and end tokens (ids up to \(CLIPTokenizer.endOfText))")
-            }
+            checks.require(
+                vocabSize >= CLIPTokenizer.endOfText + 1,
+                "{vocabSize} \(vocabSize) has no room for the start and end tokens (ids up to \(CLIPTokenizer.endOfText))")
         }
-        if !(visionMLPRatio > 0 && visionMLPRatio <= 64) { problems.append("{visionMLPRatio} \(visionMLPRatio) is outside (0, 64]") }
-        if mean.count != 3 || !mean.allSatisfy(\.isFinite) { problems.append("{mean} \(mean) is not three finite numbers") }
-        if std.count != 3 || !std.allSatisfy({ $0.isFinite && $0 > 0 }) { problems.append("{std} \(std) is not three positive numbers") }
-        if !problems.isEmpty { throw FieldProblem(problems) }
+        checks.require(visionMLPRatio > 0 && visionMLPRatio <= 64, "{visionMLPRatio} \(visionMLPRatio) is outside (0, 64]")
+        checks.require(mean.count == 3 && mean.allSatisfy(\.isFinite), "{mean} \(mean) is not three finite numbers")
+        checks.require(std.count == 3 && std.allSatisfy({ $0.isFinite && $0 > 0 }), "{std} \(std) is not three positive numbers")
+        try checks.check()
     }
 
     /// `d[key]` as an integer: nil when absent; an error naming the key when it is not a whole number an Int holds

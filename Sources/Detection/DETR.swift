@@ -38,24 +38,21 @@ public struct DETRConfig: Codable, Equatable, Sendable {
 
     /// Sizes in range and consistent before a model is built; each problem names its field.
     public func validate() throws {
-        var problems: [String] = []
-        func within(_ field: String, _ value: Int, _ range: ClosedRange<Int>) {
-            if !range.contains(value) { problems.append("{\(field)} \(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+        var checks = FieldChecks()
+        checks.within("width", width, 2...65536)
+        checks.within("heads", heads, 1...4096)
+        checks.within("encoderLayers", encoderLayers, 0...256)
+        checks.within("decoderLayers", decoderLayers, 1...256)
+        checks.within("feedForward", feedForward, 1...262_144)
+        checks.within("queries", queries, 1...100_000)
+        checks.within("classCount", classCount, 1...1_000_000)
+        checks.within("shortestEdge", shortestEdge, 1...16384)
+        checks.within("longestEdge", longestEdge, 1...16384)
+        if checks.isEmpty {
+            checks.require(width % heads == 0, "{width} \(width) is not a multiple of {heads} \(heads)")
+            checks.require(width % 2 == 0, "{width} \(width) is odd: the sine positions take half each for y and x")
         }
-        within("width", width, 2...65536)
-        within("heads", heads, 1...4096)
-        within("encoderLayers", encoderLayers, 0...256)
-        within("decoderLayers", decoderLayers, 1...256)
-        within("feedForward", feedForward, 1...262_144)
-        within("queries", queries, 1...100_000)
-        within("classCount", classCount, 1...1_000_000)
-        within("shortestEdge", shortestEdge, 1...16384)
-        within("longestEdge", longestEdge, 1...16384)
-        if problems.isEmpty {
-            if width % heads != 0 { problems.append("{width} \(width) is not a multiple of {heads} \(heads)") }
-            if width % 2 != 0 { problems.append("{width} \(width) is odd: the sine positions take half each for y and x") }
-        }
-        if !problems.isEmpty { throw FieldProblem(problems) }
+        try checks.check()
         try backbone.validate()
     }
 }

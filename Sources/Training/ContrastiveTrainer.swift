@@ -146,16 +146,9 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
         let (url, saved, groups) = try RunCheckpoint.read(
             in: folder, key: checkpointKey, groups: ["model", "optimizer"], as: SavedRun.self, run: "contrastive training",
             writer: "vit train-clip")
-        if saved.dataDigest != digest(data) {
-            throw TrainingError.badCheckpoint(
-                url, "the data changed since the run started: it trained on \(saved.dataCount) captioned images, not on these \(data.count)"
-            )
-        }
         do { try saved.config.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved CLIP configuration: \(error)") }
-        var options = saved.options
-        if let epochs { options.epochs = epochs }
-        if let precision { options.precision = precision }
-        do { try options.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved recipe: \(error)") }
+        let options = try saved.resumedOptions(
+            url: url, digest: digest(data), count: data.count, kind: "captioned images", epochs: epochs, precision: precision)
         let model = Init.withoutDrawing { CLIPModel(saved.config) }
         let trainer: ContrastiveTrainer
         do {

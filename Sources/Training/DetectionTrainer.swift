@@ -139,16 +139,8 @@ public final class DetectionTrainer: Training<DetectionRecord> {
         let (url, saved, groups) = try RunCheckpoint.read(
             in: folder, key: checkpointKey, groups: ["model", "optimizer"], as: SavedRun.self, run: "detection training",
             writer: "vit train --task detection")
-        if saved.dataDigest != digest(data) {
-            throw TrainingError.badCheckpoint(
-                url,
-                "the data changed since the run started: it trained on \(saved.dataCount) annotated images, not on these \(data.images.count)"
-            )
-        }
-        var options = saved.options
-        if let epochs { options.epochs = epochs }
-        if let precision { options.precision = precision }
-        do { try options.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved recipe: \(error)") }
+        let options = try saved.resumedOptions(
+            url: url, digest: digest(data), count: data.images.count, kind: "annotated images", epochs: epochs, precision: precision)
         do {
             let model = try Init.withoutDrawing { try DETR(saved.config) }
             try model.load(stateDict: groups["model"] ?? [:])

@@ -68,14 +68,8 @@ public final class Pretrainer: Training<PretrainingRecord> {
     /// `precision` changes the dtype of the matrix products from here on, as `Trainer.resume`'s does.
     public static func resume(folder: URL, data: ImageDataset, epochs: Int? = nil, precision: Precision? = nil) throws -> Pretrainer {
         let (url, saved, groups) = try readCheckpoint(in: folder)
-        if saved.dataDigest != Trainer.digest(data.sources) {
-            throw TrainingError.badCheckpoint(
-                url, "the data changed since the run started: it pre-trained on \(saved.dataCount) images, not on these \(data.count)")
-        }
-        var options = saved.options
-        if let epochs { options.epochs = epochs }
-        if let precision { options.precision = precision }
-        do { try options.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved recipe: \(error)") }
+        let options = try saved.resumedOptions(
+            url: url, digest: Trainer.digest(data.sources), count: data.count, kind: "images", epochs: epochs, precision: precision)
         let model: MaskedAutoencoder
         do { model = try Init.withoutDrawing { try MaskedAutoencoder(saved.config) } } catch {
             throw TrainingError.badCheckpoint(url, "the saved configuration: \(error)")

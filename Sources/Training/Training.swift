@@ -380,7 +380,24 @@ extension TrainingRecord {
     }
 }
 
-/// What the checkpoint of a run on unlabelled data (pre-training, contrastive training) holds besides tensors: the
+extension SavedDataRun where Options: Recipe {
+    /// The recipe a resumed run continues with: the saved one, with the epoch count and precision a resume may change,
+    /// checked; first the data is checked to be the run's (`digest`; `count` items, `kind` "images", "captioned
+    /// images", ...). Problems are errors naming the checkpoint at `url`.
+    func resumedOptions(url: URL, digest: String, count: Int, kind: String, epochs: Int?, precision: Precision?) throws -> Options {
+        if dataDigest != digest {
+            throw TrainingError.badCheckpoint(
+                url, "the data changed since the run started: it trained on \(dataCount) \(kind), not on these \(count)")
+        }
+        var options = self.options
+        if let epochs { options.epochs = epochs }
+        if let precision { options.precision = precision }
+        do { try options.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved recipe: \(error)") }
+        return options
+    }
+}
+
+/// What the checkpoint of a run of a task's own data (pre-training, contrastive training, detection) holds besides tensors: the
 /// recipe, where the run stands, the model's configuration and which data it saw (a resumed run must see the same).
 /// (A classifier's run keeps more: `Trainer.SavedRun`.)
 struct SavedDataRun<Options: Codable, Record: TrainingRecord, Config: Codable>: Codable {

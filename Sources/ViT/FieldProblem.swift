@@ -23,3 +23,25 @@ public struct FieldProblem: Error, CustomStringConvertible, Sendable {
         }.joined(separator: "; ")
     }
 }
+
+/// The problems found while checking a configuration's fields, in `FieldProblem`'s `{field}` form: each range check
+/// is written once here, for every configuration (ViT, CLIP, DETR).
+public struct FieldChecks {
+    public private(set) var problems: [String] = []
+    public init() {}
+
+    /// `value` must lie in `range`: "{field} 0 is outside 1...65536".
+    public mutating func within<T: Comparable>(_ field: String, _ value: T, _ range: ClosedRange<T>) {
+        if !range.contains(value) { problems.append("{\(field)} \(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+    }
+
+    /// A problem, said in a few words with its fields in braces, unless `ok`.
+    public mutating func require(_ ok: Bool, _ problem: @autoclosure () -> String) {
+        if !ok { problems.append(problem()) }
+    }
+
+    public var isEmpty: Bool { problems.isEmpty }
+
+    /// Throws the problems found as one `FieldProblem`.
+    public func check() throws { if !problems.isEmpty { throw FieldProblem(problems) } }
+}

@@ -74,40 +74,36 @@ public struct ViTConfig: Codable, Equatable, Sendable {
     /// Checks the numbers fit together and lie in their ranges (they come from files and command lines: no value may
     /// reach an allocation, a division or an index unchecked); the message names every field that does not.
     public func validate() throws {
-        var problems: [String] = []
-        func within<T: Comparable>(_ name: String, _ value: T, _ range: ClosedRange<T>) {
-            if !range.contains(value) { problems.append("\(name) \(value) is outside \(range.lowerBound)...\(range.upperBound)") }
-        }
-        within("image size", imageSize, 1...16384)
-        within("patch size", patchSize, 1...16384)
-        within("channels", channels, 1...64)
-        within("width", width, 1...65536)
-        within("depth", depth, 0...1024)
-        within("heads", heads, 1...4096)
-        within("class count", numClasses, 0...10_000_000)
-        if !(mlpRatio > 0 && mlpRatio <= 64) { problems.append("mlp ratio \(mlpRatio) is outside (0, 64]") }
-        if let representationSize { within("representation size", representationSize, 1...65536) }
-        if !(layerNormEps > 0 && layerNormEps < 1) { problems.append("layer-norm eps \(layerNormEps) is outside (0, 1)") }
+        var checks = FieldChecks()
+        // Plain names in the braces: the message reads as the field, "image size 0 is outside 1...16384".
+        func fail() throws { if !checks.isEmpty { throw ConfigError(FieldProblem(checks.problems).description) } }
+        checks.within("image size", imageSize, 1...16384)
+        checks.within("patch size", patchSize, 1...16384)
+        checks.within("channels", channels, 1...64)
+        checks.within("width", width, 1...65536)
+        checks.within("depth", depth, 0...1024)
+        checks.within("heads", heads, 1...4096)
+        checks.within("class count", numClasses, 0...10_000_000)
+        checks.require(mlpRatio > 0 && mlpRatio <= 64, "mlp ratio \(mlpRatio) is outside (0, 64]")
+        if let representationSize { checks.within("representation size", representationSize, 1...65536) }
+        checks.require(layerNormEps > 0 && layerNormEps < 1, "layer-norm eps \(layerNormEps) is outside (0, 1)")
         for (name, rate) in [("dropout", dropout), ("attention dropout", attentionDropout), ("drop path", dropPath)] {
-            if !(rate >= 0 && rate < 1) { problems.append("\(name) rate \(rate) is outside [0, 1)") }
+            checks.require(rate >= 0 && rate < 1, "\(name) rate \(rate) is outside [0, 1)")
         }
-        problems += data.problems(imageSize: imageSize)
-        if !problems.isEmpty { throw ConfigError(problems.joined(separator: "; ")) }
+        for problem in data.problems(imageSize: imageSize) { checks.require(false, problem) }
+        try fail()
         if let backbone { try backbone.validate() }
-        if imageSize % pixelsPerPatch != 0 {
-            problems.append(
-                "image size \(imageSize) is not a multiple of patch size \(patchSize)"
-                    + (backbone.map { " x the backbone's stride \($0.stride)" } ?? ""))
-        }
-        if imageSize % pixelsPerPatch == 0 { within("patches per image", patchCount, 1...65536) }
-        if heads <= 0 || width % heads != 0 { problems.append("width \(width) is not divisible by \(heads) heads") }
-        if depth < 0 { problems.append("depth \(depth) is negative") }
-        if pooling == .token && !classToken { problems.append("token pooling needs a class token") }
-        if distillationToken && !classToken { problems.append("a distillation token needs a class token") }
-        if let labels, numClasses > 0, labels.count != numClasses {
-            problems.append("\(labels.count) labels for \(numClasses) classes")
-        }
-        if !problems.isEmpty { throw ConfigError(problems.joined(separator: "; ")) }
+        checks.require(
+            imageSize % pixelsPerPatch == 0,
+            "image size \(imageSize) is not a multiple of patch size \(patchSize)"
+                + (backbone.map { " x the backbone's stride \($0.stride)" } ?? ""))
+        if imageSize % pixelsPerPatch == 0 { checks.within("patches per image", patchCount, 1...65536) }
+        checks.require(heads > 0 && width % heads == 0, "width \(width) is not divisible by \(heads) heads")
+        checks.require(depth >= 0, "depth \(depth) is negative")
+        checks.require(pooling != .token || classToken, "token pooling needs a class token")
+        checks.require(!distillationToken || classToken, "a distillation token needs a class token")
+        if let labels, numClasses > 0 { checks.require(labels.count == numClasses, "\(labels.count) labels for \(numClasses) classes") }
+        try fail()
     }
 }
 
