@@ -14,7 +14,7 @@ struct VIT: ParsableCommand {
             Predict.self, Detect.self, DetectionData.self, ZeroShot.self, Tokenize.self, Train.self, Pretrain.self, TrainCLIP.self,
             Eval.self, Embed.self,
             Inspect.self,
-            Convert.self,
+            Convert.self, Shard.self,
             Create.self, Bench.self
         ]
     )
