@@ -47,7 +47,8 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["CCompression", "Images", "Tensors"]),
         // Training: the trainers (supervised, masked pre-training, contrastive; schedule, EMA, checkpoints, exact resume),
         // evaluation and its metrics.
-        .target(name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP", "Detection"]),
+        .target(
+            name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP", "Detection"]),
         // CLIP: the tokenizer, the model (image and text towers), zero-shot classification, the contrastive loss.
         // OpenAI's BPE merges (MIT) ship with it, for CLIP folders that carry no tokenizer files.
         .target(
@@ -87,7 +88,8 @@ let package = Package(
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
         .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(
-            name: "DetectionTests", dependencies: ["Detection", "ViT", "Tensors", "Checkpoints", "Images", "TestSupport"], exclude: ["Fixtures"]),
+            name: "DetectionTests", dependencies: ["Detection", "ViT", "Tensors", "Checkpoints", "Images", "TestSupport"],
+            exclude: ["Fixtures"]),
         .testTarget(
             name: "ViTTests", dependencies: ["ViT", "NN", "Tensors", "Checkpoints", "TestSupport"], exclude: ["Fixtures"])
     ],
