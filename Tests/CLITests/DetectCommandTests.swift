@@ -74,9 +74,20 @@ import Testing
         let root = try temporaryFolder("swiftvit-detection-loop")
         defer { try? FileManager.default.removeItem(at: root) }
         let data = root.appendingPathComponent("scenes").path, run = root.appendingPathComponent("run").path
-        // Objects from generated stand-ins would do; CIFAR-10 from the shared data when it is there, else none.
-        let cifar = Fixtures.repository.appendingPathComponent("../shared/data/cifar10-jpg.tar.gz").standardizedFileURL.path
-        guard FileManager.default.fileExists(atPath: cifar) else { return }
+        // The objects: a small class-folder set made here (train/ and test/, two colours of square), passed as the
+        // CIFAR-10 source.
+        let objects = root.appendingPathComponent("objects")
+        for part in ["train", "test"] {
+            for (name, colour) in [("red", [UInt8(220), 30, 30]), ("blue", [UInt8(30), 30, 220])] {
+                let folder = objects.appendingPathComponent("\(part)/\(name)")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                for i in 0..<3 {
+                    let pixels = (0..<(16 * 16)).flatMap { p in colour.map { UInt8(clamping: Int($0) + (p + i) % 20) } }
+                    try PNG.write(RGBImage(width: 16, height: 16, pixels: pixels), to: folder.appendingPathComponent("\(i).png"))
+                }
+            }
+        }
+        let cifar = objects.path
         let made = try cli.vit([
             "detection-data", "-o", data, "--train", "16", "--val", "8", "--image-size", "48", "--fashion", "none", "--cifar", cifar
         ])
