@@ -69,8 +69,10 @@ public struct SyntheticScenes {
             defer { offset += source.classNames.count }
             return offset
         }
-        for _ in 0..<integer(1...maxObjects) {
-            let k = integer(0...(sources.count - 1))
+        // Sources without images place nothing (a scene of background alone when none has any).
+        let usable = sources.indices.filter { !sources[$0].images.isEmpty }
+        for _ in 0..<(usable.isEmpty ? 0 : integer(1...max(maxObjects, 1))) {
+            let k = usable[integer(0...(usable.count - 1))]
             let source = sources[k]
             let item = integer(0...(source.images.count - 1))
             let size = integer(objectSizes.clamped(to: 4...max(4, s)))
