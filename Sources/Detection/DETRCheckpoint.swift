@@ -184,7 +184,9 @@ public enum DETRCheckpoint {
             if part.hasPrefix("self_attn.in_proj_") || part.hasPrefix("multihead_attn.in_proj_") {
                 let attention = part.hasPrefix("self_attn") ? "self_attn" : "encoder_attn"
                 let kind = part.hasSuffix("weight") ? "weight" : "bias"
-                guard tensor.shape[0] % 3 == 0 else { throw ConfigError("\(name) of shape \(tensor.shape) does not split into q, k, v") }
+                guard tensor.rank >= 1, tensor.rank <= 2, tensor.shape[0] % 3 == 0 else {
+                    throw ConfigError("\(name) of shape \(tensor.shape) does not split into q, k, v")
+                }
                 let third = tensor.shape[0] / 3
                 for (i, projection) in ["q_proj", "k_proj", "v_proj"].enumerated() {
                     out[layer + "\(attention).\(projection).\(kind)"] = tensor.slice(axis: 0, start: i * third, length: third).copy()

@@ -185,3 +185,14 @@ import Testing
         #expect(sizes.count == 2)
     }
 }
+
+/// facebookresearch/detr tensors that cannot be what they claim: one error, never a trap.
+@Suite struct DETRHostileCheckpointTests {
+    @Test func inProjectionsOfTheWrongRankAreRefused() {
+        for shape in [[Int](), [7], [3, 4, 5]] {
+            let tensors = ["transformer.encoder.layers.0.self_attn.in_proj_weight": Tensor.zeros(shape)]
+            #expect(throws: (any Error).self, "\(shape)") { try DETRCheckpoint.fromOriginal(tensors) }
+        }
+        #expect(throws: (any Error).self) { try DETRCheckpoint.fromOriginal(["something.else": Tensor.zeros([1])]) }
+    }
+}
