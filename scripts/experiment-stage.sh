@@ -24,7 +24,7 @@ restore() {
 
 # run NAME EPOCHS SUBCOMMAND OPTIONS...: brings runs/NAME from where it stands to EPOCHS epochs. A run whose
 # metrics.jsonl holds its last epoch is skipped; one with a checkpoint is resumed with only its data, epoch count and
-# the --precision of OPTIONS, if any (it keeps the recipe saved with it, but computes in this host's precision);
+# the --precision and --task of OPTIONS, if any (it keeps the recipe saved with it, but computes in this host's precision);
 # otherwise it starts with OPTIONS. Output is appended to runs/NAME/log.
 run() {
     local name=$1 epochs=$2
@@ -43,13 +43,14 @@ run() {
     fi
     mkdir -p "$folder"
     if [ -f "$folder/checkpoint.safetensors" ]; then
-        local precision=() previous=""
+        local precision=() task=() previous=""
         for option in "$@"; do
             [ "$previous" = --precision ] && precision=(--precision "$option")
+            [ "$previous" = --task ] && task=(--task "$option")
             previous=$option
         done
-        echo "$name: $VIT $1 --data $DATA --epochs $epochs ${precision[*]} -o $folder --resume  (log: $folder/log)"
-        "$VIT" "$1" --data "$DATA" --epochs "$epochs" "${precision[@]}" -o "$folder" --resume >> "$folder/log" 2>&1
+        echo "$name: $VIT $1 ${task[*]} --data $DATA --epochs $epochs ${precision[*]} -o $folder --resume  (log: $folder/log)"
+        "$VIT" "$1" "${task[@]}" --data "$DATA" --epochs "$epochs" "${precision[@]}" -o "$folder" --resume >> "$folder/log" 2>&1
     else
         echo "$name: $VIT $* -o $folder  (log: $folder/log)"
         "$VIT" "$@" -o "$folder" >> "$folder/log" 2>&1

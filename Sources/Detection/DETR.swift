@@ -23,6 +23,9 @@ public struct DETRConfig: Codable, Equatable, Sendable {
     /// last normalised once more; without it, the layers pass their raw outputs and only the last is normalised
     /// (facebookresearch/detr's decoder at inference, and transformers' with the published configurations).
     public var auxiliaryLoss = false
+    /// Hugging Face's `dropout`: the probability of zeroing each attention and feed-forward output in training,
+    /// before it is added back (DETR trains with 0.1); nil is none, as in a configuration saved before it existed.
+    public var dropout: Float?
     /// DETR's image processing: ImageNet's normalisation; the shorter side resized to `shortestEdge` unless the
     /// longer would then pass `longestEdge`.
     public var mean: [Float] = [0.485, 0.456, 0.406]
@@ -48,6 +51,7 @@ public struct DETRConfig: Codable, Equatable, Sendable {
         checks.within("classCount", classCount, 1...1_000_000)
         checks.within("shortestEdge", shortestEdge, 1...16384)
         checks.within("longestEdge", longestEdge, 1...16384)
+        checks.within("dropout", dropout ?? 0, 0...0.99)
         if checks.isEmpty {
             checks.require(width % heads == 0, "{width} \(width) is not a multiple of {heads} \(heads)")
             checks.require(width % 2 == 0, "{width} \(width) is odd: the sine positions take half each for y and x")
@@ -95,19 +99,22 @@ public final class DETREncoderLayer: Module {
     public let fc1: Linear
     public let fc2: Linear
     public let finalLayerNorm: LayerNorm
+    let dropout: Dropout
 
     init(_ c: DETRConfig) {
         selfAttn = DETRAttention(width: c.width, heads: c.heads)
         selfAttnLayerNorm = LayerNorm(c.width, eps: 1e-5)
         (fc1, fc2) = (Linear(c.width, c.feedForward), Linear(c.feedForward, c.width))
         finalLayerNorm = LayerNorm(c.width, eps: 1e-5)
+        dropout = Dropout(c.dropout ?? 0)
         super.init()
     }
 
     /// x, position [B, N, D], padding [B, 1, 1, N] -> [B, N, D]
     func callAsFunction(_ x: Tensor, position: Tensor, padding: Tensor) -> Tensor {
-        let h = selfAttnLayerNorm(x + selfAttn(x, queryPosition: position, keys: x, keyPosition: position, keyPadding: padding))
-        return finalLayerNorm(h + fc2(fc1(h, activation: .relu)))
+        let attended = selfAttn(x, queryPosition: position, keys: x, keyPosition: position, keyPadding: padding)
+        let h = selfAttnLayerNorm(x + dropout(attended))
+        return finalLayerNorm(h + dropout(fc2(fc1(h, activation: .relu))))
     }
 }
 
@@ -122,6 +129,7 @@ public final class DETRDecoderLayer: Module {
     public let fc1: Linear
     public let fc2: Linear
     public let finalLayerNorm: LayerNorm
+    let dropout: Dropout
 
     init(_ c: DETRConfig) {
         selfAttn = DETRAttention(width: c.width, heads: c.heads)
@@ -130,15 +138,17 @@ public final class DETRDecoderLayer: Module {
         encoderAttnLayerNorm = LayerNorm(c.width, eps: 1e-5)
         (fc1, fc2) = (Linear(c.width, c.feedForward), Linear(c.feedForward, c.width))
         finalLayerNorm = LayerNorm(c.width, eps: 1e-5)
+        dropout = Dropout(c.dropout ?? 0)
         super.init()
     }
 
     /// x [B, Q, D], queryPosition [1, Q, D], memory and memoryPosition [B, N, D], padding [B, 1, 1, N] -> [B, Q, D]
     func callAsFunction(_ x: Tensor, queryPosition: Tensor, memory: Tensor, memoryPosition: Tensor, padding: Tensor) -> Tensor {
-        var h = selfAttnLayerNorm(x + selfAttn(x, queryPosition: queryPosition, keys: x, keyPosition: queryPosition, keyPadding: nil))
-        h = encoderAttnLayerNorm(
-            h + encoderAttn(h, queryPosition: queryPosition, keys: memory, keyPosition: memoryPosition, keyPadding: padding))
-        return finalLayerNorm(h + fc2(fc1(h, activation: .relu)))
+        let selfAttended = selfAttn(x, queryPosition: queryPosition, keys: x, keyPosition: queryPosition, keyPadding: nil)
+        var h = selfAttnLayerNorm(x + dropout(selfAttended))
+        let crossAttended = encoderAttn(h, queryPosition: queryPosition, keys: memory, keyPosition: memoryPosition, keyPadding: padding)
+        h = encoderAttnLayerNorm(h + dropout(crossAttended))
+        return finalLayerNorm(h + dropout(fc2(fc1(h, activation: .relu))))
     }
 }
 

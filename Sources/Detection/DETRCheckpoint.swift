@@ -69,7 +69,7 @@ public enum DETRCheckpoint {
             "decoder_layers": c.decoderLayers, "encoder_attention_heads": c.heads, "decoder_attention_heads": c.heads,
             "encoder_ffn_dim": c.feedForward, "decoder_ffn_dim": c.feedForward, "num_queries": c.queries, "id2label": labels,
             "label2id": Dictionary(uniqueKeysWithValues: c.classNames.enumerated().map { ($0.element, $0.offset) }),
-            "auxiliary_loss": c.auxiliaryLoss, "activation_function": "relu", "position_embedding_type": "sine",
+            "auxiliary_loss": c.auxiliaryLoss, "dropout": c.dropout ?? 0, "activation_function": "relu", "position_embedding_type": "sine",
             "use_timm_backbone": true, "backbone": c.backbone.block == .basic ? "resnet18" : "resnet50", "num_channels": 3
         ]
         let processor: [String: Any] = [
@@ -111,10 +111,11 @@ public enum DETRCheckpoint {
     /// The names a `FieldProblem` of `DETRConfig` has in a Hugging Face config.json.
     static let huggingFaceKeys = [
         "width": "d_model", "heads": "encoder_attention_heads", "encoderLayers": "encoder_layers", "decoderLayers": "decoder_layers",
-        "feedForward": "encoder_ffn_dim", "queries": "num_queries", "classCount": "id2label"
+        "feedForward": "encoder_ffn_dim", "queries": "num_queries", "classCount": "id2label", "dropout": "dropout"
     ]
 
-    static let backbonePrefix = "model.backbone.conv_encoder.model."
+    /// Where the backbone's (timm ResNet) tensors live in a DETR's state dict.
+    public static let backbonePrefix = "model.backbone.conv_encoder.model."
 
     /// The configuration: the tensors decide every size they hold (the backbone's shape, the width, the queries, the
     /// classes, the layer counts); config.json adds the heads and the class names (else DETR's 8 heads, names
@@ -142,6 +143,7 @@ public enum DETRCheckpoint {
         if let file {
             if let heads = file["encoder_attention_heads"]?.int { config.heads = heads }
             if let auxiliary = file["auxiliary_loss"]?.bool { config.auxiliaryLoss = auxiliary }
+            if let dropout = file["dropout"]?.double { config.dropout = Float(dropout) }
             if let labels = file["id2label"]?.object {
                 for (key, value) in labels {
                     if let index = Int(key), (0..<config.classNames.count).contains(index), let name = value.string {

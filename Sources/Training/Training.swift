@@ -41,6 +41,8 @@ open class Training<Record: TrainingRecord> {
     public var shouldStop: () -> Bool = { false }
     /// Stop (with a checkpoint) after this many steps of this run.
     public var stepLimit: Int?
+    /// Where each step's line goes when set (`StepLog`, `--log-steps`): its loss terms, rate and images.
+    public var stepLog: URL?
 
     public var stepsPerEpoch: Int { images.count / loop.batchSize }
     public var epochs: Int { loop.epochs }
@@ -112,13 +114,16 @@ open class Training<Record: TrainingRecord> {
 
     private func runEpochs() throws -> Outcome {
         willRun()
+        let log = try stepLog.map { try StepLog(url: $0, keepingSteps: state.step) }
+        defer { log?.close() }
         var stepsThisRun = 0
         while state.epoch < loop.epochs {
             let loader = TrainingLoader(images, options: loaderOptions, epoch: state.epoch, startBatch: state.batch)
             defer { loader.stop() }
             while let batch = loader.next() {
                 let started = Date()
-                try step(batch)
+                let sums = try step(batch)
+                try log?.append(step: state.step, epoch: state.epoch, batch: batch, learningRate: optimizer.learningRate, sums: sums)
                 state.trainingSeconds += Date().timeIntervalSince(started)
                 stepsThisRun += 1
                 // A stop waits for the end of an accumulation: the gradients gathered so far are not saved.
@@ -136,8 +141,8 @@ open class Training<Record: TrainingRecord> {
     }
 
     /// Forward and backward on `batch`, and an optimiser update when it completes an accumulation (every batch
-    /// without accumulation; else every N-th, and the last of the epoch).
-    private func step(_ batch: TrainingBatch) throws {
+    /// without accumulation; else every N-th, and the last of the epoch). Returns what the step adds to the epoch's sums.
+    private func step(_ batch: TrainingBatch) throws -> [String: Double] {
         let accumulate = loop.accumulate
         let updates = (batch.index + 1) % accumulate == 0 || batch.index + 1 == stepsPerEpoch
         // The rate of the accumulation's first batch: N accumulated batches step as one batch N times larger would.
@@ -162,6 +167,7 @@ open class Training<Record: TrainingRecord> {
                 TrainingStep(
                     epoch: state.epoch, batch: batch.index, batches: stepsPerEpoch, learningRate: optimizer.learningRate,
                     averages: runningAverages())))
+        return loss.sums
     }
 
     private func finishEpoch() throws {

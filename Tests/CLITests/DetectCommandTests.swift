@@ -69,13 +69,10 @@ import Testing
 /// `vit detection-data`, `vit train --task detection`, `vit eval --task detection --data` and `vit detect` on what
 /// that training wrote: the whole detection loop from the command line, on a tiny set.
 @Suite(.serialized) struct DetectionLoopCommandTests {
-    @Test func generateTrainEvaluateDetect() throws {
-        let cli = CommandLineTests()
-        let root = try temporaryFolder("swiftvit-detection-loop")
-        defer { try? FileManager.default.removeItem(at: root) }
-        let data = root.appendingPathComponent("scenes").path, run = root.appendingPathComponent("run").path
-        // The objects: a small class-folder set made here (train/ and test/, two colours of square), passed as the
-        // CIFAR-10 source.
+    /// A tiny scene set at `data`: 16 training and 8 validation scenes of 48 px whose objects are a class-folder set
+    /// made here (train/ and test/, two colours of square) passed as the CIFAR-10 source, so that no data set is
+    /// needed.
+    static func makeScenes(in root: URL, at data: String) throws {
         let objects = root.appendingPathComponent("objects")
         for part in ["train", "test"] {
             for (name, colour) in [("red", [UInt8(220), 30, 30]), ("blue", [UInt8(30), 30, 220])] {
@@ -87,11 +84,18 @@ import Testing
                 }
             }
         }
-        let cifar = objects.path
-        let made = try cli.vit([
-            "detection-data", "-o", data, "--train", "16", "--val", "8", "--image-size", "48", "--fashion", "none", "--cifar", cifar
+        let made = try CommandLineTests().vit([
+            "detection-data", "-o", data, "--train", "16", "--val", "8", "--image-size", "48", "--fashion", "none", "--cifar", objects.path
         ])
         #expect(made.status == 0, "\(made.stderr)")
+    }
+
+    @Test func generateTrainEvaluateDetect() throws {
+        let cli = CommandLineTests()
+        let root = try temporaryFolder("swiftvit-detection-loop")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("scenes").path, run = root.appendingPathComponent("run").path
+        try Self.makeScenes(in: root, at: data)
         let trained = try cli.vit([
             "train", "--task", "detection", "--data", data, "-o", run, "--epochs", "1", "--batch-size", "4", "--width", "16",
             "--depth", "1", "--heads", "2", "--queries", "4", "--arch", "resnet18"
@@ -113,5 +117,39 @@ import Testing
             "train", "--task", "detection", "--data", data, "-o", root.appendingPathComponent("x").path, "--mixup", "0.2"
         ])
         #expect(refused.status == 2 && refused.stderr.contains("--mixup does not apply to --task detection"))
+    }
+
+    /// --init starts from a whole DETR (its class head anew when the classes differ); --log-steps writes each step
+    /// once, across a stop and --resume.
+    @Test func initialModelAndStepLog() throws {
+        let cli = CommandLineTests()
+        let root = try temporaryFolder("swiftvit-detection-init")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("scenes").path
+        try Self.makeScenes(in: root, at: data)
+        // The fixture DETR has 4 classes, the scenes 2.
+        let fixture = Fixtures.url("DetectionTests", "hf-detr-r50tiny-d64-q8-e2d2").path
+        let run = root.appendingPathComponent("run").path
+        let common = ["train", "--task", "detection", "--data", data, "-o", run, "--epochs", "1", "--batch-size", "4", "--log-steps"]
+        let stopped = try cli.vit(common + ["--init", fixture, "--max-steps", "2"])
+        #expect(
+            stopped.status == 0 && stopped.stderr.contains("has 4 classes, the data 2: its class head starts anew"), "\(stopped.stderr)")
+        let resumed = try cli.vit(common + ["--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let lines = try String(contentsOfFile: run + "/steps.jsonl", encoding: .utf8).split(separator: "\n")
+        let steps = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(steps.map { $0["step"] as? Int } == [1, 2, 3, 4])
+        #expect(steps.allSatisfy { ($0["images"] as? [Int])?.count == 4 && ($0["loss"] as? Double)?.isFinite == true })
+        // The images of the four steps are the epoch's 16, each once.
+        #expect(Set(steps.flatMap { $0["images"] as? [Int] ?? [] }) == Set(0..<16))
+        let continued = try cli.vit([
+            "train", "--task", "detection", "--data", data, "-o", root.appendingPathComponent("again").path, "--epochs", "1",
+            "--batch-size", "4", "--max-steps", "1", "--init", run
+        ])
+        #expect(continued.status == 0 && !continued.stderr.contains("starts anew"), "\(continued.stderr)")
+        let reshaped = try cli.vit([
+            "train", "--task", "detection", "--data", data, "-o", root.appendingPathComponent("y").path, "--init", fixture, "--width", "32"
+        ])
+        #expect(reshaped.status == 2 && reshaped.stderr.contains("--width cannot change it"), "\(reshaped.stderr)")
     }
 }

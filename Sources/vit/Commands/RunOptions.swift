@@ -23,6 +23,8 @@ struct RunOptions<R: Recipe>: ParsableArguments {
     @Option(help: "Seed of everything the run draws: initialisation, data order, augmentation, masks, dropout (default: 0).")
     var seed: UInt64?
     @Option(help: "Stop (with a checkpoint to resume from) after this many steps.") var maxSteps: Int?
+    @Flag(help: "Write each step's loss terms, learning rate and image indices to steps.jsonl in --output (a line per step).")
+    var logSteps = false
     @Option(
         help:
             "Compute precision: bf16 runs the matrix products in bfloat16 (mixed precision: float32 weights, gradients and optimiser state, as torch.autocast), fp32 everything in float32 (default: fp32; with --resume, the run's own)."
@@ -73,6 +75,7 @@ struct RunOptions<R: Recipe>: ParsableArguments {
     func train<Record>(files: String, start: (URL) throws -> Training<Record>) throws {
         let interrupt = Interrupt()
         let training = try start(URL(fileURLWithPath: output))
+        if logSteps { training.stepLog = URL(fileURLWithPath: output).appendingPathComponent("steps.jsonl") }
         try TrainingProgress.run(training, maxSteps: maxSteps, interrupt: interrupt, output: output, files: files)
     }
 

@@ -37,13 +37,15 @@ struct Train: ParsableCommand {
             "Detection: start the backbone from this ResNet (a timm checkpoint or a vit train --arch resnet run); its shape decides the backbone's."
     )
     var backboneInit: String?
+    @Option(help: "Detection: a random backbone's stem and first-stage width, doubled at each stage (default 64, as resnet18's).")
+    var backboneWidth: Int?
     @Option(help: "Hold out this fraction of each class of the training images for validation (default: the data's test part, if any).")
     var valSplit: Double?
     @Option(help: "Architecture preset; the class count follows the data.") var arch = "vit_cifar_patch4_32"
     @Option(
         name: .customLong("init"),
         help:
-            "Fine-tune: start from this checkpoint (any --model vit reads: timm, Hugging Face, .npz, .pth, a vit train run) instead of random weights; its architecture and normalisation are kept, position embeddings resampled to --image-size, the head replaced when the classes differ."
+            "Fine-tune: start from this checkpoint (any --model vit reads: timm, Hugging Face, .npz, .pth, a vit train run; with --task detection, a DETR) instead of random weights; its architecture and normalisation are kept, position embeddings resampled to --image-size, the head replaced when the classes differ."
     )
     var initialCheckpoint: String?
     @Option(
@@ -88,7 +90,8 @@ struct Train: ParsableCommand {
     @Option(help: "EMA decay of the weights, e.g. 0.999 (off unless given); evaluation and the saved model use the EMA.")
     var ema: Float?
     @Option(help: "Stochastic depth rate of the last block.") var dropPath = ViTConfig().dropPath
-    @Option(help: "Dropout after the MLP and projections.") var dropout = ViTConfig().dropout
+    @Option(help: "Dropout after the MLP and projections (--task detection: after attention and feed-forward, default 0.1 as DETR's).")
+    var dropout = ViTConfig().dropout
     @Option(help: "Random crop after this much zero padding (0: off).") var cropPadding = defaults.augmentation.cropPadding
     @Flag(inversion: .prefixedNo, help: "Random horizontal flips.") var flip = defaults.augmentation.horizontalFlip
     @Option(help: "RandAugment N,M: N operations at magnitude M of 10 (e.g. 2,9; default: off).") var randaugment: RandAugmentSetting?
@@ -105,7 +108,9 @@ struct Train: ParsableCommand {
                 try detectionTrainer($0)
             }
         }
-        if queries != nil || backboneInit != nil { throw CommandFailure("--queries and --backbone-init are for --task detection") }
+        if queries != nil || backboneInit != nil || backboneWidth != nil {
+            throw CommandFailure("--queries, --backbone-init and --backbone-width are for --task detection")
+        }
         try runOptions.train(files: "model.safetensors, config.json, metrics.jsonl, curves.png") { try trainer($0) }
     }
 

@@ -11,7 +11,7 @@ extension Train {
     static let detectionOptions: Set<String> = [
         "--task", "--data", "--output", "-o", "--resume", "--epochs", "--batch-size", "--lr", "--min-lr", "--warmup", "--weight-decay",
         "--seed", "--max-steps", "--precision", "--max-image-pixels", "--arch", "--width", "--depth", "--heads", "--queries",
-        "--backbone-init", "--clip-grad"
+        "--backbone-init", "--clip-grad", "--log-steps", "--init", "--dropout", "--backbone-width", "--cifar-stem"
     ]
 
     /// Whether the command line gives `flag` (an option whose default another task's is).
@@ -39,45 +39,88 @@ extension Train {
         if Self.given("--clip-grad") { options.clip = clipGrad }
         try options.validate()
 
+        let model = try newDetectionModel(for: train, batchSize: options.batchSize, seed: options.seed)
+        return try DetectionTrainer(model: model, options: options, data: train, validation: validation, folder: folder)
+    }
+
+    /// A new DETR for `data`: random (a --arch ResNet backbone, or --backbone-init's weights), or --init's DETR with
+    /// its class head replaced when the classes differ (as transformers' `ignore_mismatched_sizes`).
+    private func newDetectionModel(for data: DetectionSet, batchSize: Int, seed: UInt64) throws -> DETR {
         var config = DETRConfig()
-        (config.classNames, config.auxiliaryLoss) = (train.classNames, true)
-        (config.width, config.heads, config.queries) = (width ?? 128, heads ?? 4, queries ?? 20)
-        (config.encoderLayers, config.decoderLayers) = (depth ?? 3, depth ?? 3)
-        config.feedForward = 4 * config.width
-        // The processor brings other images to the training images' size.
-        (config.shortestEdge, config.longestEdge) = (
-            min(train.images.width, train.images.height), max(train.images.width, train.images.height)
-        )
-        var backboneWeights: [String: Tensor]?
-        if let backboneInit {
-            guard let resnet = try CheckpointLoader().loadModel(URL(fileURLWithPath: backboneInit)) as? ResNet else {
-                throw CommandFailure("--backbone-init \(backboneInit) is not a ResNet")
+        var startWeights: [String: Tensor] = [:]
+        if let initialCheckpoint {
+            let shape = ["--backbone-init", "--arch", "--width", "--depth", "--heads", "--queries", "--backbone-width", "--cifar-stem"]
+                .filter(Self.given)
+            if !shape.isEmpty {
+                throw CommandFailure("--init gives the whole DETR, its shape included: \(shape.joined(separator: ", ")) cannot change it")
             }
-            config.backbone = resnet.config
-            backboneWeights = resnet.stateDict().filter { !$0.key.hasPrefix("fc.") }
+            let start = try DETRCheckpoint.load(URL(fileURLWithPath: initialCheckpoint))
+            config = start.config
+            startWeights = start.stateDict()
+            if config.classNames.count != data.classNames.count {
+                printError(
+                    "--init \(initialCheckpoint) has \(config.classNames.count) classes, the data \(data.classNames.count): its class head starts anew"
+                )
+                startWeights = startWeights.filter { !$0.key.hasPrefix("class_labels_classifier.") }
+            }
+            if Self.given("--dropout") { config.dropout = dropout }
         } else {
-            let name = Self.given("--arch") ? arch : "resnet18"
-            guard let (block, layers) = ResNet.presets[name] else {
-                throw CommandFailure("--arch \(arch) is not a ResNet backbone (\(ResNet.presets.keys.sorted().joined(separator: ", ")))")
+            (config.width, config.heads, config.queries) = (width ?? 128, heads ?? 4, queries ?? 20)
+            (config.encoderLayers, config.decoderLayers) = (depth ?? 3, depth ?? 3)
+            config.feedForward = 4 * config.width
+            config.dropout = Self.given("--dropout") ? dropout : 0.1
+            if let backboneInit {
+                if Self.given("--backbone-width") || cifarStem {
+                    throw CommandFailure(
+                        "--backbone-init \(backboneInit) gives the backbone's shape: --backbone-width and --cifar-stem cannot change it")
+                }
+                guard let resnet = try CheckpointLoader().loadModel(URL(fileURLWithPath: backboneInit)) as? ResNet else {
+                    throw CommandFailure("--backbone-init \(backboneInit) is not a ResNet")
+                }
+                config.backbone = resnet.config
+                // The images as the backbone learned them: its own normalisation (a timm ImageNet ResNet's is DETR's).
+                (config.mean, config.std) = (resnet.config.data.mean, resnet.config.data.std)
+                for (name, tensor) in resnet.stateDict() where !name.hasPrefix("fc.") {
+                    startWeights[DETRCheckpoint.backbonePrefix + name] = tensor
+                }
+            } else {
+                let name = Self.given("--arch") ? arch : "resnet18"
+                guard let (block, layers) = ResNet.presets[name] else {
+                    throw CommandFailure(
+                        "--arch \(arch) is not a ResNet backbone (\(ResNet.presets.keys.sorted().joined(separator: ", ")))")
+                }
+                (config.backbone.block, config.backbone.layers) = (block, layers)
+                let stem = backboneWidth ?? 64
+                guard (1...4096).contains(stem) else { throw CommandFailure("--backbone-width must be in 1...4096, got \(stem)") }
+                (config.backbone.stemWidth, config.backbone.channels) = (stem, (0..<4).map { stem << $0 })
+                config.backbone.cifarStem = cifarStem
             }
-            (config.backbone.block, config.backbone.layers) = (block, layers)
         }
-        config.backbone.imageSize = train.images.width
+        // Every decoder layer is trained (DETR's auxiliary losses); the processor brings other images to the training
+        // images' size.
+        (config.classNames, config.auxiliaryLoss) = (data.classNames, true)
+        (config.shortestEdge, config.longestEdge) = (min(data.images.width, data.images.height), max(data.images.width, data.images.height))
+        config.backbone.imageSize = data.images.width
         do { try config.validate() } catch let problem as FieldProblem {
             throw CommandFailure(
-                problem.described(naming: ["width": "--width", "heads": "--heads", "queries": "--queries", "encoderLayers": "--depth"]))
+                problem.described(
+                    naming: [
+                        "width": "--width", "heads": "--heads", "queries": "--queries", "encoderLayers": "--depth", "dropout": "--dropout"
+                    ]))
         }
-        try config.checkMemory(batchSize: options.batchSize, height: train.images.height, width: train.images.width)
-        GlobalRandom.seed(options.seed)
+        try config.checkMemory(batchSize: batchSize, height: data.images.height, width: data.images.width)
+        GlobalRandom.seed(seed)
         let model = try DETR(config)
-        if let backboneWeights {
-            do { try model.backbone.load(stateDict: backboneWeights, strict: false) } catch {
-                throw CommandFailure("--backbone-init \(backboneInit ?? ""): \(error)")
+        if !startWeights.isEmpty {
+            do { try model.load(stateDict: startWeights, strict: false) } catch {
+                throw CommandFailure("\(initialCheckpoint.map { "--init \($0)" } ?? "--backbone-init \(backboneInit ?? "")"): \(error)")
             }
         }
+        let origin =
+            initialCheckpoint.map { " from \($0)" } ?? backboneInit.map { ", the backbone from \($0)" } ?? " (random backbone)"
         printError(
-            "DETR: \(config.backbone.block) ResNet \(config.backbone.layers) backbone\(backboneInit.map { " from \($0)" } ?? " (random)"), width \(config.width), \(config.heads) heads, \(config.encoderLayers)+\(config.decoderLayers) layers, \(config.queries) queries, \(model.parameterCount) parameters"
+            "DETR\(origin): \(config.backbone.block) ResNet \(config.backbone.layers) backbone, width \(config.width), \(config.heads) heads, \(config.encoderLayers)+\(config.decoderLayers) layers, \(config.queries) queries, dropout \(config.dropout ?? 0), \(model.parameterCount) parameters"
         )
-        return try DetectionTrainer(model: model, options: options, data: train, validation: validation, folder: folder)
+        return model
     }
 }
