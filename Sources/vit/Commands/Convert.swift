@@ -34,7 +34,7 @@ struct Convert: ParsableCommand {
             print("wrote \(output): the \(weights) weights of the run in \(input)")
             return
         }
-        let model = try architecture.loader.load(URL(fileURLWithPath: input))
+        let model = try architecture.loader.load(try BuiltInModel.resolve(input))
         try NativeFormat.save(model, to: URL(fileURLWithPath: output), architecture: architecture.arch)
         let c = model.config
         print(

@@ -30,7 +30,7 @@ struct Detect: ParsableCommand {
     func run() throws {
         imageLimit.apply()
         let (files, missing) = try imageFiles(images)
-        let detr = try DETRCheckpoint.load(URL(fileURLWithPath: model))
+        let detr = try DETRCheckpoint.load(try BuiltInModel.resolve(model))
         let chosen = Precision.decideAndSay(precision)
         let preprocessing = DETRPreprocessing(detr.config)
         if let output {

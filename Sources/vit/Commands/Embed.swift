@@ -43,7 +43,7 @@ struct Embed: ParsableCommand {
     }
 
     func run() throws {
-        let modelFolder = URL(fileURLWithPath: modelOptions.model)
+        let modelFolder = try BuiltInModel.resolve(modelOptions.model)
         if CLIPModel.isCLIPFolder(modelFolder) {
             try runCLIP(modelFolder)
             return

@@ -79,7 +79,7 @@ struct Eval: ParsableCommand {
         let started: Date
         let result: Evaluation
         if zeroshot {
-            let folder = URL(fileURLWithPath: modelOptions.model)
+            let folder = try BuiltInModel.resolve(modelOptions.model)
             let clip = try CLIPModel.load(folder)
             try clip.config.checkMemory(batchSize: batchSize)
             let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)

@@ -56,7 +56,7 @@ extension Eval {
     /// The DETR --model's detections of every image `truth` lists (its file_name under `folder`), each query's best
     /// class above no threshold, in COCO's results format; model class i is the i-th category by id.
     func detect(_ truth: COCOAnnotations, in folder: URL) throws -> COCOResults {
-        let detr = try DETRCheckpoint.load(URL(fileURLWithPath: modelOptions.model))
+        let detr = try DETRCheckpoint.load(try BuiltInModel.resolve(modelOptions.model))
         let categories = truth.categories.map(\.id).sorted()
         guard detr.config.classCount == categories.count else {
             throw CommandFailure("the model has \(detr.config.classCount) classes, the annotations \(categories.count) categories")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoints
 import Datasets
 import Foundation
 import Images
@@ -144,9 +145,10 @@ struct ModelOptions: ParsableArguments {
 enum BuiltInModel {
     static let name = "builtin:cifar10-vit"
 
-    /// `model` as a file URL; the built-in name maps to the resource folder.
+    /// `model` as a file URL: the built-in name maps to the resource folder, a hub name (`ORG/NAME`,
+    /// `hf-hub:ORG/NAME[@REVISION]`) that is no path to its snapshot in the Hugging Face cache (`ModelLocation`).
     static func resolve(_ model: String) throws -> URL {
-        guard model == name else { return URL(fileURLWithPath: model) }
+        guard model == name else { return try ModelLocation.resolve(model) }
         guard let url = Bundle.module.url(forResource: "cifar10-vit", withExtension: nil) else {
             throw CommandFailure(
                 "the built-in model is missing beside this vit executable (its SwiftViT_vit.resources folder); pass --model")

@@ -122,9 +122,9 @@ struct TrainCLIP: ParsableCommand {
         let options = try runOptions.recipe(ContrastiveOptions())
 
         if `init` != nil && imageInit != nil { throw CommandFailure("--init and --image-init exclude each other") }
-        let start = try `init`.map { try CLIPModel.load(URL(fileURLWithPath: $0)) }
+        let start = try `init`.map { try CLIPModel.load(try BuiltInModel.resolve($0)) }
         let encoder = try imageInit.map { path -> VisionTransformer in
-            guard let vit = try CheckpointLoader().loadModel(URL(fileURLWithPath: path)) as? VisionTransformer else {
+            guard let vit = try CheckpointLoader().loadModel(try BuiltInModel.resolve(path)) as? VisionTransformer else {
                 throw CommandFailure("--image-init \(path): not a ViT (a convnet cannot start CLIP's image tower)")
             }
             return vit
@@ -163,7 +163,7 @@ struct TrainCLIP: ParsableCommand {
         }
         if evaluation != nil, evaluation!.images.width != model.config.imageSize { evaluation = nil }
         let tokenizer =
-            try `init`.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0), vocabularySize: model.config.vocabSize) }
+            try `init`.map { try CLIPTokenizer.forModel(in: try BuiltInModel.resolve($0), vocabularySize: model.config.vocabSize) }
             ?? CLIPTokenizer.openAI()
         let trainer = try ContrastiveTrainer(
             model: model, tokenizer: tokenizer, options: options, data: pairs, evaluation: evaluation, folder: folder)

@@ -54,7 +54,7 @@ extension Train {
             if !shape.isEmpty {
                 throw CommandFailure("--init gives the whole DETR, its shape included: \(shape.joined(separator: ", ")) cannot change it")
             }
-            let start = try DETRCheckpoint.load(URL(fileURLWithPath: initialCheckpoint))
+            let start = try DETRCheckpoint.load(try BuiltInModel.resolve(initialCheckpoint))
             config = start.config
             startWeights = start.stateDict()
             if config.classNames.count != data.classNames.count {
@@ -74,7 +74,7 @@ extension Train {
                     throw CommandFailure(
                         "--backbone-init \(backboneInit) gives the backbone's shape: --backbone-width and --cifar-stem cannot change it")
                 }
-                guard let resnet = try CheckpointLoader().loadModel(URL(fileURLWithPath: backboneInit)) as? ResNet else {
+                guard let resnet = try CheckpointLoader().loadModel(try BuiltInModel.resolve(backboneInit)) as? ResNet else {
                     throw CommandFailure("--backbone-init \(backboneInit) is not a ResNet")
                 }
                 config.backbone = resnet.config

@@ -58,7 +58,7 @@ struct ZeroShot: ParsableCommand {
     func run() throws {
         imageLimit.apply()
         let names = try classNames()
-        let folder = URL(fileURLWithPath: model)
+        let folder = try BuiltInModel.resolve(model)
         let clip = try CLIPModel.load(folder)
         try clip.config.checkMemory(batchSize: batchSize)
         let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)
@@ -107,7 +107,7 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         let tokenizer =
-            try model.map { try CLIPTokenizer.forModel(in: URL(fileURLWithPath: $0), vocabularySize: nil) } ?? CLIPTokenizer.openAI()
+            try model.map { try CLIPTokenizer.forModel(in: try BuiltInModel.resolve($0), vocabularySize: nil) } ?? CLIPTokenizer.openAI()
         for text in texts {
             let ids = tokenizer.tokenize(text)
             if json {
