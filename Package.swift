@@ -16,10 +16,14 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "CLIP", targets: ["CLIP"]),
         .library(name: "Detection", targets: ["Detection"]),
+        .library(name: "Hub", targets: ["Hub"]),
         .executable(name: "vit", targets: ["vit"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2")
     ],
     targets: [
         // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
@@ -57,6 +61,15 @@ let package = Package(
         // Detection: DETR (the model with Hugging Face's names, facebookresearch/detr's mapped), its Hungarian matcher
         // and losses, post-processing.
         .target(name: "Detection", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Plots", "Datasets"]),
+        // Hub: published weights by name, into and out of the Hugging Face cache (huggingface_hub's layout); downloads
+        // with async-http-client, verified with swift-crypto's SHA-256.
+        .target(
+            name: "Hub",
+            dependencies: [
+                "Tensors", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")
+            ]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The command-line tool.
@@ -64,6 +77,7 @@ let package = Package(
             name: "vit",
             dependencies: [
                 "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training", "CLIP", "Detection",
+                "Hub",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ], resources: [.copy("Resources/cifar10-vit")]),
         // Shared test helpers: finite-difference gradient checks, temporary folders, the fixtures (Tests/<Target>/Fixtures,
@@ -86,7 +100,15 @@ let package = Package(
         .testTarget(
             name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images", "ViT", "TestSupport"], exclude: ["Fixtures"]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).
-        .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Tensors", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["vit", "Images", "Checkpoints", "Hub", "Tensors", "TestSupport"]),
+        // The hub client against a loopback server that answers as the Hugging Face Hub does (no test reaches a real hub).
+        .testTarget(
+            name: "HubTests",
+            dependencies: [
+                "Hub", "Tensors", "TestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto")
+            ]),
         .testTarget(
             name: "DetectionTests", dependencies: ["Detection", "ViT", "Tensors", "Checkpoints", "Images", "TestSupport"],
             exclude: ["Fixtures"]),

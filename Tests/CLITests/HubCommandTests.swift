@@ -1,4 +1,5 @@
-import Checkpoints
+import Hub
+import Tensors
 import Foundation
 import Images
 import TestSupport
@@ -29,7 +30,7 @@ import Testing
         try PNG.write(RGBImage(width: 32, height: 32, pixels: pixels), to: image)
 
         let cli = CommandLineTests()
-        let environment = ["HF_HOME": root.path]
+        let environment = ["HF_HOME": root.path, "HF_HUB_OFFLINE": "1"]
         let byName = try cli.vit(["predict", "--model", "tiny-org/vit-p8", "--json", image.path], environment: environment)
         let byPath = try cli.vit(["predict", "--model", snapshot.path, "--json", image.path])
         #expect(byName.status == 0 && !byName.stdout.isEmpty, "\(byName.stderr)")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoints
+import Hub
 import Datasets
 import Foundation
 import Images
@@ -148,13 +149,29 @@ enum BuiltInModel {
     /// `model` as a file URL: the built-in name maps to the resource folder, a hub name (`ORG/NAME`,
     /// `hf-hub:ORG/NAME[@REVISION]`) that is no path to its snapshot in the Hugging Face cache (`ModelLocation`).
     static func resolve(_ model: String) throws -> URL {
-        guard model == name else { return try ModelLocation.resolve(model) }
+        guard model == name else { return try ModelLocation.resolve(model, client: hubClient()) }
         guard let url = Bundle.module.url(forResource: "cifar10-vit", withExtension: nil) else {
             throw CommandFailure(
                 "the built-in model is missing beside this vit executable (its SwiftViT_vit.resources folder); pass --model")
         }
         return url
     }
+}
+
+/// The hub client of the command line: a download shows a bar in kB with its rate and time left.
+func hubClient() -> HubClient {
+    let client = HubClient()
+    var current: (file: String, bar: ProgressBar)?
+    client.progress = { file, done, total in
+        if current?.file != file {
+            printError("downloading \(file) from \(client.endpoint) into \(client.cache.root.path)")
+            current = (file, ProgressBar(total: Int((total ?? done) / 1000), unit: "kB"))
+        }
+        guard let bar = current?.bar else { return }
+        let kilobytes = Int(done / 1000)
+        if kilobytes > bar.done { bar.advance(by: kilobytes - bar.done) }
+    }
+    return client
 }
 
 /// Image files named on the command line (files, and folders searched for .jpg/.jpeg/.png). Paths that do not exist

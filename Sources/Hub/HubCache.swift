@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// A model on the Hugging Face Hub as timm, transformers and open_clip name it: `hf-hub:ORG/NAME` (timm, open_clip)
 /// or `ORG/NAME` (transformers), either with `@REVISION` (a branch, a tag or a commit).
@@ -79,7 +80,7 @@ public struct HubCache: Sendable {
         let ref = repoFolder(model).appendingPathComponent("refs").appendingPathComponent(revision)
         guard FileManager.default.fileExists(atPath: ref.path) else { return nil }
         let text = try String(contentsOf: ref, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard Self.isCommit(text) else { throw CheckpointError(ref, "does not hold a commit (40 hexadecimal digits): \(text.prefix(80))") }
+        guard Self.isCommit(text) else { throw FileError(ref, "does not hold a commit (40 hexadecimal digits): \(text.prefix(80))") }
         return text
     }
 
@@ -97,23 +98,18 @@ public struct HubCache: Sendable {
 }
 
 /// Where a model named on the command line (`--model`, `--init`, `--teacher`, ...) is: a path when one exists, else
-/// a hub name (`hf-hub:ORG/NAME[@REV]`, `ORG/NAME[@REV]`) looked up in the Hugging Face cache.
+/// a hub name (`hf-hub:ORG/NAME[@REV]`, `ORG/NAME[@REV]`) fetched into, or found in, the Hugging Face cache.
 public enum ModelLocation {
-    public static func resolve(_ text: String, cache: HubCache = HubCache()) throws -> URL {
+    public static func resolve(_ text: String, client: @autoclosure () -> HubClient = HubClient()) throws -> URL {
         let hubPrefix = text.hasPrefix("hf-hub:")
         if !hubPrefix, FileManager.default.fileExists(atPath: (text as NSString).expandingTildeInPath) {
             return URL(fileURLWithPath: (text as NSString).expandingTildeInPath)
         }
         guard let name = HubModelName(text) else {
-            if hubPrefix {
-                throw CheckpointError(URL(fileURLWithPath: text), "is not a hub name (hf-hub:ORG/NAME or hf-hub:ORG/NAME@REVISION)")
-            }
+            if hubPrefix { throw FileError(URL(fileURLWithPath: text), "is not a hub name (hf-hub:ORG/NAME or hf-hub:ORG/NAME@REVISION)") }
             return URL(fileURLWithPath: text)  // a missing path: the loader names it
         }
-        if let folder = try cache.snapshot(name) { return folder }
-        throw CheckpointError(
-            URL(fileURLWithPath: text),
-            "no such file, and \(name) is not in the Hugging Face cache (\(cache.repoFolder(name).path)): fetch it with `huggingface-cli download \(name.repoId)\(name.revision.map { " --revision \($0)" } ?? "")` (SwiftViT reads the same cache; HF_HUB_CACHE or HF_HOME move it)"
-        )
+        // timm and open_clip name hub models hf-hub:...; open_clip's repositories keep its own file names.
+        return try client().modelSnapshot(name, openCLIPFirst: hubPrefix)
     }
 }

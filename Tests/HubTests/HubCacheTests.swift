@@ -1,4 +1,5 @@
-import Checkpoints
+import Hub
+import Tensors
 import Foundation
 import TestSupport
 import Testing
@@ -50,12 +51,15 @@ import Testing
         #expect(try snapshot("google/other") == nil)
         // A ref that holds no commit is named.
         try "not a commit".write(to: repo.appendingPathComponent("refs/bad"), atomically: true, encoding: .utf8)
-        #expect(throws: CheckpointError.self) { try snapshot("google/vit-tiny@bad") }
+        #expect(throws: FileError.self) { try snapshot("google/vit-tiny@bad") }
 
-        // A path that exists wins over a hub name; a name not cached says how to fetch it.
-        #expect(try ModelLocation.resolve("google/vit-tiny", cache: cache).lastPathComponent == main)
-        let missing = #expect(throws: CheckpointError.self) { try ModelLocation.resolve("google/absent@v3", cache: cache) }
-        #expect(missing?.reason.contains("huggingface-cli download google/absent --revision v3") == true)
-        #expect(try ModelLocation.resolve(root.path, cache: cache) == URL(fileURLWithPath: root.path))
+        // A path that exists wins over a hub name; offline, a cached name is its snapshot (with a weights file), and one
+        // not cached says how to get it.
+        try Data().write(to: repo.appendingPathComponent("snapshots/\(main)/model.safetensors"))
+        let offline = HubClient(environment: ["HF_HUB_CACHE": root.path, "HF_HUB_OFFLINE": "1"])
+        #expect(try ModelLocation.resolve("google/vit-tiny", client: offline).lastPathComponent == main)
+        let missing = #expect(throws: HubError.self) { try ModelLocation.resolve("google/absent@v3", client: offline) }
+        #expect(missing?.message.contains("huggingface-cli download google/absent") == true, "\(String(describing: missing))")
+        #expect(try ModelLocation.resolve(root.path, client: offline) == URL(fileURLWithPath: root.path))
     }
 }
