@@ -71,3 +71,81 @@ import Testing
         #expect(try WebDataset.samples(in: empty).isEmpty)
     }
 }
+
+/// Shards read as streams: one member at a time, shuffled per epoch as webdataset shuffles, resumable mid-epoch, and
+/// damaged shards counted and passed.
+@Suite struct WebDatasetStreamTests {
+    /// 4 shards of 5 samples (keys 00000000...00000019), each a .png of its index and a .cls.
+    func shards(in folder: URL) throws -> [URL] {
+        var writer = try ShardWriter(folder: folder, prefix: "train", maxCount: 5)
+        for i in 0..<20 {
+            try writer.write(
+                key: String(format: "%08d", i),
+                members: [("png", Data(repeating: UInt8(i), count: 600 + i)), ("cls", Data("\(i % 4)".utf8))])
+        }
+        return try writer.finish().map { folder.appendingPathComponent($0.name) }
+    }
+
+    func keys(_ stream: WebDataset.ShuffledStream) -> [String] {
+        var keys: [String] = []
+        while let sample = stream.next() { keys.append(sample.key) }
+        return keys
+    }
+
+    @Test func streamedSamplesEqualTheWholeShardReading() throws {
+        let folder = try temporaryFolder("swiftvit-wds-stream")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for shard in try shards(in: folder) {
+            let reader = try WebDataset.SampleReader(shard)
+            var streamed: [WebDataset.Sample] = []
+            while let sample = try reader.next() { streamed.append(sample) }
+            #expect(streamed == (try WebDataset.samples(in: shard)))
+        }
+    }
+
+    @Test func shuffledPerEpochDeterministicAndResumable() throws {
+        let folder = try temporaryFolder("swiftvit-wds-shuffle")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let shards = try shards(in: folder)
+        func epoch(_ e: Int, seed: UInt64 = 7, skip: Int = 0) -> [String] {
+            keys(WebDataset.ShuffledStream(shards: shards, seed: seed, epoch: e, bufferSize: 6, initialFill: 3, skip: skip))
+        }
+        let first = epoch(0)
+        #expect(first.count == 20 && Set(first).count == 20)
+        #expect(first != (0..<20).map { String(format: "%08d", $0) }, "not shuffled")
+        #expect(epoch(0) == first)
+        #expect(epoch(1) != first && Set(epoch(1)) == Set(first))
+        #expect(epoch(0, seed: 8) != first)
+        // Resumed after 7 samples: the rest of the same sequence.
+        #expect(epoch(0, skip: 7) == Array(first.dropFirst(7)))
+        // A buffer of one is no shuffle within shards: each shard's samples stay in order.
+        let ordered = keys(WebDataset.ShuffledStream(shards: shards, seed: 7, epoch: 0, bufferSize: 1, initialFill: 1))
+        #expect(stride(from: 0, to: 20, by: 5).allSatisfy { ordered[$0..<($0 + 5)] == ordered[$0..<($0 + 5)].sorted()[...] })
+    }
+
+    @Test func damagedShardsAreCountedAndPassed() throws {
+        let folder = try temporaryFolder("swiftvit-wds-damaged")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var shards = try shards(in: folder)
+        // Shard 1 cut inside its third sample's image; shard 2 not a tar; a shard that is not there.
+        let cut = try Data(contentsOf: shards[1])
+        try cut.prefix(2 * 2560 + 512 + 100).write(to: shards[1])  // a sample: 512 + 1024 (png), 512 + 512 (cls)
+        try Data(repeating: 0x41, count: 2048).write(to: shards[2])
+        shards.append(folder.appendingPathComponent("missing.tar"))
+        let stream = WebDataset.ShuffledStream(shards: shards, seed: 1, epoch: 0)
+        let got = keys(stream)
+        #expect(got.count == 5 + 2 + 5, "\(got)")
+        #expect(stream.problems.count == 3, "\(stream.problems)")
+        #expect(stream.problems.contains { $0.contains("train-000001.tar") && $0.contains("truncated") })
+        #expect(stream.problems.contains { $0.contains("train-000002.tar") && $0.contains("not a tar archive") })
+        #expect(stream.problems.contains { $0.contains("missing.tar") && $0.contains("no such file") })
+        // A header that claims more than a member may have is refused, not allocated.
+        var header = [UInt8](repeating: 0, count: 512)
+        for (i, c) in "huge.jpg".utf8.enumerated() { header[i] = c }
+        for (i, c) in "77777777777".utf8.enumerated() { header[124 + i] = c }
+        let huge = folder.appendingPathComponent("huge.tar")
+        try Data(header).write(to: huge)
+        let reader = try TarReader(huge, memberLimit: 1 << 20)
+        #expect(throws: FileError.self) { try reader.next() }
+    }
+}
