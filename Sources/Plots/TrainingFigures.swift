@@ -6,20 +6,25 @@ public enum TrainingFigures {
     static let seriesColors: [Canvas.Color] = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
 
     /// Two panels side by side, loss and accuracy per epoch, one line (with dots) per named series. NaN values
-    /// (a series with no value that epoch) are skipped.
+    /// (a series with no value that epoch) are skipped. `accuracyLabel` names the second panel's measure (a
+    /// fraction: top-1 accuracy, or a detector's COCO AP).
     public static func curves(
         epochs: [Int], loss: [(name: String, values: [Double])],
-        accuracy: [(name: String, values: [Double])]
+        accuracy: [(name: String, values: [Double])], accuracyLabel: String = "top-1 accuracy"
     ) -> RGBImage {
         let panelWidth = 480, height = 380
         var canvas = Canvas(width: 2 * panelWidth, height: height)
         let lossTop = loss.flatMap(\.values).filter(\.isFinite).max() ?? 1
+        // Accuracy on its whole range; a detector's AP, often far below 100% early on, on the range it reaches.
+        let apTop = accuracy.flatMap(\.values).filter(\.isFinite).max() ?? 1
+        let accuracyTop = accuracyLabel == "top-1 accuracy" ? 1 : min(1, Double(Figures.niceCeiling(Float(max(apTop, 0.01)))))
         panel(
             &canvas, x: 0, width: panelWidth, height: height, title: "loss", yLabel: "loss", epochs: epochs,
             series: loss, yMax: Double(Figures.niceCeiling(Float(max(lossTop, 1e-3)))), percent: false)
         panel(
-            &canvas, x: panelWidth, width: panelWidth, height: height, title: "accuracy", yLabel: "top-1 accuracy",
-            epochs: epochs, series: accuracy, yMax: 1, percent: true)
+            &canvas, x: panelWidth, width: panelWidth, height: height,
+            title: accuracyLabel == "top-1 accuracy" ? "accuracy" : accuracyLabel, yLabel: accuracyLabel,
+            epochs: epochs, series: accuracy, yMax: accuracyTop, percent: true)
         return canvas.image
     }
 

@@ -221,9 +221,12 @@ public final class DetectionTrainer: Training<DetectionRecord> {
     override func saveModel(endOfEpoch: Bool) throws { try DETRCheckpoint.save(model, to: folder) }
 
     override func curves() -> RGBImage? {
-        var series = [("loss", state.history.map(\.loss))]
-        if state.history.contains(where: { $0.ap != nil }) { series.append(("AP x 10", state.history.map { ($0.ap ?? .nan) * 10 })) }
-        return TrainingFigures.lossCurves(epochs: state.history.map(\.epoch), series: series, title: "DETR loss and validation AP")
+        let epochs = state.history.map(\.epoch), loss = [("train", state.history.map(\.loss))]
+        guard state.history.contains(where: { $0.ap != nil }) else { return TrainingFigures.lossCurves(epochs: epochs, series: loss) }
+        return TrainingFigures.curves(
+            epochs: epochs, loss: loss,
+            accuracy: [("val AP", state.history.map { $0.ap ?? .nan }), ("val AP50", state.history.map { $0.ap50 ?? .nan })],
+            accuracyLabel: "COCO AP")
     }
 
     override func checkpointTensors() -> [String: [String: Tensor]] { ["model": model.stateDict(), "optimizer": optimizer.state()] }

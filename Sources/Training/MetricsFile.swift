@@ -3,13 +3,14 @@ import Foundation
 import Tensors
 
 /// A run's `metrics.jsonl`: one JSON line per finished epoch, each with a `"kind"` that says which command wrote it
-/// ("train", "pretrain", "train-clip"), so a reader decodes it as that record and never guesses.
+/// ("train", "pretrain", "train-clip", "train-detection"), so a reader decodes it as that record and never guesses.
 public enum MetricsFile {
     /// One line of some kind of run.
     public enum Line: Equatable, Sendable {
         case train(EpochRecord)
         case pretrain(PretrainingRecord)
         case contrastive(ContrastiveRecord)
+        case detection(DetectionRecord)
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -41,6 +42,7 @@ public enum MetricsFile {
                 case EpochRecord.kind?: lines.append(.train(try decoder.decode(EpochRecord.self, from: data)))
                 case PretrainingRecord.kind?: lines.append(.pretrain(try decoder.decode(PretrainingRecord.self, from: data)))
                 case ContrastiveRecord.kind?: lines.append(.contrastive(try decoder.decode(ContrastiveRecord.self, from: data)))
+                case DetectionRecord.kind?: lines.append(.detection(try decoder.decode(DetectionRecord.self, from: data)))
                 case let other?: throw bad("has kind \"\(other)\", which no command of this vit writes")
                 case nil:
                     // A contrastive record would also read as a pre-training one (both have "loss"), so it is tried first.

@@ -102,6 +102,9 @@ import Testing
         ])
         #expect(trained.status == 0, "\(trained.stderr)")
         #expect(trained.stdout.contains("\"kind\":\"train-detection\""))
+        let figures = root.appendingPathComponent("figures").path
+        let drawn = try cli.vit(["inspect", "curves", run, "-o", figures])
+        #expect(drawn.status == 0 && FileManager.default.fileExists(atPath: figures + "/curves.png"), "\(drawn.stderr)")
         let evaluated = try cli.vit(["eval", "--task", "detection", "--data", data, "--model", run, "--json", "--precision", "fp32"])
         #expect(evaluated.status == 0 && evaluated.stdout.contains("\"stats\""), "\(evaluated.stderr)")
         let detected = try cli.vit(["detect", "--model", run, "--json", "--threshold", "0", "\(data)/val/000001.png"])

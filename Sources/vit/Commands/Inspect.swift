@@ -263,7 +263,7 @@ struct InspectCurves: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "curves",
         abstract:
-            "The loss and accuracy curves of several runs in one figure (curves.png): train and validation of vit train, reconstruction (and HPM's ranking) loss of vit pretrain, contrastive loss and zero-shot top-1 of vit train-clip."
+            "The loss and accuracy curves of several runs in one figure (curves.png): train and validation of vit train, reconstruction (and HPM's ranking) loss of vit pretrain, contrastive loss and zero-shot top-1 of vit train-clip, loss and validation COCO AP of vit train --task detection."
     )
     @Option(name: .shortAndLong, help: "Output folder (created if needed).") var output: String
     @Argument(help: "Run folders (their metrics.jsonl); a run's name is its folder's.") var runs: [String]
@@ -272,6 +272,8 @@ struct InspectCurves: ParsableCommand {
     struct Curves {
         var loss: [(name: String, values: [Int: Double])] = []
         var accuracy: [(name: String, values: [Int: Double])] = []
+        /// A detection run: its second panel is COCO AP, not top-1 accuracy.
+        var detection = false
     }
 
     /// Reads one run's metrics.jsonl, whichever command wrote it.
@@ -308,6 +310,11 @@ struct InspectCurves: ParsableCommand {
             case .pretrain(let r):
                 add(\.loss, "reconstruction", r.epoch, r.loss)
                 add(\.loss, "ranking", r.epoch, r.rankingLoss)
+            case .detection(let r):
+                add(\.loss, "train", r.epoch, r.loss)
+                add(\.accuracy, "val AP", r.epoch, r.ap)
+                add(\.accuracy, "val AP50", r.epoch, r.ap50)
+                curves.detection = true
             }
         }
         return curves
@@ -325,7 +332,10 @@ struct InspectCurves: ParsableCommand {
         let figure =
             accuracy.isEmpty
             ? TrainingFigures.lossCurves(epochs: epochs, series: loss)
-            : TrainingFigures.curves(epochs: epochs, loss: loss, accuracy: accuracy)
+            : TrainingFigures.curves(
+                epochs: epochs, loss: loss, accuracy: accuracy,
+                accuracyLabel: all.allSatisfy(\.detection)
+                    ? "COCO AP" : all.contains(where: \.detection) ? "top-1 accuracy or COCO AP" : "top-1 accuracy")
         let folder = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try PNG.write(figure, to: folder.appendingPathComponent("curves.png"))
