@@ -1,4 +1,5 @@
 import Checkpoints
+import Datasets
 import Foundation
 import Images
 import Tensors
@@ -22,6 +23,16 @@ public struct SyntheticScenes {
 
         public init(name: String, images: [RGBImage], labels: [Int], classNames: [String], masked: Bool) {
             (self.name, self.images, self.labels, self.classNames, self.masked) = (name, images, labels, classNames, masked)
+        }
+
+        /// At most `limit` images of `set`, drawn at random (from `seed`) rather than its first ones: an image folder
+        /// is read class by class, and its first images would all be of its first classes.
+        public init(name: String, sampling set: ImageDataset, limit: Int, seed: UInt64, masked: Bool) {
+            var rng = SeededGenerator(seed: seed ^ 0x0B1E_C7)
+            let chosen = Array(Array(0..<set.count).shuffled(using: &rng).prefix(max(limit, 0)))
+            self.init(
+                name: name, images: chosen.map(set.image), labels: chosen.map { set.labels[$0] }, classNames: set.classNames, masked: masked
+            )
         }
     }
 

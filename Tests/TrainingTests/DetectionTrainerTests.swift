@@ -23,6 +23,20 @@ import ViT
         return (try DetectionSet.load(folder, part: .train), try DetectionSet.load(folder, part: .test))
     }
 
+    /// A source drawn from a set read class by class (as an image folder is) covers every class, the same for the
+    /// same seed.
+    @Test func sourcesSampleEveryClass() {
+        let perClass = 100
+        let labels = (0..<10).flatMap { [Int](repeating: $0, count: perClass) }
+        let set = ImageDataset(
+            width: 1, height: 1, pixels: labels.flatMap { [UInt8($0), 0, 0] }, labels: labels, classNames: (0..<10).map { "c\($0)" })
+        let source = SyntheticScenes.Source(name: "s", sampling: set, limit: 50, seed: 3, masked: false)
+        #expect(source.images.count == 50 && Set(source.labels) == Set(0..<10), "\(source.labels)")
+        // Each image keeps its own label.
+        #expect(zip(source.images, source.labels).allSatisfy { Int($0.pixels[0]) == $1 })
+        #expect(SyntheticScenes.Source(name: "s", sampling: set, limit: 50, seed: 3, masked: false).labels == source.labels)
+    }
+
     static func model(seed: UInt64) throws -> DETR {
         var config = DETRConfig()
         config.backbone.block = .basic

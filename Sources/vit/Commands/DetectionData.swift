@@ -38,12 +38,8 @@ struct DetectionData: ParsableCommand {
                 guard let set = try ImageDataset.load(URL(fileURLWithPath: path), parts: [part])[part] else {
                     throw CommandFailure("\(path) has no \(part) part")
                 }
-                // At most 5,000 objects per source and part: plenty of variety, little memory.
-                let n = min(set.count, 5000)
-                out.append(
-                    .init(
-                        name: name, images: (0..<n).map(set.image), labels: Array(set.labels.prefix(n)), classNames: set.classNames,
-                        masked: masked))
+                // At most 5,000 objects per source and part, drawn from all of it: plenty of variety, little memory.
+                out.append(.init(name: name, sampling: set, limit: 5000, seed: seed, masked: masked))
             }
             return out
         }
