@@ -23,7 +23,13 @@ public enum DetectionPicture {
         let scale = max(1, min(8, 480 / max(image.width, image.height, 1)))
         let (w, h) = (image.width * scale, image.height * scale)
         let found = Array(Set(detections.map(\.label))).sorted()
-        let legendRows = max((found.count + 2) / 3, 1)
+        // Legend columns as wide as the longest name found, as many as fit the picture's width.
+        let names = detections.map(\.label)
+        let columnWidth =
+            30
+            + (Set(names).map { Canvas.textWidth(classNames.indices.contains($0) ? classNames[$0] : "class \($0)", scale: 2) }.max() ?? 0)
+        let columns = max(1, min(3, (max(w, 360) + 10) / columnWidth))
+        let legendRows = max((found.count + columns - 1) / columns, 1)
         let (top, bottom) = (28, 12 + 22 * legendRows)
         var canvas = Canvas(width: max(w, 360) + 20, height: h + top + bottom)
         canvas.text(title, x: 10, y: 8, scale: 2)
@@ -48,7 +54,7 @@ public enum DetectionPicture {
         let legendTop = top + h + 8
         if found.isEmpty { canvas.text("no detections above the threshold", x: 10, y: legendTop, scale: 2, Canvas.gray) }
         for (i, label) in found.enumerated() {
-            let (x, y) = (10 + (i % 3) * 120, legendTop + (i / 3) * 22)
+            let (x, y) = (10 + (i % columns) * columnWidth, legendTop + (i / columns) * 22)
             canvas.fill(x: x, y: y, width: 14, height: 14, Self.colour(label))
             canvas.text(name(label), x: x + 20, y: y + 1, scale: 2)
         }

@@ -51,7 +51,11 @@ public enum TrainingFigures {
             let v = yMax * Double(tick) / 4, y = py(v)
             canvas.line(from: (left + 1, y), to: (right, y), (230, 230, 230))
             canvas.line(from: (left - 5, y), to: (left, y), Canvas.black)
-            let label = percent ? "\(Int((v * 100).rounded()))%" : String(format: v >= 10 ? "%.0f" : "%.2f", v)
+            // Whole percents on a 0-100% axis; a narrow one (a detector's AP early on) needs its decimals.
+            let label =
+                percent
+                ? String(format: yMax >= 0.2 ? "%.0f%%" : yMax >= 0.02 ? "%.1f%%" : "%.2f%%", v * 100)
+                : String(format: v >= 10 ? "%.0f" : "%.2f", v)
             canvas.text(label, x: left - 8 - Canvas.textWidth(label), y: y - 5)
         }
         canvas.line(from: (left, top), to: (left, bottom), Canvas.black)
