@@ -98,3 +98,25 @@ public struct ImageCaptions: Sendable {
         return ImageCaptions(images: images, captions: images.sources.map { captionsByPath[$0]! })
     }
 }
+
+/// The image-caption pairs a contrastive run trains on: in memory (`ImageCaptions`), or a stream of WebDataset
+/// samples whose `.txt` members come with each batch (`StreamedImages`).
+public protocol CaptionedImages {
+    var trainingImages: any TrainingImages { get }
+    /// What identifies the pairs, a line each (a resumed run must see the same).
+    var pairIdentity: [String] { get }
+    /// The captions of the data set's image `member`; nil when captions come with the batches instead.
+    func captions(of member: Int) -> [String]?
+}
+
+extension ImageCaptions: CaptionedImages {
+    public var trainingImages: any TrainingImages { images }
+    public var pairIdentity: [String] { images.sources + captions.map { $0.joined(separator: "\u{1F}") } }
+    public func captions(of member: Int) -> [String]? { captions[member] }
+}
+
+extension StreamedImages: CaptionedImages {
+    public var trainingImages: any TrainingImages { self }
+    public var pairIdentity: [String] { identity }
+    public func captions(of member: Int) -> [String]? { nil }
+}

@@ -149,13 +149,11 @@ extension ImageDataset {
         return paths
     }
 
-    /// The images under `subfolder`/<class>/ among `entries`, decoded (and resized, as `sizing` says) on all cores.
-    static func imageFolder(
-        entries: [(path: String, data: () throws -> Data)], root url: URL,
-        subfolder: String?, sizing: ImageSizing, labelled: Bool = true
-    ) throws -> ImageDataset {
-        // <subfolder>/<class>/<file>: keep image files under the subfolder, two levels deep (unlabelled: any depth,
-        // all of one class).
+    /// The image files under `subfolder`/<class>/ among `entries` (unlabelled: any depth, all of one class), sorted by
+    /// class and path, with the sorted class names (torchvision's ImageFolder order).
+    static func labelledFiles(
+        entries: [(path: String, data: () throws -> Data)], root url: URL, subfolder: String?, labelled: Bool = true
+    ) throws -> (classNames: [String], files: [(className: String, path: String, data: () throws -> Data)]) {
         let prefix = subfolder.map { $0.hasSuffix("/") ? $0 : $0 + "/" } ?? ""
         let images = entries.compactMap { entry -> (className: String, path: String, data: () throws -> Data)? in
             let path = entry.path
@@ -168,7 +166,15 @@ extension ImageDataset {
         guard !images.isEmpty else {
             throw FileError(url, labelled ? "holds no images as \(prefix)<class>/<file>.jpg|png" : "holds no .jpg or .png images")
         }
-        let classNames = Array(Set(images.map(\.className))).sorted()
+        return (Array(Set(images.map(\.className))).sorted(), images)
+    }
+
+    /// The images under `subfolder`/<class>/ among `entries`, decoded (and resized, as `sizing` says) on all cores.
+    static func imageFolder(
+        entries: [(path: String, data: () throws -> Data)], root url: URL,
+        subfolder: String?, sizing: ImageSizing, labelled: Bool = true
+    ) throws -> ImageDataset {
+        let (classNames, images) = try labelledFiles(entries: entries, root: url, subfolder: subfolder, labelled: labelled)
         let classIndex = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
         let resize = try resolve(sizing, headersOf: images.map(\.data))
         // Decode in one chunk per core; each chunk keeps its results in order.

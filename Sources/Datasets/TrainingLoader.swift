@@ -30,8 +30,12 @@ public struct TrainingBatch {
     public let targets: Tensor?
     /// Position of the batch within its epoch.
     public let index: Int
-    /// The data set's indices of the batch's images, in batch order (what else belongs to them: captions).
+    /// The data set's indices of the batch's images, in batch order (what else belongs to them: captions); a
+    /// stream's positions in its epoch.
     public let members: [Int]
+    /// Each image's captions when they come with the images (a stream of WebDataset `.txt` members); nil when the
+    /// trainer holds them by `members`.
+    public var captions: [[String]]? = nil
 }
 
 /// Batches of a data set held in memory, prepared on a background thread while the model computes.
@@ -151,7 +155,7 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
         let labels = members.map { dataset.labels[$0] }
         var targets: Tensor?
         if options.mixing.enabled && members.count > 1 && rng.nextFloat() < options.mixing.probability {
-            targets = mix(images, labels: labels, using: &rng)
+            targets = Self.mix(images, labels: labels, classes: dataset.classNames.count, mixing: options.mixing, using: &rng)
         }
         return TrainingBatch(images: images, labels: labels, targets: targets, index: index, members: members)
     }
@@ -176,8 +180,7 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
     }
 
     /// Mixes `images` in place with their mirror images and returns the soft targets [B, classes].
-    private func mix(_ images: Tensor, labels: [Int], using rng: inout SeededGenerator) -> Tensor {
-        let mixing = options.mixing
+    static func mix(_ images: Tensor, labels: [Int], classes: Int, mixing: BatchMixing, using rng: inout SeededGenerator) -> Tensor {
         let useCutmix = mixing.cutmixAlpha > 0 && (mixing.mixupAlpha <= 0 || rng.nextFloat() < mixing.switchProbability)
         var lambda = Self.beta(useCutmix ? mixing.cutmixAlpha : mixing.mixupAlpha, using: &rng)
         let (n, h, w) = (images.shape[0], images.shape[2], images.shape[3])
@@ -208,7 +211,6 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
                 for k in 0..<imageSize { out[b * imageSize + k] = lambda * mine[k] + (1 - lambda) * other[k] }
             }
         }
-        let classes = dataset.classNames.count
         var targets = [Float](repeating: 0, count: n * classes)
         for b in 0..<n {
             targets[b * classes + labels[b]] += lambda

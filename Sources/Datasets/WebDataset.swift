@@ -99,6 +99,60 @@ public enum WebDataset {
         return samples
     }
 
+    /// The shards `data` names, by part, or nil when it names none (an image folder, CIFAR, IDX files): a shard list
+    /// (a `.tar` path, with braces and `::` as `expand` reads them), or a folder of `.tar` shards where `train-*.tar`
+    /// is the training part and `test-*`, `val-*` or `validation-*` the test part, as `vit shard` writes them (shards
+    /// of other names are one undivided training part). A listed shard that does not exist is an error naming it.
+    public static func shardParts(_ data: String) throws -> [DataPart: [URL]]? {
+        let files = FileManager.default
+        var isFolder: ObjCBool = false
+        if files.fileExists(atPath: data, isDirectory: &isFolder), isFolder.boolValue {
+            let tars = ((try? files.contentsOfDirectory(atPath: data)) ?? []).filter { $0.hasSuffix(".tar") && !$0.hasPrefix(".") }.sorted()
+            guard !tars.isEmpty else { return nil }
+            let folder = URL(fileURLWithPath: data)
+            let train = tars.filter { $0.hasPrefix("train-") }
+            let test = tars.filter { name in ["test-", "val-", "validation-"].contains { name.hasPrefix($0) } }
+            var parts: [DataPart: [URL]] = [
+                .train: (train.isEmpty && test.isEmpty ? tars : train).map { folder.appendingPathComponent($0) }
+            ]
+            if !test.isEmpty { parts[.test] = test.map { folder.appendingPathComponent($0) } }
+            if parts[.train]!.isEmpty { parts[.train] = nil }
+            return parts
+        }
+        guard data.hasSuffix(".tar") || data.contains("::") || (data.contains("{") && data.contains(".tar")) else { return nil }
+        let shards = try expand(data).map { URL(fileURLWithPath: $0) }
+        for shard in shards where !files.fileExists(atPath: shard.path) {
+            throw FileError(shard, "no such shard (the shard list \(data) names it)")
+        }
+        return [.train: shards]
+    }
+
+    /// The class names `_info.json` beside the shards lists (`vit shard` writes them), if any.
+    public static func classNames(in folder: URL) -> [String]? {
+        guard let data = try? Data(contentsOf: folder.appendingPathComponent("_info.json")),
+            let info = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return nil }
+        return info["classes"] as? [String]
+    }
+
+    /// The samples of `shards` counted by reading them (shards without `sizes.json` or `_info.json`), with the
+    /// largest `.cls` label seen (-1: none) and a line for each shard that could not be read to its end.
+    public static func countSamples(_ shards: [URL]) -> (count: Int, largestLabel: Int, problems: [String]) {
+        var count = 0, largest = -1, problems: [String] = []
+        for shard in shards {
+            do {
+                let reader = try SampleReader(shard)
+                while let sample = try reader.next() {
+                    count += 1
+                    if let label = try? sample.label() { largest = max(largest, label) }
+                }
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        return (count, largest, problems)
+    }
+
     /// The sample count of the shards in `folder`, from open_clip's `sizes.json` ({shard name: count}) or timm's
     /// `_info.json` ({"num_samples": N} or per split), when one is there.
     public static func sampleCount(in folder: URL, shards: [URL]) -> Int? {

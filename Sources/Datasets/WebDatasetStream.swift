@@ -50,7 +50,8 @@ extension WebDataset {
     /// `shuffle(bufsize, initial)`): the shard order is a permutation drawn from (seed, epoch); the samples pass a
     /// buffer of `bufferSize` from which each next one is drawn at random once `initialFill` are in it. The same
     /// shards, seed and epoch give the same sequence; `skip` drops its first samples unseen (a run resumed
-    /// mid-epoch continues the sequence).
+    /// mid-epoch continues the sequence). Without `shuffleShards` and with a buffer of 1 the samples come in order
+    /// (evaluation).
     ///
     /// A shard that cannot be read (missing, truncated, not a tar archive) ends there: the samples read before the
     /// damage are used, the problem is counted in `problems` (one line naming the shard), and the stream goes on
@@ -69,9 +70,12 @@ extension WebDataset {
         /// Samples handed out (skipped ones included).
         public private(set) var position = 0
 
-        public init(shards: [URL], seed: UInt64, epoch: Int, bufferSize: Int = 1000, initialFill: Int = 100, skip: Int = 0) {
+        public init(
+            shards: [URL], seed: UInt64, epoch: Int, bufferSize: Int = 1000, initialFill: Int = 100, skip: Int = 0,
+            shuffleShards: Bool = true
+        ) {
             var order = SeededGenerator(seed: seed &* 0x9E37_79B9 &+ UInt64(epoch) &* 7_919 &+ 0x5EED)
-            shardOrder = shards.shuffled(using: &order)
+            shardOrder = shuffleShards ? shards.shuffled(using: &order) : shards
             self.bufferSize = max(bufferSize, 1)
             self.initialFill = min(max(initialFill, 1), max(bufferSize, 1))
             rng = SeededGenerator(seed: seed &* 0x2545_F491 &+ UInt64(epoch) &* 104_729 &+ 0xB0FF)

@@ -97,18 +97,20 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
     public let model: CLIPModel
     public let tokenizer: CLIPTokenizer
     public let options: ContrastiveOptions
-    public let data: ImageCaptions
+    public let data: any CaptionedImages
     public let evaluation: ZeroShotEvaluation?
-    /// Each caption's token ids, worked out the first time it is drawn (captions repeat: templates, several epochs).
+    /// Each caption's token ids, worked out the first time it is drawn (captions repeat: templates, several epochs);
+    /// not kept for a stream's captions, which would grow with the data set.
     private var tokenized: [String: [Int]] = [:]
 
     public init(
-        model: CLIPModel, tokenizer: CLIPTokenizer, options: ContrastiveOptions, data: ImageCaptions,
+        model: CLIPModel, tokenizer: CLIPTokenizer, options: ContrastiveOptions, data: any CaptionedImages,
         evaluation: ZeroShotEvaluation? = nil, folder: URL
     ) throws {
         try options.validate()
         let size = model.config.imageSize
-        for (name, images) in [("the data", data.images), ("the evaluation images", evaluation?.images)] {
+        let checked: [(String, (any TrainingImages)?)] = [("the data", data.trainingImages), ("the evaluation images", evaluation?.images)]
+        for (name, images) in checked {
             guard let images else { continue }
             guard images.width == size, images.height == size else {
                 throw TrainingError.badOptions("the model takes \(size)x\(size) images, \(name) has \(images.width)x\(images.height)")
@@ -124,7 +126,8 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
             ParameterGroup.standard(model, weightDecay: options.weightDecay, noDecayNames: []), learningRate: options.learningRate,
             beta1: options.beta1, beta2: options.beta2, eps: options.eps)
         try super.init(
-            recipe: options, images: data.images, mean: model.config.mean, std: model.config.std, folder: folder, optimizer: optimizer,
+            recipe: options, images: data.trainingImages, mean: model.config.mean, std: model.config.std, folder: folder,
+            optimizer: optimizer,
             salt: 0xC11F, checkpointKey: Self.checkpointKey)
     }
 
@@ -134,13 +137,13 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
     typealias SavedRun = SavedDataRun<ContrastiveOptions, ContrastiveRecord, CLIPConfig>
 
     /// The digest of the images and their captions: a resumed run must see the same pairs.
-    static func digest(_ data: ImageCaptions) -> String {
-        Trainer.digest(data.images.sources + data.captions.map { $0.joined(separator: "\u{1F}") })
+    static func digest(_ data: any CaptionedImages) -> String {
+        Trainer.digest(data.pairIdentity)
     }
 
     /// Continues the run saved in `folder` on the same pairs (the epoch count may be raised with `epochs`).
     public static func resume(
-        folder: URL, tokenizer: CLIPTokenizer, data: ImageCaptions, evaluation: ZeroShotEvaluation?, epochs: Int? = nil,
+        folder: URL, tokenizer: CLIPTokenizer, data: any CaptionedImages, evaluation: ZeroShotEvaluation?, epochs: Int? = nil,
         precision: Precision? = nil
     ) throws -> ContrastiveTrainer {
         let (url, saved, groups) = try RunCheckpoint.read(
@@ -148,7 +151,8 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
             writer: "vit train-clip")
         do { try saved.config.validate() } catch { throw TrainingError.badCheckpoint(url, "the saved CLIP configuration: \(error)") }
         let options = try saved.resumedOptions(
-            url: url, digest: digest(data), count: data.count, kind: "captioned images", epochs: epochs, precision: precision)
+            url: url, digest: digest(data), count: data.trainingImages.count, kind: "captioned images", epochs: epochs, precision: precision
+        )
         let model = Init.withoutDrawing { CLIPModel(saved.config) }
         let trainer: ContrastiveTrainer
         do {
@@ -168,17 +172,21 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
 
     /// The caption each image of batch `index` of `epoch` gets: drawn from (seed, epoch, batch) alone, so a resumed
     /// run draws the same ones.
-    func captions(for members: [Int], epoch: Int, batch index: Int) -> [String] {
-        var rng = SeededGenerator(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(epoch) << 32 ^ UInt64(index) ^ 0xCA97_1095)
-        return members.map { i in data.captions[i][Int(rng.next() % UInt64(data.captions[i].count))] }
+    func captions(for batch: TrainingBatch, epoch: Int) -> [String] {
+        var rng = SeededGenerator(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(epoch) << 32 ^ UInt64(batch.index) ^ 0xCA97_1095)
+        return batch.members.indices.map { b in
+            let choices = batch.captions?[b] ?? data.captions(of: batch.members[b]) ?? [""]
+            return choices[Int(rng.next() % UInt64(max(choices.count, 1)))]
+        }
     }
 
     /// CLIP's symmetric cross-entropy on a batch of images and one caption of each.
     override func loss(on batch: TrainingBatch) throws -> StepLoss {
-        let tokens = captions(for: batch.members, epoch: state.epoch, batch: batch.index).map { caption in
+        let keep = batch.captions == nil
+        let tokens = captions(for: batch, epoch: state.epoch).map { caption in
             if let known = tokenized[caption] { return known }
             let ids = tokenizer.tokenize(caption, contextLength: model.config.contextLength)
-            tokenized[caption] = ids
+            if keep { tokenized[caption] = ids }
             return ids
         }
         let (images, texts) = Autocast.run(options.precision.dtype) { (model.encodeImage(batch.images), model.encodeText(tokens)) }
@@ -200,7 +208,7 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
             onEvent(.evaluating(images: evaluation.images.count))
             // In float32 whatever the training's precision (the zero-shot scores are read as float32).
             top1 =
-                100 * Evaluation.zeroShot(model, tokenizer: tokenizer, templates: evaluation.templates, on: evaluation.images).top1
+                100 * (try Evaluation.zeroShot(model, tokenizer: tokenizer, templates: evaluation.templates, on: evaluation.images)).top1
         }
         return ContrastiveRecord(
             epoch: epoch.epoch, loss: epoch.perStep("loss"), logitScale: Foundation.exp(Double(model.logitScale.item())),
@@ -226,6 +234,6 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
     override func checkpointTensors() -> [String: [String: Tensor]] { ["model": model.stateDict(), "optimizer": optimizer.state()] }
 
     override func savedRun(state: RunState<ContrastiveRecord>) -> any Encodable {
-        SavedRun(options: options, state: state, config: model.config, dataCount: data.count, dataDigest: Self.digest(data))
+        SavedRun(options: options, state: state, config: model.config, dataCount: data.trainingImages.count, dataDigest: Self.digest(data))
     }
 }

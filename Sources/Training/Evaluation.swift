@@ -116,21 +116,21 @@ extension Evaluation {
     /// Runs `model` (in evaluation mode, no gradients) over `dataset`, normalised with `mean`/`std`.
     /// `progress` is called with the number of images done after each batch.
     public static func run(
-        _ model: any ImageModel, on dataset: ImageDataset, batchSize: Int = 256,
+        _ model: any ImageModel, on dataset: any TrainingImages, batchSize: Int = 256,
         mean: [Float], std: [Float], progress: ((Int) -> Void)? = nil
-    ) -> Evaluation {
-        run(model, classify: { model.classify($0) }, on: dataset, batchSize: batchSize, mean: mean, std: std, progress: progress)
+    ) throws -> Evaluation {
+        try run(model, classify: { model.classify($0) }, on: dataset, batchSize: batchSize, mean: mean, std: std, progress: progress)
     }
 
     /// A CLIP classifying `dataset` zero-shot: the classes are the data's class names (underscores as spaces) in
     /// prompts from `templates`; the logits are 100 x cosine similarity, as CLIP's.
     public static func zeroShot(
-        _ model: CLIPModel, tokenizer: CLIPTokenizer, templates: [String], on dataset: ImageDataset, batchSize: Int = 256,
+        _ model: CLIPModel, tokenizer: CLIPTokenizer, templates: [String], on dataset: any TrainingImages, batchSize: Int = 256,
         progress: ((Int) -> Void)? = nil
-    ) -> Evaluation {
+    ) throws -> Evaluation {
         let names = dataset.classNames.map { $0.replacingOccurrences(of: "_", with: " ") }
         let classifier = ZeroShotClassifier(model: model, tokenizer: tokenizer, classNames: names, templates: templates)
-        return run(
+        return try run(
             model,
             classify: { images in
                 let logits = classifier.logits(images)
@@ -139,9 +139,9 @@ extension Evaluation {
     }
 
     private static func run(
-        _ model: Module, classify: (Tensor) -> Classification, on dataset: ImageDataset, batchSize: Int, mean: [Float], std: [Float],
+        _ model: Module, classify: (Tensor) -> Classification, on dataset: any TrainingImages, batchSize: Int, mean: [Float], std: [Float],
         progress: ((Int) -> Void)?
-    ) -> Evaluation {
+    ) throws -> Evaluation {
         let wasTraining = model.training
         model.eval()
         defer { model.train(wasTraining) }
@@ -149,8 +149,10 @@ extension Evaluation {
         options.shuffle = false
         options.dropLast = false
         var evaluation = Evaluation(classNames: dataset.classNames)
-        Autograd.withNoGrad {
-            for batch in TrainingLoader(dataset, options: options) {
+        let batches = dataset.batches(options, epoch: 0, startBatch: 0)
+        defer { batches.stop() }
+        try Autograd.withNoGrad {
+            while let batch = try batches.next() {
                 evaluation.add(classify(batch.images), labels: batch.labels)
                 progress?(evaluation.count)
             }

@@ -19,21 +19,20 @@ public final class Pretrainer: Training<PretrainingRecord> {
     /// HPM's teacher: an exponential moving average of `model`, predicting losses on whole images.
     public let teacher: MaskedAutoencoder?
     public let options: PretrainingOptions
-    public var data: ImageDataset { images }
+    public var data: any TrainingImages { images }
     /// The images drawn in each epoch's reconstruction figure, with their fixed mask: eight images spread over the
-    /// data, with one mask drawn once, the same in every epoch's figure.
-    private lazy var sample: (images: Tensor, mask: PatchMask) = {
-        let count = min(8, data.count)
-        let indices = (0..<count).map { $0 * data.count / count }
-        let images = TrainingLoader.normalisedBatch(
-            indices.map { data.image($0) }, mean: model.config.encoder.data.mean, std: model.config.encoder.data.std)
+    /// data (a stream's first eight), with one mask drawn once, the same in every epoch's figure.
+    private lazy var sample: (images: Tensor, mask: PatchMask)? = {
+        guard let shown = try? data.figureImages(8), !shown.isEmpty else { return nil }
+        let count = shown.count
+        let images = TrainingLoader.normalisedBatch(shown, mean: model.config.encoder.data.mean, std: model.config.encoder.data.std)
         var maskRandom = SeededGenerator(seed: options.seed ^ 0xF16)
         let mask = PatchMask.random(
             batch: count, patches: model.config.encoder.patchCount, keep: model.config.keptPatches, using: &maskRandom)
         return (images, mask)
     }()
 
-    public init(model: MaskedAutoencoder, options: PretrainingOptions, data: ImageDataset, folder: URL) throws {
+    public init(model: MaskedAutoencoder, options: PretrainingOptions, data: any TrainingImages, folder: URL) throws {
         try options.validate()
         let size = model.config.encoder.imageSize
         guard data.width == size, data.height == size else {
@@ -66,10 +65,10 @@ public final class Pretrainer: Training<PretrainingRecord> {
 
     /// Continues the run saved in `folder` on the same images (the epoch count may be raised with `epochs`);
     /// `precision` changes the dtype of the matrix products from here on, as `Trainer.resume`'s does.
-    public static func resume(folder: URL, data: ImageDataset, epochs: Int? = nil, precision: Precision? = nil) throws -> Pretrainer {
+    public static func resume(folder: URL, data: any TrainingImages, epochs: Int? = nil, precision: Precision? = nil) throws -> Pretrainer {
         let (url, saved, groups) = try readCheckpoint(in: folder)
         let options = try saved.resumedOptions(
-            url: url, digest: Trainer.digest(data.sources), count: data.count, kind: "images", epochs: epochs, precision: precision)
+            url: url, digest: Trainer.digest(data.identity), count: data.count, kind: "images", epochs: epochs, precision: precision)
         let model: MaskedAutoencoder
         do { model = try Init.withoutDrawing { try MaskedAutoencoder(saved.config) } } catch {
             throw TrainingError.badCheckpoint(url, "the saved configuration: \(error)")
@@ -167,7 +166,7 @@ public final class Pretrainer: Training<PretrainingRecord> {
     /// The model folder and, at an epoch's end, the reconstruction figure.
     override func saveModel(endOfEpoch: Bool) throws {
         try MAECheckpoint.save(model, to: folder)
-        guard endOfEpoch else { return }
+        guard endOfEpoch, let sample else { return }
         let image = Autograd.withNoGrad {
             Self.reconstructionFigure(
                 model: model, images: sample.images, mask: sample.mask,
@@ -190,7 +189,7 @@ public final class Pretrainer: Training<PretrainingRecord> {
     }
 
     override func savedRun(state: RunState<PretrainingRecord>) -> any Encodable {
-        SavedRun(options: options, state: state, config: model.config, dataCount: data.count, dataDigest: Trainer.digest(data.sources))
+        SavedRun(options: options, state: state, config: model.config, dataCount: data.count, dataDigest: Trainer.digest(data.identity))
     }
 
     /// One row per image: the original, what the encoder saw (removed patches grey), the reconstruction with the

@@ -21,15 +21,15 @@ public final class Trainer: Training<EpochRecord> {
     public let options: TrainingOptions
     /// DeiT's teacher (`options.distillation`), run in evaluation mode on each training batch.
     public let teacher: (any ImageModel)?
-    public var trainSet: ImageDataset { images }
-    public let validationSet: ImageDataset?
+    public var trainSet: any TrainingImages { images }
+    public let validationSet: (any TrainingImages)?
     /// Where `validationSet` came from (saved with the run).
     public let validationSource: ValidationSource
 
     /// A new run: `model` as initialised, writing into `folder`.
     public init(
-        model: any ImageModel, options: TrainingOptions, trainSet: ImageDataset,
-        validationSet: ImageDataset?, validationSource: ValidationSource? = nil, folder: URL, teacher: (any ImageModel)? = nil
+        model: any ImageModel, options: TrainingOptions, trainSet: any TrainingImages,
+        validationSet: (any TrainingImages)?, validationSource: ValidationSource? = nil, folder: URL, teacher: (any ImageModel)? = nil
     ) throws {
         try options.validate()
         if options.distillation != nil {
@@ -47,7 +47,7 @@ public final class Trainer: Training<EpochRecord> {
         }
         self.teacher = options.distillation == nil ? nil : teacher
         // A split names its images, so overlap is checkable (other sources name images of other parts).
-        if case .split = validationSource, let validationSet, !Set(validationSet.sources).isDisjoint(with: trainSet.sources) {
+        if case .split = validationSource, let validationSet, !Set(validationSet.identity).isDisjoint(with: trainSet.identity) {
             throw TrainingError.badOptions("the validation images overlap the training images")
         }
         let architecture = model.architecture
@@ -99,7 +99,7 @@ public final class Trainer: Training<EpochRecord> {
     /// here on, as a host without bf16 kernels needs; nil keeps the run's. Weights and moments are float32 either way,
     /// so the checkpoint serves both, but only an unchanged precision continues bit for bit.
     public static func resume(
-        folder: URL, trainSet: ImageDataset, validationSet: ImageDataset?,
+        folder: URL, trainSet: any TrainingImages, validationSet: (any TrainingImages)?,
         validationSource: ValidationSource? = nil, epochs: Int? = nil, teacher: (any ImageModel)? = nil, precision: Precision? = nil
     ) throws -> Trainer {
         let (url, saved, tensors) = try readCheckpoint(in: folder)
@@ -113,7 +113,7 @@ public final class Trainer: Training<EpochRecord> {
             }
             throw TrainingError.badCheckpoint(url, "the data changed since the run started: \(what)")
         }
-        if let digest = saved.trainingDigest, digest != Self.digest(trainSet.sources) {
+        if let digest = saved.trainingDigest, digest != Self.digest(trainSet.identity) {
             throw TrainingError.badCheckpoint(
                 url,
                 "the data changed since the run started: it trained on \(saved.trainingCount ?? 0) images, not on these \(trainSet.count)")
@@ -292,8 +292,8 @@ public final class Trainer: Training<EpochRecord> {
             precision: epoch.precision)
         if let validationSet {
             onEvent(.evaluating(images: validationSet.count))
-            let result = Autocast.run(options.precision.dtype) {
-                Evaluation.run(evaluatedModel, on: validationSet, mean: model.architecture.data.mean, std: model.architecture.data.std)
+            let result = try Autocast.run(options.precision.dtype) {
+                try Evaluation.run(evaluatedModel, on: validationSet, mean: model.architecture.data.mean, std: model.architecture.data.std)
             }
             record.validationLoss = result.loss
             record.validationTop1 = result.top1
@@ -339,6 +339,6 @@ public final class Trainer: Training<EpochRecord> {
     override func savedRun(state: RunState<EpochRecord>) -> any Encodable {
         SavedRun(
             options: options, state: state, config: model.architecture.vit, model: model.architecture, classNames: trainSet.classNames,
-            validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.sources))
+            validation: validationSource, trainingCount: trainSet.count, trainingDigest: Self.digest(trainSet.identity))
     }
 }

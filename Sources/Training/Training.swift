@@ -23,8 +23,9 @@ open class Training<Record: TrainingRecord> {
     public internal(set) var state: RunState<Record>
     /// The run's folder: the model, `checkpoint.safetensors`, `metrics.jsonl`, `curves.png`.
     public let folder: URL
-    /// The images the loop batches (a captioned set trains on its images, the captions drawn by the task).
-    public let images: ImageDataset
+    /// The images the loop batches, in memory or streamed (a captioned set trains on its images, the captions drawn
+    /// by the task).
+    public let images: any TrainingImages
     let loop: RunLoopSettings
     /// How the loop's batches are made (normalisation, augmentation, mixing, seed).
     let loaderOptions: TrainingLoader.Options
@@ -54,7 +55,7 @@ open class Training<Record: TrainingRecord> {
     /// A new run of `recipe` over `images` (normalised with `mean` and `std`): `optimizer` follows its warm-up +
     /// cosine schedule, `random` is seeded from its seed and `salt`.
     init<R: Recipe>(
-        recipe: R, images: ImageDataset, mean: [Float], std: [Float], folder: URL, optimizer: any Optimizer, salt: UInt64,
+        recipe: R, images: any TrainingImages, mean: [Float], std: [Float], folder: URL, optimizer: any Optimizer, salt: UInt64,
         checkpointKey: String
     ) throws {
         let loop = recipe.loop
@@ -118,9 +119,9 @@ open class Training<Record: TrainingRecord> {
         defer { log?.close() }
         var stepsThisRun = 0
         while state.epoch < loop.epochs {
-            let loader = TrainingLoader(images, options: loaderOptions, epoch: state.epoch, startBatch: state.batch)
+            let loader = images.batches(loaderOptions, epoch: state.epoch, startBatch: state.batch)
             defer { loader.stop() }
-            while let batch = loader.next() {
+            while let batch = try loader.next() {
                 let started = Date()
                 let sums = try step(batch)
                 try log?.append(step: state.step, epoch: state.epoch, batch: batch, learningRate: optimizer.learningRate, sums: sums)

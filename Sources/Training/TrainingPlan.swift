@@ -43,6 +43,8 @@ public struct TrainingPlan {
     /// The input size the images are brought to (nil: the data's own size when uniform, else the preset's or the
     /// checkpoint's).
     public var imageSize: Int?
+    /// How the data is read: in memory while it fits, else streamed (WebDataset shards, or files decoded per batch).
+    public var reading = DataReading()
     /// A new head's initialisation when fine-tuning.
     public var headInit = FineTuning.HeadInit.zeros
     public var recipe: TrainingOptions
@@ -171,11 +173,12 @@ public struct TrainingPlan {
 
     /// The trainer of a new run, once one step's memory (the data's included) is known to fit.
     private func checkedTrainer(
-        _ model: any ImageModel, _ trainSet: ImageDataset, _ validationSet: ImageDataset?, _ source: ValidationSource, _ folder: URL
+        _ model: any ImageModel, _ trainSet: any TrainingImages, _ validationSet: (any TrainingImages)?, _ source: ValidationSource,
+        _ folder: URL
     ) throws -> (trainer: Trainer, estimate: MemoryEstimate) {
-        let estimate = MemoryEstimate(
-            architecture: model.architecture, batchSize: recipe.batchSize,
-            dataBytes: trainSet.pixels.count + (validationSet?.pixels.count ?? 0))
+        // A stream's images are not resident: what it holds is a few batches, small beside the step's activations.
+        let resident = [trainSet, validationSet].compactMap { ($0 as? ImageDataset)?.pixels.count }.reduce(0, +)
+        let estimate = MemoryEstimate(architecture: model.architecture, batchSize: recipe.batchSize, dataBytes: resident)
         try estimate.check(available: MemoryEstimate.availableBytes())
         let trainer = try Trainer(
             model: model, options: recipe, trainSet: trainSet, validationSet: validationSet, validationSource: source, folder: folder,
@@ -248,28 +251,36 @@ public struct TrainingPlan {
     }
 
     /// The training images and the validation images, which never overlap: a split of the training part, else the
-    /// test part, else none (said in the log).
+    /// test part, else none (said in the log). Each is in memory or streamed, as `reading` decides.
     private func loadData(sizing: ImageSizing, split: (fraction: Double, seed: UInt64)?) throws
-        -> (train: ImageDataset, validation: ImageDataset?, source: ValidationSource)
+        -> (train: any TrainingImages, validation: (any TrainingImages)?, source: ValidationSource)
     {
         log("reading \(data.path) ...")
         let started = Date()
-        let parts = try ImageDataset.load(data, parts: split != nil ? [.train] : [.train, .test], sizing: sizing)
-        guard var trainSet = parts[.train] else { throw TrainingError.fields("\(data.path) has no training images") }
-        var validationSet = parts[.test]
+        let parts = try reading.load(data.path, parts: split != nil ? [.train] : [.train, .test], sizing: sizing, needs: .label)
+        guard let train = parts[.train] else { throw TrainingError.fields("\(data.path) has no training images") }
+        var trainSet = train.images
+        var validationSet = parts[.test]?.images
         var source: ValidationSource = validationSet == nil ? .none : .testPart
         if let split {
-            let (train, held) = trainSet.stratifiedSplit(validationFraction: split.fraction, seed: split.seed)
-            (trainSet, validationSet) = (train, held)
+            guard case .memory(let all) = train else {
+                throw TrainingError.fields(
+                    "{validationSplit} holds out images of a set in memory; a streamed set validates on its test part (test-*.tar or val-*.tar shards, or a test/ folder)"
+                )
+            }
+            let (kept, held) = all.stratifiedSplit(validationFraction: split.fraction, seed: split.seed)
+            (trainSet, validationSet) = (kept, held)
             source = .split(fraction: split.fraction, seed: split.seed, files: held.sources)
         }
-        for failure in trainSet.failures + (validationSet?.failures ?? []) { log("skipped: \(failure)") }
+        for part in [trainSet, validationSet] {
+            for failure in (part as? ImageDataset)?.failures ?? [] { log("skipped: \(failure)") }
+        }
         if let validationSet, validationSet.classNames != trainSet.classNames {
             throw TrainingError.fields(
                 "\(data.path): the test part has classes \(validationSet.classNames), the training part \(trainSet.classNames)")
         }
         log(
-            "\(trainSet.count) training images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes; \(source.summary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)"
+            "\(trainSet.count) training images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes, \(trainSet.readingSummary); \(source.summary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)"
         )
         return (trainSet, validationSet, source)
     }
@@ -291,14 +302,14 @@ public struct TrainingPlan {
     }
 
     /// `architecture` at the data's image size and class count, with the data's own normalisation.
-    private func makeModel(_ architecture: Architecture, for data: ImageDataset) throws -> any ImageModel {
+    private func makeModel(_ architecture: Architecture, for data: any TrainingImages) throws -> any ImageModel {
         guard data.width == data.height else {
             throw TrainingError.fields("training needs square images, the data has \(data.width)x\(data.height): give {imageSize}")
         }
         var dataConfig = architecture.data
         dataConfig.inputSize = [3, data.width, data.width]
         dataConfig.cropPct = 1
-        (dataConfig.mean, dataConfig.std) = data.channelStatistics()
+        (dataConfig.mean, dataConfig.std) = try data.channelStatistics()
         var sized: Architecture
         switch architecture {
         case .vit(var config):

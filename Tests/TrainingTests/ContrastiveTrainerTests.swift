@@ -59,7 +59,7 @@ func contrastiveOptions(epochs: Int) -> ContrastiveOptions {
         }
         // The saved folder loads back as the same model (what vit zeroshot --model reads).
         let reloaded = try CLIPModel.load(folder)
-        let again = Evaluation.zeroShot(reloaded, tokenizer: tokenizer, templates: ["a picture of {}."], on: heldOut)
+        let again = try Evaluation.zeroShot(reloaded, tokenizer: tokenizer, templates: ["a picture of {}."], on: heldOut)
         #expect(100 * again.top1 == history.last!.zeroShotTop1)
     }
 

@@ -75,7 +75,7 @@ func tinyModel(seed: UInt64, dropPath: Float = 0) throws -> VisionTransformer {
         #expect(lines.count == 5 && lines[0].contains("\"val_top1\""))
         let reloaded = try CheckpointLoader().load(folder)
         #expect(reloaded.config.labels == ["a", "b", "c", "d"])
-        let evaluation = Evaluation.run(reloaded, on: quadrantDataset(count: 200, seed: 3), mean: [0.3, 0.3, 0.3], std: [0.3, 0.3, 0.3])
+        let evaluation = try Evaluation.run(reloaded, on: quadrantDataset(count: 200, seed: 3), mean: [0.3, 0.3, 0.3], std: [0.3, 0.3, 0.3])
         #expect(abs(evaluation.top1 - history.last!.validationTop1!) < 1e-9)
     }
 

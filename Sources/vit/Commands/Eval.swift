@@ -87,7 +87,7 @@ struct Eval: ParsableCommand {
             dataset = try loadData(clip.transform)
             bar = ProgressBar(total: dataset.count, unit: "img")
             started = Date()
-            result = Evaluation.zeroShot(clip, tokenizer: tokenizer, templates: prompts, on: dataset, batchSize: batchSize) { count in
+            result = try Evaluation.zeroShot(clip, tokenizer: tokenizer, templates: prompts, on: dataset, batchSize: batchSize) { count in
                 bar.advance(by: count - done)
                 done = count
             }
@@ -105,7 +105,7 @@ struct Eval: ParsableCommand {
             }
             bar = ProgressBar(total: dataset.count, unit: "img")
             started = Date()
-            result = Evaluation.run(network, on: dataset, batchSize: batchSize, mean: transform.mean, std: transform.std) { count in
+            result = try Evaluation.run(network, on: dataset, batchSize: batchSize, mean: transform.mean, std: transform.std) { count in
                 bar.advance(by: count - done)
                 done = count
             }

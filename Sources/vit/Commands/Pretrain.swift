@@ -10,9 +10,10 @@ struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pre-train a ViT as a masked autoencoder (MAE) or with Hard Patches Mining (HPM) on unlabelled images.",
         discussion: """
-            --data takes any folder (or .tar.gz) of images at any depth; labels are ignored. A labelled data set that \
+            --data takes any folder (or .tar.gz) of images at any depth, or WebDataset shards (a folder of .tar files, \
+            or a list such as data/train-{000000..000099}.tar); labels are ignored. A labelled data set that \
             vit train reads (an image folder with train/ and test/, CIFAR binaries, IDX files) gives its training part \
-            only. Images are resized once, when loaded, to --image-size (default: the data's own size when all images \
+            only. Sets too large to hold decoded are streamed (--data-reading). Images are resized once, when loaded, to --image-size (default: the data's own size when all images \
             share one square size, else the preset's). The recipe is MAE's: AdamW (betas 0.9, 0.95, weight decay \
             0.05), lr = --blr x batch / 256 with warm-up then cosine, random resized crops (scale 0.2-1) and flips. \
             After every epoch OUTPUT holds the model (model.safetensors + config.json: the whole autoencoder in \
@@ -42,6 +43,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Base learning rate: the peak rate is blr x batch size / 256 (MAE's rule), unless --lr sets it.")
     var blr = defaults.baseLearningRate
     @OptionGroup var runOptions: RunOptions<PretrainingOptions>
+    @OptionGroup var dataReading: DataReadingOptions
     @OptionGroup var imageLimit: ImageLimitOptions
 
     func validate() throws {
@@ -60,13 +62,16 @@ struct Pretrain: ParsableCommand {
         }
     }
 
-    func loadImages(sizing: ImageSizing) throws -> ImageDataset {
+    func loadImages(sizing: ImageSizing) throws -> any TrainingImages {
         printError("reading \(data) ...")
         let started = Date()
-        let images = try ImageDataset.loadUnlabelled(URL(fileURLWithPath: data), sizing: sizing)
-        for failure in images.failures { printError("skipped: \(failure)") }
+        guard let images = try dataReading.reading.load(data, parts: [.train], sizing: sizing, needs: .nothing)[.train]?.images else {
+            throw CommandFailure("\(data) has no training images")
+        }
+        for failure in (images as? ImageDataset)?.failures ?? [] { printError("skipped: \(failure)") }
         printError(
-            "\(images.count) images of \(images.width)x\(images.height) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+            "\(images.count) images of \(images.width)x\(images.height), \(images.readingSummary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)"
+        )
         return images
     }
 
@@ -92,7 +97,7 @@ struct Pretrain: ParsableCommand {
         encoder.imageSize = images.width
         encoder.data.inputSize = [3, images.width, images.width]
         encoder.data.cropPct = 1
-        (encoder.data.mean, encoder.data.std) = images.channelStatistics()
+        (encoder.data.mean, encoder.data.std) = try images.channelStatistics()
         var config = MAEConfig(encoder: encoder)
         config.decoderWidth = decoderWidth
         config.decoderDepth = decoderDepth

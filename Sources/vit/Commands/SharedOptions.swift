@@ -193,3 +193,40 @@ func finish(failed: Int, of total: Int) throws {
     printError("\(failed) of \(total) images failed")
     throw ExitCode(failed == total ? 2 : 1)
 }
+
+/// How a training command reads --data: in memory or streamed (the same flags for vit train, pretrain and train-clip).
+struct DataReadingOptions: ParsableArguments {
+    @Option(
+        help:
+            "How --data is read: auto (in memory, decoded once, when the decoded images take at most half the available memory; else streamed), memory, or stream (decoded batch by batch: memory does not grow with the data set). WebDataset shards and image folders stream; CIFAR and IDX files are read in memory."
+    )
+    var dataReading: DataReading.Mode = .auto
+    @Option(help: "Threads decoding each streamed batch (default: the number of cores).") var workers: Int?
+    @Option(help: "Streamed shards: samples held in the shuffle buffer (webdataset's shuffle bufsize).") var shuffleBuffer =
+        StreamedImages
+        .Settings().shuffleBuffer
+    @Option(help: "Streamed shards: samples in the buffer before the first is drawn (webdataset's shuffle initial).")
+    var shuffleInitial = StreamedImages.Settings().shuffleInitial
+    @Option(
+        help: "A streamed run fails when more than this fraction of an epoch's samples cannot be used (each one is reported and skipped).")
+    var maxBadFraction = StreamedImages.Settings().maxBadFraction
+
+    func validate() throws {
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if shuffleBuffer < 1 || shuffleInitial < 1 { throw ValidationError("--shuffle-buffer and --shuffle-initial must be at least 1") }
+        if !(maxBadFraction >= 0 && maxBadFraction <= 1) { throw ValidationError("--max-bad-fraction must be in [0, 1]") }
+    }
+
+    /// The library's settings, reporting each skipped sample on stderr.
+    var reading: DataReading {
+        var reading = DataReading()
+        reading.mode = dataReading
+        if let workers { reading.stream.workers = workers }
+        (reading.stream.shuffleBuffer, reading.stream.shuffleInitial) = (shuffleBuffer, shuffleInitial)
+        reading.stream.maxBadFraction = maxBadFraction
+        reading.log = { printError($0) }
+        return reading
+    }
+}
+
+extension DataReading.Mode: ExpressibleByArgument {}

@@ -11,8 +11,12 @@ struct Train: ParsableCommand {
         abstract: "Train a ViT classifier on an image folder (or .tar.gz), CIFAR binaries or IDX files.",
         discussion: """
             --data takes root/<class>/<image> or root/{train,test}/<class>/<image> (a directory or a .tar.gz of one), \
-            a folder of CIFAR-10/100 .bin files, or a folder of IDX files (MNIST, Fashion-MNIST). Images of any size \
-            are resized once, when loaded, to --image-size (default: the data's own size when all images share one \
+            a folder of CIFAR-10/100 .bin files, a folder of IDX files (MNIST, Fashion-MNIST), or WebDataset shards of \
+            KEY.jpg and KEY.cls (a folder of train-*.tar beside test-*.tar or val-*.tar, as vit shard writes it, or a \
+            list such as data/train-{000000..000127}.tar, several joined with ::). A set whose decoded images would take \
+            more than half the available memory is streamed: decoded batch by batch by --workers threads, shards \
+            shuffled per epoch and then through a buffer, as webdataset does (--data-reading says which). Images of any size \
+            are resized, when loaded or read, to --image-size (default: the data's own size when all images share one \
             square size, else the preset's). Validation is --val-split of the training images if given, else the \
             test part when there is one, else none: never the training images. After every epoch OUTPUT holds the \
             model (model.safetensors + config.json, readable by vit predict, vit eval and timm), \
@@ -99,6 +103,7 @@ struct Train: ParsableCommand {
     @Option(help: "Mixup alpha (0: off).") var mixup = defaults.mixing.mixupAlpha
     @Option(help: "CutMix alpha (0: off).") var cutmix = defaults.mixing.cutmixAlpha
     @OptionGroup var runOptions: RunOptions<TrainingOptions>
+    @OptionGroup var dataReading: DataReadingOptions
     @OptionGroup var imageLimit: ImageLimitOptions
 
     func run() throws {
@@ -159,6 +164,7 @@ struct Train: ParsableCommand {
         plan.headInit = headInit
         plan.resolveModel = BuiltInModel.resolve
         plan.log = printError
+        plan.reading = dataReading.reading
         return plan
     }
 

@@ -14,7 +14,8 @@ struct TrainCLIP: ParsableCommand {
         discussion: """
             --data takes image-caption pairs: a JSONL file of {"image": PATH, "caption": TEXT} lines (paths relative to \
             the file; an image on several lines has several captions), or a folder (or .tar.gz) where each image has a \
-            .txt of the same name beside it (each line a caption). Or a labelled data set (as vit train reads) with \
+            .txt of the same name beside it (each line a caption), or WebDataset shards of KEY.jpg and KEY.txt (a folder \
+            of .tar files or a list such as data/{000000..000099}.tar), streamed: decoded batch by batch. Or a labelled data set (as vit train reads) with \
             --caption-templates: each training image is captioned with every template ({} = its class name), and \
             each step draws one caption per image; after every epoch the test part is classified zero-shot with \
             --templates, and the top-1 goes to metrics.jsonl and curves.png. The recipe is open_clip's: AdamW (betas \
@@ -53,6 +54,7 @@ struct TrainCLIP: ParsableCommand {
     @Option(help: "Width of the shared image-text embedding.") var embedDim = CLIPConfig.small().embedDim
     @Flag(help: "Read JSONL image paths outside the JSONL file's folder (refused unless given).") var allowOutsidePaths = false
     @OptionGroup var runOptions: RunOptions<ContrastiveOptions>
+    @OptionGroup var dataReading: DataReadingOptions
     @OptionGroup var imageLimit: ImageLimitOptions
 
     /// The flag of each CLIPConfig field.
@@ -90,10 +92,18 @@ struct TrainCLIP: ParsableCommand {
     }
 
     /// The pairs, and the held-out labelled images of a labelled --data.
-    func loadData(sizing: ImageSizing) throws -> (ImageCaptions, ContrastiveTrainer.ZeroShotEvaluation?) {
+    func loadData(sizing: ImageSizing) throws -> (any CaptionedImages, ContrastiveTrainer.ZeroShotEvaluation?) {
         printError("reading \(data) ...")
         let started = Date()
         let url = URL(fileURLWithPath: data)
+        if captionTemplates == nil, try WebDataset.shardParts(data) != nil {
+            guard case .streamed(let stream)? = try dataReading.reading.load(data, parts: [.train], sizing: sizing, needs: .caption)[.train]
+            else { throw CommandFailure("\(data) has no training shards") }
+            printError(
+                "\(stream.count) captioned images of \(stream.width)x\(stream.height), \(stream.readingSummary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)"
+            )
+            return (stream, nil)
+        }
         let pairs: ImageCaptions
         var evaluation: ContrastiveTrainer.ZeroShotEvaluation?
         if let captionTemplates {
@@ -132,9 +142,9 @@ struct TrainCLIP: ParsableCommand {
         let sizing: ImageSizing =
             (imageSize ?? start?.config.imageSize ?? encoder?.config.imageSize).map { .size($0) } ?? .nativeIfUniform(fallback: 224)
         var (pairs, evaluation) = try loadData(sizing: sizing)
-        guard pairs.images.width == pairs.images.height else {
-            throw CommandFailure(
-                "CLIP training needs square images, the data has \(pairs.images.width)x\(pairs.images.height): give --image-size")
+        let images = pairs.trainingImages
+        guard images.width == images.height else {
+            throw CommandFailure("CLIP training needs square images, the data has \(images.width)x\(images.height): give --image-size")
         }
         GlobalRandom.seed(options.seed)
         let model: CLIPModel
@@ -143,12 +153,12 @@ struct TrainCLIP: ParsableCommand {
             model.train()
             for parameter in model.parameters() { parameter.requiresGrad = true }
         } else {
-            var config = newConfig(imageSize: pairs.images.width)
-            (config.mean, config.std) = pairs.images.channelStatistics()
+            var config = newConfig(imageSize: images.width)
+            (config.mean, config.std) = try images.channelStatistics()
             if let encoder {
                 do { config = try config.withImageTower(of: encoder.config) } catch { throw CommandFailure("--image-init: \(error)") }
-                guard config.imageSize == pairs.images.width else {
-                    throw CommandFailure("--image-init: the ViT takes \(config.imageSize) px images, the data is \(pairs.images.width) px")
+                guard config.imageSize == images.width else {
+                    throw CommandFailure("--image-init: the ViT takes \(config.imageSize) px images, the data is \(images.width) px")
                 }
             }
             do { try config.validate() } catch let problem as FieldProblem {
