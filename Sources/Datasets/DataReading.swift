@@ -87,7 +87,9 @@ public struct DataReading {
                 throw StreamError("\(path): the test part has classes \(names), the training part \(classNames)")
             }
             let encoded = files.map { file in
-                StreamedImages.EncodedFile(path: file.path, label: classIndex[file.className] ?? 0, read: file.data)
+                StreamedImages.EncodedFile(
+                    path: file.path, location: url.appendingPathComponent(file.path).path, label: classIndex[file.className] ?? 0,
+                    read: file.data)
             }
             result[part] = .streamed(
                 self.streamed(.files(encoded), count: encoded.count, classNames: classNames, resize: resize, needs: needs))

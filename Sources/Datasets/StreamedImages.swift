@@ -22,11 +22,13 @@ public final class StreamedImages: TrainingImages, @unchecked Sendable {
 
     /// An image file of a folder source: its path (for messages and the run's identity), label and bytes on demand.
     public struct EncodedFile {
+        /// Its path in the folder (what identifies it) and where it is (for messages).
         public var path: String
+        public var location: String
         public var label: Int
         public var read: () throws -> Data
-        public init(path: String, label: Int, read: @escaping () throws -> Data) {
-            (self.path, self.label, self.read) = (path, label, read)
+        public init(path: String, location: String, label: Int, read: @escaping () throws -> Data) {
+            (self.path, self.location, self.label, self.read) = (path, location, label, read)
         }
     }
 
@@ -149,7 +151,8 @@ public final class StreamedImages: TrainingImages, @unchecked Sendable {
     /// A sample of the epoch's sequence: its position and how to get its bytes (on a decoding thread).
     struct PendingSample {
         var position: Int
-        var name: String
+        /// Where it is, for messages: "/data/shard-000003.tar:00001234", or the file's path.
+        var location: String
         var fetch: () throws -> EncodedSample
     }
 
@@ -221,7 +224,7 @@ struct SampleError: Error {
     init(_ reason: String) { self.reason = reason }
 
     func fileError(_ sample: StreamedImages.PendingSample) -> FileError {
-        FileError(URL(fileURLWithPath: sample.name), reason)
+        FileError(URL(fileURLWithPath: sample.location), reason)
     }
 }
 
@@ -263,13 +266,13 @@ final class SampleCursor {
         if let stream {
             guard let sample = stream.next() else { return nil }
             let images = self.images
-            return .init(position: position, name: "\(URL(fileURLWithPath: sample.shard).lastPathComponent):\(sample.key)") {
+            return .init(position: position, location: "\(sample.shard):\(sample.key)") {
                 try images.encoded(sample)
             }
         }
         guard case .files(let files) = images.source, position < order.count else { return nil }
         let file = files[order[position]]
-        return .init(position: position, name: file.path) {
+        return .init(position: position, location: file.location) {
             .init(image: try file.read(), label: file.label, captions: nil, name: file.path)
         }
     }

@@ -107,7 +107,7 @@ extension Recipe {
     }
 
     /// How the run loop's batches are made: shuffled and augmented from `seed`, normalised with `mean` and `std`.
-    func loaderOptions(mean: [Float], std: [Float]) -> TrainingLoader.Options {
+    public func loaderOptions(mean: [Float], std: [Float]) -> TrainingLoader.Options {
         var loader = TrainingLoader.Options(batchSize: batchSize, mean: mean, std: std)
         (loader.augmentation, loader.mixing, loader.seed) = (augmentation, mixing, seed)
         return loader

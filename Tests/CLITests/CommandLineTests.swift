@@ -382,6 +382,45 @@ import Testing
         #expect(changed.status == 2 && changed.stderr.contains("the data changed"), "\(changed.stderr)")
     }
 
+    /// `vit shard` writes a photo folder as shards that `vit train` streams (and resumes); a damaged shard is
+    /// reported and skipped, a run with more bad samples than `--max-bad-fraction` stops with one line, and a shard
+    /// list naming a missing shard is refused naming it.
+    @Test func shardsAreStreamedResumedAndTheirDamageReported() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let photos = root.appendingPathComponent("photos"), shards = root.appendingPathComponent("shards")
+        for part in ["train", "test"] { try photoFolder(photos.appendingPathComponent(part)) }
+        let written = try vit(["shard", photos.path, "-o", shards.path, "--max-count", "2"])
+        #expect(written.status == 0 && written.stderr.contains("train: 6 images in 3 shards"), "\(written.stderr)")
+        let run = root.appendingPathComponent("run")
+        let tiny = ["--width", "32", "--depth", "1", "--heads", "2", "--batch-size", "2", "--epochs", "2", "--image-size", "16"]
+        let first = try vit(
+            ["train", "--data", shards.path, "-o", run.path, "--data-reading", "stream", "--workers", "2", "--max-steps", "2"] + tiny)
+        #expect(
+            first.status == 0 && first.stderr.contains("6 training images of 16x16, 2 classes, streamed from 3 shards"), "\(first.stderr)")
+        let resumed = try vit(["train", "--data", shards.path, "-o", run.path, "--resume", "--data-reading", "stream"])
+        #expect(resumed.status == 0 && resumed.stderr.contains("resuming at epoch 1, batch 3"), "\(resumed.stderr)")
+        // Read in memory (auto: it fits), the same shards are said to be.
+        let memory = try vit(["train", "--data", shards.path, "-o", root.appendingPathComponent("memory").path, "--max-steps", "1"] + tiny)
+        #expect(memory.status == 0 && memory.stderr.contains("2 classes, in memory"), "\(memory.stderr)")
+
+        // The second training shard's first image corrupt (its bytes overwritten inside an intact archive).
+        let second = shards.appendingPathComponent("train-000001.tar")
+        var bytes = try Data(contentsOf: second)
+        bytes.replaceSubrange(560..<620, with: Data(repeating: 0x55, count: 60))
+        try bytes.write(to: second)
+        let damaged = root.appendingPathComponent("damaged")
+        let lenient = try vit(
+            ["train", "--data", shards.path, "-o", damaged.path, "--data-reading", "stream", "--max-bad-fraction", "1"] + tiny)
+        #expect(lenient.status == 0 && lenient.stderr.contains("train-000001.tar"), "\(lenient.stderr)")
+        let strict = try vit(
+            ["train", "--data", shards.path, "-o", root.appendingPathComponent("strict").path, "--data-reading", "stream"] + tiny)
+        #expect(strict.status != 0 && strict.stderr.contains("--max-bad-fraction"), "\(strict.stderr)")
+        let missing = try vit(
+            ["train", "--data", shards.path + "/train-{000000..000004}.tar", "-o", root.appendingPathComponent("m").path] + tiny)
+        #expect(missing.status == 2 && missing.stderr.contains("train-000003.tar: no such shard"), "\(missing.stderr)")
+    }
+
     @Test func aRunThatCannotFitInMemoryIsRefusedBeforeItStarts() throws {
         let root = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -4,7 +4,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the speed of the engine.",
-        subcommands: [MatmulBench.self, AutogradBench.self, ModelBench.self]
+        subcommands: [MatmulBench.self, AutogradBench.self, ModelBench.self, DataBench.self]
     )
 }
 
