@@ -15,7 +15,7 @@ echo "{\"kind\":\"machine\",\"cpu\":\"$cpu\",\"cores\":$(nproc),\"avx512_bf16\":
 
 # Decoding: 224 px JPEG -> decoded, resized, vit train's default augmentation, normalised.
 for workers in 1 2; do
-    line=$("$VIT" bench data --data "$DATA/train-{000000..000099}.tar" --workers "$workers" --batch-size 32 --batches 30 --json)
+    line=$("$VIT" bench data --data "$DATA/train-{000000..000099}.tar" --workers "$workers" --batch-size 32 --batches 200 --json)
     echo "{\"kind\":\"decode\",${line#\{}" >> "$OUT"
 done
 
