@@ -403,6 +403,12 @@ import Testing
         // Read in memory (auto: it fits), the same shards are said to be.
         let memory = try vit(["train", "--data", shards.path, "-o", root.appendingPathComponent("memory").path, "--max-steps", "1"] + tiny)
         #expect(memory.status == 0 && memory.stderr.contains("2 classes, in memory"), "\(memory.stderr)")
+        // vit eval scores the test shards streamed as it scores them in memory.
+        let scored = try ["stream", "memory"].map { reading in
+            try vit(["eval", "--model", run.path, "--data", shards.path, "--data-reading", reading, "--precision", "fp32", "--json"])
+        }
+        #expect(scored.allSatisfy { $0.status == 0 } && scored[0].stdout == scored[1].stdout, "\(scored.map(\.stderr))")
+        #expect(scored[0].stderr.contains("6 images, streamed from 3 shards"), "\(scored[0].stderr)")
 
         // The second training shard's first image corrupt (its bytes overwritten inside an intact archive).
         let second = shards.appendingPathComponent("train-000001.tar")

@@ -44,6 +44,7 @@ struct Eval: ParsableCommand {
     var zeroshot = false
     @Option(help: "With --zeroshot, the prompt templates: cifar10 (18), imagenet (80), or a file of templates with {} for the class.")
     var templates = "imagenet"
+    @OptionGroup var dataReading: DataReadingOptions
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
@@ -60,20 +61,29 @@ struct Eval: ParsableCommand {
         }
     }
 
-    /// The labelled part of --data, each image brought to the model's input as `transform` does.
-    func loadData(_ transform: EvalTransform) throws -> ImageDataset {
+    /// The labelled part of --data (in memory, or streamed when it does not fit), each image brought to the model's
+    /// input as `transform` does.
+    /// `skipped` counts the samples a stream skips (a set in memory lists its failures instead).
+    func loadData(_ transform: EvalTransform, skipped: Counter) throws -> any TrainingImages {
         let sizing = ImageSizing.resize(.init(size: transform.size, cropPct: transform.cropPct, filter: transform.filter))
         let data = self.data ?? ""  // validate() requires it for classification
-        let loaded = try ImageDataset.load(URL(fileURLWithPath: data), parts: [part], sizing: sizing)
-        guard let dataset = loaded[part] else { throw CommandFailure("\(data) has no \(part) part") }
-        for failure in dataset.failures { printError("skipped: \(failure)") }
+        var reading = dataReading.reading
+        reading.log = { line in
+            if line.hasPrefix("skipped:") { skipped.add() }
+            printError(line)
+        }
+        let loaded = try reading.load(data, parts: [part], sizing: sizing, needs: .label)
+        guard let dataset = loaded[part]?.images else { throw CommandFailure("\(data) has no \(part) part") }
+        for failure in (dataset as? ImageDataset)?.failures ?? [] { printError("skipped: \(failure)") }
+        if !(dataset is ImageDataset) { printError("\(dataset.count) images, \(dataset.readingSummary)") }
         return dataset
     }
 
     func run() throws {
         if task == .detection { return try evaluateDetection() }
         let data = self.data ?? ""
-        let dataset: ImageDataset
+        let dataset: any TrainingImages
+        let streamSkipped = Counter()
         let bar: ProgressBar
         var done = 0
         let started: Date
@@ -84,7 +94,7 @@ struct Eval: ParsableCommand {
             try clip.config.checkMemory(batchSize: batchSize)
             let tokenizer = try CLIPTokenizer.forModel(in: folder, vocabularySize: clip.config.vocabSize)
             let prompts = try PromptTemplates.named(templates)
-            dataset = try loadData(clip.transform)
+            dataset = try loadData(clip.transform, skipped: streamSkipped)
             bar = ProgressBar(total: dataset.count, unit: "img")
             started = Date()
             result = try Evaluation.zeroShot(clip, tokenizer: tokenizer, templates: prompts, on: dataset, batchSize: batchSize) { count in
@@ -95,7 +105,7 @@ struct Eval: ParsableCommand {
             let classifier = try modelOptions.classifier(batchSize: batchSize)
             let network = classifier.model, config = network.architecture
             let transform = classifier.transform
-            dataset = try loadData(transform)
+            dataset = try loadData(transform, skipped: streamSkipped)
             guard config.numClasses == dataset.classNames.count else {
                 throw CommandFailure("the model has \(config.numClasses) classes, \(data) has \(dataset.classNames.count)")
             }
@@ -143,6 +153,15 @@ struct Eval: ParsableCommand {
             String(
                 format: "evaluated %d images in %.1f s (%.0f images/s); wrote ", result.count, seconds,
                 Double(result.count) / max(seconds, 1e-9)) + png.path)
-        if !dataset.failures.isEmpty { try finish(failed: dataset.failures.count, of: dataset.count + dataset.failures.count) }
+        let failed = (dataset as? ImageDataset)?.failures.count ?? streamSkipped.count
+        if failed > 0 { try finish(failed: failed, of: result.count + failed) }
     }
+}
+
+/// A count kept from several threads.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func add() { lock.withLock { value += 1 } }
+    var count: Int { lock.withLock { value } }
 }
