@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "CLIP", targets: ["CLIP"]),
         .library(name: "Detection", targets: ["Detection"]),
         .library(name: "Hub", targets: ["Hub"]),
+        .library(name: "Generation", targets: ["Generation"]),
         .executable(name: "vit", targets: ["vit"])
     ],
     dependencies: [
@@ -72,6 +73,8 @@ let package = Package(
             ]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
+        // The Image Transformer: images generated one sub-pixel at a time.
+        .target(name: "Generation", dependencies: ["Tensors", "NN"]),
         // The command-line tool.
         .executableTarget(
             name: "vit",
@@ -97,6 +100,8 @@ let package = Package(
             dependencies: ["Training", "Datasets", "ViT", "NN", "Images", "Tensors", "Checkpoints", "CLIP", "Detection", "TestSupport"],
             exclude: ["Fixtures"]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots", "Images"]),
+        .testTarget(
+            name: "GenerationTests", dependencies: ["Generation", "NN", "Tensors", "Checkpoints", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "CLIPTests", dependencies: ["CLIP", "Checkpoints", "Tensors", "Images", "ViT", "TestSupport"], exclude: ["Fixtures"]),
         // Runs the built vit executable as a user would (exit statuses, option names, whole commands).

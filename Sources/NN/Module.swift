@@ -134,3 +134,10 @@ private extension Mirror {
         (superclassMirror?.allChildren ?? []) + Array(children)
     }
 }
+
+/// A tensor a module holds that is not a parameter (found by no reflection, saved in no checkpoint): a fixed table
+/// such as a sin-cos position signal.
+public final class FixedTensor {
+    public let tensor: Tensor
+    public init(_ tensor: Tensor) { self.tensor = tensor }
+}

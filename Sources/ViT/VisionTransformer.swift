@@ -217,9 +217,3 @@ extension ViTConfig {
         return options
     }
 }
-
-/// A tensor a module holds that is not a parameter (found by no reflection, saved in no checkpoint).
-final class FixedTensor {
-    let tensor: Tensor
-    init(_ tensor: Tensor) { self.tensor = tensor }
-}

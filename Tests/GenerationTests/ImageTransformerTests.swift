@@ -1,0 +1,103 @@
+import Checkpoints
+import Foundation
+import NN
+import Tensors
+import TestSupport
+import Testing
+
+@testable import Generation
+
+/// The Image Transformer against the PyTorch reference written from tensor2tensor's code
+/// (`scripts/reference/image_transformer.py`, fixtures in `Fixtures/`): logits, loss and every gradient; and the
+/// masks: no logit depends on its own sub-pixel or a later one.
+@Suite struct ImageTransformerTests {
+    static let fixtures = ["image-transformer-rgb-4x4-b8-cond", "image-transformer-grey-5x5-b8"]
+
+    /// The fixture's model (its weights loaded, dropout off), sub-pixels, labels and reference numbers.
+    static func load(_ name: String) throws -> (ImageTransformer, [UInt8], [Int]?, SafetensorsFile, [String: Any]) {
+        let json =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: Fixtures.url("GenerationTests", "\(name).json"))) as! [String: Any]
+        let file = try SafetensorsFile(contentsOf: Fixtures.url("GenerationTests", "\(name).safetensors"))
+        var config = ImageTransformerConfig()
+        config.imageSize = json["rows"] as! Int
+        config.channels = json["channels"] as! Int
+        config.width = json["width"] as! Int
+        config.depth = json["depth"] as! Int
+        config.heads = json["heads"] as! Int
+        config.ffnWidth = json["ffn"] as! Int
+        config.blockLength = json["block_length"] as! Int
+        config.classCount = json["classes"] as! Int
+        config.dropout = 0
+        let model = try ImageTransformer(config)
+        var weights: [String: Tensor] = [:]
+        for (name, _) in model.namedParameters() { weights[name] = try file.tensor(name) }
+        try model.load(stateDict: weights)
+        let images = try file.integers("images").map { UInt8($0) }
+        let labels = config.classCount > 0 ? try file.integers("labels") : nil
+        return (model, images, labels, file, json)
+    }
+
+    @Test(arguments: fixtures)
+    func logitsLossAndGradientsMatchTheReference(name: String) throws {
+        let (model, images, labels, file, json) = try Self.load(name)
+        let logits = try model(images, labels: labels)
+        expectClose(logits.toArray(), try file.tensor("logits").toArray(), tolerance: 1e-4)
+        let loss = logits.reshape([-1, 256]).crossEntropy(targets: images.map(Int.init))
+        #expect(abs(Double(loss.item()) - (json["loss_nats"] as! Double)) < 1e-4)
+        loss.backward()
+        for (parameterName, parameter) in model.namedParameters() {
+            let expected = try file.tensor("grad." + parameterName).toArray()
+            let actual = try #require(parameter.grad, "\(parameterName) has no gradient").toArray()
+            let worst = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst < 1e-4, "\(parameterName): gradients differ by \(worst)")
+        }
+        #expect(abs(ImageTransformer.bitsPerDimension(nats: Double(loss.item())) - (json["bits_per_dim"] as! Double)) < 1e-4)
+    }
+
+    /// Changing sub-pixel k changes no logit at positions ≤ k (what predicts k never sees it), and does change the
+    /// next one; across block boundaries and in the first block.
+    @Test func noLogitSeesItsOwnSubpixelOrALaterOne() throws {
+        let (model, images, labels, _, _) = try Self.load(Self.fixtures[0])
+        let length = model.config.sequenceLength
+        let first = Array(images.prefix(length)), label = labels.map { [$0[0]] }
+        let base = try model(first, labels: label).toArray()
+        for k in [0, 5, 7, 8, 15, 16, 30, 47] {
+            var changed = first
+            changed[k] = changed[k] &+ 128
+            let out = try model(changed, labels: label).toArray()
+            let unchangedUpTo = (k + 1) * 256
+            let earlierUnchanged = Array(out.prefix(unchangedUpTo)) == Array(base.prefix(unchangedUpTo))
+            #expect(earlierUnchanged, "changing sub-pixel \(k) moved a logit at or before it")
+            if k + 1 < length {
+                let next = (k + 1) * 256..<(k + 2) * 256
+                let nextChanged = Array(out[next]) != Array(base[next])
+                #expect(nextChanged, "position \(k + 1) does not see sub-pixel \(k)")
+            }
+        }
+    }
+
+    /// The blocked attention equals dense attention under its band mask: j ≤ p and j ≥ (p / block − 1) · block, for
+    /// lengths that fill whole blocks, that need padding, and shorter than two blocks (one block).
+    @Test(arguments: [(48, 8), (27, 8), (10, 8)])
+    func localAttentionIsDenseAttentionUnderItsBand(length: Int, block: Int) {
+        let q = random([2, 3, length, 4], seed: 1), k = random([2, 3, length, 4], seed: 2), v = random([2, 3, length, 4], seed: 3)
+        let used = length < 2 * block ? length : block
+        var mask = [Float](repeating: -1e9, count: length * length)
+        for p in 0..<length {
+            for j in 0...p where j >= (p / used - 1) * used { mask[p * length + j] = 0 }
+        }
+        let dense = (q.matmul(k, transposeOther: true) + Tensor(mask, shape: [length, length])).softmax().matmul(v)
+        expectClose(LocalAttention.masked1D(q: q, k: k, v: v, blockLength: block).toArray(), dense.toArray(), tolerance: 1e-6)
+    }
+
+    @Test func badInputIsOneLine() throws {
+        let (model, _, _, _, _) = try Self.load(Self.fixtures[0])
+        #expect(throws: ImageTransformerError.self) { _ = try model([1, 2, 3], labels: [0]) }
+        #expect(throws: ImageTransformerError.self) { _ = try model([UInt8](repeating: 0, count: 48), labels: [3]) }
+        #expect(throws: ImageTransformerError.self) { _ = try model([UInt8](repeating: 0, count: 48), labels: nil) }
+        var config = ImageTransformerConfig()
+        config.width = 30
+        config.heads = 4
+        #expect(throws: ImageTransformerError.self) { _ = try ImageTransformer(config) }
+    }
+}
