@@ -53,7 +53,8 @@ let package = Package(
         // Training: the trainers (supervised, masked pre-training, contrastive; schedule, EMA, checkpoints, exact resume),
         // evaluation and its metrics.
         .target(
-            name: "Training", dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP", "Detection"]),
+            name: "Training",
+            dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP", "Detection", "Generation"]),
         // CLIP: the tokenizer, the model (image and text towers), zero-shot classification, the contrastive loss.
         // OpenAI's BPE merges (MIT) ship with it, for CLIP folders that carry no tokenizer files.
         .target(
@@ -74,7 +75,7 @@ let package = Package(
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
         // The Image Transformer: images generated one sub-pixel at a time.
-        .target(name: "Generation", dependencies: ["Tensors", "NN"]),
+        .target(name: "Generation", dependencies: ["Tensors", "NN", "Checkpoints"]),
         // The command-line tool.
         .executableTarget(
             name: "vit",

@@ -11,6 +11,7 @@ public enum MetricsFile {
         case pretrain(PretrainingRecord)
         case contrastive(ContrastiveRecord)
         case detection(DetectionRecord)
+        case generation(GenerationRecord)
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -43,6 +44,7 @@ public enum MetricsFile {
                 case PretrainingRecord.kind?: lines.append(.pretrain(try decoder.decode(PretrainingRecord.self, from: data)))
                 case ContrastiveRecord.kind?: lines.append(.contrastive(try decoder.decode(ContrastiveRecord.self, from: data)))
                 case DetectionRecord.kind?: lines.append(.detection(try decoder.decode(DetectionRecord.self, from: data)))
+                case GenerationRecord.kind?: lines.append(.generation(try decoder.decode(GenerationRecord.self, from: data)))
                 case let other?: throw bad("has kind \"\(other)\", which no command of this vit writes")
                 case nil:
                     // A contrastive record would also read as a pre-training one (both have "loss"), so it is tried first.

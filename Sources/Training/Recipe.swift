@@ -40,6 +40,8 @@ public protocol Recipe: Codable, Equatable, Sendable {
     var gradientClip: Float { get }
     /// DETR's step decay: the learning rate times 0.1 from this epoch on, instead of the cosine (nil: the cosine).
     var learningRateDrop: Int? { get }
+    /// The Transformer's schedule (tensor2tensor's "noam": the warm-up, then 1/sqrt(step)) instead of the cosine.
+    var inverseSquareRootDecay: Bool { get }
     /// The smallest batch the method works with (a contrastive batch compares pairs).
     static var smallestBatch: Int { get }
     /// The recipe's own settings that are out of range, each said in a few words with its field in braces
@@ -55,6 +57,7 @@ extension Recipe {
     public var batchesPerUpdate: Int { 1 }
     public var gradientClip: Float { 0 }
     public var learningRateDrop: Int? { nil }
+    public var inverseSquareRootDecay: Bool { false }
 
     /// The compute precision: bf16 is mixed precision (`Autocast`), fp32 float32 throughout.
     public var precision: Precision {
@@ -118,7 +121,7 @@ extension Recipe {
         RunLoopSettings(
             epochs: epochs, batchSize: batchSize, learningRate: peakLearningRate, minLearningRate: minLearningRate,
             warmupEpochs: effectiveWarmupEpochs, accumulate: batchesPerUpdate, gradientClip: gradientClip, precision: precision,
-            learningRateDrop: learningRateDrop)
+            learningRateDrop: learningRateDrop, inverseSquareRootDecay: inverseSquareRootDecay)
     }
 }
 

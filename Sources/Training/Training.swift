@@ -73,6 +73,8 @@ open class Training<Record: TrainingRecord> {
         let steps = loop.epochs * (images.count / loop.batchSize)
         if let drop = loop.learningRateDrop {
             schedule = StepSchedule(base: loop.learningRate, stepSize: max(drop * (images.count / loop.batchSize), 1), gamma: 0.1)
+        } else if loop.inverseSquareRootDecay {
+            schedule = NoamSchedule(peak: loop.learningRate, warmupSteps: Int(loop.warmupEpochs * Float(steps / loop.epochs)))
         } else {
             schedule = WarmupCosineSchedule(
                 base: loop.learningRate, warmupSteps: Int(loop.warmupEpochs * Float(steps / loop.epochs)), totalSteps: max(steps, 1),
@@ -304,6 +306,8 @@ struct RunLoopSettings {
     var precision: Precision
     /// The epoch from which the rate is a tenth (a step decay instead of warm-up + cosine).
     var learningRateDrop: Int?
+    /// The warm-up, then a decay with 1/sqrt(step) (tensor2tensor's "noam") instead of the cosine.
+    var inverseSquareRootDecay = false
 }
 
 /// Where a run stands: enough, with the weights and optimiser state, to continue exactly. Saved with each checkpoint.

@@ -427,6 +427,31 @@ import Testing
         #expect(missing.status == 2 && missing.stderr.contains("train-000003.tar: no such shard"), "\(missing.stderr)")
     }
 
+    /// `vit train --task generation` trains an Image Transformer (bits/dim on the test part, resumable) and `vit eval
+    /// --task generation --json` scores it; options of other tasks are refused.
+    @Test func anImageTransformerTrainsResumesAndIsScored() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let photos = root.appendingPathComponent("photos"), run = root.appendingPathComponent("run")
+        for part in ["train", "test"] { try photoFolder(photos.appendingPathComponent(part)) }
+        let tiny = [
+            "--image-size", "6", "--width", "16", "--depth", "1", "--heads", "2", "--batch-size", "2", "--epochs", "2", "--block-length",
+            "32"
+        ]
+        let first = try vit(["train", "--task", "generation", "--data", photos.path, "-o", run.path, "--max-steps", "2"] + tiny)
+        #expect(first.status == 0 && first.stderr.contains("6x6x3 = 108 sub-pixels in blocks of 32"), "\(first.stderr)")
+        let resumed = try vit(["train", "--task", "generation", "--data", photos.path, "-o", run.path, "--resume"])
+        #expect(resumed.status == 0 && resumed.stderr.contains("test") && resumed.stderr.contains("bits/dim"), "\(resumed.stderr)")
+        let scored = try vit(["eval", "--task", "generation", "--model", run.path, "--data", photos.path, "--json", "--precision", "fp32"])
+        let object = try JSONSerialization.jsonObject(with: Data(scored.stdout.utf8)) as? [String: Any]
+        let bits = object?["bits_per_dim"] as? Double ?? 0
+        #expect(scored.status == 0 && bits > 0 && bits < 9, "\(scored.stdout) \(scored.stderr)")
+        let refused = try vit([
+            "train", "--task", "generation", "--data", photos.path, "-o", root.appendingPathComponent("x").path, "--mixup", "0.5"
+        ])
+        #expect(refused.status == 2 && refused.stderr.contains("--mixup does not apply to --task generation"), "\(refused.stderr)")
+    }
+
     @Test func aRunThatCannotFitInMemoryIsRefusedBeforeItStarts() throws {
         let root = try temporaryFolder()
         defer { try? FileManager.default.removeItem(at: root) }

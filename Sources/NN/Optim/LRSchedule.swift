@@ -43,3 +43,20 @@ public struct StepSchedule: LRSchedule {
         base * Float(Foundation.pow(Double(gamma), Double(step / stepSize)))
     }
 }
+
+/// The Transformer's schedule (Vaswani et al. 2017; tensor2tensor's "noam"): a linear rise to `peak` over
+/// `warmupSteps`, then a decay with the inverse square root of the step. t2t writes it as
+/// lr · d^-1/2 · min((s+1) · w^-3/2, (s+1)^-1/2); `peak` is that at s + 1 = w.
+public struct NoamSchedule: LRSchedule {
+    public var peak: Float, warmupSteps: Int
+
+    public init(peak: Float, warmupSteps: Int) {
+        self.peak = peak
+        self.warmupSteps = max(warmupSteps, 1)
+    }
+
+    public func learningRate(at step: Int) -> Float {
+        let s = Float(step + 1), w = Float(warmupSteps)
+        return peak * min(s / w, (w / s).squareRoot())
+    }
+}

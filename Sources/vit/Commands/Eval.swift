@@ -49,6 +49,11 @@ struct Eval: ParsableCommand {
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         switch task {
+        case .generation:
+            if data == nil { throw ValidationError("--task generation scores --data's test part with an Image Transformer --model") }
+            if annotations != nil || detections != nil || zeroshot {
+                throw ValidationError("--annotations, --detections and --zeroshot are not for --task generation")
+            }
         case .classification:
             if data == nil { throw ValidationError("--data is required (the labelled images to score)") }
             if annotations != nil || detections != nil { throw ValidationError("--annotations and --detections are for --task detection") }
@@ -81,6 +86,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         if task == .detection { return try evaluateDetection() }
+        if task == .generation { return try evaluateGeneration() }
         let data = self.data ?? ""
         let dataset: any TrainingImages
         let streamSkipped = Counter()

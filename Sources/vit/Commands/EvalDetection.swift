@@ -7,7 +7,7 @@ import Tensors
 
 /// What a model does (`vit train --task`, `vit eval --task`).
 enum ModelTask: String, ExpressibleByArgument, CaseIterable {
-    case classification, detection
+    case classification, detection, generation
 }
 
 extension Eval {

@@ -315,6 +315,10 @@ struct InspectCurves: ParsableCommand {
                 add(\.accuracy, "val AP", r.epoch, r.ap)
                 add(\.accuracy, "val AP50", r.epoch, r.ap50)
                 curves.detection = true
+            case .generation(let r):
+                // Bits per dimension is a loss: the lower the better.
+                add(\.loss, "train bits/dim", r.epoch, r.trainBitsPerDim)
+                add(\.loss, "test bits/dim", r.epoch, r.testBitsPerDim)
             }
         }
         return curves

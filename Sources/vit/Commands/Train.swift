@@ -31,7 +31,7 @@ struct Train: ParsableCommand {
 
     @Option(
         help:
-            "What to train: classification (a ViT or ResNet classifier), or detection (DETR on a COCO-format --data folder: instances_train.json and instances_val.json beside the images; see vit detection-data)."
+            "What to train: classification (a ViT or ResNet classifier), detection (DETR on a COCO-format --data folder: instances_train.json and instances_val.json beside the images; see vit detection-data), or generation (an Image Transformer on --data's images: bits/dim on its test part; see vit generate)."
     )
     var task: ModelTask = .classification
     @Option(help: "Training data (see above).") var data: String
@@ -102,6 +102,9 @@ struct Train: ParsableCommand {
     @Option(help: "Probability of random erasing per image.") var randomErasing = defaults.augmentation.randomErasing
     @Option(help: "Mixup alpha (0: off).") var mixup = defaults.mixing.mixupAlpha
     @Option(help: "CutMix alpha (0: off).") var cutmix = defaults.mixing.cutmixAlpha
+    @Option(help: "Generation: sub-pixels per block of the Image Transformer's local attention (default 256).") var blockLength: Int?
+    @Flag(help: "Generation: condition the Image Transformer on the data's classes (vit generate --class NAME).") var conditional = false
+    @Option(help: "Generation: test images scored after each epoch (default: all).") var evalImages: Int?
     @OptionGroup var runOptions: RunOptions<TrainingOptions>
     @OptionGroup var dataReading: DataReadingOptions
     @OptionGroup var imageLimit: ImageLimitOptions
@@ -112,6 +115,12 @@ struct Train: ParsableCommand {
             return try runOptions.train(files: "model.safetensors, config.json, preprocessor_config.json, metrics.jsonl, curves.png") {
                 try detectionTrainer($0)
             }
+        }
+        if task == .generation {
+            return try runOptions.train(files: "model.safetensors, config.json, metrics.jsonl, curves.png") { try generationTrainer($0) }
+        }
+        if blockLength != nil || conditional || evalImages != nil {
+            throw CommandFailure("--block-length, --conditional and --eval-images are for --task generation")
         }
         if queries != nil || backboneInit != nil || backboneWidth != nil {
             throw CommandFailure("--queries, --backbone-init and --backbone-width are for --task detection")
