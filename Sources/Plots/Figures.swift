@@ -41,17 +41,22 @@ public enum Figures {
         return RGBImage(width: image.width, height: image.height, pixels: pixels)
     }
 
-    /// Panels laid out in rows of `columns`, each with a caption above it.
+    /// Panels laid out in rows of `columns`, each with a caption above it (no caption row when none has one); the
+    /// canvas widens to fit the title.
     public static func grid(_ panels: [(caption: String, image: RGBImage)], columns: Int, title: String? = nil) -> RGBImage {
         precondition(!panels.isEmpty, "a grid of no panels")
         let w = panels[0].image.width, h = panels[0].image.height
-        let gap = 8, caption = 16, top = title == nil ? 0 : 24
+        let gap = 8, top = title == nil ? 0 : 24
+        let caption = panels.allSatisfy { $0.caption.isEmpty } ? 0 : 16
         let rows = (panels.count + columns - 1) / columns
         let cols = min(columns, panels.count)
-        var canvas = Canvas(width: cols * (w + gap) + gap, height: top + rows * (h + caption + gap) + gap)
+        let panelsWidth = cols * (w + gap) + gap
+        let width = max(panelsWidth, title.map { Canvas.textWidth($0, scale: 2) + 2 * gap } ?? 0)
+        var canvas = Canvas(width: width, height: top + rows * (h + caption + gap) + gap)
         if let title { canvas.text(title, x: gap, y: 6, scale: 2) }
+        let left = (width - panelsWidth) / 2  // the panels centred under a wider title
         for (i, panel) in panels.enumerated() {
-            let x = gap + (i % columns) * (w + gap), y = top + gap + (i / columns) * (h + caption + gap)
+            let x = left + gap + (i % columns) * (w + gap), y = top + gap + (i / columns) * (h + caption + gap)
             canvas.text(panel.caption, x: x, y: y, scale: 2)
             canvas.draw(panel.image, x: x, y: y + caption)
         }
