@@ -8,7 +8,8 @@ import Tensors
 /// With `cached` (the default) each layer keeps the keys and values of the current attention window (the block
 /// before and the block in progress), so sub-pixel p costs one pass over position p alone: the same numbers as the
 /// full forward pass, whose logit p sees only positions < p. Without it, every sub-pixel runs the model over the
-/// whole sequence again (what the cache saves, measured by `vit generate --no-cache`).
+/// whole sequence again (what the cache saves, measured by `vit generate --no-cache`). A local 2-D model draws in
+/// block raster order, without a cache (`usesCache`).
 public struct ImageSampler {
     public let model: ImageTransformer
     public var temperature: Float = 1
@@ -17,6 +18,9 @@ public struct ImageSampler {
     public var precision: DType = .float32
 
     public init(model: ImageTransformer) { self.model = model }
+
+    /// Whether draws run on the cache: asked for, and the model's attention is local 1-D.
+    public var usesCache: Bool { cached && model.config.local2D == nil }
 
     /// `count` images (count · L sub-pixels, raster order), conditioned on `label` for a class-conditional model;
     /// `logits`, when given, receives every drawn position's logits [count, L, 256] (tests compare them with a full pass).
@@ -41,9 +45,10 @@ public struct ImageSampler {
         let length = c.sequenceLength
         var drawn = [UInt8](repeating: 0, count: count * length)
         let labels = label.map { [Int](repeating: $0, count: count) }
-        let state = cached ? DecodingState(model: model, count: count) : nil
+        let state = usesCache ? DecodingState(model: model, count: count) : nil
+        let order = model.generationOrder
         try Autograd.withNoGrad {
-            for p in 0..<length {
+            for (t, p) in order.enumerated() {
                 let logits: Tensor = try Autocast.run(precision) {
                     if let state {
                         return try state.step(
@@ -58,7 +63,7 @@ public struct ImageSampler {
                     if let recorded { for (k, v) in row.enumerated() { recorded[(n * length + p) * 256 + k] = v } }
                     drawn[n * length + p] = Self.draw(Array(row), temperature: temperature, using: &rng)
                 }
-                progress?(p + 1)
+                progress?(t + 1)
             }
         }
         return drawn

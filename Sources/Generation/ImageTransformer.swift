@@ -15,6 +15,19 @@ public struct ImageTransformerConfig: Codable, Equatable, Sendable {
     public var ffnWidth = 2048
     /// Local 1-D attention: each query block of this many sub-pixels sees itself (causally) and the block before.
     public var blockLength = 256
+    /// Local 2-D attention instead (t2t's `dec_attention_type = local_2d`), on the image as rows x (columns x
+    /// channels): query blocks of `queryShape` (rows, sub-pixel columns), each seeing itself in raster order and a
+    /// memory flange of `memoryFlange` (rows above, sub-pixel columns each side); images are then generated in block
+    /// raster order.
+    public var local2D: Local2D?
+
+    public struct Local2D: Codable, Equatable, Sendable {
+        public var queryShape: [Int]
+        public var memoryFlange: [Int]
+        public init(queryShape: [Int] = [16, 16], memoryFlange: [Int] = [16, 32]) {
+            (self.queryShape, self.memoryFlange) = (queryShape, memoryFlange)
+        }
+    }
     /// Class-conditional when above 0: a class embedding is added to every position.
     public var classCount = 0
     /// t2t's layer_prepostprocess_dropout (on the decoder input and every residual branch).
@@ -27,6 +40,15 @@ public struct ImageTransformerConfig: Codable, Equatable, Sendable {
     /// Sub-pixels per image: the sequence length.
     public var sequenceLength: Int { imageSize * imageSize * channels }
 
+    /// The layout local 2-D attention works on: rows x (columns x channels).
+    var grid: LocalAttention.Grid2D? {
+        local2D.map {
+            LocalAttention.Grid2D(
+                rows: imageSize, columns: imageSize * channels, queryShape: ($0.queryShape[0], $0.queryShape[1]),
+                memoryFlange: ($0.memoryFlange[0], $0.memoryFlange[1]))
+        }
+    }
+
     /// What cannot be built, as one line.
     public func validate() throws {
         var problems: [String] = []
@@ -38,6 +60,12 @@ public struct ImageTransformerConfig: Codable, Equatable, Sendable {
         if classCount < 0 { problems.append("class count \(classCount) is negative") }
         if !(dropout >= 0 && dropout < 1) { problems.append("dropout \(dropout) outside [0, 1)") }
         if let labels, labels.count != classCount { problems.append("\(labels.count) class names for \(classCount) classes") }
+        if let local2D {
+            let (q, f) = (local2D.queryShape, local2D.memoryFlange)
+            if q.count != 2 || f.count != 2 || q.contains(where: { $0 < 1 }) || f.contains(where: { $0 < 0 }) {
+                problems.append("a 2-D query shape is two sizes of at least 1 and its flange two of at least 0, got \(q) and \(f)")
+            }
+        }
         if !problems.isEmpty { throw ImageTransformerError.badConfig(problems.joined(separator: "; ")) }
     }
 }
@@ -63,13 +91,15 @@ public final class LocalSelfAttention: Module {
     public let output: Linear
     public let heads: Int
     public let blockLength: Int
+    /// The 2-D layout (rows, sub-pixel columns) and shapes when the attention is local 2-D.
+    let grid: LocalAttention.Grid2D?
 
-    public init(width: Int, heads: Int, blockLength: Int) {
+    public init(width: Int, heads: Int, blockLength: Int, grid: LocalAttention.Grid2D? = nil) {
         (query, key, value, output) = (
             Linear(width, width, bias: false), Linear(width, width, bias: false), Linear(width, width, bias: false),
             Linear(width, width, bias: false)
         )
-        (self.heads, self.blockLength) = (heads, blockLength)
+        (self.heads, self.blockLength, self.grid) = (heads, blockLength, grid)
         super.init()
     }
 
@@ -79,7 +109,9 @@ public final class LocalSelfAttention: Module {
         let dk = d / heads
         func split(_ t: Tensor) -> Tensor { t.reshape([b, length, heads, dk]).permute([0, 2, 1, 3]) }  // [B, h, L, dk]
         let q = split(query(x)) * (1 / Float(dk).squareRoot())
-        let attended = LocalAttention.masked1D(q: q, k: split(key(x)), v: split(value(x)), blockLength: blockLength)
+        let attended =
+            grid.map { LocalAttention.masked2D(q: q, k: split(key(x)), v: split(value(x)), grid: $0) }
+            ?? LocalAttention.masked1D(q: q, k: split(key(x)), v: split(value(x)), blockLength: blockLength)
         return output(attended.permute([0, 2, 1, 3]).reshape([b, length, d]))
     }
 }
@@ -106,7 +138,7 @@ public final class ImageTransformerLayer: Module {
     let dropout: Dropout
 
     init(_ config: ImageTransformerConfig) {
-        attention = LocalSelfAttention(width: config.width, heads: config.heads, blockLength: config.blockLength)
+        attention = LocalSelfAttention(width: config.width, heads: config.heads, blockLength: config.blockLength, grid: config.grid)
         attentionNorm = LayerNorm(config.width)
         ffn = FeedForward(width: config.width, hidden: config.ffnWidth)
         ffnNorm = LayerNorm(config.width)
@@ -195,8 +227,10 @@ public final class ImageTransformer: Module {
         let ids = subpixels.enumerated().map { Int($1) + 256 * ($0 % channels) }
         let scale = Float(d).squareRoot()
         let embedded = channelEmbedding.indexSelect(axis: 0, ids).reshape([b, length, d]) * scale  // [B, L, d]
-        // shift_right_3d: position k sees the sub-pixels before k only.
-        var x = Tensor.concat([Tensor.zeros([b, 1, d]), embedded.slice(axis: 1, start: 0, length: length - 1)], axis: 1)
+        // shift_right_3d: position k sees the sub-pixels before k only (2-D: right_shift_blockwise, inside each block).
+        var x =
+            config.grid.map { Tensor.concat([embedded, Tensor.zeros([b, 1, d])], axis: 1).indexSelect(axis: 1, $0.shiftedSources) }
+            ?? Tensor.concat([Tensor.zeros([b, 1, d]), embedded.slice(axis: 1, start: 0, length: length - 1)], axis: 1)
         x = x + timing.tensor
         if let classEmbedding, let labels { x = x + (classEmbedding.indexSelect(axis: 0, labels) * scale).reshape([b, 1, d]) }
         x = inputDropout(x)
@@ -210,6 +244,10 @@ public final class ImageTransformer: Module {
         let logits = try self(subpixels, labels: labels)
         return logits.reshape([-1, 256]).crossEntropy(targets: subpixels.map(Int.init))
     }
+
+    /// The order sub-pixels are generated in: raster (local 1-D), or block raster (local 2-D: query blocks in raster
+    /// order, raster inside each). Positions are raster indices.
+    public var generationOrder: [Int] { config.grid?.blockRasterOrder ?? Array(0..<config.sequenceLength) }
 
     /// Nats per sub-pixel to bits per dimension.
     public static func bitsPerDimension(nats: Double) -> Double { nats / Foundation.log(2.0) }

@@ -439,7 +439,8 @@ import Testing
             "32"
         ]
         let first = try vit(["train", "--task", "generation", "--data", photos.path, "-o", run.path, "--max-steps", "2"] + tiny)
-        #expect(first.status == 0 && first.stderr.contains("6x6x3 = 108 sub-pixels in blocks of 32"), "\(first.stderr)")
+        #expect(
+            first.status == 0 && first.stderr.contains("6x6x3 = 108 sub-pixels, local 1-D attention in blocks of 32"), "\(first.stderr)")
         let resumed = try vit(["train", "--task", "generation", "--data", photos.path, "-o", run.path, "--resume"])
         #expect(resumed.status == 0 && resumed.stderr.contains("test") && resumed.stderr.contains("bits/dim"), "\(resumed.stderr)")
         let scored = try vit(["eval", "--task", "generation", "--model", run.path, "--data", photos.path, "--json", "--precision", "fp32"])

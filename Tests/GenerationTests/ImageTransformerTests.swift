@@ -12,6 +12,7 @@ import Testing
 /// masks: no logit depends on its own sub-pixel or a later one.
 @Suite struct ImageTransformerTests {
     static let fixtures = ["image-transformer-rgb-4x4-b8-cond", "image-transformer-grey-5x5-b8"]
+    static let fixtures2D = ["image-transformer-2d-rgb-6x6-q2x4-f2x3", "image-transformer-2d-grey-5x5-q2x2-f1x2-cond"]
 
     /// The fixture's model (its weights loaded, dropout off), sub-pixels, labels and reference numbers.
     static func load(_ name: String) throws -> (ImageTransformer, [UInt8], [Int]?, SafetensorsFile, [String: Any]) {
@@ -27,6 +28,9 @@ import Testing
         config.ffnWidth = json["ffn"] as! Int
         config.blockLength = json["block_length"] as! Int
         config.classCount = json["classes"] as! Int
+        if let query = json["query_shape"] as? [Int], let flange = json["memory_flange"] as? [Int] {
+            config.local2D = .init(queryShape: query, memoryFlange: flange)
+        }
         config.dropout = 0
         let model = try ImageTransformer(config)
         var weights: [String: Tensor] = [:]
@@ -37,7 +41,7 @@ import Testing
         return (model, images, labels, file, json)
     }
 
-    @Test(arguments: fixtures)
+    @Test(arguments: fixtures + fixtures2D)
     func logitsLossAndGradientsMatchTheReference(name: String) throws {
         let (model, images, labels, file, json) = try Self.load(name)
         let logits = try model(images, labels: labels)
@@ -76,6 +80,32 @@ import Testing
         }
     }
 
+    /// Local 2-D: changing a sub-pixel changes no logit at or before it in block raster order (the order a 2-D model
+    /// generates in), and changes some later one unless it is the last of its block.
+    @Test(arguments: fixtures2D)
+    func noLogitSeesItsOwnSubpixelOrALaterOneInBlockRasterOrder(name: String) throws {
+        let (model, images, labels, _, _) = try Self.load(name)
+        let length = model.config.sequenceLength
+        let first = Array(images.prefix(length)), label = labels.map { [$0[0]] }
+        let base = try model(first, labels: label).toArray()
+        let order = model.generationOrder
+        #expect(order.count == length && Set(order).count == length)
+        var rank = [Int](repeating: 0, count: length)
+        for (i, p) in order.enumerated() { rank[p] = i }
+        for k in [0, 1, 4, 7, length / 2, length - 2] {
+            var changed = first
+            changed[k] = changed[k] &+ 128
+            let out = try model(changed, labels: label).toArray()
+            let moved = (0..<length).filter { Array(out[($0 * 256)..<(($0 + 1) * 256)]) != Array(base[($0 * 256)..<(($0 + 1) * 256)]) }
+            #expect(
+                moved.allSatisfy { rank[$0] > rank[k] }, "changing \(k) (rank \(rank[k])) moved \(moved.filter { rank[$0] <= rank[k] })")
+            // t2t's right_shift_blockwise feeds each sub-pixel to the next position of its block only: the last of a
+            // block (or one before padding) is never an input, so changing it moves nothing, in t2t as here.
+            let isInput = try #require(model.config.grid).shiftedSources.contains(k)
+            #expect(moved.isEmpty != isInput, "changing \(k) (rank \(rank[k]) of \(length), an input: \(isInput)) moved \(moved.count)")
+        }
+    }
+
     /// The blocked attention equals dense attention under its band mask: j ≤ p and j ≥ (p / block − 1) · block, for
     /// lengths that fill whole blocks, that need padding, and shorter than two blocks (one block).
     @Test(arguments: [(48, 8), (27, 8), (10, 8)])
@@ -105,7 +135,7 @@ import Testing
 /// Sampling with cached keys and values gives the logits of a full pass over what it drew, and the same images as
 /// sampling without the cache.
 @Suite struct ImageSamplerTests {
-    @Test(arguments: ImageTransformerTests.fixtures)
+    @Test(arguments: ImageTransformerTests.fixtures + ImageTransformerTests.fixtures2D)
     func cachedDecodingGivesTheFullPassLogits(name: String) throws {
         let (model, _, labels, _, _) = try ImageTransformerTests.load(name)
         let length = model.config.sequenceLength, count = 2

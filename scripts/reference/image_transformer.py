@@ -66,10 +66,91 @@ def masked_local_attention_1d(q, k, v, block_length):
     return torch.cat(outputs, dim=2)[:, :, :original]
 
 
+def block_indices(rows, cols, block, stride):
+    """gather_indices_2d: for each block of shape `block` at `stride` (VALID), its flat indices in a rows x cols grid,
+    row-major within the block; blocks in raster order."""
+    out = []
+    for top in range(0, rows - block[0] + 1, stride[0]):
+        for left in range(0, cols - block[1] + 1, stride[1]):
+            out.append([(top + r) * cols + left + c for r in range(block[0]) for c in range(block[1])])
+    return torch.tensor(out)
+
+
+def pad_to_multiple_2d(x, shape):
+    """x [B, h, H, W, d] zero-padded at the bottom and right to multiples of shape."""
+    rows, cols = x.shape[2], x.shape[3]
+    return torch.nn.functional.pad(x, (0, 0, 0, (-cols) % shape[1], 0, (-rows) % shape[0]))
+
+
+def gather_blocks_2d(x, indices):
+    """[B, h, H, W, d] -> [B, h, blocks, block size, d]."""
+    b, h, rows, cols, d = x.shape
+    return x.reshape(b, h, rows * cols, d)[:, :, indices]
+
+
+def masked_local_attention_2d(q, k, v, query_shape, memory_flange):
+    """common_attention.masked_local_attention_2d: q, k, v [B, heads, H, W, dk] (q already scaled). Each query block
+    sees its own block causally (raster order inside the block), and the memory flange: fh rows above it from fw
+    columns left of it to fw right of it, and fw columns to its left (get_memory_region). Flange positions whose key is
+    all zeros (padding: outside the image) are masked (embedding_to_padding); padded positions of the query block are
+    not (their keys and values are zero, so they only add exp(0) to a softmax's denominator, as in t2t)."""
+    b, h, rows, cols, dk = v.shape
+    (qh, qw), (fh, fw) = query_shape, memory_flange
+    q, k, v = (pad_to_multiple_2d(t, query_shape) for t in (q, k, v))
+    prow, pcol = q.shape[2], q.shape[3]
+    q_indices = block_indices(prow, pcol, query_shape, query_shape)
+    q_blocks = gather_blocks_2d(q, q_indices)
+
+    def memory(x):  # get_memory_region
+        center = gather_blocks_2d(x, q_indices)
+        padded = torch.nn.functional.pad(x, (0, 0, fw, fw, fh, 0))
+        parts = []
+        if fh > 0:
+            top = padded[:, :, :-qh]
+            parts.append(gather_blocks_2d(top, block_indices(top.shape[2], top.shape[3], (fh, qw + 2 * fw), query_shape)))
+        if fw > 0:
+            left = padded[:, :, fh:, :-(qw + fw)]
+            parts.append(gather_blocks_2d(left, block_indices(left.shape[2], left.shape[3], (qh, fw), query_shape)))
+        return (torch.cat(parts, dim=3) if parts else None), center
+
+    k_flange, k_center = memory(k)
+    v_flange, v_center = memory(v)
+    queries = qh * qw
+    center_bias = torch.triu(torch.full((queries, queries), -1e9, dtype=q.dtype), diagonal=1)
+    if k_flange is not None:
+        keys, values = torch.cat([k_flange, k_center], dim=3), torch.cat([v_flange, v_center], dim=3)
+        padding = (k_flange.abs().sum(-1) == 0).to(q.dtype) * -1e9  # [B, h, blocks, flange]
+        bias = torch.cat([padding[:, :, :, None, :].expand(-1, -1, -1, queries, -1),
+                          center_bias.expand(b, h, q_blocks.shape[2], queries, queries)], dim=4)
+    else:
+        keys, values, bias = k_center, v_center, center_bias
+    out = torch.softmax(q_blocks @ keys.transpose(-1, -2) + bias, dim=-1) @ values  # [B, h, blocks, Q, dk]
+    scattered = torch.zeros(b, h, prow * pcol, dk, dtype=q.dtype)  # scatter_blocks_2d
+    scattered[:, :, q_indices.reshape(-1)] = out.reshape(b, h, -1, dk)
+    return scattered.reshape(b, h, prow, pcol, dk)[:, :, :rows, :cols]
+
+
+def right_shift_blockwise(x, query_shape):
+    """common_attention.right_shift_blockwise: x [B, H, W, d]; inside each query block (raster order) every position
+    takes the one before it, the first takes zeros."""
+    b, rows, cols, d = x.shape
+    padded = pad_to_multiple_2d(x[:, None], query_shape)
+    prow, pcol = padded.shape[2], padded.shape[3]
+    indices = block_indices(prow, pcol, query_shape, query_shape)
+    blocks = gather_blocks_2d(padded, indices)
+    shifted = torch.nn.functional.pad(blocks, (0, 0, 1, 0))[:, :, :, :-1]
+    scattered = torch.zeros(b, 1, prow * pcol, d, dtype=x.dtype)
+    scattered[:, :, indices.reshape(-1)] = shifted.reshape(b, 1, -1, d)
+    return scattered.reshape(b, prow, pcol, d)[:, :rows, :cols]
+
+
 class ImageTransformer1D(torch.nn.Module):
-    def __init__(self, channels, width, depth, heads, ffn, block_length, classes, dropout=0.0):
+    def __init__(self, channels, width, depth, heads, ffn, block_length, classes, dropout=0.0, query_shape=None,
+                 memory_flange=None):
         super().__init__()
         self.channels, self.width, self.heads, self.block_length, self.dropout = channels, width, heads, block_length, dropout
+        # dec_attention_type local_2d (image_transformer_2d's layout in image_transformer's decoder) when given.
+        self.query_shape, self.memory_flange = query_shape, memory_flange
         self.channel_embedding = torch.nn.Parameter(torch.randn(256 * channels, width) * 0.3)  # get_channel_embeddings
         self.class_embedding = torch.nn.Parameter(torch.randn(classes, width) * 0.3) if classes else None
         self.layers = torch.nn.ModuleList()
@@ -95,8 +176,11 @@ class ImageTransformer1D(torch.nn.Module):
         d = self.width
         ids = images + 256 * torch.arange(channels)  # get_channel_embeddings: offset 256 x channel
         x = (self.channel_embedding * d ** 0.5)[ids]  # [B, H, W, C, d]
-        x = x.reshape(b, rows * cols * channels, d)
-        x = torch.nn.functional.pad(x, (0, 0, 1, 0))[:, :-1]  # shift_right_3d
+        if self.query_shape:  # prepare_decoder, local_2d: right_shift_blockwise
+            x = right_shift_blockwise(x.reshape(b, rows, cols * channels, d), self.query_shape)
+        else:
+            x = x.reshape(b, rows * cols * channels, d)
+            x = torch.nn.functional.pad(x, (0, 0, 1, 0))[:, :-1]  # shift_right_3d
         x = timing_signal_nd(x.reshape(b, rows, cols * channels, d)).reshape(b, -1, d)  # add_pos_signals
         if self.class_embedding is not None:
             x = x + (self.class_embedding * d ** 0.5)[labels][:, None, :]
@@ -109,7 +193,13 @@ class ImageTransformer1D(torch.nn.Module):
                 return t.reshape(b, -1, self.heads, dk).transpose(1, 2)
 
             q = split(a.query(x)) * dk ** -0.5
-            y = masked_local_attention_1d(q, split(a.key(x)), split(a.value(x)), self.block_length)
+            if self.query_shape:  # multihead_attention_2d over [B, H, W*C, d]
+                def grid(t):
+                    return t.reshape(b, self.heads, rows, cols * channels, dk)
+                y = masked_local_attention_2d(grid(q), grid(split(a.key(x))), grid(split(a.value(x))), self.query_shape,
+                                              self.memory_flange).reshape(b, self.heads, -1, dk)
+            else:
+                y = masked_local_attention_1d(q, split(a.key(x)), split(a.value(x)), self.block_length)
             y = a.output(y.transpose(1, 2).reshape(b, -1, d))
             x = layer.attention_norm(x + torch.nn.functional.dropout(y, self.dropout, self.training))  # "dan"
             y = layer.ffn.fc2(torch.relu(layer.ffn.fc1(x)))
@@ -117,9 +207,11 @@ class ImageTransformer1D(torch.nn.Module):
         return self.output(x)
 
 
-def fixture(folder, name, *, rows, cols, channels, width, depth, heads, ffn, block_length, classes, batch, seed):
+def fixture(folder, name, *, rows, cols, channels, width, depth, heads, ffn, block_length, classes, batch, seed,
+            query_shape=None, memory_flange=None):
     torch.manual_seed(seed)
-    model = ImageTransformer1D(channels, width, depth, heads, ffn, block_length, classes).double()
+    model = ImageTransformer1D(channels, width, depth, heads, ffn, block_length, classes, query_shape=query_shape,
+                               memory_flange=memory_flange).double()
     images = torch.randint(0, 256, (batch, rows, cols, channels))
     labels = torch.randint(0, classes, (batch,)) if classes else None
     logits = model(images, labels)
@@ -134,6 +226,8 @@ def fixture(folder, name, *, rows, cols, channels, width, depth, heads, ffn, blo
     save_file(tensors, os.path.join(folder, f"{name}.safetensors"))
     config = dict(rows=rows, cols=cols, channels=channels, width=width, depth=depth, heads=heads, ffn=ffn,
                   block_length=block_length, classes=classes, loss_nats=loss.item(),
+                  query_shape=list(query_shape) if query_shape else None,
+                  memory_flange=list(memory_flange) if memory_flange else None,
                   bits_per_dim=loss.item() / math.log(2), torch=torch.__version__)
     json.dump(config, open(os.path.join(folder, f"{name}.json"), "w"), indent=1)
     print(name, config)
@@ -160,6 +254,28 @@ def self_checks():
         assert torch.equal(out[:, :position + 1], base[:, :position + 1]), position
         if position < 47:
             assert not torch.equal(out[:, position + 1], base[:, position + 1]), position
+    # Local 2-D: in block raster order (query blocks in raster order, raster inside each), no logit sees its own
+    # sub-pixel or a later one.
+    model = ImageTransformer1D(3, 16, 2, 2, 32, 8, 0, query_shape=(2, 4), memory_flange=(2, 3)).double().eval()
+    images = torch.randint(0, 256, (1, 6, 6, 3))
+    base = model(images)
+    order = block_raster_order(6, 18, (2, 4))
+    rank = {position: i for i, position in enumerate(order)}
+    for position in [0, 3, 5, 17, 40, 77, 107]:
+        changed = images.clone().reshape(-1)
+        changed[position] = (changed[position] + 128) % 256
+        out = model(changed.reshape(1, 6, 6, 3))
+        for other in range(108):
+            if rank[other] <= rank[position]:
+                assert torch.equal(out[0, other], base[0, other]), (position, other)
+
+
+def block_raster_order(rows, cols, query_shape):
+    """The positions of a rows x cols grid in block raster order (the padded positions left out)."""
+    qh, qw = query_shape
+    prow, pcol = rows + (-rows) % qh, cols + (-cols) % qw
+    return [p // pcol * cols + p % pcol for block in block_indices(prow, pcol, query_shape, query_shape).tolist()
+            for p in block if p // pcol < rows and p % pcol < cols]
 
 
 if __name__ == "__main__":
@@ -171,3 +287,9 @@ if __name__ == "__main__":
             block_length=8, classes=3, batch=2, seed=1)
     fixture(folder, "image-transformer-grey-5x5-b8", rows=5, cols=5, channels=1, width=16, depth=2, heads=4, ffn=24,
             block_length=8, classes=0, batch=3, seed=2)
+    # Local 2-D attention on a 6 x (6 x 3) grid in query blocks of 2 x 4 (the width padded to 20) with a flange of
+    # 2 rows and 3 columns; and a grey 5 x 5 in blocks of 2 x 2 (padded to 6 x 6), flange 1 x 2, conditional.
+    fixture(folder, "image-transformer-2d-rgb-6x6-q2x4-f2x3", rows=6, cols=6, channels=3, width=16, depth=2, heads=2,
+            ffn=32, block_length=8, classes=0, batch=2, seed=3, query_shape=(2, 4), memory_flange=(2, 3))
+    fixture(folder, "image-transformer-2d-grey-5x5-q2x2-f1x2-cond", rows=5, cols=5, channels=1, width=16, depth=2,
+            heads=2, ffn=24, block_length=8, classes=2, batch=2, seed=4, query_shape=(2, 2), memory_flange=(1, 2))

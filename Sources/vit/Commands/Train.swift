@@ -103,6 +103,14 @@ struct Train: ParsableCommand {
     @Option(help: "Mixup alpha (0: off).") var mixup = defaults.mixing.mixupAlpha
     @Option(help: "CutMix alpha (0: off).") var cutmix = defaults.mixing.cutmixAlpha
     @Option(help: "Generation: sub-pixels per block of the Image Transformer's local attention (default 256).") var blockLength: Int?
+    @Option(
+        help:
+            "Generation: local 2-D attention in query blocks of ROWS,COLUMNS (columns count sub-pixels: 3 per RGB pixel), generating in block raster order (default: local 1-D attention)."
+    )
+    var queryShape: SizePair?
+    @Option(
+        help: "Generation, with --query-shape: the memory flange, ROWS above each block and COLUMNS each side (default 16,32, as t2t's).")
+    var memoryFlange: SizePair?
     @Flag(help: "Generation: condition the Image Transformer on the data's classes (vit generate --class NAME).") var conditional = false
     @Option(help: "Generation: test images scored after each epoch (default: all).") var evalImages: Int?
     @OptionGroup var runOptions: RunOptions<TrainingOptions>
@@ -119,8 +127,9 @@ struct Train: ParsableCommand {
         if task == .generation {
             return try runOptions.train(files: "model.safetensors, config.json, metrics.jsonl, curves.png") { try generationTrainer($0) }
         }
-        if blockLength != nil || conditional || evalImages != nil {
-            throw CommandFailure("--block-length, --conditional and --eval-images are for --task generation")
+        if blockLength != nil || conditional || evalImages != nil || queryShape != nil || memoryFlange != nil {
+            throw CommandFailure(
+                "--block-length, --query-shape, --memory-flange, --conditional and --eval-images are for --task generation")
         }
         if queries != nil || backboneInit != nil || backboneWidth != nil {
             throw CommandFailure("--queries, --backbone-init and --backbone-width are for --task detection")
@@ -216,3 +225,14 @@ struct RandAugmentSetting: ExpressibleByArgument {
 }
 
 extension Distillation.Kind: ExpressibleByArgument {}
+
+/// Two sizes written R,C (a 2-D block shape).
+struct SizePair: ExpressibleByArgument {
+    let values: [Int]
+    init?(argument: String) {
+        let parts = argument.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, parts.allSatisfy({ $0 >= 0 }) else { return nil }
+        values = parts
+    }
+    static var defaultValueDescription: String { "ROWS,COLUMNS" }
+}

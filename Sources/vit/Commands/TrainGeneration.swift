@@ -11,7 +11,8 @@ extension Train {
     static let generationOptions: Set<String> = [
         "--task", "--data", "--output", "-o", "--resume", "--epochs", "--batch-size", "--lr", "--warmup", "--seed", "--max-steps",
         "--precision", "--max-image-pixels", "--width", "--depth", "--heads", "--mlp-ratio", "--dropout", "--image-size", "--log-steps",
-        "--block-length", "--conditional", "--eval-images", "--data-reading", "--workers", "--shuffle-buffer", "--shuffle-initial",
+        "--block-length", "--query-shape", "--memory-flange", "--conditional", "--eval-images", "--data-reading", "--workers",
+        "--shuffle-buffer", "--shuffle-initial",
         "--max-bad-fraction"
     ]
 
@@ -51,13 +52,19 @@ extension Train {
         config.heads = heads ?? 4
         config.ffnWidth = Int((mlpRatio ?? 4) * Float(config.width))
         config.blockLength = blockLength ?? 256
+        if let queryShape {
+            if blockLength != nil { throw CommandFailure("--block-length is local 1-D attention's, --query-shape local 2-D's: give one") }
+            config.local2D = .init(queryShape: queryShape.values, memoryFlange: memoryFlange?.values ?? [16, 32])
+        } else if memoryFlange != nil {
+            throw CommandFailure("--memory-flange goes with --query-shape (local 2-D attention)")
+        }
         config.dropout = Self.given("--dropout") ? dropout : 0.3
         if conditional { (config.classCount, config.labels) = (train.classNames.count, train.classNames) }
         do { try config.validate() } catch { throw CommandFailure("\(error)") }
         GlobalRandom.seed(options.seed)
         let model = try ImageTransformer(config)
         printError(
-            "Image Transformer: \(config.imageSize)x\(config.imageSize)x\(config.channels) = \(config.sequenceLength) sub-pixels in blocks of \(config.blockLength), width \(config.width), \(config.depth) layers, \(config.heads) heads, FFN \(config.ffnWidth), dropout \(config.dropout)\(config.classCount > 0 ? ", conditioned on \(config.classCount) classes" : ""); \(model.parameterCount) parameters"
+            "Image Transformer: \(config.imageSize)x\(config.imageSize)x\(config.channels) = \(config.sequenceLength) sub-pixels, \(config.local2D.map { "local 2-D attention in blocks of \($0.queryShape[0])x\($0.queryShape[1]), flange \($0.memoryFlange[0])x\($0.memoryFlange[1])" } ?? "local 1-D attention in blocks of \(config.blockLength)"), width \(config.width), \(config.depth) layers, \(config.heads) heads, FFN \(config.ffnWidth), dropout \(config.dropout)\(config.classCount > 0 ? ", conditioned on \(config.classCount) classes" : ""); \(model.parameterCount) parameters"
         )
         return try GenerationTrainer(model: model, options: options, data: train, test: test, folder: folder)
     }
