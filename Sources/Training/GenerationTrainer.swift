@@ -76,7 +76,7 @@ public final class GenerationTrainer: Training<GenerationRecord> {
     public let test: (any TrainingImages)?
 
     /// The loader's normalisation that leaves every value as its 8-bit intensity (x / 255 / (1/255)).
-    static let rawMean: [Float] = [0, 0, 0], rawStd: [Float] = [1 / 255, 1 / 255, 1 / 255]
+    public static let rawMean: [Float] = [0, 0, 0], rawStd: [Float] = [1 / 255, 1 / 255, 1 / 255]
 
     public init(model: ImageTransformer, options: GenerationOptions, data: any TrainingImages, test: (any TrainingImages)?, folder: URL)
         throws

@@ -161,3 +161,17 @@ import Testing
         }
     }
 }
+
+@Suite struct IndependentCategoricalTests {
+    /// Uniform data costs 8 bits; data that repeats one image costs almost nothing at each position; an unseen value
+    /// costs log2(images + 256) bits (add-one smoothing).
+    @Test func bitsPerDimensionOfKnownCases() {
+        var uniform = IndependentCategorical(length: 2)
+        uniform.fit((0..<512).map { UInt8($0 / 2) })  // 256 images [v, v]: every value once at each position
+        #expect(abs(uniform.bitsPerDimension([7, 200]) - 8) < 1e-9)
+        var constant = IndependentCategorical(length: 3)
+        constant.fit([UInt8](repeating: 9, count: 3 * 1000))
+        #expect(constant.bitsPerDimension([9, 9, 9]) < 0.4)
+        #expect(abs(constant.bitsPerDimension([8, 8, 8]) - log2(1256.0)) < 1e-9)
+    }
+}

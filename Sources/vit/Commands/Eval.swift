@@ -44,13 +44,20 @@ struct Eval: ParsableCommand {
     var zeroshot = false
     @Option(help: "With --zeroshot, the prompt templates: cifar10 (18), imagenet (80), or a file of templates with {} for the class.")
     var templates = "imagenet"
+    @Flag(
+        help:
+            "With --task generation, instead of a --model: the bits/dim of a per-position independent categorical fitted to --data's training part (the sanity line a generative model must beat)."
+    )
+    var baseline = false
     @OptionGroup var dataReading: DataReadingOptions
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         switch task {
         case .generation:
-            if data == nil { throw ValidationError("--task generation scores --data's test part with an Image Transformer --model") }
+            if data == nil {
+                throw ValidationError("--task generation scores --data's test part with an Image Transformer --model (or --baseline)")
+            }
             if annotations != nil || detections != nil || zeroshot {
                 throw ValidationError("--annotations, --detections and --zeroshot are not for --task generation")
             }
