@@ -9,7 +9,7 @@ import Tensors
 /// before and the block in progress), so sub-pixel p costs one pass over position p alone: the same numbers as the
 /// full forward pass, whose logit p sees only positions < p. Without it, every sub-pixel runs the model over the
 /// whole sequence again (what the cache saves, measured by `vit generate --no-cache`). A local 2-D model draws in
-/// block raster order, without a cache (`usesCache`).
+/// block raster order.
 public struct ImageSampler {
     public let model: ImageTransformer
     public var temperature: Float = 1
@@ -19,8 +19,8 @@ public struct ImageSampler {
 
     public init(model: ImageTransformer) { self.model = model }
 
-    /// Whether draws run on the cache: asked for, and the model's attention is local 1-D.
-    public var usesCache: Bool { cached && model.config.local2D == nil }
+    /// Whether draws run on the cache (as asked).
+    public var usesCache: Bool { cached }
 
     /// `count` images (count · L sub-pixels, raster order), conditioned on `label` for a class-conditional model;
     /// `logits`, when given, receives every drawn position's logits [count, L, 256] (tests compare them with a full pass).
@@ -47,12 +47,16 @@ public struct ImageSampler {
         let labels = label.map { [Int](repeating: $0, count: count) }
         let state = usesCache ? DecodingState(model: model, count: count) : nil
         let order = model.generationOrder
+        // The position whose sub-pixel each position's input embeds: the one before it (local 2-D: before it in its block).
+        let sources =
+            model.config.grid.map { grid in grid.shiftedSources.map { $0 == length ? nil : $0 } }
+            ?? (0..<length).map { $0 == 0 ? nil : $0 - 1 }
         try Autograd.withNoGrad {
             for (t, p) in order.enumerated() {
                 let logits: Tensor = try Autocast.run(precision) {
                     if let state {
-                        return try state.step(
-                            position: p, previous: p == 0 ? nil : (0..<count).map { drawn[$0 * length + p - 1] }, labels: labels)
+                        let source = sources[p].map { s in (position: s, values: (0..<count).map { drawn[$0 * length + s] }) }
+                        return try state.step(position: p, source: source, labels: labels)
                     }
                     // [count, L, 256] -> position p: [count, 256]
                     return try model(drawn, labels: labels).slice(axis: 1, start: p, length: 1)
@@ -83,14 +87,24 @@ public struct ImageSampler {
     }
 }
 
-/// The keys and values of each layer's attention window while decoding: [N, h, 2·block, dk], the block before the
-/// current one in the first half, the current block in the second (t2t's `masked_local_attention_1d` window).
+/// The keys and values of each layer's attention window while decoding, [N, h, window, dk]. Local 1-D: the block
+/// before the current one in the first half, the current block in the second (t2t's `masked_local_attention_1d`
+/// window). Local 2-D: the current query block's memory flange (gathered once, when the block starts, from every
+/// position's keys and values so far) followed by the block itself (t2t's `masked_local_attention_2d` memory).
 final class DecodingState {
     let model: ImageTransformer
     let count: Int
-    let block: Int
+    /// Local 1-D's block (local 2-D: nil, `grid` instead).
+    let block: Int?
+    let grid: LocalAttention.Grid2D?
+    let window: Int
     let keys: [Tensor]
     let values: [Tensor]
+    /// Local 2-D: every position's keys and values so far, [N, h, L + 1, dk] (row L stays zero: padding).
+    let allKeys: [Tensor]
+    let allValues: [Tensor]
+    /// The local 2-D query block in progress.
+    private var currentBlock = -1
     /// [1, L, d] as a flat array, to take one position's row.
     let timing: [Float]
 
@@ -98,34 +112,79 @@ final class DecodingState {
         self.model = model
         self.count = count
         let c = model.config
-        let length = c.sequenceLength
-        let block = length < 2 * c.blockLength ? length : c.blockLength
-        self.block = block
-        let window = [count, c.heads, 2 * block, c.width / c.heads]
-        keys = (0..<c.depth).map { _ in Tensor.zeros(window) }
-        values = (0..<c.depth).map { _ in Tensor.zeros(window) }
+        let length = c.sequenceLength, h = c.heads, dk = c.width / c.heads
+        grid = c.grid
+        if let grid {
+            block = nil
+            window = grid.memorySize
+        } else {
+            let block = length < 2 * c.blockLength ? length : c.blockLength
+            self.block = block
+            window = 2 * block
+        }
+        let shape = [count, h, window, dk]
+        keys = (0..<c.depth).map { _ in Tensor.zeros(shape) }
+        values = (0..<c.depth).map { _ in Tensor.zeros(shape) }
+        let everything = grid == nil ? [] : [count, h, length + 1, dk]
+        allKeys = everything.isEmpty ? [] : (0..<c.depth).map { _ in Tensor.zeros(everything) }
+        allValues = everything.isEmpty ? [] : (0..<c.depth).map { _ in Tensor.zeros(everything) }
         timing = model.timing.tensor.toArray()
     }
 
-    /// The logits [N, 256] of position `position`, given the sub-pixel drawn at position − 1 (nil at 0).
-    func step(position p: Int, previous: [UInt8]?, labels: [Int]?) throws -> Tensor {
-        let c = model.config, d = c.width, heads = c.heads, dk = d / heads
-        let slot = block + p % block
-        if p > 0 && p % block == 0 {
-            // A new block: the one just finished becomes the block before.
-            for t in keys + values {
-                let plane = 2 * block * dk
-                for row in 0..<(count * heads) {
-                    let base = t.pointer + row * plane
-                    base.update(from: base + block * dk, count: block * dk)
+    /// Moves the windows to position p and returns its slot in them and the mask row over the window.
+    private func prepare(position p: Int) -> (slot: Int, bias: [Float]) {
+        let c = model.config, heads = c.heads, dk = c.width / c.heads
+        if let block {
+            let slot = block + p % block
+            if p > 0 && p % block == 0 {
+                // A new block: the one just finished becomes the block before.
+                for t in keys + values {
+                    for row in 0..<(count * heads) {
+                        let base = t.pointer + row * window * dk
+                        base.update(from: base + block * dk, count: block * dk)
+                    }
+                }
+            }
+            // The block before (from the second block on) and its own block up to the query.
+            var bias = [Float](repeating: -1e9, count: window)
+            for j in 0..<window where j <= slot && (j >= block || p >= block) { bias[j] = 0 }
+            return (slot, bias)
+        }
+        let grid = self.grid!
+        let q = grid.blockSize, flange = window - q
+        let place = grid.placeOfPosition[p]
+        let (n, i) = (place / q, place % q)
+        if n != currentBlock {
+            // A new query block: its flange from every position's keys and values (zeros outside the image), its
+            // own slots empty.
+            currentBlock = n
+            let length = c.sequenceLength
+            for (windowTensors, all) in [(keys, allKeys), (values, allValues)] {
+                for (w, a) in zip(windowTensors, all) {
+                    for row in 0..<(count * heads) {
+                        let target = w.pointer + row * window * dk, source = a.pointer + row * (length + 1) * dk
+                        for j in 0..<flange { (target + j * dk).update(from: source + grid.memory[n * window + j] * dk, count: dk) }
+                        (target + flange * dk).update(repeating: 0, count: q * dk)
+                    }
                 }
             }
         }
+        var bias = [Float](repeating: 0, count: window)
+        for j in 0..<flange where grid.flangeOutside[n][j] { bias[j] = -1e9 }
+        for j in 0..<q where j > i { bias[flange + j] = -1e9 }
+        return (flange + i, bias)
+    }
+
+    /// The logits [N, 256] of position `position`, given the sub-pixels its input embeds: those at `source` (the
+    /// position before it, or before it in its block), nil for none (zeros).
+    func step(position p: Int, source: (position: Int, values: [UInt8])?, labels: [Int]?) throws -> Tensor {
+        let c = model.config, d = c.width, heads = c.heads, dk = d / heads, length = c.sequenceLength
+        let (slot, bias) = prepare(position: p)
         let scale = Float(d).squareRoot()
         var x: Tensor  // [N, 1, d]
-        if let previous {
-            let channel = (p - 1) % c.channels
-            x = model.channelEmbedding.indexSelect(axis: 0, previous.map { Int($0) + 256 * channel }).reshape([count, 1, d]) * scale
+        if let source {
+            let channel = source.position % c.channels
+            x = model.channelEmbedding.indexSelect(axis: 0, source.values.map { Int($0) + 256 * channel }).reshape([count, 1, d]) * scale
         } else {
             x = Tensor.zeros([count, 1, d])
         }
@@ -133,24 +192,27 @@ final class DecodingState {
         if let classEmbedding = model.classEmbedding, let labels {
             x = x + (classEmbedding.indexSelect(axis: 0, labels) * scale).reshape([count, 1, d])
         }
-        // Slots the query at `slot` may see: the block before (from the second block on) and its own block up to it.
-        var bias = [Float](repeating: -1e9, count: 2 * block)
-        for j in 0..<(2 * block) where j <= slot && (j >= block || p >= block) { bias[j] = 0 }
-        let mask = Tensor(bias, shape: [1, 1, 1, 2 * block])
+        let mask = Tensor(bias, shape: [1, 1, 1, window])
         for (l, layer) in model.layers.enumerated() {
             let a = layer.attention
             let q = (a.query(x) * (1 / Float(dk).squareRoot())).reshape([count, 1, heads, dk]).permute([0, 2, 1, 3])  // [N, h, 1, dk]
-            // This position's key and value into the window: N · d numbers copied, once per layer and step.
-            for (projection, window) in [(a.key(x), keys[l]), (a.value(x), values[l])] {
-                let source = projection.cast(to: .float32).toArray()  // [N, 1, d]
-                for n in 0..<count {
-                    for head in 0..<heads {
-                        let target = window.pointer + ((n * heads + head) * 2 * block + slot) * dk
-                        source.withUnsafeBufferPointer { target.update(from: $0.baseAddress! + n * d + head * dk, count: dk) }
+            // This position's key and value into the window (and, local 2-D, among every position's): N · d numbers
+            // copied, once per layer and step.
+            for (projection, windowTensor, all) in [
+                (a.key(x), keys[l], allKeys.isEmpty ? nil : allKeys[l]), (a.value(x), values[l], allValues.isEmpty ? nil : allValues[l])
+            ] {
+                let computed = projection.cast(to: .float32).toArray()  // [N, 1, d]
+                computed.withUnsafeBufferPointer { from in
+                    for n in 0..<count {
+                        for head in 0..<heads {
+                            let row = from.baseAddress! + n * d + head * dk
+                            (windowTensor.pointer + ((n * heads + head) * window + slot) * dk).update(from: row, count: dk)
+                            if let all { (all.pointer + ((n * heads + head) * (length + 1) + p) * dk).update(from: row, count: dk) }
+                        }
                     }
                 }
             }
-            let weights = (q.matmul(keys[l], transposeOther: true) + mask).softmax()  // [N, h, 1, 2·block]
+            let weights = (q.matmul(keys[l], transposeOther: true) + mask).softmax()  // [N, h, 1, window]
             let attended = weights.matmul(values[l]).permute([0, 2, 1, 3]).reshape([count, 1, d])
             let h1 = layer.attentionNorm(x + a.output(attended))
             x = layer.ffnNorm(h1 + layer.ffn(h1))

@@ -81,7 +81,7 @@ struct Generate: ParsableCommand {
             String(
                 format: "%d samples of %dx%dx%d in %.1f s: %.3f samples/s (%@); wrote %@", count, size, size, c.channels, seconds,
                 Double(count) / max(seconds, 1e-9),
-                sampler.usesCache ? "cached keys and values" : c.local2D == nil ? "no cache" : "local 2-D attention, no cache", output))
+                sampler.usesCache ? "cached keys and values" : "no cache", output))
     }
 }
 
