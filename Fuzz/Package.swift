@@ -14,7 +14,8 @@ let package = Package(
                 .product(name: "Images", package: "SwiftViT"), .product(name: "Checkpoints", package: "SwiftViT"),
                 .product(name: "ViT", package: "SwiftViT"), .product(name: "Datasets", package: "SwiftViT"),
                 .product(name: "Tensors", package: "SwiftViT"), .product(name: "NN", package: "SwiftViT"),
-                .product(name: "CLIP", package: "SwiftViT"), .product(name: "Training", package: "SwiftViT")
+                .product(name: "CLIP", package: "SwiftViT"), .product(name: "Training", package: "SwiftViT"),
+                .product(name: "Generation", package: "SwiftViT")
             ],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])])
     ],

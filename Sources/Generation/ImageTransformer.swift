@@ -52,7 +52,18 @@ public struct ImageTransformerConfig: Codable, Equatable, Sendable {
     /// What cannot be built, as one line.
     public func validate() throws {
         var problems: [String] = []
-        if imageSize < 1 || !(1...4).contains(channels) { problems.append("images of \(imageSize) px and \(channels) channels") }
+        if !(1...1024).contains(imageSize) || !(1...4).contains(channels) {
+            problems.append("images of \(imageSize) px and \(channels) channels (1...1024 px, 1...4 channels)")
+        }
+        // A configuration is read from a file: sizes are bounded before anything is allocated from them (the timing
+        // table alone is L x width floats).
+        if width > 65_536 || depth > 1024 || ffnWidth > 1 << 20 || blockLength > 1 << 20 || classCount > 1 << 20
+            || Double(sequenceLength) * Double(max(width, 0)) > Double(1 << 28)
+        {
+            problems.append(
+                "sizes past what is built: width \(width), depth \(depth), FFN \(ffnWidth), block \(blockLength), \(classCount) classes, \(sequenceLength) sub-pixels"
+            )
+        }
         if width < 8 || heads < 1 || width % heads != 0 {
             problems.append("width \(width) must be at least 8 and divisible by \(heads) heads")
         }
@@ -62,7 +73,7 @@ public struct ImageTransformerConfig: Codable, Equatable, Sendable {
         if let labels, labels.count != classCount { problems.append("\(labels.count) class names for \(classCount) classes") }
         if let local2D {
             let (q, f) = (local2D.queryShape, local2D.memoryFlange)
-            if q.count != 2 || f.count != 2 || q.contains(where: { $0 < 1 }) || f.contains(where: { $0 < 0 }) {
+            if q.count != 2 || f.count != 2 || q.contains(where: { $0 < 1 || $0 > 4096 }) || f.contains(where: { $0 < 0 || $0 > 4096 }) {
                 problems.append("a 2-D query shape is two sizes of at least 1 and its flange two of at least 0, got \(q) and \(f)")
             }
         }

@@ -175,3 +175,29 @@ import Testing
         #expect(abs(constant.bitsPerDimension([8, 8, 8]) - log2(1256.0)) < 1e-9)
     }
 }
+
+/// An Image Transformer folder: the fixture's weights beside a config.json load as the fixture's model; hostile
+/// configurations are one error, before anything is allocated from them.
+@Suite struct ImageTransformerCheckpointTests {
+    @Test func aFolderLoadsAndHostileConfigurationsAreRefused() throws {
+        let folder = try temporaryFolder("swiftvit-it-folder")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.copyItem(
+            at: Fixtures.url("GenerationTests", "image-transformer-grey-5x5-b8.safetensors"),
+            to: folder.appendingPathComponent("model.safetensors"))
+        let config = folder.appendingPathComponent("config.json")
+        try FileManager.default.copyItem(at: Fixtures.url("GenerationTests", "image-transformer-grey-5x5-b8-config.json"), to: config)
+        #expect(ImageTransformerCheckpoint.holdsModel(folder))
+        let model = try ImageTransformerCheckpoint.load(folder)
+        let file = try SafetensorsFile(contentsOf: Fixtures.url("GenerationTests", "image-transformer-grey-5x5-b8.safetensors"))
+        let images = try file.integers("images").map { UInt8($0) }
+        expectClose(try model(images).toArray(), try file.tensor("logits").toArray(), tolerance: 1e-4)
+        let original = try String(contentsOf: config, encoding: .utf8)
+        for (field, value) in [("imageSize", "100000"), ("width", "1000000"), ("heads", "3"), ("depth", "-1"), ("blockLength", "0")] {
+            let hostile = original.replacingOccurrences(
+                of: "\"\(field)\" : \\d+", with: "\"\(field)\" : \(value)", options: .regularExpression)
+            try hostile.write(to: config, atomically: true, encoding: .utf8)
+            #expect(throws: FileError.self, "\(field) \(value)") { _ = try ImageTransformerCheckpoint.load(folder) }
+        }
+    }
+}

@@ -2,6 +2,7 @@ import CLIP
 import Checkpoints
 import Datasets
 import Foundation
+import Generation
 import Images
 import NN
 import Tensors
@@ -43,6 +44,12 @@ enum Harness: String, CaseIterable {
     case vocabulary
     /// A JSONL captions file beside one image, loaded as train-clip loads it, each caption tokenized.
     case captions
+    /// A WebDataset shard, streamed as vit train streams it: samples grouped by key, shuffled, labels read, images
+    /// decoded, resized and batched (a bad sample skipped).
+    case shard
+    /// An Image Transformer folder's config.json beside real weights, through `ImageTransformerCheckpoint.load` and
+    /// a forward pass.
+    case imagetransformer
 
     static let current: Harness = {
         let name = ProcessInfo.processInfo.environment["SWIFTVIT_FUZZ_TARGET"] ?? ""
@@ -196,6 +203,25 @@ enum Harness: String, CaseIterable {
             let vocab = file("vocab.json", Data(parts[0])), merges = file("merges.txt", Data(parts[1]))
             guard let tokenizer = try? CLIPTokenizer(vocabulary: vocab, merges: merges) else { return }
             _ = tokenizer.tokenize(String(decoding: parts[2], as: UTF8.self))
+        case .shard:
+            let url = file("shard-000000.tar", data)
+            var settings = StreamedImages.Settings()
+            (settings.workers, settings.shuffleBuffer, settings.shuffleInitial, settings.maxBadFraction) = (1, 4, 2, 1)
+            let stream = StreamedImages(
+                .shards([url]), count: 16, classNames: ["a", "b", "c"], size: ImageSizing.Resize(size: 8), needs: .label,
+                settings: settings)
+            var options = TrainingLoader.Options(batchSize: 4, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+            options.dropLast = false
+            let batches = stream.batches(options, epoch: 0, startBatch: 0)
+            while (try? batches.next()) != nil {}
+            batches.stop()
+        case .imagetransformer:
+            let folder = Self.folder(
+                "imagetransformer", with: ["model.safetensors": "GenerationTests/Fixtures/image-transformer-grey-5x5-b8.safetensors"])
+            try! data.write(to: folder.appendingPathComponent("config.json"))
+            guard let model = try? ImageTransformerCheckpoint.load(folder) else { return }
+            let length = model.config.sequenceLength
+            _ = try? model([UInt8](repeating: 7, count: length), labels: model.config.classCount > 0 ? [0] : nil)
         case .captions:
             let folder = Self.folder("captions", with: ["a.png": "ImagesTests/Fixtures/decode/rgb.png"])
             let url = folder.appendingPathComponent("captions.jsonl")
