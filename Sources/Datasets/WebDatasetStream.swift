@@ -65,6 +65,7 @@ extension WebDataset {
         private var shardIndex = 0
         private var reader: SampleReader?
         private var exhausted = false
+        private var samplesFromShard = 0
         /// What went wrong so far, a line each.
         public private(set) var problems: [String] = []
         /// Samples handed out (skipped ones included).
@@ -98,7 +99,8 @@ extension WebDataset {
             return buffer.removeLast()
         }
 
-        /// The next sample from the shards in order; nil when all are read.
+        /// The next sample from the shards in order; nil when all are read. A shard that ends without a sample (empty)
+        /// is reported as one.
         private func readSample() -> Sample? {
             while !exhausted {
                 if reader == nil {
@@ -112,9 +114,14 @@ extension WebDataset {
                         problems.append("\(error)")
                         continue
                     }
+                    samplesFromShard = 0
                 }
                 do {
-                    if let sample = try reader?.next() { return sample }
+                    if let sample = try reader?.next() {
+                        samplesFromShard += 1
+                        return sample
+                    }
+                    if samplesFromShard == 0 { problems.append("\(shardOrder[shardIndex - 1].path): holds no samples (an empty shard)") }
                 } catch {
                     problems.append("\(error)")
                 }

@@ -114,6 +114,9 @@ import Testing
         let cut = folder.appendingPathComponent("cut.tar")
         try Data(try Data(contentsOf: shards[0]).prefix(1500)).write(to: cut)
         shards.append(cut)
+        let empty = folder.appendingPathComponent("empty.tar")
+        try Data(count: 1024).write(to: empty)
+        shards.append(empty)
 
         // 40 good samples, 5 bad ones, and the cut shard's first sample without its label.
         let lenient = Self.stream(shards, count: 46, workers: 2, maxBad: 1)
@@ -130,6 +133,7 @@ import Testing
             #expect(lines.contains { $0.contains(expected) && $0.contains("bad-000000.tar") }, "\(expected) not in \(lines)")
         }
         #expect(lines.contains { $0.contains("cut.tar") && $0.contains("truncated") }, "\(lines)")
+        #expect(lines.contains { $0.contains("empty.tar: holds no samples") }, "\(lines)")
 
         let strict = Self.stream(shards, count: 46, workers: 2, maxBad: 0.01)
         #expect(throws: StreamError.self) { _ = try Self.all(strict.batches(options, epoch: 0, startBatch: 0)) }
