@@ -73,8 +73,10 @@ public struct DataReading {
         let resize = try ImageDataset.resolve(sizing, headersOf: all.map(\.data))
         // Without a resize the images keep their own (uniform, square) size: the first file's header tells it.
         let side = resize?.size ?? all.first.flatMap { try? $0.data() }.flatMap(ImageHeader.size).map { max($0.width, $0.height) } ?? 0
-        if mode == .auto && all.count * side * side * 3 <= memoryBudget {
-            return try inMemory(url, parts: parts, sizing: sizing, needs: needs)
+        if mode == .auto {
+            let decoded = all.count * side * side * 3
+            log(Self.decision(images: all.count, side: side, decoded: decoded, budget: memoryBudget))
+            if decoded <= memoryBudget { return try inMemory(url, parts: parts, sizing: sizing, needs: needs) }
         }
         guard let resize = resize ?? (side > 0 ? ImageSizing.Resize(size: side) : nil) else {
             throw StreamError("\(path): none of its images could be read")
@@ -151,6 +153,10 @@ public struct DataReading {
             result[part] = .streamed(self.streamed(.shards(shards), count: count, classNames: classNames, resize: resize, needs: needs))
             decodedBytes += count * resize.size * resize.size * 3
         }
+        if mode == .auto && needs != .caption {
+            let images = result.values.reduce(0) { $0 + $1.images.count }
+            log(Self.decision(images: images, side: resize.size, decoded: decodedBytes, budget: memoryBudget))
+        }
         if needs != .caption, mode == .memory || (mode == .auto && decodedBytes <= memoryBudget) {
             for (part, images) in result {
                 guard case .streamed(let stream) = images else { continue }
@@ -160,6 +166,14 @@ public struct DataReading {
             }
         }
         return result
+    }
+
+    /// Why `auto` reads a set in memory or streams it, in a line.
+    static func decision(images: Int, side: Int, decoded: Int, budget: Int) -> String {
+        let gib = { (bytes: Int) in String(format: "%.1f GiB", Double(bytes) / 1_073_741_824) }
+        return decoded <= budget
+            ? "\(images) images of \(side) px decode to \(gib(decoded)), within half the available memory (\(gib(budget))): read in memory"
+            : "\(images) images of \(side) px would decode to \(gib(decoded)), more than half the available memory (\(gib(budget))): streamed"
     }
 
     /// The size shards are brought to: `sizing`'s, or the first samples' own when they share one square size (else
