@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "Detection", targets: ["Detection"]),
         .library(name: "Hub", targets: ["Hub"]),
         .library(name: "Generation", targets: ["Generation"]),
+        .library(name: "Parallel", targets: ["Parallel"]),
         .executable(name: "vit", targets: ["vit"])
     ],
     dependencies: [
@@ -54,7 +55,9 @@ let package = Package(
         // evaluation and its metrics.
         .target(
             name: "Training",
-            dependencies: ["Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP", "Detection", "Generation"]),
+            dependencies: [
+                "Tensors", "NN", "Checkpoints", "ViT", "Images", "Datasets", "Plots", "CLIP", "Detection", "Generation", "Parallel"
+            ]),
         // CLIP: the tokenizer, the model (image and text towers), zero-shot classification, the contrastive loss.
         // OpenAI's BPE merges (MIT) ship with it, for CLIP folders that carry no tokenizer files.
         .target(
@@ -74,6 +77,9 @@ let package = Package(
             ]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
         .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
+        // Parallel: the ranks of an MPI job and their collectives, on Open MPI's library opened at run time (no build
+        // dependency: a machine without Open MPI builds and runs single-process).
+        .target(name: "Parallel"),
         // The Image Transformer: images generated one sub-pixel at a time.
         .target(name: "Generation", dependencies: ["Tensors", "NN", "Checkpoints"]),
         // The command-line tool.

@@ -242,15 +242,22 @@ final class SampleCursor {
     private var position: Int
     private var reported = 0
 
-    init(_ images: StreamedImages, seed: UInt64, epoch: Int, shuffle: Bool, skip: Int) {
+    private let share: DataShare
+    /// The global batch (files are shared out by rows of each global batch).
+    private let batchSize: Int
+
+    /// The epoch's samples from global position `skip` on (of shards: this rank's stream, from its `skip`-th sample).
+    init(_ images: StreamedImages, seed: UInt64, epoch: Int, shuffle: Bool, skip: Int, share: DataShare = .whole, batchSize: Int = 1) {
         self.images = images
+        self.share = share
+        self.batchSize = max(batchSize, 1)
         position = skip
         switch images.source {
         case .shards(let shards):
             let settings = images.settings
             stream = WebDataset.ShuffledStream(
                 shards: shards, seed: seed, epoch: epoch, bufferSize: shuffle ? settings.shuffleBuffer : 1,
-                initialFill: shuffle ? settings.shuffleInitial : 1, skip: skip, shuffleShards: shuffle)
+                initialFill: shuffle ? settings.shuffleInitial : 1, skip: skip, shuffleShards: shuffle, share: share)
         case .files(let files):
             order = Array(0..<files.count)
             if shuffle {
@@ -262,14 +269,18 @@ final class SampleCursor {
 
     /// The next sample, nil at the epoch's end.
     func next() -> StreamedImages.PendingSample? {
-        defer { position += 1 }
         if let stream {
+            defer { position += 1 }
             guard let sample = stream.next() else { return nil }
             let images = self.images
-            return .init(position: position, location: "\(sample.shard):\(sample.key)") {
+            // Positions seed each image's augmentation: a rank's stream numbers its samples apart from the others'.
+            return .init(position: position * share.ranks + share.rank, location: "\(sample.shard):\(sample.key)") {
                 try images.encoded(sample)
             }
         }
+        let mine = share.rows(of: batchSize)
+        while position < order.count && !mine.contains(position % batchSize) { position += 1 }
+        defer { position += 1 }
         guard case .files(let files) = images.source, position < order.count else { return nil }
         let file = files[order[position]]
         return .init(position: position, location: file.location) {
@@ -292,6 +303,8 @@ final class StreamLoader: TrainingBatches {
     private let options: TrainingLoader.Options
     private let epoch: Int
     let batchCount: Int
+    /// Samples in this process's part of each batch (all of it without data parallelism).
+    private let localBatchSize: Int
     private var nextToProduce: Int
     private let cursor: SampleCursor
     private var read = 0
@@ -303,7 +316,13 @@ final class StreamLoader: TrainingBatches {
         let size = max(options.batchSize, 1)
         batchCount = options.dropLast ? images.count / size : (images.count + size - 1) / size
         nextToProduce = startBatch
-        cursor = SampleCursor(images, seed: options.seed, epoch: epoch, shuffle: options.shuffle, skip: startBatch * size)
+        localBatchSize = options.share.rows(of: size).count
+        // A rank's shard stream holds only its own samples: it skips its share of the batches already trained.
+        let isShards: Bool
+        if case .shards = images.source { isShards = true } else { isShards = false }
+        cursor = SampleCursor(
+            images, seed: options.seed, epoch: epoch, shuffle: options.shuffle, skip: startBatch * (isShards ? localBatchSize : size),
+            share: options.share, batchSize: size)
         queue = PrefetchQueue(name: "SwiftViT stream loader") { [weak self] in self?.produceNext() }
     }
 
@@ -319,10 +338,10 @@ final class StreamLoader: TrainingBatches {
             let index = nextToProduce
             nextToProduce += 1
             var pending: [StreamedImages.PendingSample] = []
-            while pending.count < options.batchSize, let sample = cursor.next() { pending.append(sample) }
+            while pending.count < localBatchSize, let sample = cursor.next() { pending.append(sample) }
             for problem in cursor.takeProblems() { images.onProblem(problem) }
             // The stream ended early (a damaged shard): a training epoch drops the incomplete batch.
-            if pending.isEmpty || (options.dropLast && pending.count < options.batchSize) { return nil }
+            if pending.isEmpty || (options.dropLast && pending.count < localBatchSize) { return nil }
             let decoded = images.decodeAll(pending, augmentation: options.augmentation, seed: options.seed, epoch: epoch)
             var kept: [(image: RGBImage, sample: StreamedImages.EncodedSample, position: Int)] = []
             for (sample, result) in zip(pending, decoded) {
@@ -336,7 +355,7 @@ final class StreamLoader: TrainingBatches {
             read += pending.count
             // Within the epoch the fraction is judged over at least 1,000 samples (a few bad ones early on are not
             // yet a fraction); at its end over all it read.
-            let ended = nextToProduce == batchCount || pending.count < options.batchSize
+            let ended = nextToProduce == batchCount || pending.count < localBatchSize
             if Double(bad) > images.settings.maxBadFraction * Double(ended ? read : max(read, 1000)) {
                 return .failure(
                     StreamError(
@@ -369,7 +388,8 @@ final class StreamLoader: TrainingBatches {
         if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
         let labels = kept.map(\.sample.label)
         var targets: Tensor?
-        var rng = SeededGenerator(seed: TrainingLoader.mix(options.seed, UInt64(epoch), UInt64(index) + 1))
+        var rng = SeededGenerator(
+            seed: TrainingLoader.mix(options.seed &+ UInt64(options.share.rank) << 40, UInt64(epoch), UInt64(index) + 1))
         if options.mixing.enabled && kept.count > 1 && rng.nextFloat() < options.mixing.probability {
             targets = TrainingLoader.mix(batch, labels: labels, classes: images.classNames.count, mixing: options.mixing, using: &rng)
         }

@@ -20,6 +20,23 @@ public struct BatchMixing: Codable, Equatable, Sendable {
     public var enabled: Bool { mixupAlpha > 0 || cutmixAlpha > 0 }
 }
 
+/// Which part of each batch this process makes: all of it, or one rank's share when several ranks train together
+/// (data parallelism). Of an in-memory set or a stream of files, rank r of N takes rows [r·B/N, (r+1)·B/N) of global
+/// batch k, the batch one process would make, so N ranks see exactly the images of one process; shards are split
+/// by rank instead (rank r reads shards r, r+N, ... of the epoch's shard order), as webdataset's `split_by_node`.
+public struct DataShare: Sendable, Equatable {
+    public var rank: Int
+    public var ranks: Int
+    public init(rank: Int = 0, ranks: Int = 1) {
+        self.rank = rank
+        self.ranks = ranks
+    }
+    public static let whole = DataShare()
+
+    /// This rank's rows of a batch of `count`.
+    public func rows(of count: Int) -> Range<Int> { (count * rank / ranks)..<(count * (rank + 1) / ranks) }
+}
+
 /// One batch for a training or evaluation step.
 public struct TrainingBatch {
     /// Normalised images [B, 3, H, W].
@@ -40,9 +57,10 @@ public struct TrainingBatch {
 
 /// Batches of a data set held in memory, prepared on a background thread while the model computes.
 ///
-/// Everything random is drawn from generators seeded by (seed, epoch) for the order and (seed, epoch, batch) for the
-/// augmentation, so batch k of epoch e is the same whichever batch a run starts at: that is what makes `--resume`
-/// exact.
+/// Everything random is drawn from generators seeded by (seed, epoch) for the order, (seed, epoch, position in the
+/// epoch) for each image's augmentation and (seed, epoch, batch) for mixing, so batch k of epoch e is the same
+/// whichever batch a run starts at (that is what makes `--resume` exact), and an image is augmented the same whichever
+/// rank's share it falls in.
 public final class TrainingLoader: Sequence, IteratorProtocol {
     public struct Options: Sendable {
         public var batchSize: Int
@@ -54,6 +72,8 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
         public var mean: [Float]
         public var std: [Float]
         public var seed: UInt64 = 0
+        /// This process's part of each batch (`batchSize` stays the global batch).
+        public var share = DataShare.whole
 
         public init(batchSize: Int, mean: [Float], std: [Float]) {
             self.batchSize = batchSize
@@ -133,25 +153,31 @@ public final class TrainingLoader: Sequence, IteratorProtocol {
     }
 
     /// Seeds for (seed, epoch, batch) that differ in every argument (SplitMix64 then scrambles them).
-    static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
+    public static func mix(_ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
         a &* 0x9E37_79B9_7F4A_7C15 ^ (b &+ 1) &* 0xBF58_476D_1CE4_E5B9 ^ (c &+ 1) &* 0x94D0_49BB_1331_11EB
     }
 
     /// Augments, normalises, erases and mixes batch `index`.
     func makeBatch(_ index: Int) -> TrainingBatch {
-        var rng = SeededGenerator(seed: Self.mix(options.seed, UInt64(epoch), UInt64(index) + 1))
-        let members = Array(order[(index * options.batchSize)..<Swift.min((index + 1) * options.batchSize, order.count)])
+        let first = index * options.batchSize
+        let global = first..<Swift.min(first + options.batchSize, order.count)
+        let rows = options.share.rows(of: global.count)
+        let members = Array(order[(global.lowerBound + rows.lowerBound)..<(global.lowerBound + rows.upperBound)])
         let (w, h) = (dataset.width, dataset.height)
         let plane = w * h
         let images = Tensor(uninitializedShape: [members.count, 3, h, w])
         let out = images.pointer
         for (b, i) in members.enumerated() {
-            let image = options.augmentation.apply(dataset.image(i), using: &rng)
+            let position = global.lowerBound + rows.lowerBound + b
+            var draws = SeededGenerator(seed: Self.mix(options.seed ^ 0xA116_0000, UInt64(epoch), UInt64(position)))
+            let image = options.augmentation.apply(dataset.image(i), using: &draws)
             Self.write(image, into: out + b * 3 * plane, mean: options.mean, std: options.std)
-            if options.augmentation.randomErasing > 0 && rng.nextFloat() < options.augmentation.randomErasing {
-                Self.erase(out + b * 3 * plane, width: w, height: h, using: &rng)
+            if options.augmentation.randomErasing > 0 && draws.nextFloat() < options.augmentation.randomErasing {
+                Self.erase(out + b * 3 * plane, width: w, height: h, using: &draws)
             }
         }
+        // Mixing pairs images within the batch this process holds (each rank's share, as timm's Mixup under DDP).
+        var rng = SeededGenerator(seed: Self.mix(options.seed &+ UInt64(options.share.rank) << 40, UInt64(epoch), UInt64(index) + 1))
         let labels = members.map { dataset.labels[$0] }
         var targets: Tensor?
         if options.mixing.enabled && members.count > 1 && rng.nextFloat() < options.mixing.probability {

@@ -73,13 +73,15 @@ extension WebDataset {
 
         public init(
             shards: [URL], seed: UInt64, epoch: Int, bufferSize: Int = 1000, initialFill: Int = 100, skip: Int = 0,
-            shuffleShards: Bool = true
+            shuffleShards: Bool = true, share: DataShare = .whole
         ) {
             var order = SeededGenerator(seed: seed &* 0x9E37_79B9 &+ UInt64(epoch) &* 7_919 &+ 0x5EED)
-            shardOrder = shuffleShards ? shards.shuffled(using: &order) : shards
+            let epochOrder = shuffleShards ? shards.shuffled(using: &order) : shards
+            // Of several ranks, each reads every N-th shard of the epoch's order (webdataset's split_by_node).
+            shardOrder = stride(from: share.rank, to: epochOrder.count, by: share.ranks).map { epochOrder[$0] }
             self.bufferSize = max(bufferSize, 1)
             self.initialFill = min(max(initialFill, 1), max(bufferSize, 1))
-            rng = SeededGenerator(seed: seed &* 0x2545_F491 &+ UInt64(epoch) &* 104_729 &+ 0xB0FF)
+            rng = SeededGenerator(seed: (seed &+ UInt64(share.rank) << 40) &* 0x2545_F491 &+ UInt64(epoch) &* 104_729 &+ 0xB0FF)
             for _ in 0..<skip where next() != nil {}
         }
 

@@ -48,7 +48,11 @@ extension Tensor {
     /// Computes the gradient of this tensor with respect to every leaf that requires grad, adding it into the leaf's
     /// `grad`. Without an argument the tensor must hold one value (a loss); otherwise `gradient` is d(loss)/d(self).
     /// The recorded graph is released as it is consumed, as PyTorch does without `retain_graph`.
-    public func backward(_ gradient: Tensor? = nil) {
+    ///
+    /// `leafReady` is called with each leaf as soon as its gradient for this pass is final, i.e. once every op that
+    /// used it has been walked (PyTorch's gradient hooks, which DDP buckets by): data parallelism starts reducing the
+    /// first gradients while the rest of the pass is still running.
+    public func backward(_ gradient: Tensor? = nil, leafReady: ((Tensor) -> Void)? = nil) {
         precondition(requiresGrad, "backward() on a tensor that does not require grad: nothing recorded leads to it")
         let seed: Tensor
         if let gradient {
@@ -72,15 +76,28 @@ extension Tensor {
             }
         }
 
+        // How many recorded uses each leaf has left: the walk's order places a leaf after all its users, but not
+        // necessarily right after the last one, so a leaf is finished when its count reaches zero.
+        var usesLeft: [ObjectIdentifier: Int] = [:]
+        for tensor in order {
+            for input in tensor.gradNode?.inputs ?? [] where input.requiresGrad && input.gradNode == nil {
+                usesLeft[ObjectIdentifier(input), default: 0] += 1
+            }
+        }
         var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+        // A leaf: accumulate across uses and across backward() calls.
+        func finish(_ leaf: Tensor) {
+            guard let grad = pending.removeValue(forKey: ObjectIdentifier(leaf)) else { return }
+            leaf.grad = leaf.grad.map { $0 + grad } ?? grad
+            leafReady?(leaf)
+        }
         Autograd.withNoGrad {
             for tensor in order.reversed() {
-                guard let grad = pending.removeValue(forKey: ObjectIdentifier(tensor)) else { continue }
-                guard let node = tensor.gradNode else {
-                    // A leaf: accumulate across uses and across backward() calls.
-                    tensor.grad = tensor.grad.map { $0 + grad } ?? grad
+                guard tensor.gradNode != nil else {
+                    finish(tensor)
                     continue
                 }
+                guard let grad = pending.removeValue(forKey: ObjectIdentifier(tensor)), let node = tensor.gradNode else { continue }
                 let inputGrads = node.backward(grad)
                 precondition(inputGrads.count == node.inputs.count, "\(node.name) returned the wrong number of grads")
                 for (input, inputGrad) in zip(node.inputs, inputGrads) where input.requiresGrad {
@@ -92,6 +109,11 @@ extension Tensor {
                         "\(node.name) backward made a gradient of shape \(inputGrad.shape) for input \(input.shape)")
                     let key = ObjectIdentifier(input)
                     pending[key] = pending[key].map { $0 + inputGrad } ?? inputGrad
+                }
+                for input in node.inputs where input.requiresGrad && input.gradNode == nil {
+                    let key = ObjectIdentifier(input)
+                    usesLeft[key, default: 1] -= 1
+                    if usesLeft[key] == 0 { finish(input) }
                 }
                 tensor.gradNode = nil
             }

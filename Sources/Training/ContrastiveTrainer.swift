@@ -170,14 +170,34 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
 
     override func willRun() { model.train() }
 
-    /// The caption each image of batch `index` of `epoch` gets: drawn from (seed, epoch, batch) alone, so a resumed
-    /// run draws the same ones.
+    /// The caption each image of `batch` gets in `epoch`: drawn from (seed, epoch, the image) alone, so a resumed run
+    /// draws the same ones, and so does any rank the image falls to.
     func captions(for batch: TrainingBatch, epoch: Int) -> [String] {
-        var rng = SeededGenerator(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(epoch) << 32 ^ UInt64(batch.index) ^ 0xCA97_1095)
-        return batch.members.indices.map { b in
+        batch.members.indices.map { b in
+            var rng = SeededGenerator(seed: TrainingLoader.mix(options.seed ^ 0xCA97_1095, UInt64(epoch), UInt64(batch.members[b])))
             let choices = batch.captions?[b] ?? data.captions(of: batch.members[b]) ?? [""]
             return choices[Int(rng.next() % UInt64(max(choices.count, 1)))]
         }
+    }
+
+    /// Of several ranks: every rank's embeddings [N·B, E], in rank order, as one process of the global batch holds
+    /// them (open_clip's `gather_features`). The other ranks' rows are constants here; this rank's carry the gradient
+    /// N times over, since each of the N ranks computes the same loss and DDP averages their gradients: so each
+    /// encoder gets exactly the gradient of one process, and the temperature, which every rank sees whole, too.
+    private func gathered(_ local: Tensor, _ parallel: DataParallel) throws -> Tensor {
+        let (b, e) = (local.shape[0], local.shape[1])
+        let counts = try parallel.communicator.gather(UInt64(b))
+        guard Set(counts).count == 1 else {
+            throw TrainingError.badOptions(
+                "the ranks hold batches of \(counts.map(String.init).joined(separator: ", ")) images: contrastive training needs equal ones"
+            )
+        }
+        let all = try parallel.communicator.gather(local.toArray())
+        let parts = (0..<parallel.ranks).map { r in
+            r == parallel.rank
+                ? local.scalingGradient(by: Float(parallel.ranks)) : Tensor(Array(all[(r * b * e)..<((r + 1) * b * e)]), shape: [b, e])
+        }
+        return Tensor.concat(parts, axis: 0)
     }
 
     /// CLIP's symmetric cross-entropy on a batch of images and one caption of each.
@@ -190,7 +210,11 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
             return ids
         }
         let (images, texts) = Autocast.run(options.precision.dtype) { (model.encodeImage(batch.images), model.encodeText(tokens)) }
-        let loss = model.contrastiveLoss(imageEmbeddings: images.cast(to: .float32), textEmbeddings: texts.cast(to: .float32))
+        var (imageEmbeddings, textEmbeddings) = (images.cast(to: .float32), texts.cast(to: .float32))
+        if let parallel = dataParallel {
+            (imageEmbeddings, textEmbeddings) = (try gathered(imageEmbeddings, parallel), try gathered(textEmbeddings, parallel))
+        }
+        let loss = model.contrastiveLoss(imageEmbeddings: imageEmbeddings, textEmbeddings: textEmbeddings)
         let value = loss.item()
         return StepLoss(total: loss, checked: [value], sums: ["loss": Double(value)])
     }

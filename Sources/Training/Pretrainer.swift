@@ -120,6 +120,12 @@ public final class Pretrainer: Training<PretrainingRecord> {
             }
             mask = HardPatchesMining.mask(
                 predictedLoss: predicted, keep: keep, epoch: state.epoch, epochs: options.epochs, using: &random.generator)
+        } else if let share = dataParallel.map({ DataShare(rank: $0.rank, ranks: $0.ranks) }) {
+            // The noise of the whole global batch, as one process draws it, and this rank's rows of it: N ranks mask
+            // their images as one process would.
+            let noise = Tensor.uniform([loop.batchSize, n], using: &random.generator).toArray()
+            let first = share.rows(of: loop.batchSize).lowerBound
+            mask = PatchMask(noise: Tensor(Array(noise[(first * n)..<((first + b) * n)]), shape: [b, n]), keep: keep)
         } else {
             mask = PatchMask.random(batch: b, patches: n, keep: keep, using: &random.generator)
         }

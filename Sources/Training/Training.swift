@@ -27,8 +27,8 @@ open class Training<Record: TrainingRecord> {
     /// by the task).
     public let images: any TrainingImages
     let loop: RunLoopSettings
-    /// How the loop's batches are made (normalisation, augmentation, mixing, seed).
-    let loaderOptions: TrainingLoader.Options
+    /// How the loop's batches are made (normalisation, augmentation, mixing, seed, this rank's share).
+    private(set) var loaderOptions: TrainingLoader.Options
     /// The metadata key the checkpoint's state is saved under ("swiftvit_training", ...).
     let checkpointKey: String
     let optimizer: any Optimizer
@@ -44,6 +44,12 @@ open class Training<Record: TrainingRecord> {
     public var stepLimit: Int?
     /// Where each step's line goes when set (`StepLog`, `--log-steps`): its loss terms, rate and images.
     public var stepLog: URL?
+    /// The seconds each step of this run took (forward, backward, the gradients' allreduce, the update).
+    public private(set) var stepSeconds: [Double] = []
+    /// The ranks this run trains with, when an MPI launcher started it (`distribute(over:)`); nil: this process alone.
+    public private(set) var dataParallel: DataParallel?
+    /// Whether this process writes the run's files: the only one, or rank 0 of several.
+    public var writesFiles: Bool { dataParallel.map { $0.rank == 0 } ?? true }
 
     public var stepsPerEpoch: Int { images.count / loop.batchSize }
     public var epochs: Int { loop.epochs }
@@ -84,6 +90,24 @@ open class Training<Record: TrainingRecord> {
         AtomicFile.removeStaleTemporaries(in: folder)
     }
 
+    /// Trains as one rank of several (see `DataParallel`): each rank takes its share of every global batch of
+    /// `--batch-size` images, which the ranks must divide.
+    public func distribute(over parallel: DataParallel) throws {
+        guard parallel.ranks > 1 else { return }
+        guard loop.batchSize % parallel.ranks == 0 else {
+            throw TrainingError.badOptions(
+                "the global batch of \(loop.batchSize) images does not divide among \(parallel.ranks) ranks (--batch-size is per rank; a resumed run keeps its global batch)"
+            )
+        }
+        if let stream = images as? StreamedImages, case .shards(let shards) = stream.source, shards.count < parallel.ranks {
+            throw TrainingError.badOptions(
+                "\(shards.count) shard\(shards.count == 1 ? "" : "s") cannot feed \(parallel.ranks) ranks: each rank reads shards of its own (split the data into at least as many shards as ranks)"
+            )
+        }
+        dataParallel = parallel
+        loaderOptions.share = DataShare(rank: parallel.rank, ranks: parallel.ranks)
+    }
+
     // MARK: What a trainer supplies
 
     /// The loss of one batch, with what the epoch's record sums (the forward pass; the loop checks, backpropagates and
@@ -117,51 +141,117 @@ open class Training<Record: TrainingRecord> {
 
     private func runEpochs() throws -> Outcome {
         willRun()
+        try dataParallel.map(startReplicas)
         let log = try stepLog.map { try StepLog(url: $0, keepingSteps: state.step) }
         defer { log?.close() }
         var stepsThisRun = 0
         while state.epoch < loop.epochs {
             let loader = images.batches(loaderOptions, epoch: state.epoch, startBatch: state.batch)
             defer { loader.stop() }
-            while let batch = try loader.next() {
+            while let batch = try nextBatch(loader) {
                 let started = Date()
-                let sums = try step(batch)
+                // A stop waits for the end of an accumulation: the gradients gathered so far are not saved.
+                let betweenUpdates = (batch.index + 1) % loop.accumulate == 0
+                let (sums, stop) = try step(batch) { [self] in
+                    betweenUpdates && (shouldStop() || stepsThisRun + 1 >= (stepLimit ?? .max))
+                }
                 try log?.append(step: state.step, epoch: state.epoch, batch: batch, learningRate: optimizer.learningRate, sums: sums)
                 state.trainingSeconds += Date().timeIntervalSince(started)
+                stepSeconds.append(Date().timeIntervalSince(started))
                 stepsThisRun += 1
-                // A stop waits for the end of an accumulation: the gradients gathered so far are not saved.
-                let betweenUpdates = state.batch % loop.accumulate == 0
-                if state.batch < loader.batchCount, betweenUpdates, shouldStop() || stepsThisRun >= (stepLimit ?? .max) {
+                if state.batch < loader.batchCount, stop {
                     // The model too, so that a run stopped before its first epoch ends still leaves one to load.
                     try save(endOfEpoch: false)
                     return .stopped
                 }
             }
             try finishEpoch()
-            if state.epoch < loop.epochs, shouldStop() || stepsThisRun == stepLimit { return .stopped }
+            if state.epoch < loop.epochs, try agreed(shouldStop() || stepsThisRun == stepLimit) { return .stopped }
         }
         return .finished
     }
 
+    /// The loader's next batch; with several ranks, nil on all of them as soon as one has none (a stream that ended
+    /// early), and a failure on one stops them all (that rank throws its error, the others say which rank failed).
+    private func nextBatch(_ loader: any TrainingBatches) throws -> TrainingBatch? {
+        guard let parallel = dataParallel else { return try loader.next() }
+        var batch: TrainingBatch?, failure: Error?
+        do { batch = try loader.next() } catch { failure = error }
+        let flags = try parallel.communicator.any([batch == nil, failure != nil])
+        if flags[1] { parallel.failedTogether = true }
+        if let failure { throw failure }
+        if flags[1] { throw TrainingError.otherRankFailed }
+        return flags[0] ? nil : batch
+    }
+
+    /// Whether this rank or any other wants `wanted`.
+    private func agreed(_ wanted: Bool) throws -> Bool {
+        guard let parallel = dataParallel else { return wanted }
+        return try parallel.communicator.any([wanted])[0]
+    }
+
+    /// Before the first step of several ranks: rank 0's weights (model, average, teacher) in every rank.
+    private func startReplicas(_ parallel: DataParallel) throws {
+        let groups = checkpointTensors()
+        try parallel.broadcast(["model", "ema", "teacher"].flatMap { sortedTensors(groups[$0] ?? [:]) })
+        buffers = sortedTensors(groups["model"] ?? [:]).filter { !$0.requiresGrad }
+        gradientBuckets = parallel.gradientBuckets(for: optimizer.allParameters)
+    }
+
+    private func sortedTensors(_ group: [String: Tensor]) -> [Tensor] { group.sorted { $0.key < $1.key }.map(\.value) }
+
+    /// The model's tensors that are not trained (batch norm's running statistics, fixed position tables), which
+    /// rank 0 broadcasts before each update; and the gradient buckets. Set when the ranks start.
+    private var buffers: [Tensor] = []
+    private var gradientBuckets: GradientBuckets?
+
     /// Forward and backward on `batch`, and an optimiser update when it completes an accumulation (every batch
-    /// without accumulation; else every N-th, and the last of the epoch). Returns what the step adds to the epoch's sums.
-    private func step(_ batch: TrainingBatch) throws -> [String: Double] {
+    /// without accumulation; else every N-th, and the last of the epoch). Returns what the step adds to the epoch's
+    /// sums, and whether the run stops after it (`wantsStop`, asked before the update, agreed by every rank).
+    private func step(_ batch: TrainingBatch, wantsStop: () -> Bool) throws -> (sums: [String: Double], stop: Bool) {
         let accumulate = loop.accumulate
         let updates = (batch.index + 1) % accumulate == 0 || batch.index + 1 == stepsPerEpoch
         // The rate of the accumulation's first batch: N accumulated batches step as one batch N times larger would.
         optimizer.learningRate = schedule.learningRate(at: state.step - batch.index % accumulate)
         let loss = try self.loss(on: batch)
-        if let bad = loss.checked.first(where: { !$0.isFinite }) {
+        var bad = loss.checked.first(where: { !$0.isFinite })
+        let total = accumulate > 1 ? loss.total * (1 / Float(accumulate)) : loss.total
+        var sums = loss.sums
+        var stop: Bool
+        if let parallel = dataParallel, let buckets = gradientBuckets {
+            if updates {
+                try parallel.broadcast(buffers)
+                buckets.begin()
+                total.backward(leafReady: buckets.ready)
+                try buckets.finish()
+            } else {
+                total.backward()
+            }
+            // One collective for the step: the ranks' sums averaged, any rank's bad loss, any rank's stop request.
+            let names = sums.keys.sorted()
+            let values = names.map { sums[$0] ?? 0 } + [bad == nil ? 0 : 1, wantsStop() ? 1 : 0]
+            let summed = try parallel.communicator.sum(values)
+            for (i, name) in names.enumerated() { sums[name] = summed[i] / Double(parallel.ranks) }
+            if summed[names.count] > 0 {
+                parallel.failedTogether = true
+                if bad == nil { bad = .nan }
+            }
+            stop = summed[names.count + 1] > 0
+        } else {
+            stop = false
+            if bad == nil { total.backward() }
+        }
+        if let bad {
             throw TrainingError.nonFiniteLoss(value: bad, epoch: state.epoch, batch: batch.index, checkpoint: keptCheckpoint)
         }
-        (accumulate > 1 ? loss.total * (1 / Float(accumulate)) : loss.total).backward()
+        if dataParallel == nil { stop = wantsStop() }
         if updates {
             if loop.gradientClip > 0 { clipGradientNorm(optimizer.allParameters, maxNorm: loop.gradientClip) }
             optimizer.step()
             optimizer.zeroGrad()
             afterUpdate()
         }
-        for (name, value) in loss.sums { state.sums[name, default: 0] += value }
+        for (name, value) in sums { state.sums[name, default: 0] += value }
         state.seen += batch.images.shape[0]
         state.step += 1
         state.batch = batch.index + 1
@@ -170,15 +260,20 @@ open class Training<Record: TrainingRecord> {
                 TrainingStep(
                     epoch: state.epoch, batch: batch.index, batches: stepsPerEpoch, learningRate: optimizer.learningRate,
                     averages: runningAverages())))
-        return loss.sums
+        return (sums, stop)
     }
 
     private func finishEpoch() throws {
         let started = Date()
         let totals = EpochTotals(
             epoch: state.epoch + 1, sums: state.sums, steps: max(state.batch, 1), images: max(state.seen, 1),
-            learningRate: Double(optimizer.learningRate), imagesPerSecond: Double(state.seen) / max(state.trainingSeconds, 1e-9),
+            learningRate: Double(optimizer.learningRate),
+            imagesPerSecond: Double(state.seen * (dataParallel?.ranks ?? 1)) / max(state.trainingSeconds, 1e-9),
             seconds: state.trainingSeconds, precision: loop.precision.rawValue)
+        if let parallel = dataParallel {
+            let groups = checkpointTensors()
+            try parallel.checkReplicas(["model", "ema"].flatMap { sortedTensors(groups[$0] ?? [:]) }, epoch: state.epoch + 1)
+        }
         var record = try self.record(of: totals)
         record.seconds = totals.seconds + Date().timeIntervalSince(started)
         state.history.append(record)
@@ -203,6 +298,8 @@ open class Training<Record: TrainingRecord> {
             throw TrainingError.nonFiniteWeights(
                 names: bad, epoch: state.batch == 0 ? state.epoch - 1 : state.epoch, checkpoint: keptCheckpoint)
         }
+        // Of several ranks, rank 0 alone writes (the replicas are identical).
+        guard writesFiles else { return }
         try saveModel(endOfEpoch: endOfEpoch)
         try MetricsFile.write(state.history, to: folder.appendingPathComponent("metrics.jsonl"))
         if let figure = curves() { try PNG.write(figure, to: folder.appendingPathComponent("curves.png")) }

@@ -160,6 +160,10 @@ public enum TrainingError: Error, CustomStringConvertible {
     case nonFiniteLoss(value: Float, epoch: Int, batch: Int, checkpoint: URL?)
     case badCheckpoint(URL, String)
     case nonFiniteWeights(names: [String], epoch: Int, checkpoint: URL?)
+    /// Data parallelism: another rank failed (it says why) and every rank stops.
+    case otherRankFailed
+    /// Data parallelism: the ranks' parameters differ after `epoch` (1-based): those of `ranks` differ from rank 0's.
+    case replicasDiverged(epoch: Int, ranks: [String])
 
     public var description: String {
         switch self {
@@ -179,6 +183,11 @@ public enum TrainingError: Error, CustomStringConvertible {
             let shown = names.prefix(3).joined(separator: ", ") + (names.count > 3 ? " and \(names.count - 3) more" : "")
             return "the weights became NaN or infinite in epoch \(epoch + 1) (\(shown)); training stopped and \(kept). "
                 + "Try a lower --lr, a longer --warmup or --clip-grad."
+        case .otherRankFailed: return "another rank failed (its message says why); every rank stopped at the same step"
+        case let .replicasDiverged(epoch, ranks):
+            return
+                "after epoch \(epoch) the parameters of rank \(ranks.joined(separator: ", ")) differ from rank 0's: the replicas diverged "
+                + "(a nondeterministic kernel or a rank with other data or options); training stopped"
         }
     }
 }

@@ -58,5 +58,12 @@ final class ProgressBar {
 
 /// Writes a line to stderr.
 func printError(_ message: String) {
+    // Of several ranks, rank 0 tells the run's story; the others say only what went wrong on their side (a sample
+    // skipped in their shards, a damaged shard, an error), with their rank.
+    if let rank = MPIJob.rank, rank > 0 {
+        guard ["skipped", "error", "warning", "/"].contains(where: { message.hasPrefix($0) }) else { return }
+        FileHandle.standardError.write(Data("rank \(rank): \(message)\n".utf8))
+        return
+    }
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }

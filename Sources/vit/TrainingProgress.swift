@@ -34,6 +34,8 @@ final class TrainingProgress {
         }
         let progress = TrainingProgress(batchSize: training.batchSize, epochs: training.epochs)
         training.onEvent = { event in
+            // Of several ranks, rank 0 shows the run.
+            guard training.writesFiles else { return }
             switch event {
             case .step(let step): progress.step(step)
             case .evaluating(let images):
@@ -45,7 +47,19 @@ final class TrainingProgress {
         }
         interrupt.checkpoint = FileManager.default.fileExists(atPath: training.checkpointURL.path) ? training.checkpointURL : nil
         interrupt.trainingStarted()
-        switch try training.run() {
+        let outcome = try training.run()
+        // The rate of the steps after the first two (which include the first batches' preparation), for comparing
+        // setups (`docs/parallel/measure.sh`).
+        let timed = training.stepSeconds.dropFirst(2)
+        if timed.count >= 2 {
+            printError(
+                String(
+                    format: "speed: %.1f img/s over steps 3-%d (batch %d: %.0f ms a step)",
+                    Double(timed.count * training.batchSize) / timed.reduce(0, +), training.stepSeconds.count, training.batchSize,
+                    timed.reduce(0, +) / Double(timed.count) * 1000))
+        }
+        if let parallel = training.dataParallel { printError(parallel.summary) }
+        switch outcome {
         case .finished:
             printError("done: \(output) (\(files))")
         case .stopped:

@@ -26,7 +26,9 @@ struct VIT: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            MPIJob.end(failed: false)
         } catch let exit as ExitCode {
+            MPIJob.end(failed: exit.rawValue == 2)
             Foundation.exit(exit.rawValue)
         } catch {
             // The parser reports a wrong command line (and --help) by throwing too: its exit code tells them apart
@@ -34,6 +36,7 @@ struct VIT: ParsableCommand {
             let code = exitCode(for: error)
             guard code == .success || code == .validationFailure else {
                 printError("error: \(error)")
+                MPIJob.end(failed: true)
                 Foundation.exit(2)
             }
             let message = fullMessage(for: error)

@@ -76,6 +76,12 @@ extension Tensor {
 
     public static func + (a: Tensor, b: Tensor) -> Tensor { a.binaryOp(.add, b) }
     public static func - (a: Tensor, b: Tensor) -> Tensor { a.binaryOp(.sub, b) }
+    /// The same values, with the gradient multiplied by `factor` on its way back. Data parallelism's gathered
+    /// contrastive features use it: a rank's own rows carry the gradient of every rank's copy of the loss.
+    public func scalingGradient(by factor: Float) -> Tensor {
+        record(detach(), inputs: [self], "scale_gradient") { g in [g * factor] }
+    }
+
     public static func * (a: Tensor, b: Tensor) -> Tensor { a.binaryOp(.mul, b) }
     public static func / (a: Tensor, b: Tensor) -> Tensor { a.binaryOp(.div, b) }
 

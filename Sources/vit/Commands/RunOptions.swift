@@ -15,7 +15,8 @@ struct RunOptions<R: Recipe>: ParsableArguments {
     )
     var resume = false
     @Option(help: "Epochs (default: \(R().epochs)).") var epochs: Int?
-    @Option(help: "Images per step (default: \(R().batchSize)).") var batchSize: Int?
+    @Option(help: "Images per step (default: \(R().batchSize)); under mpirun, per rank: the global batch is N times larger.")
+    var batchSize: Int?
     @Option(help: "Peak learning rate, reached at the end of the warm-up (default: \(R.learningRateDefault)).") var lr: Float?
     @Option(help: "Learning rate at the end of the cosine decay (default: \(R().minLearningRate)).") var minLR: Float?
     @Option(help: "Warm-up epochs, linear from 0 (default: \(R.warmupDefault)).") var warmup: Float?
@@ -57,7 +58,9 @@ struct RunOptions<R: Recipe>: ParsableArguments {
     func apply<S: Recipe>(to recipe: S, flags: [String: String] = [:]) throws -> S {
         var recipe = recipe
         if let epochs { recipe.epochs = epochs }
-        if let batchSize { recipe.batchSize = batchSize }
+        // Under mpirun the option is per rank, as a DDP script's; the recipe holds the global batch (what the batch
+        // rules, as MAE's blr x batch / 256, and a resumed run see).
+        recipe.batchSize = (batchSize ?? recipe.batchSize) * (try MPIJob.ranks())
         if let lr { recipe.peakLearningRate = lr }
         if let minLR { recipe.minLearningRate = minLR }
         if let warmup { recipe.warmupEpochs = warmup }
@@ -74,8 +77,10 @@ struct RunOptions<R: Recipe>: ParsableArguments {
     /// the progress bar, --max-steps, a stop request, and the files it wrote (`files`).
     func train<Record>(files: String, start: (URL) throws -> Training<Record>) throws {
         let interrupt = Interrupt()
+        let job = try MPIJob.current()
         let training = try start(URL(fileURLWithPath: output))
-        if logSteps { training.stepLog = URL(fileURLWithPath: output).appendingPathComponent("steps.jsonl") }
+        if let job { try training.distribute(over: job) }
+        if logSteps && training.writesFiles { training.stepLog = URL(fileURLWithPath: output).appendingPathComponent("steps.jsonl") }
         try TrainingProgress.run(training, maxSteps: maxSteps, interrupt: interrupt, output: output, files: files)
     }
 
