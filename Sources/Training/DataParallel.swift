@@ -8,7 +8,7 @@ import Tensors
 /// - the recipe's batch is the global one: each rank trains on its share of each global batch (`TrainingLoader`'s
 ///   `share`), so the rules that depend on the batch (MAE's `blr x batch / 256`, the schedule's steps) see the global
 ///   batch, and N ranks of B/N images step as one process of B would;
-/// - gradients are averaged by allreduce in buckets of about 25 MB, in reverse declaration order (the order the
+/// - gradients are averaged by allreduce in buckets of about 25 MB (the first 1 MB), in reverse declaration order (the order the
 ///   backward pass finishes them in), each bucket started as soon as its last gradient is final, on the MPI thread,
 ///   while the backward pass goes on; the buckets are started in the same order on every rank;
 /// - buffers that are not trained (batch norm's running statistics) are rank 0's, broadcast before each update
@@ -21,8 +21,10 @@ public final class DataParallel {
     public let communicator: Communicator
     public var rank: Int { communicator.rank }
     public var ranks: Int { communicator.size }
-    /// Gradient bytes per allreduce bucket (DDP's `bucket_cap_mb`, 25 MB).
+    /// Gradient bytes per allreduce bucket (DDP's `bucket_cap_mb`, 25 MB), and of the first bucket (DDP's 1 MB: the
+    /// last layers' gradients, ready first, start travelling early even in a small model).
     public static let bucketBytes = 25 << 20
+    public static let firstBucketBytes = 1 << 20
 
     /// Seconds the allreduces took on the MPI thread, and seconds the training thread waited for them after its
     /// backward pass: what the overlap did not hide.
@@ -110,7 +112,8 @@ final class GradientBuckets {
         index = Dictionary(self.parameters.enumerated().map { (ObjectIdentifier($0.element), $0.offset) }, uniquingKeysWith: { a, _ in a })
         var buckets: [[Int]] = [[]], bucketOf: [Int] = [], offset: [Int] = [], filled = 0
         for (i, p) in self.parameters.enumerated() {
-            if filled > 0 && (filled + p.count) * 4 > DataParallel.bucketBytes {
+            let cap = buckets.count == 1 ? DataParallel.firstBucketBytes : DataParallel.bucketBytes
+            if filled > 0 && (filled + p.count) * 4 > cap {
                 buckets.append([])
                 filled = 0
             }
