@@ -1,9 +1,10 @@
 /// Reverse-mode automatic differentiation.
 ///
 /// Every op that runs while recording, on inputs of which at least one requires grad, attaches a `GradNode` to its
-/// output: the inputs and a closure mapping the output's gradient to the inputs' gradients. `backward()` orders the
-/// recorded nodes (this order is the tape), walks it from the loss back to the leaves, and adds each leaf's gradient
-/// into `leaf.grad`. Gradients are never changed in place once made, so two inputs may safely share one.
+/// output: the inputs and a closure mapping the output's gradient to the inputs' gradients. `backward()` walks the
+/// recorded nodes from the loss back to the leaves, each once all its users have passed their gradients on, and adds
+/// each leaf's gradient into `leaf.grad`. Gradients are never changed in place once made, so two inputs may safely
+/// share one.
 
 /// One recorded op.
 final class GradNode {
@@ -63,59 +64,53 @@ extension Tensor {
             seed = Tensor.ones(shape)
         }
 
-        // Post-order depth-first walk: every tensor comes after all the tensors it was computed from.
-        var order: [Tensor] = []
-        var visited = Set<ObjectIdentifier>()
-        var stack: [(tensor: Tensor, expanded: Bool)] = [(self, false)]
-        while let (tensor, expanded) = stack.popLast() {
-            if expanded { order.append(tensor); continue }
-            guard visited.insert(ObjectIdentifier(tensor)).inserted else { continue }
-            stack.append((tensor, true))
+        // Every tensor the loss depends on, with how many recorded uses of it there are (a use per input slot).
+        var usesLeft: [ObjectIdentifier: Int] = [:]
+        var visited: Set<ObjectIdentifier> = [ObjectIdentifier(self)]
+        var toVisit = [self]
+        while let tensor = toVisit.popLast() {
             for input in tensor.gradNode?.inputs ?? [] where input.requiresGrad {
-                if !visited.contains(ObjectIdentifier(input)) { stack.append((input, false)) }
+                usesLeft[ObjectIdentifier(input), default: 0] += 1
+                if visited.insert(ObjectIdentifier(input)).inserted { toVisit.append(input) }
             }
         }
 
-        // How many recorded uses each leaf has left: the walk's order places a leaf after all its users, but not
-        // necessarily right after the last one, so a leaf is finished when its count reaches zero.
-        var usesLeft: [ObjectIdentifier: Int] = [:]
-        for tensor in order {
-            for input in tensor.gradNode?.inputs ?? [] where input.requiresGrad && input.gradNode == nil {
-                usesLeft[ObjectIdentifier(input), default: 0] += 1
-            }
-        }
+        // The walk back: a tensor is processed once every op that used it has passed its gradient on (so its gradient
+        // is whole), the most recently readied first. A leaf's gradient is thus final, and handed to `leafReady`, as
+        // early as the graph allows: a weight right after the backward of the product that used it, not at the end.
         var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
-        // A leaf: accumulate across uses and across backward() calls.
-        func finish(_ leaf: Tensor) {
-            guard let grad = pending.removeValue(forKey: ObjectIdentifier(leaf)) else { return }
-            leaf.grad = leaf.grad.map { $0 + grad } ?? grad
-            leafReady?(leaf)
-        }
+        var ready = [self]
         Autograd.withNoGrad {
-            for tensor in order.reversed() {
-                guard tensor.gradNode != nil else {
-                    finish(tensor)
+            while let tensor = ready.popLast() {
+                let grad = pending.removeValue(forKey: ObjectIdentifier(tensor))
+                guard let node = tensor.gradNode else {
+                    // A leaf: accumulate across uses and across backward() calls.
+                    if let grad {
+                        tensor.grad = tensor.grad.map { $0 + grad } ?? grad
+                        leafReady?(tensor)
+                    }
                     continue
                 }
-                guard let grad = pending.removeValue(forKey: ObjectIdentifier(tensor)), let node = tensor.gradNode else { continue }
-                let inputGrads = node.backward(grad)
-                precondition(inputGrads.count == node.inputs.count, "\(node.name) returned the wrong number of grads")
-                for (input, inputGrad) in zip(node.inputs, inputGrads) where input.requiresGrad {
-                    guard var inputGrad else { continue }
-                    // A gradient has its tensor's dtype (a float32 residual feeding a bf16 branch sends it bf16).
-                    if inputGrad.dtype != input.dtype { inputGrad = inputGrad.converted(to: input.dtype) }
-                    precondition(
-                        inputGrad.shape == input.shape,
-                        "\(node.name) backward made a gradient of shape \(inputGrad.shape) for input \(input.shape)")
-                    let key = ObjectIdentifier(input)
-                    pending[key] = pending[key].map { $0 + inputGrad } ?? inputGrad
+                if let grad {
+                    let inputGrads = node.backward(grad)
+                    precondition(inputGrads.count == node.inputs.count, "\(node.name) returned the wrong number of grads")
+                    for (input, inputGrad) in zip(node.inputs, inputGrads) where input.requiresGrad {
+                        guard var inputGrad else { continue }
+                        // A gradient has its tensor's dtype (a float32 residual feeding a bf16 branch sends it bf16).
+                        if inputGrad.dtype != input.dtype { inputGrad = inputGrad.converted(to: input.dtype) }
+                        precondition(
+                            inputGrad.shape == input.shape,
+                            "\(node.name) backward made a gradient of shape \(inputGrad.shape) for input \(input.shape)")
+                        let key = ObjectIdentifier(input)
+                        pending[key] = pending[key].map { $0 + inputGrad } ?? inputGrad
+                    }
+                    tensor.gradNode = nil
                 }
-                for input in node.inputs where input.requiresGrad && input.gradNode == nil {
+                for input in node.inputs where input.requiresGrad {
                     let key = ObjectIdentifier(input)
                     usesLeft[key, default: 1] -= 1
-                    if usesLeft[key] == 0 { finish(input) }
+                    if usesLeft[key] == 0 { ready.append(input) }
                 }
-                tensor.gradNode = nil
             }
         }
     }

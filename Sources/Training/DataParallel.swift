@@ -90,49 +90,57 @@ public final class DataParallel {
 }
 
 /// The buckets of one model's gradients (see `DataParallel`).
+///
+/// The first pass buckets the parameters in reverse order of the optimiser's list; from what that pass observes, the
+/// buckets are then rebuilt in the order the gradients actually became final (rank 0's order, broadcast, so every rank
+/// has the same buckets), as DDP rebuilds its buckets after the first iteration. A bucket starts once all its
+/// gradients are final and every bucket before it has started.
 final class GradientBuckets {
     private let parallel: DataParallel
-    /// Trainable parameters in reduction order: reverse declaration order, as the backward pass finishes them.
+    /// Trainable parameters, in the optimiser's order.
     private let parameters: [Tensor]
     private let index: [ObjectIdentifier: Int]
-    /// Each bucket's parameters (positions in `parameters`) and each parameter's offset within its bucket.
-    private let buckets: [[Int]]
-    private let bucketOf: [Int]
-    private let offset: [Int]
-    private var buffers: [UnsafeMutablePointer<Float>]
+    /// Each bucket's parameters (positions in `parameters`), each parameter's bucket and offset within it.
+    private var buckets: [[Int]] = []
+    private var bucketOf: [Int] = []
+    private var offset: [Int] = []
+    private var buffers: [UnsafeMutablePointer<Float>] = []
     private var waiting: [Int] = []
     private var started: [Communicator.Pending?] = []
     private var grads: [Tensor?] = []
     private var nextToStart = 0
+    /// The order gradients became final in, recorded in the first pass only.
+    private var observed: [Int]? = []
 
     init(_ parallel: DataParallel, parameters: [Tensor]) {
         self.parallel = parallel
-        let trainable = parameters.filter(\.requiresGrad).reversed()
-        self.parameters = Array(trainable)
+        self.parameters = parameters.filter(\.requiresGrad)
         index = Dictionary(self.parameters.enumerated().map { (ObjectIdentifier($0.element), $0.offset) }, uniquingKeysWith: { a, _ in a })
-        var buckets: [[Int]] = [[]], bucketOf: [Int] = [], offset: [Int] = [], filled = 0
-        for (i, p) in self.parameters.enumerated() {
+        layOut(Array(self.parameters.indices.reversed()))
+    }
+
+    deinit { for buffer in buffers { buffer.deallocate() } }
+
+    /// Fills buckets with the parameters in `order`: the first up to 1 MB, the others up to 25 MB.
+    private func layOut(_ order: [Int]) {
+        for buffer in buffers { buffer.deallocate() }
+        buckets = [[]]
+        bucketOf = Array(repeating: 0, count: parameters.count)
+        offset = Array(repeating: 0, count: parameters.count)
+        var filled = 0
+        for i in order {
             let cap = buckets.count == 1 ? DataParallel.firstBucketBytes : DataParallel.bucketBytes
-            if filled > 0 && (filled + p.count) * 4 > cap {
+            if filled > 0 && (filled + parameters[i].count) * 4 > cap {
                 buckets.append([])
                 filled = 0
             }
             buckets[buckets.count - 1].append(i)
-            bucketOf.append(buckets.count - 1)
-            offset.append(filled)
-            filled += p.count
+            bucketOf[i] = buckets.count - 1
+            offset[i] = filled
+            filled += parameters[i].count
         }
-        self.buckets = buckets
-        self.bucketOf = bucketOf
-        self.offset = offset
-        let counts = self.parameters.map(\.count)
-        buffers = buckets.map { members in
-            let count = members.last.map { offset[$0] + counts[$0] } ?? 0
-            return UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-        }
+        buffers = buckets.indices.map { UnsafeMutablePointer<Float>.allocate(capacity: max(size(of: $0), 1)) }
     }
-
-    deinit { for buffer in buffers { buffer.deallocate() } }
 
     private func size(of bucket: Int) -> Int { buckets[bucket].last.map { offset[$0] + parameters[$0].count } ?? 0 }
 
@@ -148,6 +156,7 @@ final class GradientBuckets {
     func ready(_ leaf: Tensor) {
         guard let i = index[ObjectIdentifier(leaf)], grads[i] == nil, let grad = leaf.grad else { return }
         grads[i] = grad
+        observed?.append(i)
         waiting[bucketOf[i]] -= 1
         while nextToStart < buckets.count && waiting[nextToStart] == 0 { start(nextToStart) }
     }
@@ -172,7 +181,8 @@ final class GradientBuckets {
     }
 
     /// After the backward pass: starts the buckets not yet started (parameters that got no gradient), waits for them
-    /// all, and gives each parameter that had a gradient the average over the ranks.
+    /// all, and gives each parameter that had a gradient the average over the ranks. After the first pass, rebuilds
+    /// the buckets in the order observed.
     func finish() throws {
         for bucket in nextToStart..<buckets.count { start(bucket) }
         let waitStarted = Date()
@@ -192,6 +202,24 @@ final class GradientBuckets {
         }
         grads = []
         parallel.account(allreduce: reduceSeconds, waited: waited, bytes: parameters.reduce(0) { $0 + $1.count * 4 })
+        if let observed {
+            self.observed = nil
+            try rebuild(from: observed)
+        }
+    }
+
+    /// Rank 0's observed order (then the parameters that got no gradient), on every rank, laid out as the buckets.
+    private func rebuild(from observed: [Int]) throws {
+        let seen = Set(observed)
+        var order = (observed + parameters.indices.filter { !seen.contains($0) }).map { Int32($0) }
+        try order.withUnsafeMutableBytes { bytes in
+            guard let base = bytes.baseAddress else { return }
+            try parallel.communicator.broadcast(base, count: bytes.count)
+        }
+        guard Set(order).count == parameters.count, order.allSatisfy({ parameters.indices.contains(Int($0)) }) else {
+            throw TrainingError.badOptions("the ranks train different parameters: rank 0's gradient order does not fit this rank's model")
+        }
+        layOut(order.map(Int.init))
     }
 }
 

@@ -30,6 +30,14 @@ import Testing
 
     /// `vit arguments` alone, or as `ranks` ranks under mpirun (as root where CI runs as root).
     func vit(_ arguments: [String], ranks: Int? = nil) throws -> Run {
+        let (process, err) = try start(arguments, ranks: ranks)
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// The process started, with its stderr to read.
+    func start(_ arguments: [String], ranks: Int? = nil) throws -> (Process, Pipe) {
         let process = Process()
         if let ranks {
             let mpirun = try #require(Self.mpirun, "mpirun is not on PATH: scripts/bootstrap installs Open MPI (openmpi-bin)")
@@ -47,9 +55,30 @@ import Testing
         process.standardOutput = FileHandle.nullDevice
         process.standardError = err
         try process.run()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stderr: String(decoding: errData, as: UTF8.self))
+        return (process, err)
+    }
+
+    /// The ids of the processes whose command line contains `text` (the ranks of a run, by its output folder).
+    func processes(containing text: String) -> [Int32] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return ids.compactMap { id -> Int32? in
+            guard let pid = Int32(id), pid != getpid(),
+                let line = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(id)/cmdline")),
+                String(decoding: line.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(text),
+                String(decoding: line, as: UTF8.self).hasPrefix(CommandLineTests.executable.path)
+            else { return nil }
+            return pid
+        }
+    }
+
+    /// Waits up to `seconds` for `condition`.
+    func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if condition() { return true }
+            usleep(50_000)
+        }
+        return condition()
     }
 
     /// 3 classes of 32 px PNGs, 40 training and 10 test images each: each class a colour with seeded noise.
@@ -154,5 +183,58 @@ import Testing
         // A global batch the ranks cannot divide is refused with one line.
         let odd = try vit(common + ["-o", oneThenTwo.path, "--resume", "--max-steps", "1"], ranks: 3)
         #expect(odd.status == 2 && odd.stderr.contains("does not divide among 3 ranks"), "\(odd.stderr)")
+    }
+
+    /// A rank whose shards turn out bad says so, the other says another rank failed, and both stop with status 2;
+    /// SIGTERM on the launcher stops every rank at one step with one checkpoint; a rank killed outright ends the job.
+    @Test(.enabled(if: runnable)) func failuresStopEveryRank() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("data"), shards = root.appendingPathComponent("shards")
+        try imageFolder(data)
+        let sharded = try vit(["shard", data.path, "-o", shards.path, "--max-count", "30"])
+        #expect(sharded.status == 0, "\(sharded.stderr)")
+        // Every image of one training shard made undecodable (its PNG signatures broken), the tar intact.
+        let damaged = shards.appendingPathComponent("train-000001.tar")
+        var bytes = [UInt8](try Data(contentsOf: damaged))
+        for i in 0..<(bytes.count - 4) where bytes[i] == 0x89 && bytes[i + 1] == 0x50 && bytes[i + 2] == 0x4E && bytes[i + 3] == 0x47 {
+            bytes[i + 1] = 0
+        }
+        try Data(bytes).write(to: damaged)
+        let small = ["--width", "32", "--depth", "1", "--heads", "2", "--patch-size", "8", "--batch-size", "8"]
+        let bad = try vit(
+            ["train", "--data", shards.path, "--data-reading", "stream", "-o", root.appendingPathComponent("bad").path] + small, ranks: 2)
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("could not be used, more than the fraction"), "\(bad.stderr)")
+        #expect(bad.stderr.contains("error: another rank failed"), "\(bad.stderr)")
+
+        // SIGTERM to mpirun, once the first epoch's checkpoint is there: both ranks stop after the same step.
+        let run = root.appendingPathComponent("stopped")
+        let long = ["train", "--data", data.path, "-o", run.path, "--epochs", "500"] + small
+        let (launcher, err) = try start(long, ranks: 2)
+        let checkpoint = run.appendingPathComponent("checkpoint.safetensors")
+        #expect(waitFor(60) { FileManager.default.fileExists(atPath: checkpoint.path) })
+        kill(launcher.processIdentifier, SIGTERM)
+        let said = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        launcher.waitUntilExit()
+        #expect(said.contains("terminated: saving a checkpoint after this step") && said.contains("model and checkpoint saved"), "\(said)")
+        #expect(processes(containing: run.path).isEmpty)
+        // And it resumes from there (here alone).
+        let resumed = try vit(["train", "--data", data.path, "-o", run.path, "--resume", "--max-steps", "1"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+
+        // kill -9 of one rank: the job ends, non-zero, within seconds.
+        let killedRun = root.appendingPathComponent("killed")
+        let (job, jobErr) = try start(["train", "--data", data.path, "-o", killedRun.path, "--epochs", "500"] + small, ranks: 2)
+        #expect(waitFor(60) { FileManager.default.fileExists(atPath: killedRun.appendingPathComponent("checkpoint.safetensors").path) })
+        let ranks = processes(containing: killedRun.path)
+        #expect(ranks.count == 2)
+        let killed = Date()
+        if let victim = ranks.last { kill(victim, SIGKILL) }
+        _ = jobErr.fileHandleForReading.readDataToEndOfFile()
+        job.waitUntilExit()
+        #expect(job.terminationStatus != 0)
+        #expect(Date().timeIntervalSince(killed) < 20, "the surviving rank took \(Date().timeIntervalSince(killed)) s to stop")
+        #expect(processes(containing: killedRun.path).isEmpty)
     }
 }

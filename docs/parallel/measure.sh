@@ -47,11 +47,9 @@ host=$1; shift
 exec ip netns exec swiftvit-h2 unshare --uts bash -c "hostname swiftvit-h2; exec taskset -c 1 $*"
 AGENT
 chmod +x "$work/agent"
-link() {  # the rate of both ends of the veth pair
-    for end in "swiftvit-h1 swiftvit-a" "swiftvit-h2 swiftvit-b"; do
-        set -- $end
-        ip netns exec "$1" tc qdisc replace dev "$2" root tbf rate "$3" burst 1mbit latency 20ms
-    done
+link() {  # RATE: the rate of both ends of the veth pair
+    ip netns exec swiftvit-h1 tc qdisc replace dev swiftvit-a root tbf rate "$1" burst 1mbit latency 20ms
+    ip netns exec swiftvit-h2 tc qdisc replace dev swiftvit-b root tbf rate "$1" burst 1mbit latency 20ms
 }
 
 # The data: CIFAR-10 as it is for the built-in model; 2,048 of its training images (and 100 test images) streamed
@@ -81,21 +79,22 @@ measure() {  # model setup batch steps: prints one JSON line
     rm -rf "$work/run"
     local mpi=(mpirun -np 2 -x OMP_NUM_THREADS=1 --mca btl_base_warn_component_unused 0)
     case $setup in
-    alone) "$VIT" train "${args[@]}" > /dev/null 2> "$log" ;;
-    one-host) "${mpi[@]}" --bind-to core "$VIT" train "${args[@]}" > /dev/null 2> "$log" ;;
+    alone) "$VIT" train "${args[@]}" > /dev/null 2> "$log" || true ;;
+    one-host) "${mpi[@]}" --bind-to core "$VIT" train "${args[@]}" > /dev/null 2> "$log" || true ;;
     *)
         local rate=${setup#two-hosts-}
         link "$rate"
         ip netns exec swiftvit-h1 unshare --uts bash -c "hostname swiftvit-h1; exec taskset -c 0 ${mpi[*]} --bind-to none \
             --host 10.77.0.1:1,10.77.0.2:1 --mca plm_rsh_agent $work/agent --mca btl tcp,self \
-            --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 $VIT train ${args[*]}" > /dev/null 2> "$log"
+            --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 $VIT train ${args[*]}" > /dev/null 2> "$log" || true
         ;;
     esac
-    local speed allreduce waited
-    speed=$(grep -o 'speed: [0-9.]* img/s' "$log" | awk '{print $2}')
-    allreduce=$(grep -o 'allreduce [0-9.]* s per update' "$log" | awk '{print $2}')
-    waited=$(grep -o '[0-9.]* s of it waited' "$log" | awk '{print $1}')
-    echo "{\"kind\":\"throughput\",\"model\":\"$model\",\"setup\":\"$setup\",\"global_batch\":$batch,\"steps\":$steps,\"images_per_second\":${speed:-null},\"allreduce_seconds_per_update\":${allreduce:-null},\"allreduce_waited_seconds_per_update\":${waited:-null}}"
+    local speed allreduce waited megabytes
+    megabytes=$(grep -o '[0-9.]* MB of gradients' "$log" | awk '{print $1}' || true)
+    speed=$(grep -o 'speed: [0-9.]* img/s' "$log" | awk '{print $2}' || true)
+    allreduce=$(grep -o 'allreduce [0-9.]* s per update' "$log" | awk '{print $2}' || true)
+    waited=$(grep -o '[0-9.]* s of it waited' "$log" | awk '{print $1}' || true)
+    echo "{\"kind\":\"throughput\",\"model\":\"$model\",\"setup\":\"$setup\",\"global_batch\":$batch,\"steps\":$steps,\"images_per_second\":${speed:-null},\"allreduce_seconds_per_update\":${allreduce:-null},\"allreduce_waited_seconds_per_update\":${waited:-null},\"gradient_megabytes\":${megabytes:-null}}"
     [ -n "$speed" ] || { echo "measure: $model $setup failed:" >&2; tail -5 "$log" >&2; }
 }
 
