@@ -41,9 +41,11 @@ import Testing
         let process = Process()
         if let ranks {
             let mpirun = try #require(Self.mpirun, "mpirun is not on PATH: scripts/bootstrap installs Open MPI (openmpi-bin)")
-            process.executableURL = mpirun
-            // --oversubscribe: a CI machine may have fewer cores than ranks.
-            process.arguments = ["-np", "\(ranks)", "--oversubscribe", CommandLineTests.executable.path] + arguments
+            // env restores SIGTERM's default action, which the test runner's children may inherit as ignored (mpirun
+            // would then never forward it); --oversubscribe: a CI machine may have fewer cores than ranks.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments =
+                ["--default-signal=TERM,INT", mpirun.path, "-np", "\(ranks)", "--oversubscribe", CommandLineTests.executable.path] + arguments
             process.environment = ProcessInfo.processInfo.environment.merging([
                 "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"
             ]) { _, new in new }
@@ -210,7 +212,7 @@ import Testing
 
         // SIGTERM to mpirun, once the first epoch's checkpoint is there: both ranks stop after the same step.
         let run = root.appendingPathComponent("stopped")
-        let long = ["train", "--data", data.path, "-o", run.path, "--epochs", "500"] + small
+        let long = ["train", "--data", data.path, "-o", run.path, "--epochs", "5000"] + small
         let (launcher, err) = try start(long, ranks: 2)
         let checkpoint = run.appendingPathComponent("checkpoint.safetensors")
         #expect(waitFor(60) { FileManager.default.fileExists(atPath: checkpoint.path) })
@@ -225,7 +227,7 @@ import Testing
 
         // kill -9 of one rank: the job ends, non-zero, within seconds.
         let killedRun = root.appendingPathComponent("killed")
-        let (job, jobErr) = try start(["train", "--data", data.path, "-o", killedRun.path, "--epochs", "500"] + small, ranks: 2)
+        let (job, jobErr) = try start(["train", "--data", data.path, "-o", killedRun.path, "--epochs", "5000"] + small, ranks: 2)
         #expect(waitFor(60) { FileManager.default.fileExists(atPath: killedRun.appendingPathComponent("checkpoint.safetensors").path) })
         let ranks = processes(containing: killedRun.path)
         #expect(ranks.count == 2)
