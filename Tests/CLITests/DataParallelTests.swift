@@ -45,7 +45,8 @@ import Testing
             // would then never forward it); --oversubscribe: a CI machine may have fewer cores than ranks.
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments =
-                ["--default-signal=TERM,INT", mpirun.path, "-np", "\(ranks)", "--oversubscribe", CommandLineTests.executable.path] + arguments
+                ["--default-signal=TERM,INT", mpirun.path, "-np", "\(ranks)", "--oversubscribe", CommandLineTests.executable.path]
+                + arguments
             process.environment = ProcessInfo.processInfo.environment.merging([
                 "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"
             ]) { _, new in new }
