@@ -231,8 +231,11 @@ public final class ContrastiveTrainer: Training<ContrastiveRecord> {
         if let evaluation {
             onEvent(.evaluating(images: evaluation.images.count))
             // In float32 whatever the training's precision (the zero-shot scores are read as float32).
-            top1 =
-                100 * (try Evaluation.zeroShot(model, tokenizer: tokenizer, templates: evaluation.templates, on: evaluation.images)).top1
+            // Of several ranks, each classifies its share of the held-out images, and the parts are added up.
+            var result = try Evaluation.zeroShot(
+                model, tokenizer: tokenizer, templates: evaluation.templates, on: evaluation.images, share: dataParallel?.share ?? .whole)
+            if let parallel = dataParallel { result = try parallel.combine(result) }
+            top1 = 100 * result.top1
         }
         return ContrastiveRecord(
             epoch: epoch.epoch, loss: epoch.perStep("loss"), logitScale: Foundation.exp(Double(model.logitScale.item())),

@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import Parallel
 import Tensors
@@ -65,6 +66,25 @@ public final class DataParallel {
             let differing = digests.indices.filter { digests[$0] != digests[0] }.map(String.init)
             throw TrainingError.replicasDiverged(epoch: epoch, ranks: differing)
         }
+    }
+
+    /// This rank's share of each batch.
+    var share: DataShare { DataShare(rank: rank, ranks: ranks) }
+
+    /// The ranks' evaluations of their shares, added up: the evaluation of the whole set, the same on every rank.
+    func combine(_ part: Evaluation) throws -> Evaluation {
+        let heads = [part.classHeadTop1Correct, part.distillationHeadTop1Correct]
+        let values =
+            [Double(part.count), Double(part.top1Correct), Double(part.top5Correct), part.lossSum]
+            + heads.map { Double($0 ?? 0) } + part.confusion.joined().map(Double.init)
+        let summed = try communicator.sum(values)
+        var whole = part
+        (whole.count, whole.top1Correct, whole.top5Correct, whole.lossSum) = (Int(summed[0]), Int(summed[1]), Int(summed[2]), summed[3])
+        whole.classHeadTop1Correct = heads[0].map { _ in Int(summed[4]) }
+        whole.distillationHeadTop1Correct = heads[1].map { _ in Int(summed[5]) }
+        let classes = part.confusion.count
+        whole.confusion = (0..<classes).map { r in (0..<classes).map { c in Int(summed[6 + r * classes + c]) } }
+        return whole
     }
 
     /// Gradient averaging for one model's parameters: start a pass with `begin`, hand each leaf to `ready` as its

@@ -115,18 +115,21 @@ public struct Evaluation: Codable, Equatable, Sendable {
 extension Evaluation {
     /// Runs `model` (in evaluation mode, no gradients) over `dataset`, normalised with `mean`/`std`.
     /// `progress` is called with the number of images done after each batch.
+    /// With `share`, only this rank's part of each batch (`DataParallel.combine` adds the ranks' parts).
     public static func run(
         _ model: any ImageModel, on dataset: any TrainingImages, batchSize: Int = 256,
-        mean: [Float], std: [Float], progress: ((Int) -> Void)? = nil
+        mean: [Float], std: [Float], share: DataShare = .whole, progress: ((Int) -> Void)? = nil
     ) throws -> Evaluation {
-        try run(model, classify: { model.classify($0) }, on: dataset, batchSize: batchSize, mean: mean, std: std, progress: progress)
+        try run(
+            model, classify: { model.classify($0) }, on: dataset, batchSize: batchSize, mean: mean, std: std, share: share,
+            progress: progress)
     }
 
     /// A CLIP classifying `dataset` zero-shot: the classes are the data's class names (underscores as spaces) in
     /// prompts from `templates`; the logits are 100 x cosine similarity, as CLIP's.
     public static func zeroShot(
         _ model: CLIPModel, tokenizer: CLIPTokenizer, templates: [String], on dataset: any TrainingImages, batchSize: Int = 256,
-        progress: ((Int) -> Void)? = nil
+        share: DataShare = .whole, progress: ((Int) -> Void)? = nil
     ) throws -> Evaluation {
         let names = dataset.classNames.map { $0.replacingOccurrences(of: "_", with: " ") }
         let classifier = ZeroShotClassifier(model: model, tokenizer: tokenizer, classNames: names, templates: templates)
@@ -135,12 +138,12 @@ extension Evaluation {
             classify: { images in
                 let logits = classifier.logits(images)
                 return Classification(logits: logits, features: logits)
-            }, on: dataset, batchSize: batchSize, mean: model.config.mean, std: model.config.std, progress: progress)
+            }, on: dataset, batchSize: batchSize, mean: model.config.mean, std: model.config.std, share: share, progress: progress)
     }
 
     private static func run(
         _ model: Module, classify: (Tensor) -> Classification, on dataset: any TrainingImages, batchSize: Int, mean: [Float], std: [Float],
-        progress: ((Int) -> Void)?
+        share: DataShare, progress: ((Int) -> Void)?
     ) throws -> Evaluation {
         let wasTraining = model.training
         model.eval()
@@ -148,11 +151,13 @@ extension Evaluation {
         var options = TrainingLoader.Options(batchSize: batchSize, mean: mean, std: std)
         options.shuffle = false
         options.dropLast = false
+        options.share = share
         var evaluation = Evaluation(classNames: dataset.classNames)
         let batches = dataset.batches(options, epoch: 0, startBatch: 0)
         defer { batches.stop() }
         try Autograd.withNoGrad {
             while let batch = try batches.next() {
+                guard !batch.labels.isEmpty else { continue }  // a rank's empty share of a short last batch
                 evaluation.add(classify(batch.images), labels: batch.labels)
                 progress?(evaluation.count)
             }

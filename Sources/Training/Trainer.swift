@@ -292,9 +292,13 @@ public final class Trainer: Training<EpochRecord> {
             precision: epoch.precision)
         if let validationSet {
             onEvent(.evaluating(images: validationSet.count))
-            let result = try Autocast.run(options.precision.dtype) {
-                try Evaluation.run(evaluatedModel, on: validationSet, mean: model.architecture.data.mean, std: model.architecture.data.std)
+            // Of several ranks, each evaluates its share of the held-out set, and the parts are added up.
+            var result = try Autocast.run(options.precision.dtype) {
+                try Evaluation.run(
+                    evaluatedModel, on: validationSet, mean: model.architecture.data.mean, std: model.architecture.data.std,
+                    share: dataParallel?.share ?? .whole)
             }
+            if let parallel = dataParallel { result = try parallel.combine(result) }
             record.validationLoss = result.loss
             record.validationTop1 = result.top1
             // Top-5 of five classes or fewer is always 100%: not worth a number.

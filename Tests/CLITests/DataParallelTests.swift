@@ -114,6 +114,14 @@ import Testing
         return (difference / max(norm, 1e-30)).squareRoot()
     }
 
+    /// The numbers of each epoch's line of a run's metrics.jsonl.
+    func metrics(_ run: URL) throws -> [[String: Double]] {
+        try String(decoding: Data(contentsOf: run.appendingPathComponent("metrics.jsonl")), as: UTF8.self).split(separator: "\n").map {
+            let object = try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:]
+            return object.compactMapValues { $0 as? Double }
+        }
+    }
+
     static let steps = ["--epochs", "3", "--warmup", "0.5", "--max-steps", "20", "--seed", "3"]
     static let vitShape = ["--width", "32", "--depth", "2", "--heads", "2", "--patch-size", "8"]
 
@@ -150,6 +158,15 @@ import Testing
             let difference = try relativeDifference(
                 alone.appendingPathComponent(command.model), ranks.appendingPathComponent(command.model))
             #expect(difference < 1e-5, "\(command.name): 2 ranks differ from one process by \(difference)")
+            // Each rank evaluates its share of the held-out images; added up, the scores are one process's.
+            let (records, rankRecords) = (try metrics(alone), try metrics(ranks))
+            #expect(records.count == 2 && rankRecords.count == 2)
+            for (a, b) in zip(records, rankRecords) {
+                for key in ["val_top1", "zeroshot_top1"] where a[key] != nil {
+                    #expect(a[key] == b[key], "\(command.name) \(key): \(a[key] ?? 0) alone, \(b[key] ?? 0) on 2 ranks")
+                }
+                if let loss = a["val_loss"], let other = b["val_loss"] { #expect(abs(loss - other) < 1e-5 * loss) }
+            }
         }
     }
 
