@@ -52,6 +52,10 @@ public struct TrainingPlan {
     public var resolveModel: (String) throws -> URL = { URL(fileURLWithPath: $0) }
     /// Progress lines (what is read, the model's size, the teacher).
     public var log: (String) -> Void = { _ in }
+    /// The ranks the run's global batch is shared among (data parallelism): each process holds, and the memory
+    /// estimates count, its share alone.
+    public var ranks = 1
+    private var batchPerRank: Int { max(recipe.batchSize / max(ranks, 1), 1) }
 
     public init(data: URL, recipe: TrainingOptions) {
         self.data = data
@@ -102,7 +106,7 @@ public struct TrainingPlan {
             if let imageSize {
                 // Refused before any data is read when the size is known.
                 config.imageSize = imageSize
-                try MemoryEstimate(architecture: .resnet(config), batchSize: recipe.batchSize).check(
+                try MemoryEstimate(architecture: .resnet(config), batchSize: batchPerRank).check(
                     available: MemoryEstimate.availableBytes())
             }
             let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
@@ -120,7 +124,7 @@ public struct TrainingPlan {
         var config = try vitConfig()
         if let imageSize {
             config.imageSize = imageSize
-            try MemoryEstimate(config: config, batchSize: recipe.batchSize).check(available: MemoryEstimate.availableBytes())
+            try MemoryEstimate(config: config, batchSize: batchPerRank).check(available: MemoryEstimate.availableBytes())
         }
         let sizing: ImageSizing = imageSize.map { .size($0) } ?? .nativeIfUniform(fallback: config.imageSize)
         let (trainSet, validationSet, source) = try loadData(sizing: sizing, split: validationSplit.map { ($0, recipe.seed) })
@@ -178,7 +182,7 @@ public struct TrainingPlan {
     ) throws -> (trainer: Trainer, estimate: MemoryEstimate) {
         // A stream's images are not resident: what it holds is a few batches, small beside the step's activations.
         let resident = [trainSet, validationSet].compactMap { ($0 as? ImageDataset)?.pixels.count }.reduce(0, +)
-        let estimate = MemoryEstimate(architecture: model.architecture, batchSize: recipe.batchSize, dataBytes: resident)
+        let estimate = MemoryEstimate(architecture: model.architecture, batchSize: batchPerRank, dataBytes: resident)
         try estimate.check(available: MemoryEstimate.availableBytes())
         let trainer = try Trainer(
             model: model, options: recipe, trainSet: trainSet, validationSet: validationSet, validationSource: source, folder: folder,
@@ -209,7 +213,7 @@ public struct TrainingPlan {
         let (checkpointConfig, tensors, weights) = try loader.read(checkpoint)
         var sized = checkpointConfig
         sized.pooling = shape.pooling ?? sized.pooling
-        try MemoryEstimate(config: sized, batchSize: recipe.batchSize).check(available: MemoryEstimate.availableBytes())
+        try MemoryEstimate(config: sized, batchSize: batchPerRank).check(available: MemoryEstimate.availableBytes())
         let (trainSet, validationSet, source) = try loadData(
             sizing: .size(checkpointConfig.imageSize), split: validationSplit.map { ($0, recipe.seed) })
         GlobalRandom.seed(recipe.seed)
@@ -237,7 +241,7 @@ public struct TrainingPlan {
         let size = imageSize ?? pretrained.config.imageSize
         var sized = pretrained.config
         (sized.imageSize, sized.numClasses) = (size, max(sized.numClasses, 1))
-        try MemoryEstimate(architecture: .resnet(sized), batchSize: recipe.batchSize).check(available: MemoryEstimate.availableBytes())
+        try MemoryEstimate(architecture: .resnet(sized), batchSize: batchPerRank).check(available: MemoryEstimate.availableBytes())
         let (trainSet, validationSet, source) = try loadData(sizing: .size(size), split: validationSplit.map { ($0, recipe.seed) })
         GlobalRandom.seed(recipe.seed)
         let (model, report) = try FineTuning.resNet(from: pretrained, classNames: trainSet.classNames, imageSize: size, headInit: headInit)

@@ -182,6 +182,7 @@ struct Train: ParsableCommand {
         plan.headInit = headInit
         plan.resolveModel = BuiltInModel.resolve
         plan.log = printError
+        plan.ranks = try MPIJob.ranks()
         plan.reading = dataReading.reading
         return plan
     }
