@@ -283,8 +283,12 @@ public struct TrainingPlan {
             throw TrainingError.fields(
                 "\(data.path): the test part has classes \(validationSet.classNames), the training part \(trainSet.classNames)")
         }
+        // A streamed set cannot hold images out (--val-split): its hint is a test part instead.
+        let validation =
+            source == .none && !(train.images is ImageDataset)
+            ? "no validation (the data has no test part: add test-*.tar shards or a test/ folder)" : source.summary
         log(
-            "\(trainSet.count) training images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes, \(trainSet.readingSummary); \(source.summary) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)"
+            "\(trainSet.count) training images of \(trainSet.width)x\(trainSet.height), \(trainSet.classNames.count) classes, \(trainSet.readingSummary); \(validation) (\(String(format: "%.1f", Date().timeIntervalSince(started))) s)"
         )
         return (trainSet, validationSet, source)
     }
