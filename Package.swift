@@ -19,13 +19,15 @@ let package = Package(
         .library(name: "Hub", targets: ["Hub"]),
         .library(name: "Generation", targets: ["Generation"]),
         .library(name: "Parallel", targets: ["Parallel"]),
+        .library(name: "Serving", targets: ["Serving"]),
         .executable(name: "vit", targets: ["vit"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
-        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2")
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1")
     ],
     targets: [
         // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
@@ -80,6 +82,11 @@ let package = Package(
         // Parallel: the ranks of an MPI job and their collectives, on Open MPI's library opened at run time (no build
         // dependency: a machine without Open MPI builds and runs single-process).
         .target(name: "Parallel"),
+        // Serving: vit serve's HTTP server (the Open Inference Protocol over REST, on Hummingbird 2) and its dynamic
+        // batcher.
+        .target(
+            name: "Serving",
+            dependencies: ["Inference", "Images", "Tensors", .product(name: "Hummingbird", package: "hummingbird")]),
         // The Image Transformer: images generated one sub-pixel at a time.
         .target(name: "Generation", dependencies: ["Tensors", "NN", "Checkpoints"]),
         // The command-line tool.
@@ -87,7 +94,7 @@ let package = Package(
             name: "vit",
             dependencies: [
                 "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training", "CLIP", "Detection",
-                "Hub",
+                "Hub", "Parallel", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ], resources: [.copy("Resources/cifar10-vit")]),
         // Shared test helpers: finite-difference gradient checks, temporary folders, the fixtures (Tests/<Target>/Fixtures,

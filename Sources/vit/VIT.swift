@@ -15,7 +15,7 @@ struct VIT: ParsableCommand {
             Eval.self, Embed.self,
             Inspect.self,
             Convert.self, Shard.self,
-            Create.self, Bench.self, Generate.self
+            Create.self, Bench.self, Generate.self, Serve.self
         ]
     )
 

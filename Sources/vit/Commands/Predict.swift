@@ -74,15 +74,3 @@ struct Predict: ParsableCommand {
         try finish(failed: failures, of: files.count + missing)
     }
 }
-
-/// The JSON line of one image: {"file": ..., "top": [{"index", "label", "probability"}], "logits": [...]}.
-struct PredictionRecord: Encodable {
-    struct Entry: Encodable {
-        let index: Int
-        let label: String
-        let probability: Float
-    }
-    let file: String
-    let top: [Entry]
-    let logits: [Float]?
-}

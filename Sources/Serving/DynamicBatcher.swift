@@ -1,0 +1,107 @@
+import Foundation
+import Tensors
+
+/// Triton's dynamic batching for one model: requests queue, and a batch goes to the model as soon as it holds
+/// `maxBatchSize` requests or its oldest request has waited `maxQueueDelay` (0: no waiting, a batch of whatever is
+/// queued when the model is free). One thread runs the model, so the model is never run twice at once; decoding and
+/// preprocessing happen on the requests' own threads, before they queue.
+public final class DynamicBatcher: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var maxBatchSize = 8
+        /// Seconds (the command line takes microseconds, as Triton's `max_queue_delay_microseconds`).
+        public var maxQueueDelay = 0.0
+        /// Requests queued beyond this are refused at once (503).
+        public var maxQueue = 256
+        /// A request still queued after this many seconds is answered 504.
+        public var timeout = 30.0
+        public init() {}
+    }
+
+    public enum Refusal: Error, Equatable {
+        case queueFull
+        case timedOut
+    }
+
+    private struct Request {
+        let image: Tensor  // [3, S, S]
+        let enqueued: Date
+        let answer: @Sendable (Result<[Float], Error>) -> Void
+    }
+
+    public let settings: Settings
+    private let run: (Tensor) -> Tensor
+    private let condition = NSCondition()
+    private var queue: [Request] = []
+    private var stopping = false
+    private var thread: Thread?
+    /// How many images each batch held, for the metrics: batch size -> count.
+    public private(set) var batchSizes: [Int: Int] = [:]
+
+    /// `run` maps a batch [B, 3, S, S] to logits [B, classes].
+    public init(settings: Settings, run: @escaping (Tensor) -> Tensor) {
+        self.settings = settings
+        self.run = run
+        let thread = Thread { [unowned self] in self.loop() }
+        thread.name = "SwiftViT batcher"
+        thread.start()
+        self.thread = thread
+    }
+
+    /// The queued requests now.
+    public var depth: Int { condition.withLock { queue.count } }
+
+    /// The logits of one preprocessed image [3, S, S], computed in whatever batch it joins.
+    public func submit(_ image: Tensor) async throws -> [Float] {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Float], Error>) in
+            condition.lock()
+            defer { condition.unlock() }
+            guard !stopping, queue.count < settings.maxQueue else {
+                continuation.resume(throwing: Refusal.queueFull)
+                return
+            }
+            queue.append(Request(image: image, enqueued: Date()) { continuation.resume(with: $0) })
+            condition.signal()
+        }
+    }
+
+    /// Finishes what is queued, then the thread ends.
+    public func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if queue.isEmpty {
+                condition.unlock()
+                return
+            }
+            // Wait for a full batch until the oldest request has waited maxQueueDelay.
+            if settings.maxQueueDelay > 0 {
+                let deadline = queue[0].enqueued.addingTimeInterval(settings.maxQueueDelay)
+                while queue.count < settings.maxBatchSize && !stopping && Date() < deadline { _ = condition.wait(until: deadline) }
+            }
+            let taken = Array(queue.prefix(settings.maxBatchSize))
+            queue.removeFirst(taken.count)
+            condition.unlock()
+
+            let now = Date()
+            let (late, batch) = (
+                taken.filter { now.timeIntervalSince($0.enqueued) > settings.timeout },
+                taken.filter {
+                    now.timeIntervalSince($0.enqueued) <= settings.timeout
+                }
+            )
+            for request in late { request.answer(.failure(Refusal.timedOut)) }
+            guard !batch.isEmpty else { continue }
+            let logits = run(Tensor.stack(batch.map(\.image)))
+            let classes = logits.shape[1], values = logits.toArray()
+            condition.withLock { batchSizes[batch.count, default: 0] += 1 }
+            for (row, request) in batch.enumerated() { request.answer(.success(Array(values[(row * classes)..<((row + 1) * classes)]))) }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Inference
+
+/// The Open Inference Protocol v2's REST messages (kserve/open-inference-protocol, `inference_rest.md`), the parts
+/// `vit serve` uses.
+struct InferRequest: Decodable {
+    struct Input: Decodable {
+        var name: String
+        var shape: [Int]
+        var datatype: String
+        /// BYTES elements: each image's encoded bytes in base64.
+        var data: [String]
+    }
+    struct RequestedOutput: Decodable {
+        var name: String
+    }
+    var id: String?
+    var inputs: [Input]
+    var outputs: [RequestedOutput]?
+}
+
+struct InferResponse: Encodable {
+    struct Output: Encodable {
+        var name: String
+        var datatype: String
+        var shape: [Int]
+        var data: [Float]
+    }
+    var modelName: String
+    var modelVersion: String
+    var id: String?
+    var outputs: [Output]
+
+    enum CodingKeys: String, CodingKey {
+        case modelName = "model_name"
+        case modelVersion = "model_version"
+        case id, outputs
+    }
+}
+
+/// `GET /v2`.
+struct ServerMetadata: Encodable {
+    var name = "swiftvit"
+    var version = "1"
+    var extensions: [String] = []
+}
+
+/// `GET /v2/models/{name}`.
+struct ModelMetadata: Encodable {
+    struct Tensor: Encodable {
+        var name: String
+        var datatype: String
+        var shape: [Int]
+    }
+    var name: String
+    var versions = ["1"]
+    var platform = "swiftvit"
+    var inputs: [Tensor]
+    var outputs: [Tensor]
+
+    init(_ model: ServedModel) {
+        name = model.name
+        let classes = model.classifier.labels.count
+        inputs = [.init(name: "image", datatype: "BYTES", shape: [-1])]
+        outputs = [
+            .init(name: "logits", datatype: "FP32", shape: [-1, classes]),
+            .init(name: "probabilities", datatype: "FP32", shape: [-1, classes])
+        ]
+    }
+}
+
+/// A JSON value of an answer's small objects.
+enum JSONScalar: Encodable {
+    case string(String)
+    case bool(Bool)
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .bool(let value): try container.encode(value)
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import Hummingbird
+import Images
+import Inference
+import NIOCore
+import Tensors
+
+/// One model the server answers for: its name in the URLs, the classifier (preprocessing and weights) and its batcher.
+public struct ServedModel: Sendable {
+    public let name: String
+    public let classifier: Classifier
+    public let batcher: DynamicBatcher
+
+    public init(name: String, classifier: Classifier, batcher: DynamicBatcher) {
+        self.name = name
+        self.classifier = classifier
+        self.batcher = batcher
+    }
+}
+
+// Its weights are frozen for inference and only the batcher's thread runs it; its preprocessing is read-only.
+extension Classifier: @unchecked Sendable {}
+
+/// `vit serve`: the Open Inference Protocol v2 over REST (KServe's, Triton's and Seldon's `inference_rest.md`), and
+/// a plain endpoint for curl, over Hummingbird 2.
+///
+///     GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/{name}, /v2/models/{name}/ready
+///     POST /v2/models/{name}/infer      {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [N], "data": [BASE64...]}],
+///                                        "outputs": [{"name": "logits"}, {"name": "probabilities"}]}
+///     POST /v1/models/{name}/classify   the encoded image as the body; answers as `vit predict --json --logits`
+///
+/// Errors answer `{"error": "..."}` with the status that says what went wrong: 400 a bad request or image, 404 an
+/// unknown model or path, 413 a body over the limit, 503 a full queue (with Retry-After), 504 a request that waited
+/// past the timeout.
+public struct InferenceServer: Sendable {
+    public let models: [String: ServedModel]
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// The largest request body accepted (413 beyond).
+    public var maxBodyBytes = 16 << 20
+    /// Predictions in the plain endpoint's answer.
+    public var top = 5
+
+    public init(models: [ServedModel]) {
+        self.models = Dictionary(models.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Serves until SIGTERM or SIGINT (then finishes what is in flight); `listening` is told the port once bound.
+    public func run(listening: @escaping @Sendable (Int) -> Void) async throws {
+        let app = Application(
+            router: router(),
+            configuration: .init(address: .hostname(host, port: port), serverName: "swiftvit"),
+            onServerRunning: { channel in listening(channel.localAddress?.port ?? 0) })
+        try await app.runService()
+        for model in models.values { model.batcher.stop() }
+    }
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        // First: a middleware applies to the routes added after it.
+        router.middlewares.add(ErrorMiddleware())
+        let server = self
+        router.get("/v2/health/live") { _, _ in Self.json(["live": true]) }
+        router.get("/v2/health/ready") { _, _ in Self.json(["ready": true]) }
+        router.get("/v2") { _, _ in Self.json(ServerMetadata()) }
+        router.get("/v2/models/:name") { _, context in
+            let model = try server.model(context)
+            return Self.json(ModelMetadata(model))
+        }
+        router.get("/v2/models/:name/ready") { _, context in
+            let model = try server.model(context)
+            return Self.json(["name": .string(model.name), "ready": .bool(true)] as [String: JSONScalar])
+        }
+        router.post("/v2/models/:name/infer") { request, context in
+            let model = try server.model(context)
+            let body = try await server.body(request)
+            let infer: InferRequest
+            do { infer = try JSONDecoder().decode(InferRequest.self, from: Data(buffer: body)) } catch {
+                throw ServingError(.badRequest, "the body is not an inference request: \(Self.reason(error))")
+            }
+            return Self.json(try await server.infer(infer, on: model))
+        }
+        router.post("/v1/models/:name/classify") { request, context in
+            let model = try server.model(context)
+            let body = try await server.body(request)
+            guard body.readableBytes > 0 else { throw ServingError(.badRequest, "the body is empty: send the image's bytes") }
+            let logits = try await server.logits(of: [Data(buffer: body)], on: model)[0]
+            let predictions = model.classifier.top(Tensor(logits, shape: [1, logits.count]), k: server.top)[0]
+            return Self.json(
+                PredictionRecord(
+                    file: nil, top: predictions.map { .init(index: $0.index, label: $0.label, probability: $0.probability) }, logits: logits
+                ))
+        }
+        return router
+    }
+
+    private func model(_ context: BasicRequestContext) throws -> ServedModel {
+        let name = context.parameters.get("name") ?? ""
+        guard let model = models[name] else {
+            throw ServingError(.notFound, "no model named '\(name)' (served: \(models.keys.sorted().joined(separator: ", ")))")
+        }
+        return model
+    }
+
+    private func body(_ request: Request) async throws -> ByteBuffer {
+        do { return try await request.body.collect(upTo: maxBodyBytes) } catch {
+            throw ServingError(.contentTooLarge, "the body is over the limit of \(maxBodyBytes) bytes (--max-body-bytes)")
+        }
+    }
+
+    /// Each encoded image decoded (with --max-image-pixels' limit) and preprocessed on this request's thread, then
+    /// its logits from the batcher.
+    func logits(of images: [Data], on model: ServedModel) async throws -> [[Float]] {
+        var tensors: [Tensor] = []
+        for (i, data) in images.enumerated() {
+            let image: RGBImage
+            do { image = try RGBImage(data: data, source: URL(fileURLWithPath: "/image-\(i)")) } catch {
+                throw ServingError(.badRequest, "image \(i): \((error as? FileError)?.reason ?? Self.reason(error))")
+            }
+            tensors.append(model.classifier.transform(image))
+        }
+        var results: [[Float]] = []
+        for tensor in tensors {
+            do { results.append(try await model.batcher.submit(tensor)) } catch DynamicBatcher.Refusal.queueFull {
+                throw ServingError(.serviceUnavailable, "the queue of \(model.name) is full (--max-queue); retry shortly", retryAfter: 1)
+            } catch DynamicBatcher.Refusal.timedOut {
+                throw ServingError(.gatewayTimeout, "the request waited past --timeout in the queue of \(model.name)")
+            }
+        }
+        return results
+    }
+
+    func infer(_ request: InferRequest, on model: ServedModel) async throws -> InferResponse {
+        guard request.inputs.count == 1, let input = request.inputs.first else {
+            throw ServingError(.badRequest, "one input is expected (the images), got \(request.inputs.count)")
+        }
+        guard input.datatype == "BYTES" else {
+            throw ServingError(
+                .badRequest, "input '\(input.name)' has datatype \(input.datatype): the images come as BYTES (each a base64 JPEG or PNG)")
+        }
+        guard input.shape.count == 1, input.shape[0] == input.data.count else {
+            throw ServingError(
+                .badRequest, "input '\(input.name)' has shape \(input.shape) for \(input.data.count) elements: [N] for N images")
+        }
+        let images = try input.data.enumerated().map { i, text -> Data in
+            guard let data = Data(base64Encoded: text) else { throw ServingError(.badRequest, "image \(i) is not base64") }
+            return data
+        }
+        let requested = request.outputs?.map(\.name) ?? ["logits", "probabilities"]
+        if let unknown = requested.first(where: { !["logits", "probabilities"].contains($0) }) {
+            throw ServingError(.badRequest, "no output named '\(unknown)' (outputs: logits, probabilities)")
+        }
+        let logits = try await logits(of: images, on: model)
+        let classes = model.classifier.labels.count
+        var outputs: [InferResponse.Output] = []
+        for name in requested {
+            let values: [Float]
+            if name == "logits" {
+                values = logits.flatMap { $0 }
+            } else {
+                values = Tensor(logits.flatMap { $0 }, shape: [logits.count, classes]).softmax().toArray()
+            }
+            outputs.append(.init(name: name, datatype: "FP32", shape: [logits.count, classes], data: values))
+        }
+        return InferResponse(modelName: model.name, modelVersion: "1", id: request.id, outputs: outputs)
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+
+    static func reason(_ error: Error) -> String {
+        if let error = error as? DecodingError {
+            switch error {
+            case .keyNotFound(let key, _): return "no \"\(key.stringValue)\""
+            case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+                let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+                return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+            @unknown default: return "\(error)"
+            }
+        }
+        return "\(error)"
+    }
+}
+
+/// A failure with the status it answers and its message.
+struct ServingError: Error {
+    let status: HTTPResponse.Status
+    let message: String
+    var retryAfter: Int?
+    init(_ status: HTTPResponse.Status, _ message: String, retryAfter: Int? = nil) {
+        self.status = status
+        self.message = message
+        self.retryAfter = retryAfter
+    }
+}
+
+/// Every failure as `{"error": ...}` with its status (Hummingbird's own, such as an unknown path, too).
+struct ErrorMiddleware: RouterMiddleware {
+    func handle(_ request: Request, context: BasicRequestContext, next: (Request, BasicRequestContext) async throws -> Response)
+        async throws
+        -> Response
+    {
+        do { return try await next(request, context) } catch let error as ServingError {
+            var response = InferenceServer.json(["error": error.message], status: error.status)
+            if let seconds = error.retryAfter { response.headers[.retryAfter] = "\(seconds)" }
+            return response
+        } catch let error as HTTPError {
+            let message = error.body ?? (error.status == .notFound ? "no such endpoint: \(request.uri.path)" : "\(error.status)")
+            return InferenceServer.json(["error": message], status: error.status)
+        } catch {
+            return InferenceServer.json(["error": "\(error)"], status: .internalServerError)
+        }
+    }
+}

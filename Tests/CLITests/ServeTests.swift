@@ -1,0 +1,188 @@
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// `vit serve` on the loopback address, as a client sees it: the Open Inference Protocol's endpoints, the plain
+/// classify endpoint answering as `vit predict --json --logits` to the last bit, dynamic batching under concurrent
+/// requests, each bad request's status and message, and a clean stop on SIGTERM.
+@Suite(.serialized) struct ServeTests {
+    struct Answer {
+        let status: Int
+        let body: Data
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    /// A running `vit serve` and its port.
+    final class Server {
+        let process = Process()
+        let port: Int
+        let errors = Pipe()
+
+        init(_ arguments: [String]) throws {
+            // env restores SIGTERM's default action for the test (the runner's children may inherit it ignored).
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["--default-signal=TERM,INT", CommandLineTests.executable.path, "serve", "--port", "0"] + arguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = errors
+            try process.run()
+            var said = ""
+            var port: Int?
+            let end = Date().addingTimeInterval(60)
+            while port == nil && Date() < end && process.isRunning {
+                said += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+                if let range = said.range(of: #"on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                    port = Int(said[range].split(separator: ":").last ?? "")
+                }
+            }
+            guard let port else { throw CommandFailure("vit serve did not start: \(said)") }
+            self.port = port
+        }
+
+        func request(_ path: String, method: String = "GET", body: Data? = nil) throws -> Answer {
+            guard let url = URL(string: "http://127.0.0.1:\(port)\(path)") else { throw CommandFailure("bad path \(path)") }
+            var request = URLRequest(url: url)
+            request.httpMethod = method
+            request.httpBody = body
+            let done = DispatchSemaphore(value: 0)
+            let result = Box()
+            URLSession.shared.dataTask(with: request) { data, response, error in
+                result.answer = (response as? HTTPURLResponse).map { Answer(status: $0.statusCode, body: data ?? Data()) }
+                result.error = error
+                done.signal()
+            }.resume()
+            done.wait()
+            if let answer = result.answer { return answer }
+            throw CommandFailure("no answer to \(method) \(path): \(result.error.map { "\($0)" } ?? "")")
+        }
+
+        /// SIGTERM, then the exit status and what it said.
+        func stop() -> (Int32, String) {
+            kill(process.processIdentifier, SIGTERM)
+            let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, said)
+        }
+    }
+
+    final class Box: @unchecked Sendable {
+        var answer: Answer?
+        var error: Error?
+    }
+
+    struct CommandFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static let photo = Fixtures.repository.appendingPathComponent("docs/chelsea.png")
+
+    func inferRequest(_ images: [Data], datatype: String = "BYTES", shape: [Int]? = nil, outputs: [String]? = nil) -> Data {
+        var body: [String: Any] = [
+            "inputs": [
+                ["name": "image", "datatype": datatype, "shape": shape ?? [images.count], "data": images.map { $0.base64EncodedString() }]
+            ]
+        ]
+        if let outputs { body["outputs"] = outputs.map { ["name": $0] } }
+        return (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
+    }
+
+    @Test func theProtocolAnswersAsPredictDoes() throws {
+        let server = try Server(["--model", "cifar=builtin:cifar10-vit", "--max-batch-size", "4", "--max-queue-delay", "2000"])
+        #expect(try server.request("/v2/health/live").json["live"] as? Bool == true)
+        #expect(try server.request("/v2/health/ready").json["ready"] as? Bool == true)
+        #expect(try server.request("/v2").json["name"] as? String == "swiftvit")
+        let metadata = try server.request("/v2/models/cifar").json
+        #expect(metadata["name"] as? String == "cifar")
+        #expect((metadata["outputs"] as? [[String: Any]])?.first?["shape"] as? [Int] == [-1, 10])
+        #expect(try server.request("/v2/models/cifar/ready").json["ready"] as? Bool == true)
+
+        // The plain endpoint: the JSON of vit predict --json --logits (without "file"), to the last bit.
+        let photo = try Data(contentsOf: Self.photo)
+        let classified = try server.request("/v1/models/cifar/classify", method: "POST", body: photo)
+        #expect(classified.status == 200, "\(classified.text)")
+        let predict = Process()
+        predict.executableURL = CommandLineTests.executable
+        predict.arguments = ["predict", Self.photo.path, "--json", "--logits"]
+        let out = Pipe()
+        predict.standardOutput = out
+        predict.standardError = FileHandle.nullDevice
+        try predict.run()
+        let line = out.fileHandleForReading.readDataToEndOfFile()
+        predict.waitUntilExit()
+        var expected = (try JSONSerialization.jsonObject(with: line)) as? [String: Any] ?? [:]
+        expected["file"] = nil
+        #expect(
+            NSDictionary(dictionary: classified.json).isEqual(to: expected),
+            "\(classified.text) against \(String(decoding: line, as: UTF8.self))")
+        let logits = classified.json["logits"] as? [Double] ?? []
+        #expect(logits.count == 10)
+
+        // The protocol's infer: the same logits, and probabilities that sum to 1.
+        let inferred = try server.request("/v2/models/cifar/infer", method: "POST", body: inferRequest([photo]))
+        #expect(inferred.status == 200, "\(inferred.text)")
+        let outputs = inferred.json["outputs"] as? [[String: Any]] ?? []
+        #expect(outputs.map { $0["name"] as? String } == ["logits", "probabilities"])
+        #expect(outputs.first?["data"] as? [Double] == logits)
+        #expect(abs((outputs.last?["data"] as? [Double] ?? []).reduce(0, +) - 1) < 1e-5)
+
+        // Concurrent requests share batches and each gets its own image's answer.
+        let answers = Array(repeating: Answer(status: 0, body: Data()), count: 8)
+        let shared = AnswersBox(answers)
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            shared.set(
+                i, (try? server.request("/v1/models/cifar/classify", method: "POST", body: photo)) ?? Answer(status: -1, body: Data()))
+        }
+        for answer in shared.answers {
+            #expect(answer.status == 200)
+            let values = answer.json["logits"] as? [Double] ?? []
+            #expect(values.count == 10 && zip(values, logits).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) }, "\(answer.text)")
+        }
+
+        let (status, said) = server.stop()
+        #expect(status == 0, "\(said)")
+        #expect(said.contains("stopped"))
+    }
+
+    final class AnswersBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var answers: [Answer]
+        init(_ answers: [Answer]) { self.answers = answers }
+        func set(_ i: Int, _ answer: Answer) { lock.withLock { answers[i] = answer } }
+    }
+
+    @Test func badRequestsGetTheirStatusAndTheServerGoesOn() throws {
+        let server = try Server(["--model", "cifar=builtin:cifar10-vit", "--max-body-bytes", "400000"])
+        let photo = try Data(contentsOf: Self.photo)
+        let cases: [(path: String, body: Data?, method: String, status: Int, says: String)] = [
+            ("/v2/models/nope", nil, "GET", 404, "no model named 'nope'"),
+            ("/v2/models/nope/infer", inferRequest([photo]), "POST", 404, "no model named 'nope'"),
+            ("/v3/anything", nil, "GET", 404, "no such endpoint"),
+            ("/v2/models/cifar/infer", Data("{bad".utf8), "POST", 400, "not an inference request"),
+            ("/v2/models/cifar/infer", Data("{}".utf8), "POST", 400, "no \"inputs\""),
+            ("/v2/models/cifar/infer", inferRequest([photo], datatype: "FP32"), "POST", 400, "datatype FP32"),
+            ("/v2/models/cifar/infer", inferRequest([photo], shape: [2]), "POST", 400, "shape [2] for 1 elements"),
+            ("/v2/models/cifar/infer", inferRequest([Data("not an image".utf8)]), "POST", 400, "image 0: is not a JPEG or PNG image"),
+            ("/v2/models/cifar/infer", inferRequest([photo], outputs: ["embedding"]), "POST", 400, "no output named 'embedding'"),
+            ("/v1/models/cifar/classify", Data(), "POST", 400, "the body is empty"),
+            ("/v1/models/cifar/classify", Data(photo.prefix(2000)), "POST", 400, "image 0:"),
+            ("/v1/models/cifar/classify", photo + Data(count: 200_000), "POST", 413, "over the limit of 400000 bytes")
+        ]
+        for round in 0..<5 {
+            for c in cases {
+                let answer = try server.request(c.path, method: c.method, body: c.body)
+                #expect(answer.status == c.status, "round \(round), \(c.method) \(c.path): \(answer.status) \(answer.text)")
+                #expect((answer.json["error"] as? String ?? "").contains(c.says), "\(c.path): \(answer.text)")
+            }
+            // And the next good request is served right.
+            let good = try server.request("/v1/models/cifar/classify", method: "POST", body: photo)
+            #expect(good.status == 200 && (good.json["top"] as? [[String: Any]])?.first?["label"] as? String == "cat", "\(good.text)")
+        }
+        let (status, said) = server.stop()
+        #expect(status == 0, "\(said)")
+    }
+}
