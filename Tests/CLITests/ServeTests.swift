@@ -185,4 +185,50 @@ import Testing
         let (status, said) = server.stop()
         #expect(status == 0, "\(said)")
     }
+
+    /// A burst past the queue gets 503 with Retry-After for what does not fit, the queued requests are answered; clients
+    /// that hang up mid-upload or mid-inference cost nothing; the next request is served right.
+    @Test func burstsAndDisconnectsLeaveTheServerServing() throws {
+        // A batch waits up to 1 s for 8 images; 2 may queue: of a burst of 20, 18 are refused at once.
+        let server = try Server([
+            "--model", "cifar=builtin:cifar10-vit", "--max-batch-size", "8", "--max-queue-delay", "1000000", "--max-queue", "2"
+        ])
+        let photo = try Data(contentsOf: Self.photo)
+        let shared = AnswersBox(Array(repeating: Answer(status: 0, body: Data()), count: 20))
+        // A thread per client: all 20 in flight at once (concurrentPerform would run as many as there are cores).
+        let group = DispatchGroup()
+        for i in 0..<20 {
+            group.enter()
+            Thread.detachNewThread {
+                shared.set(
+                    i, (try? server.request("/v1/models/cifar/classify", method: "POST", body: photo)) ?? Answer(status: -1, body: Data()))
+                group.leave()
+            }
+        }
+        group.wait()
+        let statuses = shared.answers.map(\.status)
+        #expect(statuses.filter { $0 == 200 }.count >= 2 && statuses.allSatisfy { $0 == 200 || $0 == 503 }, "\(statuses)")
+        #expect(statuses.contains(503), "\(statuses)")
+        #expect(
+            shared.answers.first { $0.status == 503 }.map { ($0.json["error"] as? String ?? "").contains("queue of cifar is full") }
+                ?? false)
+
+        // Hanging up: mid-upload (a body promised and cut short), and right after sending a whole request.
+        let request = "POST /v1/models/cifar/classify HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: "
+        for script in [
+            "exec 3<>/dev/tcp/127.0.0.1/\(server.port); printf '\(request)100000\\r\\n\\r\\nabc' >&3; exec 3>&-",
+            "exec 3<>/dev/tcp/127.0.0.1/\(server.port); printf '\(request)\(photo.count)\\r\\n\\r\\n' >&3; cat \(Self.photo.path) >&3; exec 3>&-"
+        ] {
+            let client = Process()
+            client.executableURL = URL(fileURLWithPath: "/bin/bash")
+            client.arguments = ["-c", script]
+            try client.run()
+            client.waitUntilExit()
+        }
+        Thread.sleep(forTimeInterval: 1.5)
+        let good = try server.request("/v1/models/cifar/classify", method: "POST", body: photo)
+        #expect(good.status == 200 && (good.json["top"] as? [[String: Any]])?.first?["label"] as? String == "cat", "\(good.text)")
+        let (status, said) = server.stop()
+        #expect(status == 0, "\(said)")
+    }
 }
