@@ -131,13 +131,8 @@ import Testing
         #expect(abs((outputs.last?["data"] as? [Double] ?? []).reduce(0, +) - 1) < 1e-5)
 
         // Concurrent requests share batches and each gets its own image's answer.
-        let answers = Array(repeating: Answer(status: 0, body: Data()), count: 8)
-        let shared = AnswersBox(answers)
-        DispatchQueue.concurrentPerform(iterations: 8) { i in
-            shared.set(
-                i, (try? server.request("/v1/models/cifar/classify", method: "POST", body: photo)) ?? Answer(status: -1, body: Data()))
-        }
-        for answer in shared.answers {
+        let concurrent = clients(8) { _ in try server.request("/v1/models/cifar/classify", method: "POST", body: photo) }
+        for answer in concurrent {
             #expect(answer.status == 200)
             let values = answer.json["logits"] as? [Double] ?? []
             #expect(values.count == 10 && zip(values, logits).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) }, "\(answer.text)")
@@ -146,6 +141,21 @@ import Testing
         let (status, said) = server.stop()
         #expect(status == 0, "\(said)")
         #expect(said.contains("stopped"))
+    }
+
+    /// `n` clients at once, a thread each (concurrentPerform would run only as many as there are cores).
+    func clients(_ n: Int, _ request: @escaping @Sendable (Int) throws -> Answer) -> [Answer] {
+        let answers = AnswersBox(Array(repeating: Answer(status: 0, body: Data()), count: n))
+        let group = DispatchGroup()
+        for i in 0..<n {
+            group.enter()
+            Thread.detachNewThread {
+                answers.set(i, (try? request(i)) ?? Answer(status: -1, body: Data()))
+                group.leave()
+            }
+        }
+        group.wait()
+        return answers.answers
     }
 
     final class AnswersBox: @unchecked Sendable {
@@ -194,23 +204,12 @@ import Testing
             "--model", "cifar=builtin:cifar10-vit", "--max-batch-size", "8", "--max-queue-delay", "1000000", "--max-queue", "2"
         ])
         let photo = try Data(contentsOf: Self.photo)
-        let shared = AnswersBox(Array(repeating: Answer(status: 0, body: Data()), count: 20))
-        // A thread per client: all 20 in flight at once (concurrentPerform would run as many as there are cores).
-        let group = DispatchGroup()
-        for i in 0..<20 {
-            group.enter()
-            Thread.detachNewThread {
-                shared.set(
-                    i, (try? server.request("/v1/models/cifar/classify", method: "POST", body: photo)) ?? Answer(status: -1, body: Data()))
-                group.leave()
-            }
-        }
-        group.wait()
-        let statuses = shared.answers.map(\.status)
+        let burst = clients(20) { _ in try server.request("/v1/models/cifar/classify", method: "POST", body: photo) }
+        let statuses = burst.map(\.status)
         #expect(statuses.filter { $0 == 200 }.count >= 2 && statuses.allSatisfy { $0 == 200 || $0 == 503 }, "\(statuses)")
         #expect(statuses.contains(503), "\(statuses)")
         #expect(
-            shared.answers.first { $0.status == 503 }.map { ($0.json["error"] as? String ?? "").contains("queue of cifar is full") }
+            burst.first { $0.status == 503 }.map { ($0.json["error"] as? String ?? "").contains("queue of cifar is full") }
                 ?? false)
 
         // Hanging up: mid-upload (a body promised and cut short), and right after sending a whole request.
