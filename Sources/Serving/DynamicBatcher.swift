@@ -34,8 +34,9 @@ public final class DynamicBatcher: @unchecked Sendable {
     private var queue: [Request] = []
     private var stopping = false
     private var thread: Thread?
-    /// How many images each batch held, for the metrics: batch size -> count.
-    public private(set) var batchSizes: [Int: Int] = [:]
+    /// Told of each batch's size and of the queue's depth as it changes (on the batcher's thread or a request's).
+    var onBatch: @Sendable (Int) -> Void = { _ in }
+    var onDepth: @Sendable (Int) -> Void = { _ in }
 
     /// `run` maps a batch [B, 3, S, S] to logits [B, classes].
     public init(settings: Settings, run: @escaping (Tensor) -> Tensor) {
@@ -60,6 +61,7 @@ public final class DynamicBatcher: @unchecked Sendable {
                 return
             }
             queue.append(Request(image: image, enqueued: Date()) { continuation.resume(with: $0) })
+            onDepth(queue.count)
             condition.signal()
         }
     }
@@ -87,6 +89,7 @@ public final class DynamicBatcher: @unchecked Sendable {
             }
             let taken = Array(queue.prefix(settings.maxBatchSize))
             queue.removeFirst(taken.count)
+            onDepth(queue.count)
             condition.unlock()
 
             let now = Date()
@@ -100,7 +103,7 @@ public final class DynamicBatcher: @unchecked Sendable {
             guard !batch.isEmpty else { continue }
             let logits = run(Tensor.stack(batch.map(\.image)))
             let classes = logits.shape[1], values = logits.toArray()
-            condition.withLock { batchSizes[batch.count, default: 0] += 1 }
+            onBatch(batch.count)
             for (row, request) in batch.enumerated() { request.answer(.success(Array(values[(row * classes)..<((row + 1) * classes)]))) }
         }
     }

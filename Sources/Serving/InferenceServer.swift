@@ -41,8 +41,15 @@ public struct InferenceServer: Sendable {
     /// Predictions in the plain endpoint's answer.
     public var top = 5
 
+    let metrics = ServerMetrics()
+
     public init(models: [ServedModel]) {
         self.models = Dictionary(models.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for model in models {
+            let (metrics, name) = (self.metrics, model.name)
+            model.batcher.onBatch = { metrics.batch(model: name, size: $0) }
+            model.batcher.onDepth = { metrics.queueDepth(model: name, $0) }
+        }
     }
 
     /// Serves until SIGTERM or SIGINT (then finishes what is in flight); `listening` is told the port once bound.
@@ -57,8 +64,15 @@ public struct InferenceServer: Sendable {
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
-        // First: a middleware applies to the routes added after it.
+        // First: a middleware applies to the routes added after it. The access log and metrics, then errors as JSON.
+        router.middlewares.add(MetricsMiddleware(metrics: metrics, models: Set(models.keys)))
         router.middlewares.add(ErrorMiddleware())
+        let metrics = self.metrics
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.text))
+            )
+        }
         let server = self
         router.get("/v2/health/live") { _, _ in Self.json(["live": true]) }
         router.get("/v2/health/ready") { _, _ in Self.json(["ready": true]) }
@@ -195,6 +209,31 @@ struct ServingError: Error {
         self.status = status
         self.message = message
         self.retryAfter = retryAfter
+    }
+}
+
+/// Each answered request's access-log line (swift-log, on stderr: method, path, status, milliseconds) and its count
+/// and latency in the metrics, by model (one served, else ""), endpoint (the route's pattern) and status.
+struct MetricsMiddleware: RouterMiddleware {
+    let metrics: ServerMetrics
+    let models: Set<String>
+
+    func handle(_ request: Request, context: BasicRequestContext, next: (Request, BasicRequestContext) async throws -> Response)
+        async throws
+        -> Response
+    {
+        let started = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = started.duration(to: .now)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let endpoint = context.endpointPath ?? "unknown"
+        let model = context.parameters.get("name").flatMap { models.contains($0) ? $0 : nil } ?? ""
+        metrics.answered(
+            model: model, endpoint: endpoint.replacingOccurrences(of: ":name", with: "{name}"), status: response.status.code,
+            seconds: seconds)
+        context.logger.info(
+            "\(request.method) \(request.uri.path) \(response.status.code) \(String(format: "%.1f", seconds * 1000)) ms")
+        return response
     }
 }
 

@@ -138,9 +138,17 @@ import Testing
             #expect(values.count == 10 && zip(values, logits).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) }, "\(answer.text)")
         }
 
+        // Prometheus' text: the requests by model, endpoint and status, the batches, the images.
+        let metrics = try server.request("/metrics").text
+        #expect(
+            metrics.contains(#"swiftvit_requests_total{model="cifar",endpoint="/v1/models/{name}/classify",status="200"} 9"#), "\(metrics)")
+        #expect(metrics.contains(#"swiftvit_images_total{model="cifar"} 10"#), "\(metrics)")
+        #expect(metrics.contains("swiftvit_batch_size_count") && metrics.contains("swiftvit_request_duration_seconds_bucket"))
+
         let (status, said) = server.stop()
         #expect(status == 0, "\(said)")
         #expect(said.contains("stopped"))
+        #expect(said.contains("POST /v2/models/cifar/infer 200"), "the access log: \(said)")
     }
 
     /// `n` clients at once, a thread each (concurrentPerform would run only as many as there are cores).
