@@ -8,8 +8,8 @@ struct InferRequest: Decodable {
         var name: String
         var shape: [Int]
         var datatype: String
-        /// BYTES elements: each image's encoded bytes in base64.
-        var data: [String]
+        /// BYTES: each image's encoded bytes in base64; UINT8, FP32: the numbers in row-major order, flat or nested.
+        var data: TensorData
     }
     struct RequestedOutput: Decodable {
         var name: String
@@ -17,6 +17,41 @@ struct InferRequest: Decodable {
     var id: String?
     var inputs: [Input]
     var outputs: [RequestedOutput]?
+}
+
+/// An input's `data`: strings (BYTES) or numbers, as the protocol allows them: flat, or nested by the shape.
+enum TensorData: Decodable {
+    case strings([String])
+    case numbers([Double])
+
+    init(from decoder: any Decoder) throws {
+        var strings: [String] = [], numbers: [Double] = []
+        func collect(_ container: inout any UnkeyedDecodingContainer) throws {
+            while !container.isAtEnd {
+                if let text = try? container.decode(String.self) {
+                    strings.append(text)
+                } else if let number = try? container.decode(Double.self) {
+                    numbers.append(number)
+                } else {
+                    var nested = try container.nestedUnkeyedContainer()
+                    try collect(&nested)
+                }
+            }
+        }
+        var container = try decoder.unkeyedContainer()
+        try collect(&container)
+        guard strings.isEmpty || numbers.isEmpty else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "data mixes strings and numbers"))
+        }
+        self = strings.isEmpty ? .numbers(numbers) : .strings(strings)
+    }
+
+    var count: Int {
+        switch self {
+        case .strings(let values): return values.count
+        case .numbers(let values): return values.count
+        }
+    }
 }
 
 struct InferResponse: Encodable {

@@ -98,7 +98,7 @@ public struct InferenceServer: Sendable {
             let model = try server.model(context)
             let body = try await server.body(request)
             guard body.readableBytes > 0 else { throw ServingError(.badRequest, "the body is empty: send the image's bytes") }
-            let logits = try await server.logits(of: [Data(buffer: body)], on: model)[0]
+            let logits = try await server.logits(of: [try server.preprocessed(Data(buffer: body), index: 0, on: model)], on: model)[0]
             let predictions = model.classifier.top(Tensor(logits, shape: [1, logits.count]), k: server.top)[0]
             return Self.json(
                 PredictionRecord(
@@ -122,49 +122,99 @@ public struct InferenceServer: Sendable {
         }
     }
 
-    /// Each encoded image decoded (with --max-image-pixels' limit) and preprocessed on this request's thread, then
-    /// its logits from the batcher.
-    func logits(of images: [Data], on model: ServedModel) async throws -> [[Float]] {
-        var tensors: [Tensor] = []
-        for (i, data) in images.enumerated() {
-            let image: RGBImage
-            do { image = try RGBImage(data: data, source: URL(fileURLWithPath: "/image-\(i)")) } catch {
-                throw ServingError(.badRequest, "image \(i): \((error as? FileError)?.reason ?? Self.reason(error))")
-            }
-            tensors.append(model.classifier.transform(image))
+    /// An encoded image decoded (with --max-image-pixels' limit) and preprocessed, on the request's thread.
+    func preprocessed(_ data: Data, index: Int, on model: ServedModel) throws -> Tensor {
+        let image: RGBImage
+        do { image = try RGBImage(data: data, source: URL(fileURLWithPath: "/image-\(index)")) } catch {
+            throw ServingError(.badRequest, "image \(index): \((error as? FileError)?.reason ?? Self.reason(error))")
         }
-        var results: [[Float]] = []
-        for tensor in tensors {
-            do { results.append(try await model.batcher.submit(tensor)) } catch DynamicBatcher.Refusal.queueFull {
-                throw ServingError(.serviceUnavailable, "the queue of \(model.name) is full (--max-queue); retry shortly", retryAfter: 1)
-            } catch DynamicBatcher.Refusal.timedOut {
-                throw ServingError(.gatewayTimeout, "the request waited past --timeout in the queue of \(model.name)")
+        return model.classifier.transform(image)
+    }
+
+    /// Each preprocessed image's logits, from the batcher: a request's images queue together, so they can share a
+    /// batch.
+    func logits(of tensors: [Tensor], on model: ServedModel) async throws -> [[Float]] {
+        do {
+            return try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
+                for (i, tensor) in tensors.enumerated() {
+                    let image = UncheckedTensor(tensor)
+                    group.addTask { (i, try await model.batcher.submit(image.tensor)) }
+                }
+                var results = Array(repeating: [Float](), count: tensors.count)
+                for try await (i, logits) in group { results[i] = logits }
+                return results
             }
+        } catch DynamicBatcher.Refusal.queueFull {
+            throw ServingError(.serviceUnavailable, "the queue of \(model.name) is full (--max-queue); retry shortly", retryAfter: 1)
+        } catch DynamicBatcher.Refusal.timedOut {
+            throw ServingError(.gatewayTimeout, "the request waited past --timeout in the queue of \(model.name)")
         }
-        return results
     }
 
     func infer(_ request: InferRequest, on model: ServedModel) async throws -> InferResponse {
         guard request.inputs.count == 1, let input = request.inputs.first else {
             throw ServingError(.badRequest, "one input is expected (the images), got \(request.inputs.count)")
         }
-        guard input.datatype == "BYTES" else {
-            throw ServingError(
-                .badRequest, "input '\(input.name)' has datatype \(input.datatype): the images come as BYTES (each a base64 JPEG or PNG)")
-        }
-        guard input.shape.count == 1, input.shape[0] == input.data.count else {
-            throw ServingError(
-                .badRequest, "input '\(input.name)' has shape \(input.shape) for \(input.data.count) elements: [N] for N images")
-        }
-        let images = try input.data.enumerated().map { i, text -> Data in
-            guard let data = Data(base64Encoded: text) else { throw ServingError(.badRequest, "image \(i) is not base64") }
-            return data
+        let size = model.classifier.transform.size
+        let tensors: [Tensor]
+        switch (input.datatype, input.data) {
+        case ("BYTES", .strings(let texts)):
+            guard input.shape.count == 1, input.shape[0] == texts.count else {
+                throw ServingError(
+                    .badRequest, "input '\(input.name)' has shape \(input.shape) for \(texts.count) elements: [N] for N images")
+            }
+            let images = try texts.enumerated().map { i, text -> Data in
+                guard let data = Data(base64Encoded: text) else { throw ServingError(.badRequest, "image \(i) is not base64") }
+                return data
+            }
+            tensors = try images.enumerated().map { try preprocessed($1, index: $0, on: model) }
+        case ("UINT8", .numbers(let values)):
+            // Pixels [N, H, W, 3], 0-255: preprocessed as an image of that size would be.
+            guard input.shape.count == 4, input.shape[3] == 3, input.shape.allSatisfy({ $0 > 0 }), input.shape.reduce(1, *) == values.count
+            else {
+                throw ServingError(
+                    .badRequest,
+                    "input '\(input.name)' has shape \(input.shape) for \(values.count) values: UINT8 pixels come as [N, H, W, 3]")
+            }
+            guard values.allSatisfy({ $0 >= 0 && $0 <= 255 && $0 == $0.rounded() }) else {
+                throw ServingError(.badRequest, "input '\(input.name)': UINT8 values must be whole numbers in 0...255")
+            }
+            let (n, h, w) = (input.shape[0], input.shape[1], input.shape[2])
+            guard h * w <= DecodingLimit.maxPixels else {
+                throw ServingError(
+                    .badRequest, "input '\(input.name)': \(w)x\(h) is more than --max-image-pixels \(DecodingLimit.maxPixels)")
+            }
+            tensors = (0..<n).map { i in
+                let pixels = values[(i * h * w * 3)..<((i + 1) * h * w * 3)].map { UInt8($0) }
+                return model.classifier.transform(RGBImage(width: w, height: h, pixels: pixels))
+            }
+        case ("FP32", .numbers(let values)):
+            // Already preprocessed: [N, 3, S, S] at the model's size, normalised.
+            guard input.shape.count == 4, input.shape.dropFirst() == [3, size, size], input.shape[0] > 0,
+                input.shape.reduce(1, *) == values.count
+            else {
+                throw ServingError(
+                    .badRequest,
+                    "input '\(input.name)' has shape \(input.shape) for \(values.count) values: FP32 images come preprocessed as [N, 3, \(size), \(size)]"
+                )
+            }
+            guard values.allSatisfy(\.isFinite) else {
+                throw ServingError(.badRequest, "input '\(input.name)' holds values that are not finite")
+            }
+            let plane = 3 * size * size
+            tensors = (0..<input.shape[0]).map { i in
+                Tensor(values[(i * plane)..<((i + 1) * plane)].map { Float($0) }, shape: [3, size, size])
+            }
+        case (let datatype, _) where !["BYTES", "UINT8", "FP32"].contains(datatype):
+            throw ServingError(.badRequest, "input '\(input.name)' has datatype \(datatype): images come as BYTES, UINT8 or FP32")
+        default:
+            throw ServingError(.badRequest, "input '\(input.name)': its data do not match datatype \(input.datatype)")
         }
         let requested = request.outputs?.map(\.name) ?? ["logits", "probabilities"]
         if let unknown = requested.first(where: { !["logits", "probabilities"].contains($0) }) {
             throw ServingError(.badRequest, "no output named '\(unknown)' (outputs: logits, probabilities)")
         }
-        let logits = try await logits(of: images, on: model)
+        let logits = try await logits(of: tensors, on: model)
         let classes = model.classifier.labels.count
         var outputs: [InferResponse.Output] = []
         for name in requested {
@@ -198,6 +248,12 @@ public struct InferenceServer: Sendable {
         }
         return "\(error)"
     }
+}
+
+/// A preprocessed image handed to the batcher (read only from then on).
+struct UncheckedTensor: @unchecked Sendable {
+    let tensor: Tensor
+    init(_ tensor: Tensor) { self.tensor = tensor }
 }
 
 /// A failure with the status it answers and its message.

@@ -1,4 +1,5 @@
 import Foundation
+import Images
 import TestSupport
 import Testing
 
@@ -130,6 +131,32 @@ import Testing
         #expect(outputs.first?["data"] as? [Double] == logits)
         #expect(abs((outputs.last?["data"] as? [Double] ?? []).reduce(0, +) - 1) < 1e-5)
 
+        // The same image as UINT8 pixels [1, H, W, 3]: the same bits as its PNG. And two at once.
+        let decoded = try RGBImage(contentsOf: Self.photo)
+        let pixels: [String: Any] = [
+            "inputs": [
+                [
+                    "name": "image", "datatype": "UINT8", "shape": [2, decoded.height, decoded.width, 3],
+                    "data": (decoded.pixels + decoded.pixels).map(Int.init)
+                ]
+            ],
+            "outputs": [["name": "logits"]]
+        ]
+        let fromPixels = try server.request(
+            "/v2/models/cifar/infer", method: "POST", body: try JSONSerialization.data(withJSONObject: pixels))
+        let pixelLogits = ((fromPixels.json["outputs"] as? [[String: Any]])?.first?["data"] as? [Double]) ?? []
+        #expect(
+            pixelLogits.count == 20 && zip(pixelLogits.prefix(10), logits).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) },
+            "\(fromPixels.text)")
+        // FP32: preprocessed images [N, 3, 32, 32], nested as the protocol allows.
+        let plane = (0..<3).map { _ in (0..<32).map { _ in [Double](repeating: 0.5, count: 32) } }
+        let tensor: [String: Any] = ["inputs": [["name": "image", "datatype": "FP32", "shape": [1, 3, 32, 32], "data": [plane]]]]
+        let fromTensor = try server.request(
+            "/v2/models/cifar/infer", method: "POST", body: try JSONSerialization.data(withJSONObject: tensor))
+        #expect(
+            fromTensor.status == 200 && ((fromTensor.json["outputs"] as? [[String: Any]])?.first?["shape"] as? [Int]) == [1, 10],
+            "\(fromTensor.text)")
+
         // Concurrent requests share batches and each gets its own image's answer.
         let concurrent = clients(8) { _ in try server.request("/v1/models/cifar/classify", method: "POST", body: photo) }
         for answer in concurrent {
@@ -142,7 +169,7 @@ import Testing
         let metrics = try server.request("/metrics").text
         #expect(
             metrics.contains(#"swiftvit_requests_total{model="cifar",endpoint="/v1/models/{name}/classify",status="200"} 9"#), "\(metrics)")
-        #expect(metrics.contains(#"swiftvit_images_total{model="cifar"} 10"#), "\(metrics)")
+        #expect(metrics.contains(#"swiftvit_images_total{model="cifar"} 13"#), "\(metrics)")
         #expect(metrics.contains("swiftvit_batch_size_count") && metrics.contains("swiftvit_request_duration_seconds_bucket"))
 
         let (status, said) = server.stop()
@@ -182,7 +209,23 @@ import Testing
             ("/v3/anything", nil, "GET", 404, "no such endpoint"),
             ("/v2/models/cifar/infer", Data("{bad".utf8), "POST", 400, "not an inference request"),
             ("/v2/models/cifar/infer", Data("{}".utf8), "POST", 400, "no \"inputs\""),
-            ("/v2/models/cifar/infer", inferRequest([photo], datatype: "FP32"), "POST", 400, "datatype FP32"),
+            ("/v2/models/cifar/infer", inferRequest([photo], datatype: "FP32"), "POST", 400, "do not match datatype FP32"),
+            ("/v2/models/cifar/infer", inferRequest([photo], datatype: "INT64"), "POST", 400, "datatype INT64: images come as BYTES"),
+            (
+                "/v2/models/cifar/infer", Data(#"{"inputs":[{"name":"image","datatype":"UINT8","shape":[1,2,2,3],"data":[1,2,3]}]}"#.utf8),
+                "POST",
+                400, "shape [1, 2, 2, 3] for 3 values"
+            ),
+            (
+                "/v2/models/cifar/infer",
+                Data(#"{"inputs":[{"name":"image","datatype":"UINT8","shape":[1,1,1,3],"data":[1,2,300]}]}"#.utf8),
+                "POST", 400, "whole numbers in 0...255"
+            ),
+            (
+                "/v2/models/cifar/infer", Data(#"{"inputs":[{"name":"image","datatype":"FP32","shape":[1,3,8,8],"data":[1]}]}"#.utf8),
+                "POST",
+                400, "[N, 3, 32, 32]"
+            ),
             ("/v2/models/cifar/infer", inferRequest([photo], shape: [2]), "POST", 400, "shape [2] for 1 elements"),
             ("/v2/models/cifar/infer", inferRequest([Data("not an image".utf8)]), "POST", 400, "image 0: is not a JPEG or PNG image"),
             ("/v2/models/cifar/infer", inferRequest([photo], outputs: ["embedding"]), "POST", 400, "no output named 'embedding'"),
