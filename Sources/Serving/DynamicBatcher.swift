@@ -22,14 +22,20 @@ public final class DynamicBatcher: @unchecked Sendable {
         case timedOut
     }
 
+    /// One image's answer: its logits [classes] and the pooled features its head reads [F] (the embedding).
+    public struct Answer: Sendable {
+        public var logits: [Float]
+        public var embedding: [Float]
+    }
+
     private struct Request {
         let image: Tensor  // [3, S, S]
         let enqueued: Date
-        let answer: @Sendable (Result<[Float], Error>) -> Void
+        let answer: @Sendable (Result<Answer, Error>) -> Void
     }
 
     public let settings: Settings
-    private let run: (Tensor) -> Tensor
+    private let run: (Tensor) -> (logits: Tensor, features: Tensor)
     private let condition = NSCondition()
     private var queue: [Request] = []
     private var stopping = false
@@ -38,8 +44,8 @@ public final class DynamicBatcher: @unchecked Sendable {
     var onBatch: @Sendable (Int) -> Void = { _ in }
     var onDepth: @Sendable (Int) -> Void = { _ in }
 
-    /// `run` maps a batch [B, 3, S, S] to logits [B, classes].
-    public init(settings: Settings, run: @escaping (Tensor) -> Tensor) {
+    /// `run` maps a batch [B, 3, S, S] to logits [B, classes] and features [B, F].
+    public init(settings: Settings, run: @escaping (Tensor) -> (logits: Tensor, features: Tensor)) {
         self.settings = settings
         self.run = run
         let thread = Thread { [unowned self] in self.loop() }
@@ -51,9 +57,9 @@ public final class DynamicBatcher: @unchecked Sendable {
     /// The queued requests now.
     public var depth: Int { condition.withLock { queue.count } }
 
-    /// The logits of one preprocessed image [3, S, S], computed in whatever batch it joins.
-    public func submit(_ image: Tensor) async throws -> [Float] {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Float], Error>) in
+    /// The answer for one preprocessed image [3, S, S], computed in whatever batch it joins.
+    public func submit(_ image: Tensor) async throws -> Answer {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Answer, Error>) in
             condition.lock()
             defer { condition.unlock() }
             guard !stopping, queue.count < settings.maxQueue else {
@@ -101,10 +107,17 @@ public final class DynamicBatcher: @unchecked Sendable {
             )
             for request in late { request.answer(.failure(Refusal.timedOut)) }
             guard !batch.isEmpty else { continue }
-            let logits = run(Tensor.stack(batch.map(\.image)))
-            let classes = logits.shape[1], values = logits.toArray()
+            let (logits, features) = run(Tensor.stack(batch.map(\.image)))
+            let (classes, width) = (logits.shape[1], features.shape[1])
+            let (values, embeddings) = (logits.toArray(), features.toArray())
             onBatch(batch.count)
-            for (row, request) in batch.enumerated() { request.answer(.success(Array(values[(row * classes)..<((row + 1) * classes)]))) }
+            for (row, request) in batch.enumerated() {
+                request.answer(
+                    .success(
+                        Answer(
+                            logits: Array(values[(row * classes)..<((row + 1) * classes)]),
+                            embedding: Array(embeddings[(row * width)..<((row + 1) * width)]))))
+            }
         }
     }
 }

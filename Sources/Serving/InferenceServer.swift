@@ -94,11 +94,19 @@ public struct InferenceServer: Sendable {
             }
             return Self.json(try await server.infer(infer, on: model))
         }
+        router.post("/v1/models/:name/embed") { request, context in
+            let model = try server.model(context)
+            let body = try await server.body(request)
+            guard body.readableBytes > 0 else { throw ServingError(.badRequest, "the body is empty: send the image's bytes") }
+            let answer = try await server.answers(for: [try server.preprocessed(Data(buffer: body), index: 0, on: model)], on: model)[0]
+            return Self.json(["embedding": answer.embedding])
+        }
         router.post("/v1/models/:name/classify") { request, context in
             let model = try server.model(context)
             let body = try await server.body(request)
             guard body.readableBytes > 0 else { throw ServingError(.badRequest, "the body is empty: send the image's bytes") }
-            let logits = try await server.logits(of: [try server.preprocessed(Data(buffer: body), index: 0, on: model)], on: model)[0]
+            let logits = try await server.answers(for: [try server.preprocessed(Data(buffer: body), index: 0, on: model)], on: model)[0]
+                .logits
             let predictions = model.classifier.top(Tensor(logits, shape: [1, logits.count]), k: server.top)[0]
             return Self.json(
                 PredictionRecord(
@@ -131,17 +139,17 @@ public struct InferenceServer: Sendable {
         return model.classifier.transform(image)
     }
 
-    /// Each preprocessed image's logits, from the batcher: a request's images queue together, so they can share a
+    /// Each preprocessed image's answer, from the batcher: a request's images queue together, so they can share a
     /// batch.
-    func logits(of tensors: [Tensor], on model: ServedModel) async throws -> [[Float]] {
+    func answers(for tensors: [Tensor], on model: ServedModel) async throws -> [DynamicBatcher.Answer] {
         do {
-            return try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
+            return try await withThrowingTaskGroup(of: (Int, DynamicBatcher.Answer).self) { group in
                 for (i, tensor) in tensors.enumerated() {
                     let image = UncheckedTensor(tensor)
                     group.addTask { (i, try await model.batcher.submit(image.tensor)) }
                 }
-                var results = Array(repeating: [Float](), count: tensors.count)
-                for try await (i, logits) in group { results[i] = logits }
+                var results = Array(repeating: DynamicBatcher.Answer(logits: [], embedding: []), count: tensors.count)
+                for try await (i, answer) in group { results[i] = answer }
                 return results
             }
         } catch DynamicBatcher.Refusal.queueFull {
@@ -211,20 +219,23 @@ public struct InferenceServer: Sendable {
             throw ServingError(.badRequest, "input '\(input.name)': its data do not match datatype \(input.datatype)")
         }
         let requested = request.outputs?.map(\.name) ?? ["logits", "probabilities"]
-        if let unknown = requested.first(where: { !["logits", "probabilities"].contains($0) }) {
-            throw ServingError(.badRequest, "no output named '\(unknown)' (outputs: logits, probabilities)")
+        if let unknown = requested.first(where: { !["logits", "probabilities", "embedding"].contains($0) }) {
+            throw ServingError(.badRequest, "no output named '\(unknown)' (outputs: logits, probabilities, embedding)")
         }
-        let logits = try await logits(of: tensors, on: model)
+        let answers = try await answers(for: tensors, on: model)
+        let logits = answers.map(\.logits)
         let classes = model.classifier.labels.count
         var outputs: [InferResponse.Output] = []
         for name in requested {
-            let values: [Float]
-            if name == "logits" {
-                values = logits.flatMap { $0 }
-            } else {
-                values = Tensor(logits.flatMap { $0 }, shape: [logits.count, classes]).softmax().toArray()
+            switch name {
+            case "logits": outputs.append(.init(name: name, datatype: "FP32", shape: [logits.count, classes], data: logits.flatMap { $0 }))
+            case "probabilities":
+                let values = Tensor(logits.flatMap { $0 }, shape: [logits.count, classes]).softmax().toArray()
+                outputs.append(.init(name: name, datatype: "FP32", shape: [logits.count, classes], data: values))
+            default:
+                let width = answers.first?.embedding.count ?? 0
+                outputs.append(.init(name: name, datatype: "FP32", shape: [answers.count, width], data: answers.flatMap(\.embedding)))
             }
-            outputs.append(.init(name: name, datatype: "FP32", shape: [logits.count, classes], data: values))
         }
         return InferResponse(modelName: model.name, modelVersion: "1", id: request.id, outputs: outputs)
     }

@@ -131,6 +131,13 @@ import Testing
         #expect(outputs.first?["data"] as? [Double] == logits)
         #expect(abs((outputs.last?["data"] as? [Double] ?? []).reduce(0, +) - 1) < 1e-5)
 
+        // Its embedding (the pooled features the head reads), from the plain endpoint and from infer alike.
+        let embedded = try server.request("/v1/models/cifar/embed", method: "POST", body: photo).json["embedding"] as? [Double] ?? []
+        let embeddingOutput = try server.request(
+            "/v2/models/cifar/infer", method: "POST", body: inferRequest([photo], outputs: ["embedding"]))
+        let output = (embeddingOutput.json["outputs"] as? [[String: Any]])?.first
+        #expect(embedded.count == 192 && output?["data"] as? [Double] == embedded && output?["shape"] as? [Int] == [1, 192])
+
         // The same image as UINT8 pixels [1, H, W, 3]: the same bits as its PNG. And two at once.
         let decoded = try RGBImage(contentsOf: Self.photo)
         let pixels: [String: Any] = [
@@ -169,7 +176,7 @@ import Testing
         let metrics = try server.request("/metrics").text
         #expect(
             metrics.contains(#"swiftvit_requests_total{model="cifar",endpoint="/v1/models/{name}/classify",status="200"} 9"#), "\(metrics)")
-        #expect(metrics.contains(#"swiftvit_images_total{model="cifar"} 13"#), "\(metrics)")
+        #expect(metrics.contains(#"swiftvit_images_total{model="cifar"} 15"#), "\(metrics)")
         #expect(metrics.contains("swiftvit_batch_size_count") && metrics.contains("swiftvit_request_duration_seconds_bucket"))
 
         let (status, said) = server.stop()
@@ -228,7 +235,7 @@ import Testing
             ),
             ("/v2/models/cifar/infer", inferRequest([photo], shape: [2]), "POST", 400, "shape [2] for 1 elements"),
             ("/v2/models/cifar/infer", inferRequest([Data("not an image".utf8)]), "POST", 400, "image 0: is not a JPEG or PNG image"),
-            ("/v2/models/cifar/infer", inferRequest([photo], outputs: ["embedding"]), "POST", 400, "no output named 'embedding'"),
+            ("/v2/models/cifar/infer", inferRequest([photo], outputs: ["features"]), "POST", 400, "no output named 'features'"),
             ("/v1/models/cifar/classify", Data(), "POST", 400, "the body is empty"),
             ("/v1/models/cifar/classify", Data(photo.prefix(2000)), "POST", 400, "image 0:"),
             ("/v1/models/cifar/classify", photo + Data(count: 200_000), "POST", 413, "over the limit of 400000 bytes")

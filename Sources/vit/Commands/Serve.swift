@@ -52,7 +52,10 @@ struct Serve: ParsableCommand {
             var loader = CheckpointLoader()
             loader.weightDType = chosen.precision.dtype
             let classifier = Classifier(model: try loader.loadModel(try BuiltInModel.resolve(parts[1])), precision: chosen.precision)
-            let batcher = DynamicBatcher(settings: settings) { classifier.logits($0) }
+            let batcher = DynamicBatcher(settings: settings) { batch in
+                let classified = Autograd.withNoGrad { classifier.model.classify(batch) }
+                return (classified.logits, classified.features)
+            }
             served.append(ServedModel(name: parts[0], classifier: classifier, batcher: batcher))
             printError("\(parts[0]): \(parts[1]) (\(classifier.labels.count) classes)")
         }
