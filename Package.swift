@@ -28,7 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
-        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1")
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1")
     ],
     targets: [
         // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
@@ -89,7 +90,7 @@ let package = Package(
             name: "Serving",
             dependencies: [
                 "Inference", "Images", "Tensors", .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus")
+                .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "MultipartKit", package: "multipart-kit")
             ]),
         // The Image Transformer: images generated one sub-pixel at a time.
         .target(name: "Generation", dependencies: ["Tensors", "NN", "Checkpoints"]),

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Images
 import Inference
+import MultipartKit
 import NIOCore
 import Tensors
 
@@ -96,17 +97,14 @@ public struct InferenceServer: Sendable {
         }
         router.post("/v1/models/:name/embed") { request, context in
             let model = try server.model(context)
-            let body = try await server.body(request)
-            guard body.readableBytes > 0 else { throw ServingError(.badRequest, "the body is empty: send the image's bytes") }
-            let answer = try await server.answers(for: [try server.preprocessed(Data(buffer: body), index: 0, on: model)], on: model)[0]
+            let image = try await server.uploadedImage(request)
+            let answer = try await server.answers(for: [try server.preprocessed(image, index: 0, on: model)], on: model)[0]
             return Self.json(["embedding": answer.embedding])
         }
         router.post("/v1/models/:name/classify") { request, context in
             let model = try server.model(context)
-            let body = try await server.body(request)
-            guard body.readableBytes > 0 else { throw ServingError(.badRequest, "the body is empty: send the image's bytes") }
-            let logits = try await server.answers(for: [try server.preprocessed(Data(buffer: body), index: 0, on: model)], on: model)[0]
-                .logits
+            let image = try await server.uploadedImage(request)
+            let logits = try await server.answers(for: [try server.preprocessed(image, index: 0, on: model)], on: model)[0].logits
             let predictions = model.classifier.top(Tensor(logits, shape: [1, logits.count]), k: server.top)[0]
             return Self.json(
                 PredictionRecord(
@@ -128,6 +126,37 @@ public struct InferenceServer: Sendable {
         do { return try await request.body.collect(upTo: maxBodyBytes) } catch {
             throw ServingError(.contentTooLarge, "the body is over the limit of \(maxBodyBytes) bytes (--max-body-bytes)")
         }
+    }
+
+    /// The image of a plain endpoint's request: the body itself, or of multipart form data (`curl -F image=@cat.jpg`)
+    /// the first part that carries a file (else the first part).
+    func uploadedImage(_ request: Request) async throws -> Data {
+        let body = try await body(request)
+        guard body.readableBytes > 0 else { throw ServingError(.badRequest, "the body is empty: send the image's bytes") }
+        guard let type = request.headers[.contentType], type.lowercased().hasPrefix("multipart/form-data") else {
+            return Data(buffer: body)
+        }
+        guard
+            let boundary = type.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) })
+                .first(where: { $0.lowercased().hasPrefix("boundary=") })?.dropFirst(9).trimmingCharacters(
+                    in: CharacterSet(charactersIn: "\""))
+        else { throw ServingError(.badRequest, "multipart form data without a boundary") }
+        var parts: [(isFile: Bool, bytes: [UInt8])] = []
+        var current: (isFile: Bool, bytes: [UInt8]) = (false, [])
+        let parser = MultipartParser(boundary: boundary)
+        parser.onHeader = { name, value in
+            if name.lowercased() == "content-disposition" && value.contains("filename=") { current.isFile = true }
+        }
+        parser.onBody = { buffer in current.bytes += buffer.readBytes(length: buffer.readableBytes) ?? [] }
+        parser.onPartComplete = {
+            parts.append(current)
+            current = (false, [])
+        }
+        do { try parser.execute(body) } catch { throw ServingError(.badRequest, "the multipart form data do not parse: \(error)") }
+        guard let part = parts.first(where: \.isFile) ?? parts.first else {
+            throw ServingError(.badRequest, "the multipart form data hold no part")
+        }
+        return Data(part.bytes)
     }
 
     /// An encoded image decoded (with --max-image-pixels' limit) and preprocessed, on the request's thread.

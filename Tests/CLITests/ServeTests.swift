@@ -44,11 +44,12 @@ import Testing
             self.port = port
         }
 
-        func request(_ path: String, method: String = "GET", body: Data? = nil) throws -> Answer {
+        func request(_ path: String, method: String = "GET", body: Data? = nil, contentType: String? = nil) throws -> Answer {
             guard let url = URL(string: "http://127.0.0.1:\(port)\(path)") else { throw CommandFailure("bad path \(path)") }
             var request = URLRequest(url: url)
             request.httpMethod = method
             request.httpBody = body
+            if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
             let done = DispatchSemaphore(value: 0)
             let result = Box()
             URLSession.shared.dataTask(with: request) { data, response, error in
@@ -131,6 +132,19 @@ import Testing
         #expect(outputs.first?["data"] as? [Double] == logits)
         #expect(abs((outputs.last?["data"] as? [Double] ?? []).reduce(0, +) - 1) < 1e-5)
 
+        // As multipart form data (curl -F image=@photo.png), beside another field: the same answer.
+        var form = Data("--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n".utf8)
+        form += Data(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"chelsea.png\"\r\nContent-Type: image/png\r\n\r\n".utf8)
+        form += photo + Data("\r\n--XyZ--\r\n".utf8)
+        let uploaded = try server.request(
+            "/v1/models/cifar/classify", method: "POST", body: form, contentType: "multipart/form-data; boundary=XyZ")
+        #expect(uploaded.json["logits"] as? [Double] == logits, "\(uploaded.text)")
+        for (type, says) in [("multipart/form-data", "without a boundary"), ("multipart/form-data; boundary=nothere", "hold no part")] {
+            let bad = try server.request("/v1/models/cifar/classify", method: "POST", body: Data("garbage".utf8), contentType: type)
+            #expect(bad.status == 400 && (bad.json["error"] as? String ?? "").contains(says), "\(bad.text)")
+        }
+
         // Its embedding (the pooled features the head reads), from the plain endpoint and from infer alike.
         let embedded = try server.request("/v1/models/cifar/embed", method: "POST", body: photo).json["embedding"] as? [Double] ?? []
         let embeddingOutput = try server.request(
@@ -175,8 +189,9 @@ import Testing
         // Prometheus' text: the requests by model, endpoint and status, the batches, the images.
         let metrics = try server.request("/metrics").text
         #expect(
-            metrics.contains(#"swiftvit_requests_total{model="cifar",endpoint="/v1/models/{name}/classify",status="200"} 9"#), "\(metrics)")
-        #expect(metrics.contains(#"swiftvit_images_total{model="cifar"} 15"#), "\(metrics)")
+            metrics.contains(#"swiftvit_requests_total{model="cifar",endpoint="/v1/models/{name}/classify",status="200"} 10"#), "\(metrics)"
+        )
+        #expect(metrics.contains(#"swiftvit_images_total{model="cifar"} 16"#), "\(metrics)")
         #expect(metrics.contains("swiftvit_batch_size_count") && metrics.contains("swiftvit_request_duration_seconds_bucket"))
 
         let (status, said) = server.stop()
