@@ -297,10 +297,35 @@ import Testing
             try client.run()
             client.waitUntilExit()
         }
+        // A client that sends a byte a second holds its own connection only: others are answered meanwhile.
+        let slow = Process()
+        slow.executableURL = URL(fileURLWithPath: "/bin/bash")
+        slow.arguments = [
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/\(server.port); for c in P O S T ' ' /; do printf \"$c\" >&3; sleep 1; done; exec 3>&-"
+        ]
+        try slow.run()
         Thread.sleep(forTimeInterval: 1.5)
+        let meanwhile = try server.request("/v2/health/ready")
+        #expect(meanwhile.status == 200 && slow.isRunning)
+        slow.waitUntilExit()
         let good = try server.request("/v1/models/cifar/classify", method: "POST", body: photo)
         #expect(good.status == 200 && (good.json["top"] as? [[String: Any]])?.first?["label"] as? String == "cat", "\(good.text)")
         let (status, said) = server.stop()
         #expect(status == 0, "\(said)")
+    }
+
+    /// SIGTERM while a request waits: the server finishes it if it can within --drain-timeout, else exits 0 then.
+    @Test func aStopWaitsForTheDrainTimeoutAtMost() throws {
+        // A lone request waits up to 20 s for a fuller batch: longer than the drain allows.
+        let server = try Server(["--model", "cifar=builtin:cifar10-vit", "--max-queue-delay", "20000000", "--drain-timeout", "1"])
+        let photo = try Data(contentsOf: Self.photo)
+        Thread.detachNewThread { _ = try? server.request("/v1/models/cifar/classify", method: "POST", body: photo) }
+        Thread.sleep(forTimeInterval: 0.5)
+        let stopped = Date()
+        let (status, said) = server.stop()
+        #expect(status == 0, "\(said)")
+        #expect(said.contains("after --drain-timeout 1.0 s were dropped"), "\(said)")
+        #expect(Date().timeIntervalSince(stopped) < 15)
     }
 }

@@ -26,6 +26,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Requests queued per model beyond which 503 is answered.") var maxQueue = 256
     @Option(help: "Seconds a request may wait in the queue before 504 is answered.") var timeout = 30.0
     @Option(help: "The largest request body in bytes (413 beyond).") var maxBodyBytes = 16 << 20
+    @Option(help: "Seconds after SIGTERM or Ctrl-C to finish the requests in flight; then the server exits anyway.")
+    var drainTimeout = 30.0
     @Option(help: "Compute precision (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32).") var precision: Precision?
     @OptionGroup var imageLimit: ImageLimitOptions
 
@@ -33,8 +35,9 @@ struct Serve: ParsableCommand {
         if models.isEmpty { throw ValidationError("give at least one --model NAME=PATH") }
         for model in models where !model.contains("=") { throw ValidationError("--model \(model): expected NAME=PATH") }
         if maxBatchSize < 1 { throw ValidationError("--max-batch-size must be at least 1") }
-        if maxQueueDelay < 0 || maxQueue < 1 || !(timeout > 0) || maxBodyBytes < 1 {
-            throw ValidationError("--max-queue-delay must be 0 or more, --max-queue, --timeout and --max-body-bytes positive")
+        if maxQueueDelay < 0 || maxQueue < 1 || !(timeout > 0) || maxBodyBytes < 1 || !(drainTimeout >= 0) {
+            throw ValidationError(
+                "--max-queue-delay and --drain-timeout must be 0 or more, --max-queue, --timeout and --max-body-bytes positive")
         }
         if !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535") }
     }
@@ -62,6 +65,21 @@ struct Serve: ParsableCommand {
         printError("precision: \(chosen.precision) (\(chosen.why))")
         var server = InferenceServer(models: served)
         (server.host, server.port, server.maxBodyBytes) = (host, port, maxBodyBytes)
+        // Hummingbird stops accepting on SIGTERM or SIGINT and waits for the requests in flight; past --drain-timeout
+        // the process ends regardless.
+        let drainTimeout = self.drainTimeout
+        let signals = [Int32(SIGTERM), Int32(SIGINT)].map { (number: Int32) -> DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                DispatchQueue.global().asyncAfter(deadline: .now() + drainTimeout) {
+                    printError("stopped: requests still in flight after --drain-timeout \(drainTimeout) s were dropped")
+                    Foundation.exit(0)
+                }
+            }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
         let done = DispatchSemaphore(value: 0)
         let failure = FailureBox()
         let (host, count) = (self.host, served.count)
