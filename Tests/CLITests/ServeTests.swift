@@ -1,5 +1,6 @@
 import Foundation
 import Images
+import Tensors
 import TestSupport
 import Testing
 
@@ -40,8 +41,47 @@ import Testing
                     port = Int(said[range].split(separator: ":").last ?? "")
                 }
             }
-            guard let port else { throw CommandFailure("vit serve did not start: \(said)") }
+            guard let port else {
+                process.terminate()
+                throw CommandFailure("vit serve did not start: \(said)")
+            }
             self.port = port
+            // From here on stderr (the access log) is read as it comes: a full pipe would block the server's writes.
+            let (handle, log) = (errors.fileHandleForReading, self.log)
+            log.append(said)
+            reader = Thread {
+                while true {
+                    let data = handle.availableData
+                    if data.isEmpty { break }
+                    log.append(String(decoding: data, as: UTF8.self))
+                }
+                log.finish()
+            }
+            reader?.start()
+        }
+
+        private var reader: Thread?
+        private let log = Log()
+
+        /// What the server said, gathered while it runs.
+        final class Log: @unchecked Sendable {
+            private let condition = NSCondition()
+            private var text = ""
+            private var ended = false
+            func append(_ more: String) { condition.withLock { text += more } }
+            func finish() {
+                condition.withLock {
+                    ended = true
+                    condition.broadcast()
+                }
+            }
+            /// Everything, once the server has closed its stderr.
+            func all() -> String {
+                condition.lock()
+                defer { condition.unlock() }
+                while !ended { condition.wait() }
+                return text
+            }
         }
 
         func request(_ path: String, method: String = "GET", body: Data? = nil, contentType: String? = nil) throws -> Answer {
@@ -65,10 +105,12 @@ import Testing
         /// SIGTERM, then the exit status and what it said.
         func stop() -> (Int32, String) {
             kill(process.processIdentifier, SIGTERM)
-            let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let said = log.all()
             process.waitUntilExit()
             return (process.terminationStatus, said)
         }
+
+        deinit { if process.isRunning { process.terminate() } }
     }
 
     final class Box: @unchecked Sendable {
@@ -265,6 +307,31 @@ import Testing
             let good = try server.request("/v1/models/cifar/classify", method: "POST", body: photo)
             #expect(good.status == 200 && (good.json["top"] as? [[String: Any]])?.first?["label"] as? String == "cat", "\(good.text)")
         }
+        // 1,000 malformed requests: a good infer request (of a small PNG) with a few random bytes changed, sent to
+        // infer, classify or an unknown model. Each gets a status of its own (never 500), and the server goes on.
+        let small = FileManager.default.temporaryDirectory.appendingPathComponent("swiftvit-serve-\(UUID().uuidString).png")
+        defer { try? FileManager.default.removeItem(at: small) }
+        try PNG.write(RGBImage(width: 8, height: 8, pixels: (0..<192).map { UInt8($0) }), to: small)
+        let valid = inferRequest([try Data(contentsOf: small)])
+        var rng = SeededGenerator(seed: 5)
+        var seen: [Int: Int] = [:]
+        for i in 0..<1000 {
+            var bytes = [UInt8](valid)
+            for _ in 0..<(1 + Int(rng.next() % 4)) { bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next()) }
+            let path = ["/v2/models/cifar/infer", "/v1/models/cifar/classify", "/v2/models/cifar/infer", "/v2/models/zzz/infer"][i % 4]
+            let answer: Answer
+            do { answer = try server.request(path, method: "POST", body: Data(bytes)) } catch {
+                Issue.record("request \(i) to \(path) got no answer (\(error)): \(String(decoding: bytes, as: UTF8.self).prefix(200))")
+                break
+            }
+            seen[answer.status, default: 0] += 1
+            #expect([200, 400, 404].contains(answer.status), "\(path): \(answer.status) \(answer.text)")
+            if answer.status != 200 { #expect(answer.json["error"] is String, "\(answer.text)") }
+        }
+        #expect(seen[400, default: 0] > 500, "\(seen)")
+        let after = try server.request("/v1/models/cifar/classify", method: "POST", body: photo)
+        #expect(after.status == 200 && (after.json["top"] as? [[String: Any]])?.first?["label"] as? String == "cat")
+
         let (status, said) = server.stop()
         #expect(status == 0, "\(said)")
     }
