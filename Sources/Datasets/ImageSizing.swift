@@ -34,9 +34,3 @@ public enum ImageSizing: Sendable, Equatable {
 
     public static func size(_ size: Int, cropPct: Float = 1) -> ImageSizing { .resize(Resize(size: size, cropPct: cropPct)) }
 }
-
-/// A value handed to concurrent work that writes disjoint parts of it.
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    var value: Value
-    init(_ value: Value) { self.value = value }
-}

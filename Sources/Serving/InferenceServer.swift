@@ -174,8 +174,8 @@ public struct InferenceServer: Sendable {
         do {
             return try await withThrowingTaskGroup(of: (Int, DynamicBatcher.Answer).self) { group in
                 for (i, tensor) in tensors.enumerated() {
-                    let image = UncheckedTensor(tensor)
-                    group.addTask { (i, try await model.batcher.submit(image.tensor)) }
+                    let image = UncheckedSendable(tensor)  // read only from here on
+                    group.addTask { (i, try await model.batcher.submit(image.value)) }
                 }
                 var results = Array(repeating: DynamicBatcher.Answer(logits: [], embedding: []), count: tensors.count)
                 for try await (i, answer) in group { results[i] = answer }
@@ -288,12 +288,6 @@ public struct InferenceServer: Sendable {
         }
         return "\(error)"
     }
-}
-
-/// A preprocessed image handed to the batcher (read only from then on).
-struct UncheckedTensor: @unchecked Sendable {
-    let tensor: Tensor
-    init(_ tensor: Tensor) { self.tensor = tensor }
 }
 
 /// A failure with the status it answers and its message.

@@ -242,9 +242,3 @@ final class GradientBuckets {
         layOut(order.map(Int.init))
     }
 }
-
-/// A value handed to the MPI thread that the sender no longer touches until the collective has finished.
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
