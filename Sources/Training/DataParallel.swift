@@ -9,9 +9,9 @@ import Tensors
 /// - the recipe's batch is the global one: each rank trains on its share of each global batch (`TrainingLoader`'s
 ///   `share`), so the rules that depend on the batch (MAE's `blr x batch / 256`, the schedule's steps) see the global
 ///   batch, and N ranks of B/N images step as one process of B would;
-/// - gradients are averaged by allreduce in buckets of about 25 MB (the first 1 MB), in reverse declaration order (the order the
-///   backward pass finishes them in), each bucket started as soon as its last gradient is final, on the MPI thread,
-///   while the backward pass goes on; the buckets are started in the same order on every rank;
+/// - gradients are averaged by allreduce in buckets of about 25 MB (the first 1 MB), laid out in the order the
+///   backward pass finishes them (observed in the first step), each bucket started as soon as its last gradient is
+///   final, on the MPI thread, while the backward pass goes on; the buckets start in the same order on every rank;
 /// - buffers that are not trained (batch norm's running statistics) are rank 0's, broadcast before each update
 ///   (DDP's `broadcast_buffers`); batch norm itself normalises each rank's share with its own statistics (DDP
 ///   without `SyncBatchNorm`);
