@@ -382,6 +382,24 @@ import Testing
         #expect(status == 0, "\(said)")
     }
 
+    /// A --model that is not NAME=PATH, or names no model, is one line and status 2 (no server starts).
+    @Test func badModelOptionsAreRefused() throws {
+        for (spec, says) in [
+            ("cifar=", "expected NAME=PATH"), ("=x", "expected NAME=PATH"), ("cifar", "expected NAME=PATH"), ("c=nothere", "nothere")
+        ] {
+            let process = Process()
+            process.executableURL = CommandLineTests.executable
+            process.arguments = ["serve", "--port", "0", "--model", spec]
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 2 && said.contains(says), "\(spec): \(said)")
+        }
+    }
+
     /// SIGTERM while a request waits: the server finishes it if it can within --drain-timeout, else exits 0 then.
     @Test func aStopWaitsForTheDrainTimeoutAtMost() throws {
         // A lone request waits up to 20 s for a fuller batch: longer than the drain allows.

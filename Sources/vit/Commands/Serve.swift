@@ -33,13 +33,19 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         if models.isEmpty { throw ValidationError("give at least one --model NAME=PATH") }
-        for model in models where !model.contains("=") { throw ValidationError("--model \(model): expected NAME=PATH") }
+        for model in models where Self.nameAndPath(model) == nil { throw ValidationError("--model \(model): expected NAME=PATH") }
         if maxBatchSize < 1 { throw ValidationError("--max-batch-size must be at least 1") }
         if maxQueueDelay < 0 || maxQueue < 1 || !(timeout > 0) || maxBodyBytes < 1 || !(drainTimeout >= 0) {
             throw ValidationError(
                 "--max-queue-delay and --drain-timeout must be 0 or more, --max-queue, --timeout and --max-body-bytes positive")
         }
         if !(0...65535).contains(port) { throw ValidationError("--port must be in 0...65535") }
+    }
+
+    /// NAME=PATH as [NAME, PATH], both non-empty; nil otherwise.
+    static func nameAndPath(_ spec: String) -> [String]? {
+        let parts = spec.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty ? parts : nil
     }
 
     func run() throws {
@@ -51,7 +57,7 @@ struct Serve: ParsableCommand {
         )
         var served: [ServedModel] = []
         for spec in models {
-            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            guard let parts = Self.nameAndPath(spec) else { throw CommandFailure("--model \(spec): expected NAME=PATH") }
             var loader = CheckpointLoader()
             loader.weightDType = chosen.precision.dtype
             let classifier = Classifier(model: try loader.loadModel(try BuiltInModel.resolve(parts[1])), precision: chosen.precision)
