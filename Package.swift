@@ -89,7 +89,7 @@ let package = Package(
         .target(
             name: "Serving",
             dependencies: [
-                "Inference", "Images", "Tensors", .product(name: "Hummingbird", package: "hummingbird"),
+                "Inference", "Images", "Tensors", "CLIP", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "MultipartKit", package: "multipart-kit")
             ]),
         // The Image Transformer: images generated one sub-pixel at a time.

@@ -64,10 +64,20 @@ public struct ZeroShotClassifier {
         classEmbeddings = Tensor.concat(rows, axis: 0)
     }
 
+    /// With the class embeddings already made (`classEmbeddings` of an earlier classifier of the same model).
+    public init(model: CLIPModel, classNames: [String], classEmbeddings: Tensor) {
+        (self.model, self.classNames, self.classEmbeddings) = (model, classNames, classEmbeddings)
+    }
+
     static func normalised(_ x: Tensor) -> Tensor { x / x.square().sum(axis: -1, keepDim: true).sqrt() }
 
     /// Normalised images [B, 3, S, S] -> logits [B, classes].
     public func logits(_ images: Tensor) -> Tensor {
-        Autograd.withNoGrad { Self.normalised(model.encodeImage(images)).matmul(classEmbeddings, transposeOther: true) * 100 }
+        Autograd.withNoGrad { logits(imageEmbeddings: model.encodeImage(images)) }
+    }
+
+    /// Image embeddings [B, E] (`CLIPModel.encodeImage`) -> logits [B, classes].
+    public func logits(imageEmbeddings: Tensor) -> Tensor {
+        Autograd.withNoGrad { Self.normalised(imageEmbeddings).matmul(classEmbeddings, transposeOther: true) * 100 }
     }
 }

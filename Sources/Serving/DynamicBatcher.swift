@@ -22,10 +22,14 @@ public final class DynamicBatcher: @unchecked Sendable {
         case timedOut
     }
 
-    /// One image's answer: its logits [classes] and the pooled features its head reads [F] (the embedding).
+    /// One image's answer: its logits [classes] (none for a model without a head, such as CLIP's image tower) and its
+    /// embedding [F] (a classifier's pooled features, CLIP's projected image embedding).
     public struct Answer: Sendable {
         public var logits: [Float]
         public var embedding: [Float]
+        /// The dtype the embedding was computed in (its values are exact in float32): bf16 for CLIP's image tower
+        /// under bf16, which zero-shot classification goes on from in bf16.
+        public var embeddingType = DType.float32
     }
 
     private struct Request {
@@ -35,8 +39,10 @@ public final class DynamicBatcher: @unchecked Sendable {
     }
 
     public let settings: Settings
-    private let run: (Tensor) -> (logits: Tensor, features: Tensor)
+    private let run: (Tensor) -> (logits: Tensor?, features: Tensor)
     private let condition = NSCondition()
+    /// Held while the model runs: a batch, or other work on the same weights (`exclusively`).
+    private let modelLock = NSLock()
     private var queue: [Request] = []
     private var stopping = false
     private var thread: Thread?
@@ -44,8 +50,8 @@ public final class DynamicBatcher: @unchecked Sendable {
     var onBatch: @Sendable (Int) -> Void = { _ in }
     var onDepth: @Sendable (Int) -> Void = { _ in }
 
-    /// `run` maps a batch [B, 3, S, S] to logits [B, classes] and features [B, F].
-    public init(settings: Settings, run: @escaping (Tensor) -> (logits: Tensor, features: Tensor)) {
+    /// `run` maps a batch [B, 3, S, S] to logits [B, classes] (or nil) and features [B, F].
+    public init(settings: Settings, run: @escaping (Tensor) -> (logits: Tensor?, features: Tensor)) {
         self.settings = settings
         self.run = run
         let thread = Thread { [unowned self] in self.loop() }
@@ -69,6 +75,19 @@ public final class DynamicBatcher: @unchecked Sendable {
             queue.append(Request(image: image, enqueued: Date()) { continuation.resume(with: $0) })
             onDepth(queue.count)
             condition.signal()
+        }
+    }
+
+    /// Runs `work` on a thread of its own while no batch runs (such as CLIP's text tower, which shares the model and
+    /// its scratch memory with the image batches).
+    public func exclusively<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { [modelLock] in
+                modelLock.lock()
+                let result = work()
+                modelLock.unlock()
+                continuation.resume(returning: result)
+            }
         }
     }
 
@@ -107,16 +126,18 @@ public final class DynamicBatcher: @unchecked Sendable {
             )
             for request in late { request.answer(.failure(Refusal.timedOut)) }
             guard !batch.isEmpty else { continue }
+            modelLock.lock()
             let (logits, features) = run(Tensor.stack(batch.map(\.image)))
-            let (classes, width) = (logits.shape[1], features.shape[1])
-            let (values, embeddings) = (logits.toArray(), features.toArray())
+            modelLock.unlock()
+            let (classes, width) = (logits?.shape[1] ?? 0, features.shape[1])
+            let (values, embeddings) = (logits?.toArray() ?? [], features.toArray())
             onBatch(batch.count)
             for (row, request) in batch.enumerated() {
                 request.answer(
                     .success(
                         Answer(
                             logits: Array(values[(row * classes)..<((row + 1) * classes)]),
-                            embedding: Array(embeddings[(row * width)..<((row + 1) * width)]))))
+                            embedding: Array(embeddings[(row * width)..<((row + 1) * width)]), embeddingType: features.dtype)))
             }
         }
     }

@@ -95,12 +95,23 @@ struct ModelMetadata: Encodable {
 
     init(_ model: ServedModel) {
         name = model.name
-        let classes = model.classifier.labels.count
-        inputs = [.init(name: "image", datatype: "BYTES", shape: [-1])]
-        outputs = [
-            .init(name: "logits", datatype: "FP32", shape: [-1, classes]),
-            .init(name: "probabilities", datatype: "FP32", shape: [-1, classes])
-        ]
+        switch model.kind {
+        case .classifier(let classifier):
+            let classes = classifier.labels.count
+            inputs = [.init(name: "image", datatype: "BYTES", shape: [-1])]
+            outputs = [
+                .init(name: "logits", datatype: "FP32", shape: [-1, classes]),
+                .init(name: "probabilities", datatype: "FP32", shape: [-1, classes]),
+                .init(name: "embedding", datatype: "FP32", shape: [-1, -1])
+            ]
+        case .clip(let clip):
+            let width = clip.model.config.embedDim
+            inputs = [.init(name: "image", datatype: "BYTES", shape: [-1]), .init(name: "text", datatype: "BYTES", shape: [-1])]
+            outputs = [
+                .init(name: "embedding", datatype: "FP32", shape: [-1, width]),
+                .init(name: "text_embedding", datatype: "FP32", shape: [-1, width])
+            ]
+        }
     }
 }
 
@@ -116,4 +127,14 @@ enum JSONScalar: Encodable {
         case .bool(let value): try container.encode(value)
         }
     }
+}
+
+/// `/zeroshot`'s answer: as a line of `vit zeroshot --json`, without the file.
+struct ZeroShotRecord: Encodable {
+    struct Class: Encodable {
+        let label: String
+        let index: Int
+        let probability: Double
+    }
+    let top: [Class]
 }

@@ -1,3 +1,4 @@
+import CLIP
 import Foundation
 import Hummingbird
 import Images
@@ -5,22 +6,6 @@ import Inference
 import MultipartKit
 import NIOCore
 import Tensors
-
-/// One model the server answers for: its name in the URLs, the classifier (preprocessing and weights) and its batcher.
-public struct ServedModel: Sendable {
-    public let name: String
-    public let classifier: Classifier
-    public let batcher: DynamicBatcher
-
-    public init(name: String, classifier: Classifier, batcher: DynamicBatcher) {
-        self.name = name
-        self.classifier = classifier
-        self.batcher = batcher
-    }
-}
-
-// Its weights are frozen for inference and only the batcher's thread runs it; its preprocessing is read-only.
-extension Classifier: @unchecked Sendable {}
 
 /// `vit serve`: the Open Inference Protocol v2 over REST (KServe's, Triton's and Seldon's `inference_rest.md`), and
 /// a plain endpoint for curl, over Hummingbird 2.
@@ -97,19 +82,33 @@ public struct InferenceServer: Sendable {
         }
         router.post("/v1/models/:name/embed") { request, context in
             let model = try server.model(context)
-            let image = try await server.uploadedImage(request)
+            if let type = request.headers[.contentType], type.lowercased().hasPrefix("application/json") {
+                return Self.json(try await server.embedTexts(try await server.body(request), on: model))
+            }
+            let image = try await server.upload(request).image
             let answer = try await server.answers(for: [try server.preprocessed(image, index: 0, on: model)], on: model)[0]
             return Self.json(["embedding": answer.embedding])
         }
         router.post("/v1/models/:name/classify") { request, context in
             let model = try server.model(context)
-            let image = try await server.uploadedImage(request)
+            guard let classifier = model.classifier else {
+                throw ServingError(
+                    .badRequest, "\(model.name) is a CLIP model: POST /v1/models/\(model.name)/zeroshot?classes=a,b,c classifies with it")
+            }
+            let image = try await server.upload(request).image
             let logits = try await server.answers(for: [try server.preprocessed(image, index: 0, on: model)], on: model)[0].logits
-            let predictions = model.classifier.top(Tensor(logits, shape: [1, logits.count]), k: server.top)[0]
+            let predictions = classifier.top(Tensor(logits, shape: [1, logits.count]), k: server.top)[0]
             return Self.json(
                 PredictionRecord(
                     file: nil, top: predictions.map { .init(index: $0.index, label: $0.label, probability: $0.probability) }, logits: logits
                 ))
+        }
+        router.post("/v1/models/:name/zeroshot") { request, context in
+            let model = try server.model(context)
+            let upload = try await server.upload(request)
+            let classes = upload.fields["classes"] ?? request.uri.queryParameters.get("classes")
+            let templates = upload.fields["templates"] ?? request.uri.queryParameters.get("templates") ?? "imagenet"
+            return Self.json(try await server.zeroShot(upload.image, classes: classes, templates: templates, on: model))
         }
         return router
     }
@@ -129,34 +128,96 @@ public struct InferenceServer: Sendable {
     }
 
     /// The image of a plain endpoint's request: the body itself, or of multipart form data (`curl -F image=@cat.jpg`)
-    /// the first part that carries a file (else the first part).
-    func uploadedImage(_ request: Request) async throws -> Data {
+    /// the first part that carries a file (else the first part); and the form's other fields (`-F classes=cat,dog`).
+    func upload(_ request: Request) async throws -> (image: Data, fields: [String: String]) {
         let body = try await body(request)
         guard body.readableBytes > 0 else { throw ServingError(.badRequest, "the body is empty: send the image's bytes") }
         guard let type = request.headers[.contentType], type.lowercased().hasPrefix("multipart/form-data") else {
-            return Data(buffer: body)
+            return (Data(buffer: body), [:])
         }
         guard
             let boundary = type.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) })
                 .first(where: { $0.lowercased().hasPrefix("boundary=") })?.dropFirst(9).trimmingCharacters(
                     in: CharacterSet(charactersIn: "\""))
         else { throw ServingError(.badRequest, "multipart form data without a boundary") }
-        var parts: [(isFile: Bool, bytes: [UInt8])] = []
-        var current: (isFile: Bool, bytes: [UInt8]) = (false, [])
+        struct Part {
+            var isFile = false
+            var name: String?
+            var bytes: [UInt8] = []
+        }
+        var parts: [Part] = []
+        var current = Part()
         let parser = MultipartParser(boundary: boundary)
-        parser.onHeader = { name, value in
-            if name.lowercased() == "content-disposition" && value.contains("filename=") { current.isFile = true }
+        parser.onHeader = { header, value in
+            guard header.lowercased() == "content-disposition" else { return }
+            if value.contains("filename=") { current.isFile = true }
+            if let range = value.range(of: #"(^|;)\s*name="[^"]*""#, options: .regularExpression) {
+                current.name = value[range].split(separator: "\"", omittingEmptySubsequences: false).dropFirst().first.map(String.init)
+            }
         }
         parser.onBody = { buffer in current.bytes += buffer.readBytes(length: buffer.readableBytes) ?? [] }
         parser.onPartComplete = {
             parts.append(current)
-            current = (false, [])
+            current = Part()
         }
         do { try parser.execute(body) } catch { throw ServingError(.badRequest, "the multipart form data do not parse: \(error)") }
-        guard let part = parts.first(where: \.isFile) ?? parts.first else {
+        guard let image = parts.first(where: \.isFile) ?? parts.first else {
             throw ServingError(.badRequest, "the multipart form data hold no part")
         }
-        return Data(part.bytes)
+        var fields: [String: String] = [:]
+        for part in parts where !part.isFile {
+            if let name = part.name, let text = String(validating: part.bytes, as: UTF8.self) { fields[name] = text }
+        }
+        return (Data(image.bytes), fields)
+    }
+
+    /// `/embed` with `{"texts": [...]}`: CLIP's text embeddings, as `vit embed --text`.
+    func embedTexts(_ body: ByteBuffer, on model: ServedModel) async throws -> [String: [[Float]]] {
+        guard let clip = model.clip else {
+            throw ServingError(.badRequest, "\(model.name) is not a CLIP model: it embeds images (send the image's bytes)")
+        }
+        struct Texts: Decodable { let texts: [String] }
+        let texts: [String]
+        do { texts = try JSONDecoder().decode(Texts.self, from: Data(buffer: body)).texts } catch {
+            throw ServingError(.badRequest, "the body is not {\"texts\": [...]}: \(Self.reason(error))")
+        }
+        let embeddings = try await self.textEmbeddings(texts, clip, model)
+        return ["embeddings": embeddings]
+    }
+
+    /// Each text's embedding [E], on the model's weights while no batch runs.
+    func textEmbeddings(_ texts: [String], _ clip: ServedCLIP, _ model: ServedModel) async throws -> [[Float]] {
+        guard !texts.isEmpty, texts.count <= Self.maxTexts else {
+            throw ServingError(.badRequest, "give 1 to \(Self.maxTexts) texts, got \(texts.count)")
+        }
+        let values = await model.batcher.exclusively { clip.textEmbeddings(texts).toArray() }
+        let width = values.count / texts.count
+        return (0..<texts.count).map { Array(values[($0 * width)..<(($0 + 1) * width)]) }
+    }
+    /// The most texts or classes one request may name: each costs a pass of the text tower.
+    static let maxTexts = 1000
+
+    /// `/zeroshot`: CLIP's zero-shot classification of one image, as `vit zeroshot --json` answers it.
+    func zeroShot(_ image: Data, classes: String?, templates: String, on model: ServedModel) async throws -> ZeroShotRecord {
+        guard let clip = model.clip else {
+            throw ServingError(.badRequest, "\(model.name) is not a CLIP model: POST /v1/models/\(model.name)/classify classifies with it")
+        }
+        let names = (classes ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard names.count >= 2, names.count <= Self.maxTexts else {
+            throw ServingError(
+                .badRequest, "zero-shot classification needs 2 to \(Self.maxTexts) class names (classes=a,b,c), got \(names.count)")
+        }
+        // Named sets only: a request never names a file on the server.
+        guard ["imagenet", "cifar10"].contains(templates), let prompts = try? PromptTemplates.named(templates) else {
+            throw ServingError(.badRequest, "templates=\(templates): imagenet (80) or cifar10 (18)")
+        }
+        let tensor = try preprocessed(image, index: 0, on: model)
+        let answer = try await answers(for: [tensor], on: model)[0]
+        let classifier = await model.batcher.exclusively { UncheckedSendable(clip.zeroShot(classes: names, templates: prompts)) }.value
+        let embedding = Tensor(answer.embedding, shape: [1, answer.embedding.count]).cast(to: answer.embeddingType)
+        let probabilities = Autograd.withNoGrad { clip.zeroShotLogits(embedding, classifier).softmax() }.toArray()
+        let ranked = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }.prefix(min(top, names.count))
+        return ZeroShotRecord(top: ranked.map { .init(label: names[$0], index: $0, probability: Double(probabilities[$0])) })
     }
 
     /// An encoded image decoded (with --max-image-pixels' limit) and preprocessed, on the request's thread.
@@ -165,7 +226,7 @@ public struct InferenceServer: Sendable {
         do { image = try RGBImage(data: data, source: URL(fileURLWithPath: "/image-\(index)")) } catch {
             throw ServingError(.badRequest, "image \(index): \((error as? FileError)?.reason ?? Self.reason(error))")
         }
-        return model.classifier.transform(image)
+        return model.transform(image)
     }
 
     /// Each preprocessed image's answer, from the batcher: a request's images queue together, so they can share a
@@ -192,7 +253,20 @@ public struct InferenceServer: Sendable {
         guard request.inputs.count == 1, let input = request.inputs.first else {
             throw ServingError(.badRequest, "one input is expected (the images), got \(request.inputs.count)")
         }
-        let size = model.classifier.transform.size
+        if let clip = model.clip, input.name == "text" {
+            // CLIP's text tower: UTF-8 strings in a BYTES input named "text", their embeddings out.
+            guard input.datatype == "BYTES", case .strings(let texts) = input.data, input.shape == [texts.count] else {
+                throw ServingError(.badRequest, "input 'text' comes as BYTES of shape [N]: N texts")
+            }
+            if let asked = request.outputs?.map(\.name), asked != ["text_embedding"] {
+                throw ServingError(.badRequest, "input 'text' gives output text_embedding only")
+            }
+            let rows = try await textEmbeddings(texts, clip, model)
+            return InferResponse(
+                modelName: model.name, modelVersion: "1", id: request.id,
+                outputs: [.init(name: "text_embedding", datatype: "FP32", shape: [rows.count, rows[0].count], data: rows.flatMap { $0 })])
+        }
+        let size = model.transform.size
         let tensors: [Tensor]
         switch (input.datatype, input.data) {
         case ("BYTES", .strings(let texts)):
@@ -223,7 +297,7 @@ public struct InferenceServer: Sendable {
             }
             tensors = (0..<n).map { i in
                 let pixels = values[(i * h * w * 3)..<((i + 1) * h * w * 3)].map { UInt8($0) }
-                return model.classifier.transform(RGBImage(width: w, height: h, pixels: pixels))
+                return model.transform(RGBImage(width: w, height: h, pixels: pixels))
             }
         case ("FP32", .numbers(let values)):
             // Already preprocessed: [N, 3, S, S] at the model's size, normalised.
@@ -247,13 +321,14 @@ public struct InferenceServer: Sendable {
         default:
             throw ServingError(.badRequest, "input '\(input.name)': its data do not match datatype \(input.datatype)")
         }
-        let requested = request.outputs?.map(\.name) ?? ["logits", "probabilities"]
-        if let unknown = requested.first(where: { !["logits", "probabilities", "embedding"].contains($0) }) {
-            throw ServingError(.badRequest, "no output named '\(unknown)' (outputs: logits, probabilities, embedding)")
+        let offered = ModelMetadata(model).outputs.map(\.name).filter { $0 != "text_embedding" }
+        let requested = request.outputs?.map(\.name) ?? offered.filter { $0 != "embedding" || model.clip != nil }
+        if let unknown = requested.first(where: { !offered.contains($0) }) {
+            throw ServingError(.badRequest, "no output named '\(unknown)' for an image (outputs: \(offered.joined(separator: ", ")))")
         }
         let answers = try await answers(for: tensors, on: model)
         let logits = answers.map(\.logits)
-        let classes = model.classifier.labels.count
+        let classes = model.classifier?.labels.count ?? 0
         var outputs: [InferResponse.Output] = []
         for name in requested {
             switch name {

@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import Images
 import Tensors
@@ -262,6 +263,87 @@ import Testing
         private(set) var answers: [Answer]
         init(_ answers: [Answer]) { self.answers = answers }
         func set(_ i: Int, _ answer: Answer) { lock.withLock { answers[i] = answer } }
+    }
+
+    /// A CLIP model beside a classifier: image and text embeddings as open_clip's (the fixture's, within 1e-4), the
+    /// protocol's text input, and zero-shot classes answering as `vit zeroshot --json`, to the last bit.
+    @Test func clipEmbedsAndClassifiesByClassNames() throws {
+        let fixtures = Fixtures.url("CLIPTests")
+        let server = try Server(["--model", "clip=\(fixtures.path)", "--model", "cifar=builtin:cifar10-vit", "--precision", "fp32"])
+        let reference = try SafetensorsFile(contentsOf: fixtures.appendingPathComponent("openclip-reference.safetensors"))
+        func close(_ values: [Double], _ expected: [Float]) -> Bool {
+            values.count == expected.count && zip(values, expected).allSatisfy { abs($0 - Double($1)) < 1e-4 }
+        }
+        let metadata = try server.request("/v2/models/clip").json
+        #expect((metadata["inputs"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["image", "text"])
+
+        // Texts: the plain endpoint and the protocol's BYTES input named "text" give open_clip's text embeddings.
+        let texts = ["a photo of a cat.", "A photo of a DOG!", "a blurry photo of the automobile.", "it's   a  truck, isn't it?"]
+        let embedded = try server.request(
+            "/v1/models/clip/embed", method: "POST", body: try JSONSerialization.data(withJSONObject: ["texts": texts]),
+            contentType: "application/json")
+        let rows = embedded.json["embeddings"] as? [[Double]] ?? []
+        #expect(close(rows.flatMap { $0 }, try reference.tensor("text_embeds").toArray()), "\(embedded.text)")
+        let textInput: [String: Any] = ["inputs": [["name": "text", "datatype": "BYTES", "shape": [texts.count], "data": texts]]]
+        let inferredTexts = try server.request(
+            "/v2/models/clip/infer", method: "POST", body: try JSONSerialization.data(withJSONObject: textInput))
+        let textOutput = (inferredTexts.json["outputs"] as? [[String: Any]])?.first
+        #expect(textOutput?["name"] as? String == "text_embedding" && textOutput?["data"] as? [Double] == rows.flatMap { $0 })
+
+        // Images: the plain endpoint and the protocol give open_clip's image embeddings.
+        let images = try ["input0.png", "input1.png"].map { try Data(contentsOf: fixtures.appendingPathComponent($0)) }
+        let imageRows = try images.map {
+            try server.request("/v1/models/clip/embed", method: "POST", body: $0).json["embedding"] as? [Double] ?? []
+        }
+        #expect(close(imageRows.flatMap { $0 }, try reference.tensor("image_embeds").toArray()))
+        let inferredImages = try server.request("/v2/models/clip/infer", method: "POST", body: inferRequest(images))
+        let imageOutput = (inferredImages.json["outputs"] as? [[String: Any]]) ?? []
+        #expect(imageOutput.count == 1 && imageOutput.first?["name"] as? String == "embedding", "\(inferredImages.text)")
+        #expect(close(imageOutput.first?["data"] as? [Double] ?? [], try reference.tensor("image_embeds").toArray()))
+
+        // Zero-shot: vit zeroshot --json's line without its file, to the last bit; the same classes as a form field.
+        let photo = fixtures.appendingPathComponent("input0.png")
+        let zeroshot = Process()
+        zeroshot.executableURL = CommandLineTests.executable
+        zeroshot.arguments = [
+            "zeroshot", "--model", fixtures.path, "--classes", "cat,dog,truck", "--templates", "cifar10", "--precision", "fp32", "--json",
+            photo.path
+        ]
+        let out = Pipe()
+        (zeroshot.standardOutput, zeroshot.standardError) = (out, FileHandle.nullDevice)
+        try zeroshot.run()
+        let line = out.fileHandleForReading.readDataToEndOfFile()
+        zeroshot.waitUntilExit()
+        var expected = (try JSONSerialization.jsonObject(with: line)) as? [String: Any] ?? [:]
+        expected["file"] = nil
+        let classified = try server.request(
+            "/v1/models/clip/zeroshot?classes=cat,dog,truck&templates=cifar10", method: "POST", body: images[0])
+        #expect(NSDictionary(dictionary: classified.json).isEqual(to: expected), "\(classified.text) against \(expected)")
+        var form = Data("--b\r\nContent-Disposition: form-data; name=\"classes\"\r\n\r\ncat,dog,truck\r\n".utf8)
+        form += Data("--b\r\nContent-Disposition: form-data; name=\"templates\"\r\n\r\ncifar10\r\n".utf8)
+        form += Data("--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n".utf8) + images[0]
+        form += Data("\r\n--b--\r\n".utf8)
+        let uploaded = try server.request(
+            "/v1/models/clip/zeroshot", method: "POST", body: form, contentType: "multipart/form-data; boundary=b")
+        #expect(NSDictionary(dictionary: uploaded.json).isEqual(to: expected), "\(uploaded.text)")
+
+        // Each endpoint refuses the other kind of model, and a request never names a file on the server.
+        let refusals: [(String, Data, String?, String)] = [
+            ("/v1/models/clip/classify", images[0], nil, "zeroshot?classes="),
+            ("/v1/models/cifar/zeroshot?classes=a,b", images[0], nil, "not a CLIP model"),
+            ("/v1/models/clip/zeroshot?classes=cat", images[0], nil, "2 to 1000 class names"),
+            ("/v1/models/clip/zeroshot?classes=a,b&templates=/etc/passwd", images[0], nil, "imagenet (80) or cifar10"),
+            ("/v1/models/cifar/embed", Data(#"{"texts": ["a"]}"#.utf8), "application/json", "not a CLIP model"),
+            ("/v1/models/clip/embed", Data(#"{"texts": []}"#.utf8), "application/json", "1 to 1000 texts"),
+            ("/v1/models/clip/embed", Data(#"{"text": "a"}"#.utf8), "application/json", "not {\"texts\""),
+            ("/v2/models/clip/infer", inferRequest(images, outputs: ["logits"]), nil, "no output named 'logits'")
+        ]
+        for (path, body, type, says) in refusals {
+            let answer = try server.request(path, method: "POST", body: body, contentType: type)
+            #expect(answer.status == 400 && (answer.json["error"] as? String ?? "").contains(says), "\(path): \(answer.text)")
+        }
+        let (status, _) = server.stop()
+        #expect(status == 0)
     }
 
     @Test func badRequestsGetTheirStatusAndTheServerGoesOn() throws {

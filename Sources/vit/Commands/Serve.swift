@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLIP
 import Foundation
 import Inference
 import Serving
@@ -8,12 +9,15 @@ import ViT
 /// `vit serve`: models over HTTP, with Triton's dynamic batching (`Sources/Serving`).
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve classifiers over HTTP: the Open Inference Protocol v2 and a plain classify endpoint, with dynamic batching.",
+        abstract: "Serve classifiers and CLIP models over HTTP: the Open Inference Protocol v2 and plain endpoints, with dynamic batching.",
         discussion: """
-            Each --model NAME=PATH is served under NAME (PATH: any model vit predict reads, or builtin:cifar10-vit). \
-            Endpoints: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready; \
-            POST /v2/models/NAME/infer (an image as a BYTES input: base64 JPEG or PNG); POST /v1/models/NAME/classify \
-            (the image as the body; answers as vit predict --json --logits). Requests for one model queue, and a batch \
+            Each --model NAME=PATH is served under NAME (PATH: any model vit predict reads, builtin:cifar10-vit, or a \
+            CLIP folder as vit zeroshot reads). Endpoints: GET /v2/health/live, /v2/health/ready, /v2, \
+            /v2/models/NAME, /v2/models/NAME/ready; POST /v2/models/NAME/infer (an image as a BYTES input: base64 JPEG \
+            or PNG; for CLIP also texts as a BYTES input named text); POST /v1/models/NAME/classify (the image as the \
+            body; answers as vit predict --json --logits); POST /v1/models/NAME/embed (the image, or for CLIP \
+            {"texts": [...]} as JSON); POST /v1/models/NAME/zeroshot?classes=a,b,c[&templates=imagenet|cifar10] for \
+            CLIP (answers as vit zeroshot --json). Requests for one model queue, and a batch \
             runs as soon as it has --max-batch-size images or its oldest has waited --max-queue-delay microseconds. \
             SIGTERM or Ctrl-C stops accepting, answers what is queued, and exits 0.
             """)
@@ -58,14 +62,20 @@ struct Serve: ParsableCommand {
         var served: [ServedModel] = []
         for spec in models {
             guard let parts = Self.nameAndPath(spec) else { throw CommandFailure("--model \(spec): expected NAME=PATH") }
+            let path = try BuiltInModel.resolve(parts[1])
+            if CLIPModel.isCLIPFolder(path) {
+                // CLIP keeps float32 weights; --precision bf16 runs its matrix products in bf16, as vit zeroshot's.
+                let clip = try CLIPModel.load(path)
+                let tokenizer = try CLIPTokenizer.forModel(in: path, vocabularySize: clip.config.vocabSize)
+                let kind = ServedModel.Kind.clip(ServedCLIP(model: clip, tokenizer: tokenizer, precision: chosen.precision.dtype))
+                served.append(ServedModel(name: parts[0], kind: kind, settings: settings))
+                printError("\(parts[0]): \(parts[1]) (CLIP, \(clip.config.embedDim)-wide embeddings)")
+                continue
+            }
             var loader = CheckpointLoader()
             loader.weightDType = chosen.precision.dtype
-            let classifier = Classifier(model: try loader.loadModel(try BuiltInModel.resolve(parts[1])), precision: chosen.precision)
-            let batcher = DynamicBatcher(settings: settings) { batch in
-                let classified = Autograd.withNoGrad { classifier.model.classify(batch) }
-                return (classified.logits, classified.features)
-            }
-            served.append(ServedModel(name: parts[0], classifier: classifier, batcher: batcher))
+            let classifier = Classifier(model: try loader.loadModel(path), precision: chosen.precision)
+            served.append(ServedModel(name: parts[0], kind: .classifier(classifier), settings: settings))
             printError("\(parts[0]): \(parts[1]) (\(classifier.labels.count) classes)")
         }
         printError("precision: \(chosen.precision) (\(chosen.why))")
