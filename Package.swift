@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Generation", targets: ["Generation"]),
         .library(name: "Parallel", targets: ["Parallel"]),
         .library(name: "Serving", targets: ["Serving"]),
+        .library(name: "Export", targets: ["Export"]),
         .executable(name: "vit", targets: ["vit"])
     ],
     dependencies: [
@@ -29,7 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1")
+        .package(url: "https://github.com/vapor/multipart-kit", from: "4.7.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0")
     ],
     targets: [
         // oneDNN's C API, from Debian's libdnnl-dev (scripts/bootstrap installs it).
@@ -92,6 +94,12 @@ let package = Package(
                 "Inference", "Images", "Tensors", "CLIP", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "MultipartKit", package: "multipart-kit")
             ]),
+        // Export: ViT/DeiT classifiers and CLIP's image tower as ONNX graphs (the ONNX messages generated once from
+        // onnx.proto by scripts/generate-onnx-swift, committed).
+        .target(
+            name: "Export",
+            dependencies: ["ViT", "CLIP", "NN", "Tensors", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Generated/onnx.proto"]),
         // The Image Transformer: images generated one sub-pixel at a time.
         .target(name: "Generation", dependencies: ["Tensors", "NN", "Checkpoints"]),
         // The command-line tool.
@@ -99,12 +107,14 @@ let package = Package(
             name: "vit",
             dependencies: [
                 "CDNNL", "Tensors", "NN", "Checkpoints", "ViT", "Images", "Inference", "Plots", "Datasets", "Training", "CLIP", "Detection",
-                "Hub", "Parallel", "Serving",
+                "Hub", "Parallel", "Serving", "Export",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ], resources: [.copy("Resources/cifar10-vit")]),
         // Shared test helpers: finite-difference gradient checks, temporary folders, the fixtures (Tests/<Target>/Fixtures,
         // read in place by every target).
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
+        // ONNX export: each graph run by a reference interpreter against the model's forward pass.
+        .testTarget(name: "ExportTests", dependencies: ["Export", "ViT", "CLIP", "NN", "Images", "Tensors", "TestSupport"]),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"]),
         // The file formats on their own: safetensors, npy (each model's loading of them is in ViTTests).
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors", "TestSupport"], exclude: ["Fixtures"]),

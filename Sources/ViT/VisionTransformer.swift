@@ -36,6 +36,8 @@ public final class VisionTransformer: Module {
     public let posEmbed: Tensor?  // [1, N (+ prefix unless noEmbedClass), D]; learned only
     /// The fixed sin-cos table when `positionEmbedding == .sincos2d` (a buffer, not a parameter).
     let fixedPositions: FixedTensor?
+    /// What is added to the tokens: the learned embeddings or the fixed table, [1, T or N, D]; nil without.
+    public var positionTable: Tensor? { posEmbed ?? fixedPositions?.tensor }
     public let posDrop: Dropout
     public let blocks: [Block]
     public let norm: LayerNorm?  // on all tokens (token pooling)
@@ -131,7 +133,7 @@ public final class VisionTransformer: Module {
             "this model takes [B, \(config.channels), \(config.imageSize), \(config.imageSize)] images, got \(images.shape)")
         let b = images.shape[0], d = config.width
         var x = patchEmbed(images.cast(to: computeDType))  // [B, N, D]
-        let positions = posEmbed ?? fixedPositions?.tensor
+        let positions = positionTable
         if config.noEmbedClass, let positions { x = x + positions }  // patches only
         var prefix: [Tensor] = []
         if let clsToken { prefix.append(clsToken.expand(to: [b, 1, d])) }  // [B, 1, D]

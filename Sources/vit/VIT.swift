@@ -14,7 +14,7 @@ struct VIT: ParsableCommand {
             Predict.self, Detect.self, DetectionData.self, ZeroShot.self, Tokenize.self, Train.self, Pretrain.self, TrainCLIP.self,
             Eval.self, Embed.self,
             Inspect.self,
-            Convert.self, Shard.self,
+            Convert.self, ExportModel.self, Shard.self,
             Create.self, Bench.self, Generate.self, Serve.self
         ]
     )
