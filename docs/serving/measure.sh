@@ -2,7 +2,8 @@
 # vit serve against the Python server a timm user would write (../shared/bench/serve: FastAPI + uvicorn + timm, on
 # PyTorch and on OpenVINO), in one run, one server at a time, on the loopback address: the same weights, the same
 # photo, the same load generator (hey, keep-alive), 2 threads each. Each row: a model, a server, a number of
-# concurrent clients; requests/s and p50/p90/p99 latency over SECONDS seconds after a warm-up; the server's peak RSS.
+# concurrent clients, in REPEATS rounds (report.py takes each cell's median); requests/s and p50/p90/p99 latency over
+# SECONDS_EACH seconds after a warm-up; the server's peak RSS.
 # Then the leak check: vit serve's RSS after 1,000 requests and after 100,000 more.
 #
 #   VIT=.build/release/vit VENV=/path/to/venv bash docs/serving/measure.sh > docs/serving/measurements.jsonl
@@ -16,6 +17,7 @@ SECONDS_EACH=${SECONDS_EACH:-10}
 PHOTO=${PHOTO:-../shared/data/photos/squirrel_cls.jpg}
 CLIENTS=${CLIENTS:-"1 8 32"}
 LEAK_REQUESTS=${LEAK_REQUESTS:-100000}
+REPEATS=${REPEATS:-3}
 export ANCHOR_THREADS=2  # the Python servers' threads (torch and OpenVINO), as vit's two cores
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
@@ -62,9 +64,9 @@ resident() { grep VmRSS /proc/$1/status | awk '{print $2 * 1024}'; }
 # The command line of each server, for a model folder and a port.
 command_for() {  # name folder port
     case "$1" in
-        "vit serve, batching") echo "$VIT serve --port $3 --precision fp32 --max-batch-size 8 --max-queue-delay 2000 --model m=$2" ;;
+        "vit serve, batching") echo "$VIT serve --port $3 --precision fp32 --max-batch-size 8 --max-queue-delay 500 --model m=$2" ;;
         "vit serve, no batching") echo "$VIT serve --port $3 --precision fp32 --max-batch-size 1 --model m=$2" ;;
-        "vit serve, batching, bf16") echo "$VIT serve --port $3 --precision bf16 --max-batch-size 8 --max-queue-delay 2000 --model m=$2" ;;
+        "vit serve, batching, bf16") echo "$VIT serve --port $3 --precision bf16 --max-batch-size 8 --max-queue-delay 500 --model m=$2" ;;
         "FastAPI + PyTorch") echo "$VENV/bin/python docs/serving/timm_folder.py $2 --backend torch --port $3" ;;
         "FastAPI + OpenVINO") echo "$VENV/bin/python docs/serving/timm_folder.py $2 --backend openvino --port $3" ;;
     esac
@@ -74,6 +76,7 @@ names=("vit serve, batching" "vit serve, no batching")
 names+=("FastAPI + PyTorch" "FastAPI + OpenVINO")
 
 port=8190
+for repeat in $(seq "$REPEATS"); do  # whole rounds, so that a slow spell of the shared host hits every server alike
 for model in builtin vit-s16; do
     for name in "${names[@]}"; do
         start $port $(command_for "$name" "$work/$model" $port)
@@ -81,15 +84,16 @@ for model in builtin vit-s16; do
         hey -n 64 -c 4 -m POST -T image/jpeg -D "$PHOTO" "$url" > /dev/null  # warm-up
         for clients in $CLIENTS; do
             line=$(load "$model" "$name" "$clients" "$url")
-            echo "$line" | python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r['peak_rss_bytes']=$(peak $server); print(json.dumps(r))"
+            echo "$line" | python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r['peak_rss_bytes']=$(peak $server); r['round']=$repeat; print(json.dumps(r))"
         done
         kill -TERM $server; wait $server 2>/dev/null || true
         port=$((port + 1))
     done
 done
+done
 
 # The leak check: the built-in model, batching on, 8 clients.
-start $port "$VIT" serve --port $port --precision fp32 --max-batch-size 8 --max-queue-delay 2000 --model "m=$work/builtin"
+start $port "$VIT" serve --port $port --precision fp32 --max-batch-size 8 --max-queue-delay 500 --model "m=$work/builtin"
 url="http://127.0.0.1:$port/v1/models/m/classify"
 hey -n 1000 -c 8 -m POST -T image/jpeg -D "$PHOTO" "$url" > /dev/null
 after1k=$(resident $server)

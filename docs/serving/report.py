@@ -1,5 +1,6 @@
 """docs/serving/measurements.jsonl (measure.sh) -> the README's Markdown table on stdout and throughput.png: images/s
-and p99 latency against concurrent clients, per server, for each model.
+and p99 latency against concurrent clients, per server, for each model. Each cell is the median over measure.sh's
+rounds (the lowest and highest images/s beside it); the peak RSS is the largest.
 
     python report.py [measurements.jsonl] [throughput.png]    (matplotlib)
 """
@@ -12,19 +13,37 @@ here = os.path.dirname(os.path.abspath(__file__))
 source = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "measurements.jsonl")
 figure = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "throughput.png")
 rows = [json.loads(line) for line in open(source) if line.strip()]
-runs = [r for r in rows if "server" in r]
+measured = [r for r in rows if "server" in r]
+rounds = len(set(r.get("round", 1) for r in measured))
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+
+runs = []  # one per model, server and clients: medians over the rounds
+for key in dict.fromkeys((r["model"], r["server"], r["clients"]) for r in measured):
+    mine = [r for r in measured if (r["model"], r["server"], r["clients"]) == key]
+    run = dict(mine[0])
+    for field in ("requests_per_second", "p50_ms", "p90_ms", "p99_ms"):
+        run[field] = median([r[field] for r in mine])
+    run["spread"] = (min(r["requests_per_second"] for r in mine), max(r["requests_per_second"] for r in mine))
+    run["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in mine)
+    run["status"] = {code: sum(r["status"].get(code, 0) for r in mine) for code in {c for r in mine for c in r["status"]}}
+    runs.append(run)
 leak = [r for r in rows if r.get("leak_check")]
 models = list(dict.fromkeys(r["model"] for r in runs))
 servers = list(dict.fromkeys(r["server"] for r in runs))
 titles = {"builtin": "built-in CIFAR-10 ViT (32 px)", "vit-s16": "ViT-S/16 (224 px)"}
 
-print(f"CPU: {runs[0]['cpu']}, 2 cores{' with AVX512-BF16' if runs[0]['avx512_bf16'] else ''}.\n")
-print("| model | server | clients | images/s | p50 ms | p90 ms | p99 ms | peak RSS MiB |")
+print(f"CPU: {runs[0]['cpu']}, 2 cores{' with AVX512-BF16' if runs[0]['avx512_bf16'] else ''}; medians of {rounds} rounds.\n")
+print("| model | server | clients | images/s (lowest-highest) | p50 ms | p90 ms | p99 ms | peak RSS MiB |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for r in runs:
     failed = sum(v for k, v in r["status"].items() if k != "200")
     note = f" ({failed} not 200)" if failed else ""
-    print(f"| {titles.get(r['model'], r['model'])} | {r['server']} | {r['clients']} | {r['requests_per_second']:.1f}{note} | "
+    print(f"| {titles.get(r['model'], r['model'])} | {r['server']} | {r['clients']} | {r['requests_per_second']:.1f} ({r['spread'][0]:.0f}-{r['spread'][1]:.0f}){note} | "
           f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['peak_rss_bytes'] / 2**20:.0f} |")
 for r in leak:
     print(f"\nLeak check: {r['requests']} requests ({r['answered_200']} answered 200); RSS after 1,000: "
