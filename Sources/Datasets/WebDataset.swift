@@ -208,26 +208,19 @@ public struct ShardWriter {
     /// `_info.json` (the total, the shards, the class names).
     public static func writeIndex(in folder: URL, sizes: [(name: String, count: Int)], classNames: [String]?) throws {
         let sizesJSON = Dictionary(uniqueKeysWithValues: sizes.map { ($0.name, $0.count) })
-        try atomicWrite(
+        try AtomicFile.write(
             try JSONSerialization.data(withJSONObject: sizesJSON, options: [.sortedKeys]), to: folder.appendingPathComponent("sizes.json"))
         var info: [String: Any] = ["num_samples": sizes.reduce(0) { $0 + $1.count }, "shards": sizes.map(\.name)]
         if let classNames { info["classes"] = classNames }
-        try atomicWrite(
+        try AtomicFile.write(
             try JSONSerialization.data(withJSONObject: info, options: [.sortedKeys]), to: folder.appendingPathComponent("_info.json"))
     }
 
     private mutating func flush() throws {
         let name = String(format: "%@-%06d.tar", prefix, index)
-        try Self.atomicWrite(current + Data(count: 1024), to: folder.appendingPathComponent(name))  // two zero blocks end it
+        try AtomicFile.write(current + Data(count: 1024), to: folder.appendingPathComponent(name))  // two zero blocks end it
         sizes.append((name, count))
         (current, count, index) = (Data(), 0, index + 1)
-    }
-
-    static func atomicWrite(_ data: Data, to url: URL) throws {
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
-        try data.write(to: temporary)
-        if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-        try FileManager.default.moveItem(at: temporary, to: url)
     }
 
     /// A ustar member: header (name up to 100 bytes, else split into prefix/name at a slash), data padded to 512.
