@@ -279,6 +279,26 @@ import Testing
         #expect(try vit(["predict", "--model", student.path, photos.path]).status == 0)
     }
 
+    /// `vit export --format onnx` writes a file (through a rename: no temporary left beside it), and refuses what it
+    /// cannot export with one line naming the model. (Tests/ExportTests checks the graphs' numbers; scripts/check-onnx.py
+    /// runs them on ONNX Runtime.)
+    @Test func exportWritesONNXAndRefusesWhatItCannot() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let file = root.appendingPathComponent("cifar.onnx")
+        let exported = try vit(["export", "--format", "onnx", "builtin:cifar10-vit", "-o", file.path])
+        #expect(exported.status == 0 && exported.stdout.contains("logits [batch, 10]"), "\(exported.stderr)")
+        #expect((try? Data(contentsOf: file).count) ?? 0 > 10_000_000)  // 2.7 M float32 weights
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root.path) == ["cifar.onnx"])
+        let fixtures = Fixtures.url("ViTTests")
+        for (model, says) in [("timm-resnet-basic1111-w16-i32", "convolutional network"), ("timm-vit-hybrid-r11-d64-l2-i32", "hybrid")] {
+            let path = fixtures.appendingPathComponent(model).path
+            let refused = try vit(["export", path, "-o", root.appendingPathComponent("x.onnx").path])
+            #expect(refused.status == 2 && refused.stderr.contains(path) && refused.stderr.contains(says), "\(refused.stderr)")
+        }
+        #expect(try vit(["export", "--format", "tflite", "builtin:cifar10-vit", "-o", file.path]).status == 2)
+    }
+
     /// `vit tokenize` gives open_clip's ids; `vit zeroshot` classifies into named classes with an open_clip folder
     /// and refuses a run without classes.
     @Test func tokenizeAndZeroShot() throws {
