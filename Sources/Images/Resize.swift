@@ -21,6 +21,19 @@ public enum PILResize {
         }
     }
 
+    /// One axis's weights in one array, `stride` per output (zero past each output's `counts`), so the horizontal
+    /// pass reads them without an array per pixel.
+    struct FlatWeights {
+        let starts: [Int], counts: [Int], coefficients: [Int32], stride: Int
+        init(_ table: [(start: Int, weights: [Int32])]) {
+            let stride = table.map(\.weights.count).max() ?? 0
+            starts = table.map(\.start)
+            counts = table.map(\.weights.count)
+            coefficients = table.flatMap { $0.weights + [Int32](repeating: 0, count: stride - $0.weights.count) }
+            self.stride = stride
+        }
+    }
+
     @inline(__always) static func clip8(_ value: Int32) -> UInt8 {
         let shifted = value >> Int32(precisionBits)
         return UInt8(clamping: shifted)
@@ -65,31 +78,45 @@ public enum PILResize {
                     }
                     return
                 }
-                let table = fixedPointWeights(inputSize: image.width, outputSize: newWidth, filter: filter, outputs: columns)
-                for y in 0..<passRows {
-                    let row = (firstRow + y) * image.width * 3
-                    for (x, (start, weights)) in table.enumerated() {
-                        var r: Int32 = 1 << Int32(precisionBits - 1), g = r, b = r
-                        for (j, weight) in weights.enumerated() {
-                            let s = row + (start + j) * 3
-                            r &+= Int32(src[s]) &* weight; g &+= Int32(src[s + 1]) &* weight; b &+= Int32(src[s + 2]) &* weight
+                let table = FlatWeights(fixedPointWeights(inputSize: image.width, outputSize: newWidth, filter: filter, outputs: columns))
+                table.coefficients.withUnsafeBufferPointer { coefficients in
+                    for y in 0..<passRows {
+                        let row = (firstRow + y) * image.width * 3
+                        for x in 0..<w {
+                            var r: Int32 = 1 << Int32(precisionBits - 1), g = r, b = r
+                            let weights = coefficients.baseAddress! + x * table.stride
+                            var s = row + table.starts[x] * 3
+                            for j in 0..<table.counts[x] {
+                                let weight = weights[j]
+                                r &+= Int32(src[s]) &* weight
+                                g &+= Int32(src[s + 1]) &* weight
+                                b &+= Int32(src[s + 2]) &* weight
+                                s += 3
+                            }
+                            let d = (y * w + x) * 3
+                            dst[d] = clip8(r)
+                            dst[d + 1] = clip8(g)
+                            dst[d + 2] = clip8(b)
                         }
-                        let d = (y * w + x) * 3
-                        dst[d] = clip8(r); dst[d + 1] = clip8(g); dst[d + 2] = clip8(b)
                     }
                 }
             }
         }
         guard let vertical else { return RGBImage(width: w, height: passRows, pixels: horizontal) }
-        // Vertical pass: the region's rows.
+        // Vertical pass: the region's rows. Each output row sums whole input rows (the same integer sums as Pillow's
+        // column by column, in another order: integer addition does not care), so the inner loop runs along a row.
         var out = [UInt8](repeating: 0, count: w * region.height * 3)
+        var sums = [Int32](repeating: 0, count: w * 3)
         horizontal.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                for (y, (start, weights)) in vertical.enumerated() {
-                    for i in 0..<(w * 3) {
-                        var sum: Int32 = 1 << Int32(precisionBits - 1)
-                        for (j, weight) in weights.enumerated() { sum &+= Int32(src[(start - firstRow + j) * w * 3 + i]) &* weight }
-                        dst[y * w * 3 + i] = clip8(sum)
+                sums.withUnsafeMutableBufferPointer { sums in
+                    for (y, (start, weights)) in vertical.enumerated() {
+                        for i in 0..<(w * 3) { sums[i] = 1 << Int32(precisionBits - 1) }
+                        for (j, weight) in weights.enumerated() {
+                            let row = (start - firstRow + j) * w * 3
+                            for i in 0..<(w * 3) { sums[i] &+= Int32(src[row + i]) &* weight }
+                        }
+                        for i in 0..<(w * 3) { dst[y * w * 3 + i] = clip8(sums[i]) }
                     }
                 }
             }
