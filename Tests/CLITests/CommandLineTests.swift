@@ -609,9 +609,9 @@ import Testing
         #expect(
             misspelt.status == 2 && misspelt.stderr.contains("'predct' is not a vit command (did you mean 'predict'?)"),
             "\(misspelt.stderr)")
-        let unknown = try vit(["export", "--help"])
+        let unknown = try vit(["frobnicate", "--help"])
         #expect(
-            unknown.status == 2 && unknown.stdout.isEmpty && unknown.stderr.contains("'export' is not a vit command"), "\(unknown.stderr)")
+            unknown.status == 2 && unknown.stdout.isEmpty && unknown.stderr.contains("'frobnicate' is not a vit command"), "\(unknown.stderr)")
         let missing = try vit(["predict", "nosuch.jpg"])
         #expect(missing.status == 2 && missing.stderr.split(separator: "\n").count == 1, "one line: \(missing.stderr)")
         let parser = try vit(["train", "--data"])
