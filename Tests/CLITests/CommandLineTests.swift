@@ -611,7 +611,8 @@ import Testing
             "\(misspelt.stderr)")
         let unknown = try vit(["frobnicate", "--help"])
         #expect(
-            unknown.status == 2 && unknown.stdout.isEmpty && unknown.stderr.contains("'frobnicate' is not a vit command"), "\(unknown.stderr)")
+            unknown.status == 2 && unknown.stdout.isEmpty && unknown.stderr.contains("'frobnicate' is not a vit command"),
+            "\(unknown.stderr)")
         let missing = try vit(["predict", "nosuch.jpg"])
         #expect(missing.status == 2 && missing.stderr.split(separator: "\n").count == 1, "one line: \(missing.stderr)")
         let parser = try vit(["train", "--data"])
