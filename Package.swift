@@ -42,8 +42,10 @@ let package = Package(
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         // zlib: gzip (.tar.gz image folders, gzipped IDX files), raw deflate and CRC-32 (the zips of .pth and .npz).
         .target(name: "CCompression", linkerSettings: [.linkedLibrary("z")]),
+        // The elementwise passes of dynamic int8 quantisation, compiled per ISA (see its header).
+        .target(name: "CQuantization"),
         // Tensors, the autograd tape and every op; the math runs on oneDNN.
-        .target(name: "Tensors", dependencies: ["CDNNL"]),
+        .target(name: "Tensors", dependencies: ["CDNNL", "CQuantization"]),
         // Modules with named parameters, layers, initialisers, optimisers, schedules.
         .target(name: "NN", dependencies: ["Tensors"]),
         // Checkpoint file formats: safetensors, npz and .pth reading (a bounded zip reader of our own), atomic writing.
@@ -82,7 +84,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")
             ]),
         // Inference: Classifier (load once, classify many), the background batch loader, ImageNet's class names.
-        .target(name: "Inference", dependencies: ["ViT", "Images", "Tensors", "Datasets"]),
+        .target(name: "Inference", dependencies: ["ViT", "NN", "Images", "Tensors", "Datasets"]),
         // Parallel: the ranks of an MPI job and their collectives, on Open MPI's library opened at run time (no build
         // dependency: a machine without Open MPI builds and runs single-process).
         .target(name: "Parallel"),

@@ -1,5 +1,6 @@
 import Foundation
 import Images
+import NN
 import Tensors
 import ViT
 
@@ -39,12 +40,14 @@ public final class Classifier {
     /// One name per class: the checkpoint's, else ImageNet's for 1000 classes, else the index.
     public let labels: [String]
 
-    /// `precision` other than float32 converts the model's weights once (`ImageModel.convertWeights`).
+    /// `precision` other than float32 converts the model's weights once: bf16 to bfloat16 (`ImageModel.convertWeights`),
+    /// int8 the linear layers' to int8 (`Module.quantizeLinearWeights`).
     public init(model: any ImageModel, overrides: PreprocessingOverrides = .init(), precision: Precision = .fp32) {
         self.model = model
         model.eval()
         model.convertWeights(to: precision.dtype)
         model.freezeForInference()
+        if precision.quantizesLinearLayers { model.quantizeLinearWeights() }
         let data = model.architecture.data
         transform = EvalTransform(
             size: model.architecture.imageSize,

@@ -28,6 +28,11 @@ public final class CPUBackend: Backend {
                 transposeB: transposeB, bias: bias, activation: activation)
             return out.rawView(lead + [out.shape[1]])
         }
+        if let quantized = DynamicQuantization.applies(a, b, transposeA: transposeA, transposeB: transposeB, bias: bias), a.rank == 2,
+            let out = quantizedProduct(a, quantized, bias: bias, activation: activation)
+        {
+            return out
+        }
         precondition(a.dtype == b.dtype, "matmul of \(a.dtype) by \(b.dtype): cast one of them")
         if widensBFloat16(a, b, bias) {
             return matmul(
@@ -362,7 +367,7 @@ public final class CPUBackend: Backend {
         }
     }
 
-    private func eltwiseAlgorithm(_ op: UnaryOp) -> (dnnl_alg_kind_t, Float, Float) {
+    func eltwiseAlgorithm(_ op: UnaryOp) -> (dnnl_alg_kind_t, Float, Float) {
         switch op {
         case .exp: return (dnnl_eltwise_exp, 0, 0)
         case .log: return (dnnl_eltwise_log, 0, 0)

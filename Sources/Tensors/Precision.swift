@@ -2,12 +2,17 @@
 /// records, the inference classifier), decided once per command by `Precision.decide`.
 ///
 /// For inference, bf16 means the weight matrices converted to bfloat16 once (`convertWeights(to:)`); for training it
-/// means mixed precision (`Autocast`: bf16 matrix products, float32 weights, gradients and optimiser state).
+/// means mixed precision (`Autocast`: bf16 matrix products, float32 weights, gradients and optimiser state). int8 is
+/// for inference only: the linear layers' weights rounded to int8 once, activations quantised per product
+/// (`QuantizedWeight`), everything else in float32.
 public enum Precision: String, Codable, CaseIterable, Sendable, CustomStringConvertible {
-    case bf16, fp32
+    case bf16, fp32, int8
 
-    /// The dtype the matrix products run in.
+    /// The dtype the model's tensors hold (int8: float32, the int8 products being inside the linear layers).
     public var dtype: DType { self == .bf16 ? .bfloat16 : .float32 }
+
+    /// Whether the linear layers run int8 products (`Module.quantizeLinearWeights()`).
+    public var quantizesLinearLayers: Bool { self == .int8 }
 
     /// The precision of a recipe's `autocast` (how runs save it: nil is float32).
     public init(autocast: DType?) { self = autocast == .bfloat16 ? .bf16 : .fp32 }

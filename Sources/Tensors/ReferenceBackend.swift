@@ -85,6 +85,11 @@ public final class ReferenceBackend: Backend {
     public func matmul(
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?, activation: UnaryOp?
     ) -> Tensor {
+        if let quantized = DynamicQuantization.applies(a, b, transposeA: transposeA, transposeB: transposeB, bias: bias),
+            let out = quantizedProduct(a, quantized, bias: bias, activation: activation)
+        {
+            return out
+        }
         let rank = Swift.max(a.rank, b.rank)
         let aShape = Shape.padded(a.shape, to: rank), bShape = Shape.padded(b.shape, to: rank)
         let m = transposeA ? aShape[rank - 1] : aShape[rank - 2], k = transposeA ? aShape[rank - 2] : aShape[rank - 1]
@@ -111,6 +116,31 @@ public final class ReferenceBackend: Backend {
             }
         }
         return make(batch + [m, n], a.dtype, out)
+    }
+
+    /// The int8 product of `QuantizedWeight`, written out: a [..., K] · bᵀ with a rounded as the CPU backend rounds
+    /// it; nil when a holds a value that is not finite.
+    private func quantizedProduct(_ a: Tensor, _ weight: QuantizedWeight, bias: Tensor?, activation: UnaryOp?) -> Tensor? {
+        let (k, n) = (weight.inFeatures, weight.outFeatures), m = a.count / k
+        let av = a.toArray(), biasValues = bias?.toArray()
+        var largest: Float = 0
+        for x in av {
+            guard x.isFinite else { return nil }
+            largest = Swift.max(largest, Swift.abs(x))
+        }
+        guard let (scale, inverse) = DynamicQuantization.scale(absMax: largest) else { return nil }
+        let qa = av.map { Int32(($0 * inverse).rounded(.toNearestOrEven)) }
+        var out = [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum: Int32 = 0
+                for l in 0..<k { sum += qa[i * k + l] * Int32(weight.values[j * k + l]) }
+                var y = Float(sum) * weight.scales[j] * scale
+                if let biasValues { y += biasValues[j] }
+                out[i * n + j] = activation.map { Self.apply($0, y) } ?? y
+            }
+        }
+        return make(Array(a.shape.dropLast()) + [n], .float32, out)
     }
 
     public func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {

@@ -25,6 +25,8 @@ public final class Tensor {
     public private(set) var isFrozenForInference = false
     /// The packed copies, by matmul primitive (dropped whenever the values change).
     var packedCopies: [String: PackedWeights] = [:]
+    /// The int8 copy `--precision int8` multiplies by (`quantizeForInference()`), dropped with the packs.
+    public internal(set) var quantized: QuantizedWeight?
 
     public init(shape: [Int], storage: Storage, offset: Int = 0, requiresGrad: Bool = false) {
         precondition(shape.count <= Tensor.maxRank, "rank \(shape.count) is above the maximum of \(Tensor.maxRank)")
@@ -176,6 +178,7 @@ public final class Tensor {
     public func thaw() {
         isFrozenForInference = false
         packedCopies.removeAll()
+        quantized = nil
     }
 
     /// Converts this tensor's own values to `dtype`, in place: it gets new storage (views of the old one keep the

@@ -538,6 +538,46 @@ import Testing
         #expect(try vit(["inspect", "rollout", "-o", root.appendingPathComponent("r").path, image]).status == 0)
     }
 
+    /// `--precision int8` runs the built-in model's 37 linear layers in int8 and ranks these photos as fp32 does, with
+    /// probabilities close to fp32's; training, detection and generation refuse it in one line.
+    @Test func int8IsAnInferencePrecision() throws {
+        let root = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let repository = Fixtures.repository
+        let photos = ["docs/chelsea.png", "Tests/CLIPTests/Fixtures/input0.png", "Tests/CLIPTests/Fixtures/input1.png"].map {
+            repository.appendingPathComponent($0).path
+        }
+        func top(_ result: Result) -> [(String, Double)] {
+            result.stdout.split(separator: "\n").compactMap { line in
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                    let best = (object["top"] as? [[String: Any]])?.first, let label = best["label"] as? String,
+                    let probability = best["probability"] as? Double
+                else { return nil }
+                return (label, probability)
+            }
+        }
+        let fp32 = try vit(["predict", "--precision", "fp32", "--json"] + photos)
+        let int8 = try vit(["predict", "--precision", "int8", "--json"] + photos)
+        #expect(int8.status == 0 && int8.stderr.contains("int8 products in 37 linear layers"), "\(int8.stderr)")
+        let (exact, quantized) = (top(fp32), top(int8))
+        #expect(exact.count == 3 && quantized.count == 3, "\(fp32.stdout)\n\(int8.stdout)")
+        for ((label, p), (int8Label, q)) in zip(exact, quantized) {
+            #expect(label == int8Label && abs(p - q) < 0.02, "fp32 \(label) \(p), int8 \(int8Label) \(q)")
+        }
+        let bench = try vit(["bench", "model", "--arch", "vit_cifar_patch4_32", "--precision", "int8", "--seconds", "0.1", "--json"])
+        #expect(bench.status == 0 && bench.stdout.contains("\"precision\": \"int8\""), "\(bench.stderr)")
+        for refused in [
+            ["train", "--data", root.path, "-o", root.appendingPathComponent("run").path, "--precision", "int8"],
+            ["bench", "model", "--train", "--precision", "int8"],
+            ["generate", "--model", root.path, "--precision", "int8", "-o", root.appendingPathComponent("s.png").path]
+        ] {
+            let result = try vit(refused)
+            #expect(
+                result.status == 2 && result.stderr.contains("--precision int8 is for classifiers and CLIP"), "\(refused): \(result.stderr)"
+            )
+        }
+    }
+
     /// The shared vocabulary: each command that takes a model, a batch or an output spells them the same way, and
     /// the old spellings are gone from the help.
     @Test func everyCommandSpeaksOneVocabulary() throws {

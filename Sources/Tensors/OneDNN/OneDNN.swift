@@ -192,6 +192,9 @@ enum Arg {
     static let diffBias = Int32(DNNL_ARG_DIFF_BIAS)
     static let workspace = Int32(DNNL_ARG_WORKSPACE)
     static func multipleSrc(_ i: Int) -> Int32 { Int32(DNNL_ARG_MULTIPLE_SRC) + Int32(i) }
+    /// The second operand of binary post-op `i` (DNNL_ARG_ATTR_MULTIPLE_POST_OP(i) | DNNL_ARG_SRC_1: a macro C
+    /// gives Swift no function for).
+    static func postOp(_ i: Int) -> Int32 { Int32(DNNL_ARG_ATTR_MULTIPLE_POST_OP_BASE) * Int32(i + 1) | Int32(DNNL_ARG_SRC_1) }
 }
 
 extension DType {

@@ -34,10 +34,12 @@ struct ModelBench: ParsableCommand {
         model.eval()
         // Training keeps float32 weights; bf16 there is mixed precision (matrix products under Autocast), as
         // vit train --precision bf16. Its default is fp32, as vit train's.
+        if train { try Precision.refuseInt8(self.precision, in: "a training step") }
         let precision = train ? Precision.decide(asked: self.precision, default: .fp32).precision : Precision.decideAndSay(precision)
         if !train {
             model.convertWeights(to: precision.dtype)
             model.freezeForInference()
+            precision.quantize(model)
         }
         var rng = SeededGenerator(seed: 1)
         let images = Tensor.randn([batchSize, config.channels, config.imageSize, config.imageSize], using: &rng)

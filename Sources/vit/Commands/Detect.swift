@@ -24,6 +24,7 @@ struct Detect: ParsableCommand {
 
     func validate() throws {
         if !(threshold >= 0 && threshold < 1) { throw ValidationError("--threshold must be in [0, 1), got \(threshold)") }
+        try Precision.refuseInt8(precision, in: "detection")
         if output == nil && !json { throw ValidationError("give -o DIR for the pictures, --json for the detections, or both") }
     }
 

@@ -98,6 +98,8 @@ struct Embed: ParsableCommand {
     func runCLIP(_ folder: URL) throws {
         modelOptions.imageLimit.apply()
         let clip = try CLIPModel.load(folder)
+        // CLIP embeds in fp32 (as open_clip), or with int8 linear layers when asked.
+        if modelOptions.precision == .int8 { Precision.int8.quantize(clip) }
         if tokens { throw CommandFailure("--tokens is for ViT classifiers; a CLIP gives one embedding per image or text") }
         let size = batchAlias ?? batchSize
         try clip.config.checkMemory(batchSize: size)

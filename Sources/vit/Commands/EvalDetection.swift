@@ -61,6 +61,7 @@ extension Eval {
         guard detr.config.classCount == categories.count else {
             throw CommandFailure("the model has \(detr.config.classCount) classes, the annotations \(categories.count) categories")
         }
+        try Precision.refuseInt8(modelOptions.precision, in: "detection")
         let chosen = Precision.decideAndSay(modelOptions.precision)
         let preprocessing = DETRPreprocessing(detr.config)
         let bar = ProgressBar(total: truth.images.count, unit: "img")

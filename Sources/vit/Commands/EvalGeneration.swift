@@ -20,6 +20,7 @@ extension Eval {
         if c.classCount > 0, images.classNames.count != c.classCount {
             throw CommandFailure("the model is conditioned on \(c.classCount) classes, \(data) has \(images.classNames.count)")
         }
+        try Precision.refuseInt8(modelOptions.precision, in: "generation")
         let precision = Precision.decideAndSay(modelOptions.precision)
         let bar = ProgressBar(total: images.count, unit: "img")
         var done = 0

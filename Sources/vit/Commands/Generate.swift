@@ -30,6 +30,7 @@ struct Generate: ParsableCommand {
     @Option(name: .shortAndLong, help: "The grid PNG to write.") var output = "samples.png"
 
     func validate() throws {
+        try Precision.refuseInt8(precision, in: "generation")
         if count < 1 { throw ValidationError("-n must be at least 1") }
         if !(temperature > 0 && temperature.isFinite) { throw ValidationError("--temperature must be a positive number") }
         if let columns, columns < 1 { throw ValidationError("--columns must be at least 1") }

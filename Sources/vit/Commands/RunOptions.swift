@@ -36,6 +36,7 @@ struct RunOptions<R: Recipe>: ParsableArguments {
     /// fields that `flags` turns into these options.
     func validate() throws {
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be at least 1, got \(maxSteps)") }
+        try Precision.refuseInt8(precision, in: "training")
     }
 
     /// The option of each recipe field every training command shares.

@@ -66,6 +66,7 @@ struct Serve: ParsableCommand {
             if CLIPModel.isCLIPFolder(path) {
                 // CLIP keeps float32 weights; --precision bf16 runs its matrix products in bf16, as vit zeroshot's.
                 let clip = try CLIPModel.load(path)
+                chosen.precision.quantize(clip)
                 let tokenizer = try CLIPTokenizer.forModel(in: path, vocabularySize: clip.config.vocabSize)
                 let kind = ServedModel.Kind.clip(ServedCLIP(model: clip, tokenizer: tokenizer, precision: chosen.precision.dtype))
                 served.append(ServedModel(name: parts[0], kind: kind, settings: settings))
@@ -75,6 +76,7 @@ struct Serve: ParsableCommand {
             var loader = CheckpointLoader()
             loader.weightDType = chosen.precision.dtype
             let classifier = Classifier(model: try loader.loadModel(path), precision: chosen.precision)
+            chosen.precision.quantize(classifier.model)
             served.append(ServedModel(name: parts[0], kind: .classifier(classifier), settings: settings))
             printError("\(parts[0]): \(parts[1]) (\(classifier.labels.count) classes)")
         }

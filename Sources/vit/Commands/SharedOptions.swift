@@ -5,6 +5,7 @@ import Datasets
 import Foundation
 import Images
 import Inference
+import NN
 import Tensors
 import Training
 import ViT
@@ -75,6 +76,25 @@ extension Precision: ExpressibleByArgument {
         return chosen
     }
 
+    /// Refuses `--precision int8` where `what` has no int8 path: training (int8 is inference only), detection and
+    /// generation.
+    static func refuseInt8(_ asked: Precision?, in what: String) throws {
+        guard asked == .int8 else { return }
+        throw ValidationError(
+            "--precision int8 is for classifiers and CLIP at inference (predict, eval, embed, zeroshot, serve, bench model); \(what) computes in fp32 or bf16"
+        )
+    }
+
+    /// `model`'s linear layers to int8 when `self` is int8 (`Module.quantizeLinearWeights()`), with the line that
+    /// says so.
+    func quantize(_ model: Module) {
+        guard quantizesLinearLayers else { return }
+        let layers = model.quantizeLinearWeights()
+        printError(
+            "precision: int8 products in \(layers) linear layers (weights per output channel, activations per tensor, quantised as they come); the rest in fp32"
+        )
+    }
+
     /// A training run's line on mixed precision (nothing for fp32), with the warning a CPU without bf16 kernels calls
     /// for.
     static func noteMixedPrecision(_ precision: Precision) {
@@ -137,7 +157,9 @@ struct ModelOptions: ParsableArguments {
             // bf16 covers the matrix products (attention, MLPs, heads); the convolutions always compute in float32.
             printError("precision: the convolutions run in fp32")
         }
-        return Classifier(model: model, overrides: overrides, precision: chosen.precision)
+        let classifier = Classifier(model: model, overrides: overrides, precision: chosen.precision)
+        chosen.precision.quantize(model)
+        return classifier
     }
 }
 

@@ -67,6 +67,7 @@ struct ZeroShot: ParsableCommand {
         let (files, missing) = try imageFiles(images)
         let (chosen, why) = Precision.decide(asked: precision, default: .fp32)
         printError("precision: \(chosen) (\(why))")
+        chosen.quantize(clip)
         var failed = missing
         let transform = clip.transform
         for batch in BatchLoader(files: files, batchSize: batchSize, transform: { transform($0) }) {

@@ -1,0 +1,92 @@
+import CQuantization
+import Foundation
+
+/// int8 inference (`--precision int8`), as ONNX Runtime's dynamic quantisation: no calibration. A linear layer's
+/// weight [out, in] is rounded once to int8 with one symmetric scale per output channel; at each product the
+/// activations are rounded to int8 with one symmetric scale for the whole tensor, measured on the spot; the int32
+/// accumulator comes back as float32:
+///
+///     y[m, n] = (Σ_k qx[m, k] · qw[n, k]) · weightScale[n] · activationScale + bias[n]   (then the fused activation)
+///
+/// Everything between the products (LayerNorm, softmax, attention's own products, residual sums) stays float32.
+/// The backends take this path for any `matmul` whose right operand is a weight with `quantized` set, read as
+/// [in, out] (x · Wᵀ: what `linear` asks); activations that are not all finite take the float32 path instead, so a
+/// NaN goes on as it would in fp32.
+public final class QuantizedWeight: @unchecked Sendable {
+    /// The weight rounded to int8, [out, in] as the float weight is laid out.
+    public let values: [Int8]
+    /// One scale per output channel: max |w[n, :]| / 127 (0 for a row of zeros).
+    public let scales: [Float]
+    public let outFeatures: Int, inFeatures: Int
+
+    /// Per output channel, symmetric: qw[n, k] = round(w[n, k] · 127 / max |w[n, :]|), ties to even. Nil when a
+    /// value is not finite (the layer then stays float32).
+    init?(_ weight: Tensor) {
+        precondition(weight.rank == 2 && weight.dtype == .float32, "quantising needs a float32 [out, in] weight, got \(weight.shape)")
+        let (rows, columns) = (weight.shape[0], weight.shape[1])
+        let source = weight.pointer
+        var values = [Int8](repeating: 0, count: rows * columns), scales = [Float](repeating: 0, count: rows)
+        for row in 0..<rows {
+            let start = source + row * columns
+            let largest = sv_abs_max(start, columns)
+            guard largest.isFinite else { return nil }
+            guard largest > 0 else { continue }
+            scales[row] = largest / 127
+            values.withUnsafeMutableBufferPointer { sv_quantize_s8(start, $0.baseAddress! + row * columns, columns, 127 / largest) }
+        }
+        (self.values, self.scales, outFeatures, inFeatures) = (values, scales, rows, columns)
+    }
+
+    /// The dequantised weight, [out, in]: what the products compute with, for tests and error reports.
+    public var dequantized: Tensor {
+        let out = Tensor(uninitializedShape: [outFeatures, inFeatures])
+        for n in 0..<outFeatures {
+            for k in 0..<inFeatures { out.pointer[n * inFeatures + k] = Float(values[n * inFeatures + k]) * scales[n] }
+        }
+        return out
+    }
+
+    /// What a backend keeps per weight (its packed copies and primitives, which bake in `scales`), by its own keys.
+    private var backendState: [String: AnyObject] = [:]
+    private let lock = NSLock()
+
+    func backendState<T: AnyObject>(_ key: String, make: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        if let state = backendState[key] as? T { return state }
+        let made = make()
+        backendState[key] = made
+        return made
+    }
+}
+
+/// The per-product half of dynamic quantisation, shared by the backends so that both round the same way.
+public enum DynamicQuantization {
+    /// The scale of activations whose largest magnitude is `absMax` (and its inverse, which the rounding multiplies
+    /// by): absMax / 127, 1 for all zeros, nil when absMax is not finite.
+    public static func scale(absMax: Float) -> (scale: Float, inverse: Float)? {
+        guard absMax.isFinite else { return nil }
+        guard absMax > 0 else { return (1, 1) }
+        return (absMax / 127, 127 / absMax)
+    }
+
+    /// Whether `matmul(a, b, …)` takes the int8 path: b a quantised weight read transposed, a float32 rows.
+    static func applies(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?) -> QuantizedWeight? {
+        guard let quantized = b.quantized, transposeB, !transposeA, a.dtype == .float32, a.count > 0,
+            a.shape.last == quantized.inFeatures, bias == nil || bias?.dtype == .float32
+        else { return nil }
+        return quantized
+    }
+}
+
+extension Tensor {
+    /// Rounds this weight ([out, in], float32, frozen for inference) to int8 once, for `--precision int8`: every
+    /// `linear` on it then runs as an int8 product (`QuantizedWeight`). The float32 values stay, for what reads
+    /// them otherwise (a non-finite input, export). Returns whether it was quantised (not when a value is not finite).
+    @discardableResult
+    public func quantizeForInference() -> Bool {
+        precondition(isFrozenForInference, "quantizeForInference() on a weight that is not frozen for inference")
+        if quantized == nil { quantized = QuantizedWeight(self) }
+        return quantized != nil
+    }
+}
