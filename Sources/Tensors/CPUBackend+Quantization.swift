@@ -70,24 +70,35 @@ extension CPUBackend {
         }
     }
 
-    /// a [M, K] (float32) · quantised bᵀ + bias, with `activation`; nil when a holds a value that is not finite.
+    /// a [S, ..., K] (float32) · quantised bᵀ + bias, with `activation`, one activation scale per sample (entry of
+    /// a's first axis) and so one product per sample; nil when a holds a value that is not finite.
     func quantizedProduct(_ a: Tensor, _ weight: QuantizedWeight, bias: Tensor?, activation: UnaryOp?) -> Tensor? {
-        let (m, k, n) = (a.shape[0], a.shape[1], weight.outFeatures)
-        guard case (var scale, let inverse)? = DynamicQuantization.scale(absMax: sv_abs_max(a.pointer, a.count)) else { return nil }
-        let activations = UnsafeMutablePointer<Int8>.allocate(capacity: m * k)  // [M, K] int8
+        let (k, n) = (weight.inFeatures, weight.outFeatures)
+        let samples = a.shape[0], rows = a.count / k / samples, length = rows * k  // each sample: [rows, K]
+        var scales = [Float](repeating: 0, count: samples)
+        let activations = UnsafeMutablePointer<Int8>.allocate(capacity: a.count)  // a's shape, int8
         defer { activations.deallocate() }
-        sv_quantize_s8(a.pointer, activations, m * k, inverse)
-        let kernel = weight.backendState("cpu \(m) bias:\(bias != nil) act:\(String(describing: activation))") {
-            QuantizedKernel(weight, rows: m, hasBias: bias != nil, activation: activation, epilogue: eltwiseAlgorithm)
+        for sample in 0..<samples {
+            let start = a.pointer + sample * length
+            guard let (scale, inverse) = DynamicQuantization.scale(absMax: sv_abs_max(start, length)) else { return nil }
+            sv_quantize_s8(start, activations + sample * length, length, inverse)
+            scales[sample] = scale
         }
-        let out = Tensor(uninitializedShape: [m, n])
-        withUnsafeMutablePointer(to: &scale) { scalePointer in
-            var args = [
-                (Arg.src, kernel.source, UnsafeMutableRawPointer(activations)), (Arg.weights, kernel.packed.desc, kernel.packed.pointer),
-                (Arg.dst, kernel.destination, out.raw), (Arg.postOp(0), kernel.scalar, UnsafeMutableRawPointer(scalePointer))
-            ]
-            if let bias { args.append((Arg.postOp(1), kernel.bias, bias.raw)) }
-            OneDNN.execute(kernel.primitive.primitive, args)
+        let kernel = weight.backendState("cpu \(rows) bias:\(bias != nil) act:\(String(describing: activation))") {
+            QuantizedKernel(weight, rows: rows, hasBias: bias != nil, activation: activation, epilogue: eltwiseAlgorithm)
+        }
+        let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n])
+        scales.withUnsafeMutableBufferPointer { scales in
+            for sample in 0..<samples {
+                var args = [
+                    (Arg.src, kernel.source, UnsafeMutableRawPointer(activations + sample * length)),
+                    (Arg.weights, kernel.packed.desc, kernel.packed.pointer),
+                    (Arg.dst, kernel.destination, out.raw + sample * rows * n * 4),
+                    (Arg.postOp(0), kernel.scalar, UnsafeMutableRawPointer(scales.baseAddress! + sample))
+                ]
+                if let bias { args.append((Arg.postOp(1), kernel.bias, bias.raw)) }
+                OneDNN.execute(kernel.primitive.primitive, args)
+            }
         }
         return out
     }

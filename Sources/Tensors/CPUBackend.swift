@@ -20,6 +20,11 @@ public final class CPUBackend: Backend {
         activation: UnaryOp?
     ) -> Tensor {
         precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank >= 2 operands, got \(a.shape) and \(b.shape)")
+        if let quantized = DynamicQuantization.applies(a, b, transposeA: transposeA, transposeB: transposeB, bias: bias),
+            let out = quantizedProduct(a, quantized, bias: bias, activation: activation)
+        {
+            return out
+        }
         // A 2-D right operand (a weight) against a batched left one: fold the batch into M, one big product.
         if b.rank == 2 && a.rank > 2 && !transposeA {
             let lead = Array(a.shape.dropLast())
@@ -27,11 +32,6 @@ public final class CPUBackend: Backend {
                 a.rawView([lead.reduce(1, *), a.shape[a.rank - 1]]), b, transposeA: false,
                 transposeB: transposeB, bias: bias, activation: activation)
             return out.rawView(lead + [out.shape[1]])
-        }
-        if let quantized = DynamicQuantization.applies(a, b, transposeA: transposeA, transposeB: transposeB, bias: bias), a.rank == 2,
-            let out = quantizedProduct(a, quantized, bias: bias, activation: activation)
-        {
-            return out
         }
         precondition(a.dtype == b.dtype, "matmul of \(a.dtype) by \(b.dtype): cast one of them")
         if widensBFloat16(a, b, bias) {

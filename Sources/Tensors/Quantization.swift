@@ -3,11 +3,13 @@ import Foundation
 
 /// int8 inference (`--precision int8`), as ONNX Runtime's dynamic quantisation: no calibration. A linear layer's
 /// weight [out, in] is rounded once to int8 with one symmetric scale per output channel; at each product the
-/// activations are rounded to int8 with one symmetric scale for the whole tensor, measured on the spot; the int32
-/// accumulator comes back as float32:
+/// activations are rounded to int8 with one symmetric scale per sample (an entry of their first axis: an image's
+/// tokens, a text's), measured on the spot; the int32 accumulator comes back as float32:
 ///
-///     y[m, n] = (Σ_k qx[m, k] · qw[n, k]) · weightScale[n] · activationScale + bias[n]   (then the fused activation)
+///     y[s, m, n] = (Σ_k qx[s, m, k] · qw[n, k]) · weightScale[n] · activationScale[s] + bias[n]   (then the activation)
 ///
+/// One scale per sample rather than per batch (ONNX Runtime's choice) keeps an image's result independent of the
+/// images batched with it, which a server batching requests as they come needs.
 /// Everything between the products (LayerNorm, softmax, attention's own products, residual sums) stays float32.
 /// The backends take this path for any `matmul` whose right operand is a weight with `quantized` set, read as
 /// [in, out] (x · Wᵀ: what `linear` asks); activations that are not all finite take the float32 path instead, so a

@@ -118,24 +118,30 @@ public final class ReferenceBackend: Backend {
         return make(batch + [m, n], a.dtype, out)
     }
 
-    /// The int8 product of `QuantizedWeight`, written out: a [..., K] · bᵀ with a rounded as the CPU backend rounds
-    /// it; nil when a holds a value that is not finite.
+    /// The int8 product of `QuantizedWeight`, written out: a [S, ..., K] · bᵀ with each sample (entry of the first
+    /// axis) rounded as the CPU backend rounds it; nil when a holds a value that is not finite.
     private func quantizedProduct(_ a: Tensor, _ weight: QuantizedWeight, bias: Tensor?, activation: UnaryOp?) -> Tensor? {
         let (k, n) = (weight.inFeatures, weight.outFeatures), m = a.count / k
         let av = a.toArray(), biasValues = bias?.toArray()
-        var largest: Float = 0
-        for x in av {
-            guard x.isFinite else { return nil }
-            largest = Swift.max(largest, Swift.abs(x))
+        let samples = a.shape[0], rowsPerSample = m / samples
+        var scales: [Float] = [], qa: [Int32] = []
+        for sample in 0..<samples {
+            let values = av[(sample * rowsPerSample * k)..<((sample + 1) * rowsPerSample * k)]
+            var largest: Float = 0
+            for x in values {
+                guard x.isFinite else { return nil }
+                largest = Swift.max(largest, Swift.abs(x))
+            }
+            guard let (scale, inverse) = DynamicQuantization.scale(absMax: largest) else { return nil }
+            scales.append(scale)
+            qa += values.map { Int32(($0 * inverse).rounded(.toNearestOrEven)) }
         }
-        guard let (scale, inverse) = DynamicQuantization.scale(absMax: largest) else { return nil }
-        let qa = av.map { Int32(($0 * inverse).rounded(.toNearestOrEven)) }
         var out = [Float](repeating: 0, count: m * n)
         for i in 0..<m {
             for j in 0..<n {
                 var sum: Int32 = 0
                 for l in 0..<k { sum += qa[i * k + l] * Int32(weight.values[j * k + l]) }
-                var y = Float(sum) * weight.scales[j] * scale
+                var y = Float(sum) * weight.scales[j] * scales[i / rowsPerSample]
                 if let biasValues { y += biasValues[j] }
                 out[i * n + j] = activation.map { Self.apply($0, y) } ?? y
             }

@@ -105,6 +105,20 @@ import TestSupport
         #expect(out.toArray() == bias.toArray() + bias.toArray())
     }
 
+    /// Each sample (entry of the first axis) has its own activation scale: a quiet image batched with a loud one
+    /// comes out exactly as alone, in both backends.
+    @Test func eachSampleIsQuantisedOnItsOwn() {
+        let weight = quantizedWeight([8, 32], seed: 14), bias = random([8], seed: 17)
+        let quiet = random([1, 5, 32], seed: 15, scale: 1e-3), loud = random([1, 5, 32], seed: 16, scale: 10)
+        for backend: any Backend in [fast, reference] {
+            let together = backend.matmul(
+                backend.concat([quiet, loud], axis: 0), weight, transposeA: false, transposeB: true, bias: bias, activation: nil)
+            let alone = backend.matmul(quiet, weight, transposeA: false, transposeB: true, bias: bias, activation: nil)
+            #expect(together.shape == [2, 5, 8])
+            #expect(Array(together.toArray()[0..<40]) == alone.toArray())
+        }
+    }
+
     /// The activation scale is measured per call: the same kernel on inputs a thousand times apart.
     @Test func theActivationScaleFollowsEachInput() {
         let weight = quantizedWeight([8, 32], seed: 12)
