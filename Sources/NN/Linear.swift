@@ -24,15 +24,16 @@ public final class Linear: Module {
 
 extension Module {
     /// `--precision int8`: every `Linear` below this module gets an int8 copy of its weight (`QuantizedWeight`:
-    /// per output channel, symmetric), so its products run in int8 with activations quantised per call. Weights
-    /// used otherwise (embedding tables, convolution kernels, a projection read by `matmul`) stay float32. Returns
-    /// how many layers were quantised. For inference only: the weights are frozen.
+    /// per output channel, symmetric), so its products run in int8 with activations quantised per call, giving
+    /// `outputDType` (`Precision.int8OutputDType` is what the commands pass). Weights used otherwise (embedding
+    /// tables, convolution kernels, a projection read by `matmul`) stay float32. Returns how many layers were
+    /// quantised. For inference only: the weights are frozen.
     @discardableResult
-    public func quantizeLinearWeights() -> Int {
+    public func quantizeLinearWeights(outputDType: DType = Precision.int8OutputDType) -> Int {
         var count = 0
         for case let linear as Linear in modules() where linear.weight.dtype == .float32 {
             linear.weight.freezeForInference()
-            if linear.weight.quantizeForInference() { count += 1 }
+            if linear.weight.quantizeForInference(outputDType: outputDType) { count += 1 }
         }
         return count
     }

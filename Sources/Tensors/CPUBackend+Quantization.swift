@@ -32,7 +32,7 @@ extension CPUBackend {
                 return md
             }
             source = desc([rows, k], dnnl_s8)
-            destination = desc([rows, n], dnnl_f32)
+            destination = desc([rows, n], weight.outputDType.dnnl)
             scalar = desc([1, 1], dnnl_f32)
             bias = desc([1, n], dnnl_f32)
             let what = "int8 matmul [\(rows), \(k)] x [\(k), \(n)]"
@@ -70,7 +70,7 @@ extension CPUBackend {
         }
     }
 
-    /// a [S, ..., K] (float32) · quantised bᵀ + bias, with `activation`, one activation scale per sample (entry of
+    /// a [S, ..., K] (float32 or bfloat16) · quantised bᵀ + bias, with `activation`, one activation scale per sample (entry of
     /// a's first axis) and so one product per sample; nil when a holds a value that is not finite.
     func quantizedProduct(_ a: Tensor, _ weight: QuantizedWeight, bias: Tensor?, activation: UnaryOp?) -> Tensor? {
         let (k, n) = (weight.inFeatures, weight.outFeatures)
@@ -78,22 +78,28 @@ extension CPUBackend {
         var scales = [Float](repeating: 0, count: samples)
         let activations = UnsafeMutablePointer<Int8>.allocate(capacity: a.count)  // a's shape, int8
         defer { activations.deallocate() }
+        let bfloat16 = a.raw.assumingMemoryBound(to: UInt16.self)  // read only when a is bfloat16
         for sample in 0..<samples {
-            let start = a.pointer + sample * length
-            guard let (scale, inverse) = DynamicQuantization.scale(absMax: sv_abs_max(start, length)) else { return nil }
-            sv_quantize_s8(start, activations + sample * length, length, inverse)
+            let offset = sample * length
+            let largest = a.dtype == .float32 ? sv_abs_max(a.pointer + offset, length) : sv_abs_max_bf16(bfloat16 + offset, length)
+            guard let (scale, inverse) = DynamicQuantization.scale(absMax: largest) else { return nil }
+            if a.dtype == .float32 {
+                sv_quantize_s8(a.pointer + offset, activations + offset, length, inverse)
+            } else {
+                sv_quantize_s8_bf16(bfloat16 + offset, activations + offset, length, inverse)
+            }
             scales[sample] = scale
         }
         let kernel = weight.backendState("cpu \(rows) bias:\(bias != nil) act:\(String(describing: activation))") {
             QuantizedKernel(weight, rows: rows, hasBias: bias != nil, activation: activation, epilogue: eltwiseAlgorithm)
         }
-        let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n])
+        let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n], dtype: weight.outputDType)
         scales.withUnsafeMutableBufferPointer { scales in
             for sample in 0..<samples {
                 var args = [
                     (Arg.src, kernel.source, UnsafeMutableRawPointer(activations + sample * length)),
                     (Arg.weights, kernel.packed.desc, kernel.packed.pointer),
-                    (Arg.dst, kernel.destination, out.raw + sample * rows * n * 4),
+                    (Arg.dst, kernel.destination, out.raw + sample * rows * n * out.dtype.byteSize),
                     (Arg.postOp(0), kernel.scalar, UnsafeMutableRawPointer(scales.baseAddress! + sample))
                 ]
                 if let bias { args.append((Arg.postOp(1), kernel.bias, bias.raw)) }

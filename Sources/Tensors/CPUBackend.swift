@@ -20,10 +20,9 @@ public final class CPUBackend: Backend {
         activation: UnaryOp?
     ) -> Tensor {
         precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank >= 2 operands, got \(a.shape) and \(b.shape)")
-        if let quantized = DynamicQuantization.applies(a, b, transposeA: transposeA, transposeB: transposeB, bias: bias),
-            let out = quantizedProduct(a, quantized, bias: bias, activation: activation)
-        {
-            return out
+        if let quantized = DynamicQuantization.applies(a, b, transposeA: transposeA, transposeB: transposeB, bias: bias) {
+            return quantizedProduct(a, quantized, bias: bias, activation: activation)
+                ?? productWithoutQuantization(a, b, quantized, bias: bias, activation: activation)
         }
         // A 2-D right operand (a weight) against a batched left one: fold the batch into M, one big product.
         if b.rank == 2 && a.rank > 2 && !transposeA {

@@ -14,6 +14,10 @@ public enum Precision: String, Codable, CaseIterable, Sendable, CustomStringConv
     /// Whether the linear layers run int8 products (`Module.quantizeLinearWeights()`).
     public var quantizesLinearLayers: Bool { self == .int8 }
 
+    /// What int8 products give, and so what runs between them (attention's products and softmax) computes in: bf16
+    /// where the CPU multiplies it natively (OpenVINO runs what it leaves unquantised so too), else float32.
+    public static var int8OutputDType: DType { cpuHasBFloat16 ? .bfloat16 : .float32 }
+
     /// The precision of a recipe's `autocast` (how runs save it: nil is float32).
     public init(autocast: DType?) { self = autocast == .bfloat16 ? .bf16 : .fp32 }
 

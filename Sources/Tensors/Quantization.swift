@@ -10,7 +10,9 @@ import Foundation
 ///
 /// One scale per sample rather than per batch (ONNX Runtime's choice) keeps an image's result independent of the
 /// images batched with it, which a server batching requests as they come needs.
-/// Everything between the products (LayerNorm, softmax, attention's own products, residual sums) stays float32.
+/// The product takes float32 or bfloat16 activations and gives `outputDType`: float32, or bfloat16 where the CPU
+/// multiplies bf16 natively, so that what runs between the int8 products (attention's own products and softmax)
+/// runs at the bf16 rate while LayerNorm and the residual stream stay float32, as bf16 inference does.
 /// The backends take this path for any `matmul` whose right operand is a weight with `quantized` set, read as
 /// [in, out] (x · Wᵀ: what `linear` asks); activations that are not all finite take the float32 path instead, so a
 /// NaN goes on as it would in fp32.
@@ -20,10 +22,12 @@ public final class QuantizedWeight: @unchecked Sendable {
     /// One scale per output channel: max |w[n, :]| / 127 (0 for a row of zeros).
     public let scales: [Float]
     public let outFeatures: Int, inFeatures: Int
+    /// The dtype of the product's output.
+    public let outputDType: DType
 
     /// Per output channel, symmetric: qw[n, k] = round(w[n, k] · 127 / max |w[n, :]|), ties to even. Nil when a
     /// value is not finite (the layer then stays float32).
-    init?(_ weight: Tensor) {
+    init?(_ weight: Tensor, outputDType: DType) {
         precondition(weight.rank == 2 && weight.dtype == .float32, "quantising needs a float32 [out, in] weight, got \(weight.shape)")
         let (rows, columns) = (weight.shape[0], weight.shape[1])
         let source = weight.pointer
@@ -36,7 +40,7 @@ public final class QuantizedWeight: @unchecked Sendable {
             scales[row] = largest / 127
             values.withUnsafeMutableBufferPointer { sv_quantize_s8(start, $0.baseAddress! + row * columns, columns, 127 / largest) }
         }
-        (self.values, self.scales, outFeatures, inFeatures) = (values, scales, rows, columns)
+        (self.values, self.scales, outFeatures, inFeatures, self.outputDType) = (values, scales, rows, columns, outputDType)
     }
 
     /// The dequantised weight, [out, in]: what the products compute with, for tests and error reports.
@@ -74,21 +78,36 @@ public enum DynamicQuantization {
 
     /// Whether `matmul(a, b, …)` takes the int8 path: b a quantised weight read transposed, a float32 rows.
     static func applies(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?) -> QuantizedWeight? {
-        guard let quantized = b.quantized, transposeB, !transposeA, a.dtype == .float32, a.count > 0,
+        guard let quantized = b.quantized, transposeB, !transposeA, a.count > 0,
             a.shape.last == quantized.inFeatures, bias == nil || bias?.dtype == .float32
         else { return nil }
         return quantized
     }
 }
 
+extension Backend {
+    /// The float32 product a · weightᵀ where the int8 one cannot run (activations that are not finite), in the dtype
+    /// the int8 one gives: on a view of the weight that carries no int8 copy.
+    func productWithoutQuantization(_ a: Tensor, _ weight: Tensor, _ quantized: QuantizedWeight, bias: Tensor?, activation: UnaryOp?)
+        -> Tensor
+    {
+        let product = matmul(
+            a.dtype == .float32 ? a : a.converted(to: .float32), weight.rawView(weight.shape), transposeA: false, transposeB: true,
+            bias: bias, activation: activation)
+        return product.dtype == quantized.outputDType ? product : product.converted(to: quantized.outputDType)
+    }
+}
+
 extension Tensor {
     /// Rounds this weight ([out, in], float32, frozen for inference) to int8 once, for `--precision int8`: every
-    /// `linear` on it then runs as an int8 product (`QuantizedWeight`). The float32 values stay, for what reads
-    /// them otherwise (a non-finite input, export). Returns whether it was quantised (not when a value is not finite).
+    /// `linear` on it then runs as an int8 product (`QuantizedWeight`) giving `outputDType`. The float32 values
+    /// stay, for what reads them otherwise (a non-finite input, export). Returns whether it was quantised (not when
+    /// a value is not finite).
     @discardableResult
-    public func quantizeForInference() -> Bool {
+    public func quantizeForInference(outputDType: DType = .float32) -> Bool {
         precondition(isFrozenForInference, "quantizeForInference() on a weight that is not frozen for inference")
-        if quantized == nil { quantized = QuantizedWeight(self) }
+        if quantized?.outputDType != outputDType { quantized = QuantizedWeight(self, outputDType: outputDType) }
         return quantized != nil
     }
+
 }

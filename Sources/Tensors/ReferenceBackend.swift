@@ -85,10 +85,9 @@ public final class ReferenceBackend: Backend {
     public func matmul(
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?, activation: UnaryOp?
     ) -> Tensor {
-        if let quantized = DynamicQuantization.applies(a, b, transposeA: transposeA, transposeB: transposeB, bias: bias),
-            let out = quantizedProduct(a, quantized, bias: bias, activation: activation)
-        {
-            return out
+        if let quantized = DynamicQuantization.applies(a, b, transposeA: transposeA, transposeB: transposeB, bias: bias) {
+            return quantizedProduct(a, quantized, bias: bias, activation: activation)
+                ?? productWithoutQuantization(a, b, quantized, bias: bias, activation: activation)
         }
         let rank = Swift.max(a.rank, b.rank)
         let aShape = Shape.padded(a.shape, to: rank), bShape = Shape.padded(b.shape, to: rank)
@@ -146,7 +145,7 @@ public final class ReferenceBackend: Backend {
                 out[i * n + j] = activation.map { Self.apply($0, y) } ?? y
             }
         }
-        return make(Array(a.shape.dropLast()) + [n], .float32, out)
+        return make(Array(a.shape.dropLast()) + [n], weight.outputDType, out)
     }
 
     public func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {

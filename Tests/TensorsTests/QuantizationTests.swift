@@ -119,6 +119,30 @@ import TestSupport
         }
     }
 
+    /// bfloat16 activations in and out (what int8 gives where the CPU multiplies bf16): the same integers as from
+    /// the same values in float32, each output rounded once to bfloat16, in both backends.
+    @Test func bfloat16ActivationsInAndOut() {
+        let weight = random([40, 48], seed: 19, scale: 0.05), bias = random([40], seed: 20)
+        weight.freezeForInference()
+        #expect(weight.quantizeForInference(outputDType: .bfloat16))
+        let x = random([2, 7, 48], seed: 18).converted(to: .bfloat16), widened = x.converted(to: .float32)
+        for activation: UnaryOp? in [nil, .geluErf] {
+            let int8 = fast.matmul(x, weight, transposeA: false, transposeB: true, bias: bias, activation: activation)
+            let loops = reference.matmul(x, weight, transposeA: false, transposeB: true, bias: bias, activation: activation)
+            #expect(int8.dtype == .bfloat16 && loops.dtype == .bfloat16 && int8.shape == [2, 7, 40])
+            for (a, b) in zip(int8.toArray(), loops.toArray()) { #expect(abs(a - b) <= abs(b) / 128 + 1e-6, "\(a) vs \(b)") }
+            let fromFloat = fast.matmul(widened, weight, transposeA: false, transposeB: true, bias: bias, activation: activation)
+            #expect(fromFloat.toArray() == int8.toArray())
+        }
+        // Not finite: the float32 product, in bfloat16.
+        let plain = Tensor(weight.toArray(), shape: weight.shape)
+        widened.pointer[3] = .nan
+        let broken = widened.converted(to: .bfloat16)
+        let out = fast.matmul(broken, weight, transposeA: false, transposeB: true, bias: nil, activation: nil)
+        let float = fast.matmul(widened, plain, transposeA: false, transposeB: true, bias: nil, activation: nil).converted(to: .bfloat16)
+        #expect(out.dtype == .bfloat16 && zip(out.toArray(), float.toArray()).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) })
+    }
+
     /// The activation scale is measured per call: the same kernel on inputs a thousand times apart.
     @Test func theActivationScaleFollowsEachInput() {
         let weight = quantizedWeight([8, 32], seed: 12)

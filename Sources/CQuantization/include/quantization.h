@@ -12,3 +12,7 @@ float sv_abs_max(const float *x, size_t n);
 
 // q[i] = x[i] * inverse_scale rounded to the nearest integer (ties to even), for |x[i] * inverse_scale| <= 127.
 void sv_quantize_s8(const float *x, int8_t *q, size_t n, float inverse_scale);
+
+// The same two passes over bfloat16 values (the upper halves of float32s).
+float sv_abs_max_bf16(const uint16_t *x, size_t n);
+void sv_quantize_s8_bf16(const uint16_t *x, int8_t *q, size_t n, float inverse_scale);

@@ -90,8 +90,10 @@ extension Precision: ExpressibleByArgument {
     func quantize(_ model: Module) {
         guard quantizesLinearLayers else { return }
         let layers = model.quantizeLinearWeights()
+        let between =
+            Precision.int8OutputDType == .bfloat16 ? "attention in bf16, LayerNorm and the residual stream in fp32" : "the rest in fp32"
         printError(
-            "precision: int8 products in \(layers) linear layers (weights per output channel, activations per tensor, quantised as they come); the rest in fp32"
+            "precision: int8 products in \(layers) linear layers (weights per output channel, activations per sample, quantised as they come); \(between)"
         )
     }
 
