@@ -14,6 +14,7 @@ struct ModelBench: ParsableCommand {
 
     @Option(help: "Architecture preset.") var arch = "vit_base_patch16_224"
     @Option(help: "Images per batch.") var batchSize = 1
+    @Option(help: "Input side in pixels (default: the preset's); the position embedding is built at this size.") var imageSize: Int?
     // The spellings of earlier releases (../shared/bench/side_by_side.sh uses them), kept for one release.
     @Option(name: .customLong("preset"), help: .hidden) var presetAlias: String?
     @Option(name: .customLong("batch"), help: .hidden) var batchAlias: Int?
@@ -29,7 +30,8 @@ struct ModelBench: ParsableCommand {
     func run() throws {
         GlobalRandom.seed(0)
         let arch = presetAlias ?? self.arch, batchSize = batchAlias ?? self.batchSize
-        let config = try ViTConfig.preset(arch)
+        var config = try ViTConfig.preset(arch)
+        if let imageSize { config.imageSize = imageSize }
         let model = try VisionTransformer(config)
         model.eval()
         // Training keeps float32 weights; bf16 there is mixed precision (matrix products under Autocast), as
@@ -62,7 +64,7 @@ struct ModelBench: ParsableCommand {
         let mode = train ? "training" : "inference"
         if json {
             print(
-                "{\"arch\": \"\(arch)\", \"mode\": \"\(mode)\", \"precision\": \"\(precision.rawValue)\", \"batch_size\": \(batchSize), \"ms_per_batch\": \(format(perBatch * 1e3, 2)), \"images_per_second\": \(format(rate, 1))}"
+                "{\"arch\": \"\(arch)\", \"mode\": \"\(mode)\", \"precision\": \"\(precision.rawValue)\", \"batch_size\": \(batchSize), \"image_size\": \(config.imageSize), \"tokens\": \(config.tokenCount), \"ms_per_batch\": \(format(perBatch * 1e3, 2)), \"images_per_second\": \(format(rate, 1))}"
             )
         } else {
             print(
