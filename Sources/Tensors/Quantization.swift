@@ -4,15 +4,18 @@ import Foundation
 /// int8 inference (`--precision int8`), as ONNX Runtime's dynamic quantisation: no calibration. A linear layer's
 /// weight [out, in] is rounded once to int8 with one symmetric scale per output channel; at each product the
 /// activations are rounded to int8 with one symmetric scale per sample (an entry of their first axis: an image's
-/// tokens, a text's), measured on the spot; the int32 accumulator comes back as float32:
+/// tokens, a text's; a row of a 2-D input), measured on the spot; the int32 accumulator comes back as float32:
 ///
 ///     y[s, m, n] = (Σ_k qx[s, m, k] · qw[n, k]) · weightScale[n] · activationScale[s] + bias[n]   (then the activation)
 ///
 /// One scale per sample rather than per batch (ONNX Runtime's choice) keeps an image's result independent of the
-/// images batched with it, which a server batching requests as they come needs.
+/// images batched with it, which a server batching requests as they come needs. (oneDNN 2.6 fuses only one scale
+/// per product into its fast kernels, so each sample is its own product.)
+///
 /// The product takes float32 or bfloat16 activations and gives `outputDType`: float32, or bfloat16 where the CPU
 /// multiplies bf16 natively, so that what runs between the int8 products (attention's own products and softmax)
 /// runs at the bf16 rate while LayerNorm and the residual stream stay float32, as bf16 inference does.
+///
 /// The backends take this path for any `matmul` whose right operand is a weight with `quantized` set, read as
 /// [in, out] (x · Wᵀ: what `linear` asks); activations that are not all finite take the float32 path instead, so a
 /// NaN goes on as it would in fp32.
@@ -41,15 +44,6 @@ public final class QuantizedWeight: @unchecked Sendable {
             values.withUnsafeMutableBufferPointer { sv_quantize_s8(start, $0.baseAddress! + row * columns, columns, 127 / largest) }
         }
         (self.values, self.scales, outFeatures, inFeatures, self.outputDType) = (values, scales, rows, columns, outputDType)
-    }
-
-    /// The dequantised weight, [out, in]: what the products compute with, for tests and error reports.
-    public var dequantized: Tensor {
-        let out = Tensor(uninitializedShape: [outFeatures, inFeatures])
-        for n in 0..<outFeatures {
-            for k in 0..<inFeatures { out.pointer[n * inFeatures + k] = Float(values[n * inFeatures + k]) * scales[n] }
-        }
-        return out
     }
 
     /// What a backend keeps per weight (its packed copies and primitives, which bake in `scales`), by its own keys.
