@@ -31,10 +31,17 @@ import TestSupport
     @Test func weightsAreRoundedPerOutputChannel() throws {
         let weight = random([6, 40], seed: 1)
         for i in 0..<40 { weight.pointer[2 * 40 + i] = 0 }  // a row of zeros
+        let w = weight.toArray()
         weight.freezeForInference()
         #expect(weight.quantizeForInference())
         let quantized = try #require(weight.quantized)
-        let w = weight.toArray()
+        // The float32 memory went back to the system; read again, the values are the int8 ones dequantised.
+        #expect(!weight.storage.isResident)
+        let dequantized = weight.toArray()
+        #expect(weight.storage.isResident)
+        for n in 0..<6 {
+            for k in 0..<40 { #expect(dequantized[n * 40 + k] == Float(quantized.values[n * 40 + k]) * quantized.scales[n]) }
+        }
         for n in 0..<6 {
             let row = Array(w[n * 40..<(n + 1) * 40]), values = quantized.values[n * 40..<(n + 1) * 40]
             let largest = row.map(abs).max()!
