@@ -23,7 +23,7 @@ struct ModelBench: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
     @Option(
         help:
-            "Compute precision (inference default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32; --train default: fp32, bf16 is mixed precision)."
+            "Compute precision (inference default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32; --train default: fp32, bf16 is mixed precision); int8 runs the linear layers as int8 products (dynamic quantisation, inference only)."
     )
     var precision: Precision?
 

@@ -32,7 +32,10 @@ struct Serve: ParsableCommand {
     @Option(help: "The largest request body in bytes (413 beyond).") var maxBodyBytes = 16 << 20
     @Option(help: "Seconds after SIGTERM or Ctrl-C to finish the requests in flight; then the server exits anyway.")
     var drainTimeout = 30.0
-    @Option(help: "Compute precision (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32).") var precision: Precision?
+    @Option(
+        help:
+            "Compute precision (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32); int8 runs the linear layers as int8 products (dynamic quantisation, inference only)."
+    ) var precision: Precision?
     @OptionGroup var imageLimit: ImageLimitOptions
 
     func validate() throws {

@@ -134,7 +134,10 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Normalisation std, R,G,B (default: the checkpoint's).")
     var std: ChannelTriple?
 
-    @Option(help: "Compute precision (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32).")
+    @Option(
+        help:
+            "Compute precision (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32); int8 runs the linear layers as int8 products (dynamic quantisation, inference only)."
+    )
     var precision: Precision?
 
     @OptionGroup var imageLimit: ImageLimitOptions

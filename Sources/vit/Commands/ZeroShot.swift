@@ -27,7 +27,7 @@ struct ZeroShot: ParsableCommand {
     @Option(help: "Images per batch (as vit predict).") var batchSize = 8
     @Option(
         help:
-            "Compute precision (default: fp32, as CLIP was published; bf16 runs the towers' matrix products in bfloat16, as train-clip --precision bf16)."
+            "Compute precision (default: fp32, as CLIP was published; bf16 runs the towers' matrix products in bfloat16, as train-clip --precision bf16); int8 runs the linear layers as int8 products (dynamic quantisation, inference only)."
     )
     var precision: Precision?
     @Flag(help: "One JSON object per line per image.") var json = false
