@@ -79,7 +79,7 @@ public enum DynamicQuantization {
 
     /// Whether `matmul(a, b, …)` takes the int8 path: b a quantised weight read transposed, a float32 rows.
     static func applies(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, bias: Tensor?) -> QuantizedWeight? {
-        guard let quantized = b.quantized, transposeB, !transposeA, a.count > 0,
+        guard let quantized = b.quantized, transposeB, !transposeA, a.count > 0, quantized.outFeatures > 0,
             a.shape.last == quantized.inFeatures, bias == nil || bias?.dtype == .float32
         else { return nil }
         return quantized
